@@ -1,0 +1,551 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The data plane. Each proxied connection is two links, one per stream, and
+// each link is one goroutine (its reader) plus, only while bytes wait for a
+// due time, a second one (its writer):
+//
+//	no toxic:  src ──splice (kernel to kernel)──▶ dst
+//
+//	toxics:    src ─read─▶ chunk ─▶ toxic 1 … toxic n ─▶ batch ─┬─ due now, queue empty ─▶ write ─▶ dst
+//	                                (compute due times,         └─ later ─▶ queue ─▶ writer ─▶ dst
+//	                                 split, drop, end)
+//
+// Toxics are not goroutines: each one rewrites a batch (pieces of the chunk,
+// each with the time it may be written, and how the stream ends), so a link
+// with any number of toxics costs the same two goroutines, and an idle link
+// holds no buffer: the reader takes one from a pool only when the socket is
+// readable. The queue keeps batches in order, so bytes are never reordered.
+//
+// A change of toxics is published to the link (pending) and the reader is
+// woken by an expired read deadline; it adopts the new chain at a chunk
+// boundary, before reading more. Every byte read after the change goes
+// through the new chain; none is lost or duplicated, because a read that is
+// interrupted by a deadline has taken nothing from the socket.
+
+// chunkSize is the most one read takes when toxics are active.
+const chunkSize = 64 << 10
+
+// queueLimit bounds the bytes a link holds for later writing; past it the
+// reader stops reading, which pushes back on the sender as TCP does.
+const queueLimit = 8 << 20
+
+// inlineSlack is how early a piece may be written inline rather than queued.
+const inlineSlack = 50 * time.Microsecond
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// farFuture is the due time of bytes held until a toxic is removed
+// (bandwidth with rate 0).
+var farFuture = time.Unix(1<<40, 0)
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+type endKind uint8
+
+const (
+	endNone  endKind = iota
+	endEOF           // pass the end of stream on: half-close dst
+	endClose         // close the whole connection
+	endReset         // close the whole connection with RST
+)
+
+type piece struct {
+	data []byte
+	due  time.Time
+}
+
+// batch is what one read becomes after the toxics.
+type batch struct {
+	buf     *[]byte // pooled; released once written
+	pieces  []piece
+	end     endKind
+	endDue  time.Time
+	flushed atomic.Bool // a toxic was removed: write now, whatever the due times
+}
+
+func (b *batch) lastDue() time.Time {
+	d := b.endDue
+	for _, p := range b.pieces {
+		if p.due.After(d) {
+			d = p.due
+		}
+	}
+	return d
+}
+
+func (b *batch) release() {
+	if b.buf != nil {
+		bufPool.Put(b.buf)
+		b.buf = nil
+	}
+	b.pieces = nil
+}
+
+// toxicState is one toxic's state on one link.
+type toxicState struct {
+	entry    *toxicEntry
+	active   bool      // toxicity drawn for this link
+	next     time.Time // bandwidth, slicer: when the next piece may start
+	passed   int64     // limit_data
+	deadline time.Time // timeout: close when reached
+	fired    bool      // reset_peer
+}
+
+type link struct {
+	c        *conn
+	stream   Stream
+	src, dst *net.TCPConn
+	srcRaw   syscall.RawConn
+
+	// pending is the newest chain published by the proxy and not yet
+	// adopted by the reader; wake interrupts the reader's waits.
+	pending atomic.Pointer[chain]
+	wake    chan struct{}
+
+	// Owned by the reader goroutine.
+	chain   *chain
+	states  []*toxicState
+	closeAt time.Time // earliest timeout deadline, zero if none
+
+	q queue
+
+	received, sent counter
+}
+
+// publish hands a new chain to the link and wakes its reader.
+func (l *link) publish(ch *chain) {
+	l.pending.Store(ch)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	_ = l.src.SetReadDeadline(aLongTimeAgo)
+}
+
+// adopt switches the reader to the pending chain, if there is one.
+func (l *link) adopt() {
+	// Loop: a publish that lands between the swap and the deadline reset
+	// below leaves pending set, and is adopted on the next turn.
+	for {
+		ch := l.pending.Swap(nil)
+		if ch == nil {
+			return
+		}
+		l.adoptChain(ch)
+		_ = l.src.SetReadDeadline(l.closeAt)
+	}
+}
+
+func (l *link) adoptChain(ch *chain) {
+	old := l.states
+	l.states = make([]*toxicState, 0, len(ch.toxics))
+	now := time.Now()
+	changed := false
+	for _, e := range ch.toxics {
+		var st *toxicState
+		for i, o := range old {
+			if o != nil && o.entry.serial == e.serial {
+				st, old[i] = o, nil
+				break
+			}
+		}
+		switch {
+		case st == nil:
+			st = &toxicState{entry: e, active: e.draw(l.c.p.rand)}
+			st.arm(now)
+		case st.entry != e: // updated: draw again, keep counts
+			changed = true
+			st.entry = e
+			st.active = e.draw(l.c.p.rand)
+			st.fired = false
+			st.arm(now)
+		}
+		l.states = append(l.states, st)
+	}
+	for _, o := range old {
+		if o == nil {
+			continue
+		}
+		changed = true
+		if _, ok := o.entry.Effect.(Timeout); ok && o.active {
+			// What a timeout held is gone: the connection closes, as in Toxiproxy.
+			l.c.close()
+		}
+	}
+	if changed {
+		l.q.flush()
+	}
+	l.chain = ch
+	l.updateCloseAt()
+}
+
+func (st *toxicState) arm(now time.Time) {
+	st.deadline = time.Time{}
+	if t, ok := st.entry.Effect.(Timeout); ok && st.active && t.Timeout > 0 {
+		st.deadline = now.Add(t.Timeout)
+	}
+}
+
+func (l *link) updateCloseAt() {
+	l.closeAt = time.Time{}
+	for _, st := range l.states {
+		if !st.deadline.IsZero() && (l.closeAt.IsZero() || st.deadline.Before(l.closeAt)) {
+			l.closeAt = st.deadline
+		}
+	}
+}
+
+func (l *link) hasActive() bool {
+	for _, st := range l.states {
+		if st.active {
+			return true
+		}
+	}
+	return false
+}
+
+// run is the link's reader goroutine. It returns when the stream ended or
+// the connection closed.
+func (l *link) run() {
+	defer l.c.linkDone(l)
+	defer l.q.wait(l.c)
+	for {
+		l.adopt()
+		if l.c.isClosed() {
+			return
+		}
+		var done bool
+		if !l.hasActive() && l.q.idle() {
+			done = l.splice()
+		} else {
+			done = l.step()
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// splice copies kernel to kernel until the stream ends (true) or a change
+// of toxics interrupts it (false).
+func (l *link) splice() bool {
+	n, err := l.dst.ReadFrom(l.src)
+	l.received.Add(n)
+	l.sent.Add(n)
+	switch {
+	case err == nil: // end of stream
+		l.endStream()
+		return true
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		l.rearm()
+		return false
+	}
+	l.c.close()
+	return true
+}
+
+// rearm restores the read deadline after an interruption that no pending
+// change explains (a publish that the reader had already adopted). If a
+// change is published meanwhile, the next adopt sees it.
+func (l *link) rearm() {
+	if l.pending.Load() == nil {
+		_ = l.src.SetReadDeadline(l.closeAt)
+	}
+}
+
+func (l *link) endStream() {
+	_ = l.dst.CloseWrite()
+}
+
+// step reads one chunk, runs it through the toxics and delivers it. It
+// returns true when the link is finished.
+func (l *link) step() bool {
+	b, err := l.read()
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if l.pending.Load() == nil && !l.closeAt.IsZero() && !time.Now().Before(l.closeAt) {
+				l.c.close()
+				return true
+			}
+			l.rearm()
+			return false
+		}
+		if err != io.EOF {
+			l.c.close()
+			return true
+		}
+		b = &batch{end: endEOF}
+	}
+	// A change that arrived while we read applies to this chunk too.
+	l.adopt()
+	now := time.Now()
+	for i := range b.pieces {
+		b.pieces[i].due = now
+	}
+	l.received.Add(int64(b.size()))
+	l.applyToxics(b, now)
+	if !l.deliver(b) {
+		return true
+	}
+	return b.end != endNone
+}
+
+func (b *batch) size() int {
+	n := 0
+	for _, p := range b.pieces {
+		n += len(p.data)
+	}
+	return n
+}
+
+// read takes one chunk from src, with a pooled buffer taken only once the
+// socket is readable.
+func (l *link) read() (*batch, error) {
+	var (
+		bp   *[]byte
+		n    int
+		rerr error
+	)
+	err := l.srcRaw.Read(func(fd uintptr) bool {
+		bp = bufPool.Get().(*[]byte)
+		for {
+			n, rerr = syscall.Read(int(fd), *bp)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			bufPool.Put(bp)
+			bp = nil
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if rerr != nil || n <= 0 {
+		bufPool.Put(bp)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return nil, io.EOF
+	}
+	return &batch{buf: bp, pieces: []piece{{data: (*bp)[:n]}}}, nil
+}
+
+// deliver writes the batch now if nothing waits before it and it is due,
+// else queues it. It returns false if the connection closed.
+func (l *link) deliver(b *batch) bool {
+	if l.q.tryInline(b) {
+		ok := l.write(b, nil)
+		l.q.doneInline()
+		return ok
+	}
+	return l.q.push(l, b)
+}
+
+// write writes a batch's pieces at their due times and carries out its end.
+// With a non-nil queue it waits for due times (the writer goroutine).
+func (l *link) write(b *batch, q *queue) bool {
+	defer b.release()
+	for _, p := range b.pieces {
+		if q != nil && !q.waitDue(l.c, b, p.due) {
+			return false
+		}
+		if len(p.data) == 0 {
+			continue
+		}
+		n, err := l.dst.Write(p.data)
+		l.sent.Add(int64(n))
+		if err != nil {
+			l.c.close()
+			return false
+		}
+	}
+	if b.end == endNone {
+		return true
+	}
+	if q != nil && !q.waitDue(l.c, b, b.endDue) {
+		return false
+	}
+	switch b.end {
+	case endEOF:
+		l.endStream()
+	case endClose:
+		l.c.close()
+	case endReset:
+		l.c.reset()
+	}
+	return true
+}
+
+// queue holds batches waiting for their due time, in order, and runs the
+// writer goroutine while it is not empty.
+type queue struct {
+	mu      sync.Mutex
+	items   []*batch
+	bytes   int
+	running bool // a writer goroutine is draining items
+	inline  bool // the reader is writing a batch itself
+	space   chan struct{}
+	flushCh chan struct{}
+}
+
+func (q *queue) init() {
+	q.space = make(chan struct{}, 1)
+	q.flushCh = make(chan struct{}, 1)
+}
+
+func (q *queue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) == 0 && !q.running
+}
+
+func (q *queue) tryInline(b *batch) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) > 0 || q.running || b.lastDue().After(time.Now().Add(inlineSlack)) {
+		return false
+	}
+	q.inline = true
+	return true
+}
+
+func (q *queue) doneInline() {
+	q.mu.Lock()
+	q.inline = false
+	q.mu.Unlock()
+}
+
+// push appends b and waits while the queue is over its limit.
+func (q *queue) push(l *link, b *batch) bool {
+	q.mu.Lock()
+	q.items = append(q.items, b)
+	q.bytes += b.size()
+	if !q.running {
+		q.running = true
+		l.c.wg.Add(1)
+		go q.drain(l)
+	}
+	for q.bytes > queueLimit {
+		q.mu.Unlock()
+		select {
+		case <-q.space:
+		case <-l.wake:
+			// A change of toxics may release what is held; look again.
+			if ch := l.pending.Load(); ch != nil {
+				l.adopt()
+			}
+		case <-l.c.done:
+			return false
+		}
+		q.mu.Lock()
+	}
+	q.mu.Unlock()
+	return true
+}
+
+// drain is the writer goroutine.
+func (q *queue) drain(l *link) {
+	defer l.c.wg.Done()
+	for {
+		q.mu.Lock()
+		if len(q.items) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			q.signal()
+			return
+		}
+		b := q.items[0]
+		q.mu.Unlock()
+
+		n := b.size()
+		end := b.end
+		ok := l.write(b, q)
+
+		q.mu.Lock()
+		q.items[0] = nil
+		q.items = q.items[1:]
+		if len(q.items) == 0 {
+			q.items = nil
+		}
+		q.bytes -= n
+		if !ok || end == endClose || end == endReset {
+			q.running = false
+			for _, b := range q.items {
+				b.release()
+			}
+			q.items, q.bytes = nil, 0
+			q.mu.Unlock()
+			q.signal()
+			return
+		}
+		q.mu.Unlock()
+		q.signal()
+	}
+}
+
+func (q *queue) signal() {
+	select {
+	case q.space <- struct{}{}:
+	default:
+	}
+}
+
+// wait blocks until the writer goroutine has written everything queued, or
+// the connection closed.
+func (q *queue) wait(c *conn) {
+	for !q.idle() {
+		select {
+		case <-q.space:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// waitDue blocks until due, a flush, or the connection's end.
+func (q *queue) waitDue(c *conn, b *batch, due time.Time) bool {
+	for !b.flushed.Load() {
+		d := time.Until(due)
+		if d <= 0 {
+			return true
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-q.flushCh:
+			t.Stop()
+		case <-c.done:
+			t.Stop()
+			return false
+		}
+	}
+	return true
+}
+
+// flush makes everything queued due now.
+func (q *queue) flush() {
+	q.mu.Lock()
+	for _, b := range q.items {
+		b.flushed.Store(true)
+	}
+	q.mu.Unlock()
+	select {
+	case q.flushCh <- struct{}{}:
+	default:
+	}
+}

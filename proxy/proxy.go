@@ -1,0 +1,542 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Errors that callers branch on. The HTTP API maps them to status codes.
+var (
+	// ErrNotFound: no proxy or toxic of that name.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a proxy or toxic of that name exists already.
+	ErrExists = errors.New("already exists")
+	// ErrInvalid: a value that cannot be used; the message says which.
+	ErrInvalid = errors.New("invalid")
+)
+
+// invalidError is an ErrInvalid whose message is only its own text, which
+// the API passes on as Toxiproxy words it.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return &invalidError{fmt.Sprintf(format, args...)}
+}
+
+// DefaultDialTimeout bounds the dial to the upstream of each new connection.
+const DefaultDialTimeout = 10 * time.Second
+
+// Config describes one proxy.
+type Config struct {
+	// Name identifies the proxy in the API and in metrics.
+	Name string
+	// Listen is the address to listen on, "127.0.0.1:0" for a free port.
+	Listen string
+	// Upstream is the address each accepted connection is forwarded to,
+	// dialled anew for every connection.
+	Upstream string
+	// Seed seeds the random draws (toxicity, jitter, slicer sizes);
+	// zero means a seed from the clock.
+	Seed int64
+	// DialTimeout bounds the upstream dial; zero means DefaultDialTimeout.
+	DialTimeout time.Duration
+	// Metrics, if not nil, counts bytes and connections.
+	Metrics *Metrics
+}
+
+// Proxy forwards TCP connections from Listen to Upstream, applying toxics.
+// Its methods are safe for concurrent use. A Proxy that is not enabled
+// keeps its toxics but has no listener and no connections.
+type Proxy struct {
+	name        string
+	rand        *lockedRand
+	dialTimeout time.Duration
+	metrics     *proxyMetrics
+
+	mu       sync.Mutex
+	listen   string
+	upstream string
+	run      *listenerRun  // nil while stopped
+	toxics   []*toxicEntry // insertion order
+	chains   [2]*chain     // by Stream
+	conns    map[*conn]struct{}
+	serial   uint64
+}
+
+// toxicEntry is one toxic as the proxy holds it; it is never modified, an
+// update makes a new entry with the same serial.
+type toxicEntry struct {
+	Toxic
+	serial uint64
+}
+
+// chain is the immutable list of a stream's toxics, in order.
+type chain struct {
+	toxics []*toxicEntry
+}
+
+// New returns a stopped proxy. Start or Serve runs it.
+func New(cfg Config) *Proxy {
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	p := &Proxy{
+		name:        cfg.Name,
+		listen:      cfg.Listen,
+		upstream:    cfg.Upstream,
+		rand:        newLockedRand(seed),
+		dialTimeout: cfg.DialTimeout,
+		conns:       map[*conn]struct{}{},
+	}
+	if p.dialTimeout <= 0 {
+		p.dialTimeout = DefaultDialTimeout
+	}
+	p.chains[Upstream], p.chains[Downstream] = &chain{}, &chain{}
+	p.metrics = cfg.Metrics.forProxy(p)
+	return p
+}
+
+// Name returns the proxy's name.
+func (p *Proxy) Name() string { return p.name }
+
+// Listen returns the listen address: once started, the address actually
+// bound ("127.0.0.1:0" becomes "127.0.0.1:PORT").
+func (p *Proxy) Listen() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.listen
+}
+
+// Upstream returns the upstream address.
+func (p *Proxy) Upstream() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.upstream
+}
+
+// Enabled reports whether the proxy is listening.
+func (p *Proxy) Enabled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.run != nil
+}
+
+// Start listens and accepts connections in the background until Stop. It
+// returns the listen error unchanged (e.g. "bind: address already in use").
+// Starting a running proxy does nothing.
+func (p *Proxy) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.startLocked()
+}
+
+// listenerRun is one period of listening: the listener, the goroutines it
+// started, and the cancel of their dials.
+type listenerRun struct {
+	ln     *net.TCPListener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// wait blocks until the run's goroutines have exited; nil waits for nothing.
+func (r *listenerRun) wait() {
+	if r != nil {
+		r.wg.Wait()
+	}
+}
+
+func (p *Proxy) startLocked() error {
+	if p.run != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.listen)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &listenerRun{ln: ln.(*net.TCPListener), cancel: cancel}
+	p.run = r
+	p.listen = ln.Addr().String()
+	r.wg.Add(1)
+	go p.accept(ctx, r)
+	return nil
+}
+
+// Stop closes the listener and every connection, and returns once all of
+// the proxy's goroutines have exited. Stopping a stopped proxy does nothing.
+func (p *Proxy) Stop() {
+	p.mu.Lock()
+	r := p.stopLocked()
+	p.mu.Unlock()
+	r.wait()
+}
+
+// stopLocked closes the listener and the connections and returns the run
+// for the caller to wait for once it has unlocked.
+func (p *Proxy) stopLocked() *listenerRun {
+	r := p.run
+	if r == nil {
+		return nil
+	}
+	p.run = nil
+	r.cancel()
+	_ = r.ln.Close()
+	for c := range p.conns {
+		c.close()
+	}
+	return r
+}
+
+// Serve runs the proxy until ctx is done, then stops it. It returns the
+// listen error, if any, else nil once stopped.
+func (p *Proxy) Serve(ctx context.Context) error {
+	if err := p.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	p.Stop()
+	return nil
+}
+
+// Update changes the proxy as Toxiproxy's API does: if the listen address
+// (compared once resolved) or the upstream changes, the proxy stops,
+// closing its connections, and takes the new addresses; then it starts or
+// stops to match enabled. A listen error leaves it stopped with the new
+// addresses stored.
+func (p *Proxy) Update(listen, upstream string, enabled bool) error {
+	addr, err := net.ResolveTCPAddr("tcp", listen)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	var old *listenerRun
+	if addr.String() != p.listen || upstream != p.upstream {
+		old = p.stopLocked()
+		p.listen, p.upstream = listen, upstream
+	}
+	switch {
+	case enabled:
+		err = p.startLocked()
+	case p.run != nil:
+		old = p.stopLocked()
+	}
+	p.mu.Unlock()
+	old.wait()
+	return err
+}
+
+func (p *Proxy) accept(ctx context.Context, r *listenerRun) {
+	defer r.wg.Done()
+	for {
+		client, err := r.ln.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, don't spin.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		r.wg.Add(1)
+		go p.handle(ctx, r, client)
+	}
+}
+
+// handle dials the upstream for one client and runs the connection.
+func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn) {
+	defer r.wg.Done()
+	p.mu.Lock()
+	upstream := p.upstream
+	p.mu.Unlock()
+	d := net.Dialer{Timeout: p.dialTimeout}
+	sc, err := d.DialContext(ctx, "tcp", upstream)
+	if err != nil {
+		// The client sees the connection closed, as with Toxiproxy.
+		_ = client.Close()
+		p.metrics.dialFailed()
+		return
+	}
+	c := newConn(p, client, sc.(*net.TCPConn))
+	if !p.register(c, r) {
+		c.close()
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.links[Downstream].run()
+	}()
+	c.links[Upstream].run()
+	c.wg.Wait()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	p.metrics.connClosed()
+}
+
+// register adds c to the live connections with the current toxics; it
+// reports false if the proxy stopped meanwhile.
+func (p *Proxy) register(c *conn, r *listenerRun) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.run != r {
+		return false
+	}
+	for s := range c.links {
+		c.links[s].pending.Store(p.chains[s])
+	}
+	p.conns[c] = struct{}{}
+	p.metrics.connOpened()
+	return true
+}
+
+// Toxics returns the proxy's toxics: upstream ones first, then downstream,
+// each in the order they were added.
+func (p *Proxy) Toxics() []Toxic {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Toxic, 0, len(p.toxics))
+	for _, s := range []Stream{Upstream, Downstream} {
+		for _, e := range p.chains[s].toxics {
+			out = append(out, e.Toxic)
+		}
+	}
+	return out
+}
+
+// Toxic returns the toxic of that name, or ErrNotFound.
+func (p *Proxy) Toxic(name string) (Toxic, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.findLocked(name)
+	if e == nil {
+		return Toxic{}, fmt.Errorf("toxic %q: %w", name, ErrNotFound)
+	}
+	return e.Toxic, nil
+}
+
+func (p *Proxy) findLocked(name string) *toxicEntry {
+	for _, e := range p.toxics {
+		if e.Name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// AddToxic adds a toxic at the end of its stream's chain and returns it
+// with its defaults filled in. Live connections apply it to every byte
+// they read after the call.
+func (p *Proxy) AddToxic(t Toxic) (Toxic, error) {
+	t, err := t.normalize()
+	if err != nil {
+		return t, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.findLocked(t.Name) != nil {
+		return t, fmt.Errorf("toxic %q: %w", t.Name, ErrExists)
+	}
+	p.serial++
+	p.toxics = append(p.toxics, &toxicEntry{Toxic: t, serial: p.serial})
+	p.rebuildLocked()
+	return t, nil
+}
+
+// UpdateToxic replaces the toxicity and effect of the toxic named t.Name;
+// its stream and place in the chain stay. A nil Effect keeps the current
+// one; the effect's type must not change.
+func (p *Proxy) UpdateToxic(t Toxic) (Toxic, error) {
+	return p.modifyToxic(t.Name, func(old Toxic) (Toxic, error) {
+		if t.Effect == nil {
+			t.Effect = old.Effect
+		}
+		if t.Effect.Type() != old.Effect.Type() {
+			return t, invalidf("toxic %q is of type %s, not %s", t.Name, old.Effect.Type(), t.Effect.Type())
+		}
+		return t, nil
+	})
+}
+
+// modifyToxic replaces a toxic by what change makes of it, atomically.
+func (p *Proxy) modifyToxic(name string, change func(Toxic) (Toxic, error)) (Toxic, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.findLocked(name)
+	if old == nil {
+		return Toxic{}, fmt.Errorf("toxic %q: %w", name, ErrNotFound)
+	}
+	t, err := change(old.Toxic)
+	if err != nil {
+		return t, err
+	}
+	t.Name, t.Stream, t.streamName = old.Name, old.Stream, old.streamName
+	if t, err = t.normalize(); err != nil {
+		return t, err
+	}
+	for i, e := range p.toxics {
+		if e == old {
+			p.toxics[i] = &toxicEntry{Toxic: t, serial: old.serial}
+		}
+	}
+	p.rebuildLocked()
+	return t, nil
+}
+
+// RemoveToxic removes a toxic. What it was holding back on live
+// connections is let go at once; removing a timeout closes the connections
+// it was holding.
+func (p *Proxy) RemoveToxic(name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, e := range p.toxics {
+		if e.Name == name {
+			p.toxics = append(p.toxics[:i:i], p.toxics[i+1:]...)
+			p.rebuildLocked()
+			return nil
+		}
+	}
+	return fmt.Errorf("toxic %q: %w", name, ErrNotFound)
+}
+
+// RemoveAllToxics removes every toxic.
+func (p *Proxy) RemoveAllToxics() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.toxics) == 0 {
+		return
+	}
+	p.toxics = nil
+	p.rebuildLocked()
+}
+
+// rebuildLocked makes new chains from p.toxics and publishes the ones that
+// changed to every live connection.
+func (p *Proxy) rebuildLocked() {
+	var next [2]*chain
+	next[Upstream], next[Downstream] = &chain{}, &chain{}
+	for _, e := range p.toxics {
+		next[e.Stream].toxics = append(next[e.Stream].toxics, e)
+	}
+	for s := range next {
+		if sameChain(next[s], p.chains[s]) {
+			continue
+		}
+		p.chains[s] = next[s]
+		for c := range p.conns {
+			c.links[s].publish(next[s])
+		}
+	}
+	p.metrics.setToxics(len(p.chains[Upstream].toxics), len(p.chains[Downstream].toxics))
+}
+
+func sameChain(a, b *chain) bool {
+	if len(a.toxics) != len(b.toxics) {
+		return false
+	}
+	for i := range a.toxics {
+		if a.toxics[i] != b.toxics[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// NumConns returns the number of live connections.
+func (p *Proxy) NumConns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// conn is one proxied connection: client ⇄ proxy ⇄ server.
+type conn struct {
+	p              *Proxy
+	client, server *net.TCPConn
+	links          [2]link // by Stream
+	done           chan struct{}
+	closeOnce      sync.Once
+	ended          atomic.Int32
+	wg             sync.WaitGroup // the downstream reader and writer goroutines
+}
+
+func newConn(p *Proxy, client, server *net.TCPConn) *conn {
+	c := &conn{p: p, client: client, server: server, done: make(chan struct{})}
+	c.links[Upstream].init(c, Upstream, client, server)
+	c.links[Downstream].init(c, Downstream, server, client)
+	return c
+}
+
+func (l *link) init(c *conn, s Stream, src, dst *net.TCPConn) {
+	l.c, l.stream, l.src, l.dst = c, s, src, dst
+	l.srcRaw, _ = src.SyscallConn() // never fails for an open *net.TCPConn
+	l.wake = make(chan struct{}, 1)
+	l.q.init()
+	l.received, l.sent = c.p.metrics.counters(s)
+}
+
+func (c *conn) isClosed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// close closes both sockets; every goroutine of the connection then ends.
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		discardInput(c.client)
+		discardInput(c.server)
+		_ = c.client.Close()
+		_ = c.server.Close()
+	})
+}
+
+// discardInput reads and drops what a socket has received and nobody read,
+// so that closing it sends a FIN, not the RST that unread data causes.
+func discardInput(c *net.TCPConn) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		var buf [4096]byte
+		for range 64 {
+			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT)
+			if n <= 0 || err != nil {
+				return
+			}
+		}
+	})
+}
+
+// reset closes both sockets with an RST.
+func (c *conn) reset() {
+	_ = c.client.SetLinger(0)
+	_ = c.server.SetLinger(0)
+	c.close()
+}
+
+// linkDone closes the connection once both streams have ended.
+func (c *conn) linkDone(*link) {
+	if c.ended.Add(1) == 2 {
+		c.close()
+	}
+}

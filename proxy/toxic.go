@@ -1,0 +1,360 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Stream is the direction of the bytes a toxic acts on.
+type Stream int
+
+const (
+	// Downstream is server → client, the zero value and the default.
+	Downstream Stream = iota
+	// Upstream is client → server.
+	Upstream
+)
+
+func (s Stream) String() string {
+	if s == Upstream {
+		return "upstream"
+	}
+	return "downstream"
+}
+
+// ParseStream reads "upstream" or "downstream", in any case.
+func ParseStream(s string) (Stream, error) {
+	switch strings.ToLower(s) {
+	case "upstream":
+		return Upstream, nil
+	case "downstream":
+		return Downstream, nil
+	}
+	return 0, invalidf("stream was invalid, can be either upstream or downstream")
+}
+
+// Effect is what a toxic does to the bytes of its stream: one of Latency,
+// Bandwidth, SlowClose, Timeout, ResetPeer, Slicer, LimitData or Noop.
+type Effect interface {
+	// Type is the toxic's type name in Toxiproxy's API, e.g. "latency".
+	Type() string
+	validate() error
+	// wire returns the attributes as the API shows them.
+	wire() any
+}
+
+// Latency delays every chunk by Delay ± Jitter (uniform). Chained latency
+// toxics add up.
+type Latency struct {
+	Delay  time.Duration
+	Jitter time.Duration
+}
+
+// Bandwidth limits the stream to Rate kilobytes (1000 bytes) per second.
+// A Rate of 0 lets nothing through until the toxic is removed.
+type Bandwidth struct {
+	Rate int64
+}
+
+// SlowClose delays passing on the end of the stream (the FIN) by Delay.
+type SlowClose struct {
+	Delay time.Duration
+}
+
+// Timeout swallows every byte of the stream. With a non-zero Timeout it
+// closes the connection once Timeout has passed without data arriving;
+// with zero it holds the connection until the toxic is removed, and
+// removing it closes the connections it held.
+type Timeout struct {
+	Timeout time.Duration
+}
+
+// ResetPeer closes the connection with a TCP RST Timeout after the first
+// data (or end of stream) arrives; that data is dropped.
+type ResetPeer struct {
+	Timeout time.Duration
+}
+
+// Slicer cuts the stream into pieces of about AverageSize ± SizeVariation
+// bytes and waits Delay between pieces.
+type Slicer struct {
+	AverageSize   int
+	SizeVariation int
+	Delay         time.Duration
+}
+
+// LimitData closes the connection once Bytes bytes have passed in the
+// stream since the toxic was added to it.
+type LimitData struct {
+	Bytes int64
+}
+
+// Noop passes everything through unchanged.
+type Noop struct{}
+
+func (Latency) Type() string   { return "latency" }
+func (Bandwidth) Type() string { return "bandwidth" }
+func (SlowClose) Type() string { return "slow_close" }
+func (Timeout) Type() string   { return "timeout" }
+func (ResetPeer) Type() string { return "reset_peer" }
+func (Slicer) Type() string    { return "slicer" }
+func (LimitData) Type() string { return "limit_data" }
+func (Noop) Type() string      { return "noop" }
+
+func nonNegative(field string, v int64) error {
+	if v < 0 {
+		return invalidf("%s must be >= 0, got %d", field, v)
+	}
+	return nil
+}
+
+func nonNegativeDuration(field string, d time.Duration) error {
+	if d < 0 {
+		return invalidf("%s must be >= 0, got %s", field, d)
+	}
+	return nil
+}
+
+func (e Latency) validate() error {
+	return errors.Join(nonNegativeDuration("latency", e.Delay), nonNegativeDuration("jitter", e.Jitter))
+}
+func (e Bandwidth) validate() error { return nonNegative("rate", e.Rate) }
+func (e SlowClose) validate() error { return nonNegativeDuration("delay", e.Delay) }
+func (e Timeout) validate() error   { return nonNegativeDuration("timeout", e.Timeout) }
+func (e ResetPeer) validate() error { return nonNegativeDuration("timeout", e.Timeout) }
+func (e LimitData) validate() error { return nonNegative("bytes", e.Bytes) }
+func (Noop) validate() error        { return nil }
+func (e Slicer) validate() error {
+	switch {
+	case e.AverageSize <= 0:
+		return invalidf("average_size must be > 0, got %d", e.AverageSize)
+	case e.SizeVariation < 0:
+		return invalidf("size_variation must be >= 0, got %d", e.SizeVariation)
+	case e.AverageSize < e.SizeVariation:
+		return invalidf("size_variation (%d) must not exceed average_size (%d)", e.SizeVariation, e.AverageSize)
+	}
+	return nonNegativeDuration("delay", e.Delay)
+}
+
+// Wire forms of the attributes: Toxiproxy's names and units (milliseconds,
+// except slicer's delay in microseconds).
+type (
+	latencyWire   struct{ Latency, Jitter int64 }
+	bandwidthWire struct {
+		Rate int64 `json:"rate"`
+	}
+	delayWire struct {
+		Delay int64 `json:"delay"`
+	}
+	timeoutWire struct {
+		Timeout int64 `json:"timeout"`
+	}
+	slicerWire struct {
+		AverageSize   int `json:"average_size"`
+		SizeVariation int `json:"size_variation"`
+		Delay         int `json:"delay"`
+	}
+	limitDataWire struct {
+		Bytes int64 `json:"bytes"`
+	}
+	noopWire struct{}
+)
+
+// MarshalJSON keeps Toxiproxy's attribute order: latency, then jitter.
+func (w latencyWire) MarshalJSON() ([]byte, error) {
+	return fmt.Appendf(nil, `{"latency":%d,"jitter":%d}`, w.Latency, w.Jitter), nil
+}
+
+func (w *latencyWire) UnmarshalJSON(b []byte) error {
+	v := struct {
+		Latency *int64 `json:"latency"`
+		Jitter  *int64 `json:"jitter"`
+	}{&w.Latency, &w.Jitter}
+	return json.Unmarshal(b, &v)
+}
+
+func (e Latency) wire() any {
+	return &latencyWire{e.Delay.Milliseconds(), e.Jitter.Milliseconds()}
+}
+func (e Bandwidth) wire() any { return &bandwidthWire{e.Rate} }
+func (e SlowClose) wire() any { return &delayWire{e.Delay.Milliseconds()} }
+func (e Timeout) wire() any   { return &timeoutWire{e.Timeout.Milliseconds()} }
+func (e ResetPeer) wire() any { return &timeoutWire{e.Timeout.Milliseconds()} }
+func (e Slicer) wire() any {
+	return &slicerWire{e.AverageSize, e.SizeVariation, int(e.Delay.Microseconds())}
+}
+func (e LimitData) wire() any { return &limitDataWire{e.Bytes} }
+func (Noop) wire() any        { return &noopWire{} }
+
+// ToxicTypes lists the types the proxy knows, in Toxiproxy's names.
+var ToxicTypes = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "noop"}
+
+// newEffect returns the zero effect of a type, or nil if the type is unknown.
+func newEffect(typ string) Effect {
+	switch typ {
+	case "latency":
+		return Latency{}
+	case "bandwidth":
+		return Bandwidth{}
+	case "slow_close":
+		return SlowClose{}
+	case "timeout":
+		return Timeout{}
+	case "reset_peer":
+		return ResetPeer{}
+	case "slicer":
+		return Slicer{AverageSize: 10}
+	case "limit_data":
+		return LimitData{}
+	case "noop":
+		return Noop{}
+	}
+	return nil
+}
+
+// applyAttributes decodes JSON attributes over e's current values (keys left
+// out keep them; unknown keys are ignored) and returns the result.
+func applyAttributes(e Effect, attrs json.RawMessage) (Effect, error) {
+	w := e.wire()
+	if len(attrs) > 0 {
+		if err := json.Unmarshal(attrs, w); err != nil {
+			return nil, invalidf("bad request body: %s", jsonErrorText(err))
+		}
+	}
+	var out Effect
+	switch w := w.(type) {
+	case *latencyWire:
+		out = Latency{Delay: ms(w.Latency), Jitter: ms(w.Jitter)}
+	case *bandwidthWire:
+		out = Bandwidth{Rate: w.Rate}
+	case *delayWire:
+		out = SlowClose{Delay: ms(w.Delay)}
+	case *timeoutWire:
+		if e.Type() == "reset_peer" {
+			out = ResetPeer{Timeout: ms(w.Timeout)}
+		} else {
+			out = Timeout{Timeout: ms(w.Timeout)}
+		}
+	case *slicerWire:
+		out = Slicer{AverageSize: w.AverageSize, SizeVariation: w.SizeVariation, Delay: time.Duration(w.Delay) * time.Microsecond}
+	case *limitDataWire:
+		out = LimitData{Bytes: w.Bytes}
+	default:
+		out = Noop{}
+	}
+	if err := out.validate(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ms converts milliseconds to a Duration, saturating instead of overflowing.
+func ms(v int64) time.Duration {
+	const maxMS = int64(1<<63-1) / int64(time.Millisecond)
+	switch {
+	case v > maxMS:
+		return time.Duration(1<<63 - 1)
+	case v < -maxMS:
+		return -time.Duration(1<<63 - 1)
+	}
+	return time.Duration(v) * time.Millisecond
+}
+
+func jsonErrorText(err error) string {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) && ute.Field != "" {
+		return fmt.Sprintf("json: cannot unmarshal %s into attribute %q of type %s", ute.Value, ute.Field, ute.Type)
+	}
+	return err.Error()
+}
+
+// Toxic is a named effect on one stream of a proxy.
+type Toxic struct {
+	// Name is unique within a proxy across both streams; empty means
+	// "TYPE_STREAM", e.g. "latency_downstream".
+	Name string
+	// Stream is the direction acted on; the zero value is Downstream.
+	Stream Stream
+	// Toxicity is the probability, in [0, 1], that the toxic applies to a
+	// given connection; it is drawn per connection. Nil means 1.
+	Toxicity *float32
+	// Effect is what the toxic does, e.g. Latency{Delay: 100 * time.Millisecond}.
+	Effect Effect
+
+	// streamName is the stream as an API client spelled it, echoed back.
+	streamName string
+}
+
+func (t Toxic) toxicity() float32 {
+	if t.Toxicity == nil {
+		return 1
+	}
+	return *t.Toxicity
+}
+
+func (t Toxic) streamString() string {
+	if t.streamName != "" {
+		return t.streamName
+	}
+	return t.Stream.String()
+}
+
+// normalize fills defaults and validates.
+func (t Toxic) normalize() (Toxic, error) {
+	if t.Effect == nil {
+		return t, invalidf("invalid toxic type")
+	}
+	if t.Name == "" {
+		t.Name = t.Effect.Type() + "_" + t.streamString()
+	}
+	if x := t.toxicity(); !(x >= 0 && x <= 1) {
+		return t, invalidf("toxicity must be between 0 and 1, got %v", x)
+	}
+	if err := t.Effect.validate(); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
+// draw decides whether the toxic applies to one connection.
+func (t Toxic) draw(r *lockedRand) bool {
+	x := t.toxicity()
+	if x >= 1 {
+		return true
+	}
+	if x <= 0 {
+		return false
+	}
+	return r.Float32() < x
+}
+
+// lockedRand is a seeded source shared by the connections of a server.
+type lockedRand struct {
+	mu sync.Mutex
+	r  *rand.Rand
+}
+
+func newLockedRand(seed int64) *lockedRand {
+	return &lockedRand{r: rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))}
+}
+
+func (r *lockedRand) Float32() float32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.r.Float32()
+}
+
+// Int64N returns a number in [0, n), or 0 when n <= 0.
+func (r *lockedRand) Int64N(n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.r.Int64N(n)
+}
