@@ -372,3 +372,25 @@ func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
 	b, _ := json.Marshal(s.opts.Version)
 	_, _ = fmt.Fprintf(w, "{\"version\": %s}\n", b)
 }
+
+// DecodeProxyConfigs reads a JSON array of proxies, as POST /populate and
+// faultline serve --config take it: [{"name", "listen", "upstream",
+// "enabled"}]; enabled defaults to true. Errors wrap *json.SyntaxError or
+// *json.UnmarshalTypeError, whose Offset locates the problem.
+func DecodeProxyConfigs(data []byte) ([]ProxyConfig, error) {
+	var in []proxyInput
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&in); err != nil {
+		return nil, err
+	}
+	cs := make([]ProxyConfig, len(in))
+	for i, p := range in {
+		cs[i] = p.config()
+	}
+	for i, c := range cs {
+		if err := c.check(); err != nil {
+			return nil, invalidf("%s at proxy %d", err, i+1)
+		}
+	}
+	return cs, nil
+}

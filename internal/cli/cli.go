@@ -1,0 +1,160 @@
+// Package cli wires faultline's commands: flags, output and exit codes.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faultline/faultline/proxy"
+)
+
+// Exit codes, the same for every command.
+const (
+	ExitPassed  = 0 // success; an experiment's hypothesis held
+	ExitFailed  = 1 // an experiment's hypothesis did not hold
+	ExitUsage   = 2 // invalid file, flags or arguments
+	ExitAborted = 3 // a stop condition, an interrupt or a halt ended the run
+	ExitError   = 4 // could not run, or an internal error
+)
+
+const exitCodesHelp = `Exit codes:
+  0  passed / success
+  1  failed: the hypothesis did not hold
+  2  invalid file, flags or arguments
+  3  aborted: stop condition, interrupt or halt
+  4  error: could not run, or an internal error`
+
+// Version is the faultline version, set at build time with
+// -ldflags "-X github.com/faultline/faultline/internal/cli.Version=v1.2.3".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// failure marks err as a runtime error (exit 4), or as a usage error
+// (exit 2) when an API refused the request as invalid (HTTP 400).
+func failure(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	var ae *proxy.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		return &exitError{ExitUsage, err}
+	}
+	return &exitError{ExitError, err}
+}
+
+// usagef is a usage error (exit 2).
+func usagef(format string, args ...any) error {
+	return &exitError{ExitUsage, fmt.Errorf(format, args...)}
+}
+
+// Main runs faultline with args (without the program name) and returns the
+// exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return ExitPassed
+	}
+	fmt.Fprintf(stderr, "faultline: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	// Errors that cobra itself raises: unknown command, bad flag, arguments.
+	fmt.Fprintln(stderr, "Run 'faultline --help' for usage.")
+	return ExitUsage
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "faultline",
+		Short: "Break your own systems on purpose, with a plan, before your users do",
+		Long: `faultline is a chaos engineering toolkit: a fault-injection proxy that
+speaks Toxiproxy's API, and the commands that drive it.
+
+Start the proxy server, put a proxy in front of a service, and add a fault:
+
+  faultline serve &
+  faultline proxy create redis -l 127.0.0.1:26379 -u 127.0.0.1:6379
+  faultline toxic add redis -t latency -a latency=1000 -a jitter=100
+
+` + exitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%v (see '%s --help')", err, c.CommandPath())
+	})
+	root.AddCommand(newVersionCmd(), newServeCmd(), newProxyCmd(), newToxicCmd())
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print faultline's version",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(c.OutOrStdout(), "faultline %s (%s %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		},
+	}
+}
+
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", c.CommandPath(), args)
+	}
+	return nil
+}
+
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return usagef("%s needs %d argument(s) (%v), got %d: see '%s --help'", c.CommandPath(), len(names), names, len(args), c.CommandPath())
+		}
+		return nil
+	}
+}
+
+// envOr returns the first non-empty environment variable of names, else def.
+func envOr(def string, names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return def
+}

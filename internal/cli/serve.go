@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faultline/faultline/proxy"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		host, listen, config, token string
+		port                        int
+		seed                        int64
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the fault-injection proxy server (Toxiproxy-compatible API)",
+		Long: `Run the proxy server. Its HTTP API is wire-compatible with Toxiproxy 2.x,
+so Toxiproxy's client libraries and toxiproxy-cli drive it unchanged, and so
+do 'faultline proxy' and 'faultline toxic'. Prometheus metrics are at /metrics.
+
+The API listens on loopback by default (Toxiproxy listens on all interfaces).
+With a token (--token or FAULTLINE_TOKEN), every request must carry
+"Authorization: Bearer TOKEN" or gets 401.
+
+--config takes the same JSON as POST /populate, a list of proxies:
+  [{"name": "redis", "listen": "127.0.0.1:26379", "upstream": "127.0.0.1:6379"}]
+
+On SIGINT or SIGTERM the server stops: every proxy closes its listener and
+connections, so no fault outlives it.`,
+		Example: `  faultline serve
+  faultline serve --port 8475 --config proxies.json --seed 42
+  FAULTLINE_TOKEN=s3cret faultline serve --listen 127.0.0.1:8474`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			addr := listen
+			if addr == "" {
+				addr = net.JoinHostPort(host, strconv.Itoa(port))
+			}
+			if token == "" {
+				token = os.Getenv("FAULTLINE_TOKEN")
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
+			return serve(ctx, log, addr, config, token, seed)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&host, "host", "127.0.0.1", "`host` for the API to listen on")
+	f.IntVar(&port, "port", 8474, "`port` for the API to listen on")
+	f.StringVar(&listen, "listen", "", "`HOST:PORT` for the API (overrides --host and --port)")
+	f.StringVar(&config, "config", "", "JSON `file` of proxies to create at start, as for POST /populate")
+	f.Int64Var(&seed, "seed", 0, "seed for random draws (toxicity, jitter, slicer sizes); 0 picks one and logs it")
+	f.StringVar(&token, "token", "", "bearer `token` required on every API call (default $FAULTLINE_TOKEN)")
+	return cmd
+}
+
+func serve(ctx context.Context, log *slog.Logger, addr, config, token string, seed int64) error {
+	srv := proxy.NewServer(proxy.ServerOptions{Seed: seed, Token: token, Version: version()})
+	defer srv.Close()
+	if config != "" {
+		if err := populateFromFile(srv, config); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return failure(fmt.Errorf("API listen: %w", err))
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
+	log.Info("faultline proxy server listening", "api", "http://"+ln.Addr().String(), "seed", srv.Seed(),
+		"proxies", len(srv.List()), "auth", token != "")
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return failure(err)
+	case <-ctx.Done():
+	}
+	log.Info("stopping: closing every proxy and connection")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return failure(err)
+	}
+	return nil
+}
+
+func populateFromFile(srv *proxy.Server, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return usagef("--config: %v", err)
+	}
+	cs, err := proxy.DecodeProxyConfigs(data)
+	if err != nil {
+		return usagef("%s: %v", jsonPosition(path, data, err), err)
+	}
+	if _, err := srv.Populate(cs); err != nil {
+		return failure(fmt.Errorf("%s: %w", path, err))
+	}
+	return nil
+}
+
+// jsonPosition names path and, when err locates it, the line and column.
+func jsonPosition(path string, data []byte, err error) string {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 || off > int64(len(data)) {
+		return path
+	}
+	line, col := 1, 1
+	for _, b := range data[:off] {
+		if b == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Sprintf("%s:%d:%d", path, line, col)
+}
