@@ -1,0 +1,42 @@
+# faultline — make test is the whole suite; CI runs it through .ci/run.
+
+GO          ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+TESTFLAGS   ?= -race -timeout 12m
+
+.PHONY: all build test deps lint unit fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/faultline ./cmd/faultline
+
+## test: install what is missing, lint, then every test with -race
+test: deps lint unit
+
+## deps: what the tests need, installed when missing
+deps:
+	@./scripts/deps.sh
+
+## lint: gofmt, go vet and staticcheck (pinned)
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+unit:
+	$(GO) test $(TESTFLAGS) ./...
+
+## fuzz: run each fuzz target for a while (FUZZTIME=30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIToxicJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIProxyJSON -fuzztime $(FUZZTIME)
+
+## bench: proxy figures against direct TCP, written to bench/results/
+bench:
+	./bench/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs when it is missing. Idempotent.
+set -euo pipefail
+
+need_go="1.26"
+if ! command -v go >/dev/null 2>&1; then
+  echo "deps: Go $need_go or newer is required (https://go.dev/dl/)" >&2
+  exit 1
+fi
+
+# Debian packages the tests use. None yet beyond the Go toolchain; the list
+# grows with the features that need real servers.
+pkgs=()
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi
+
+go mod download
