@@ -149,6 +149,19 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 	}
 }
 
+// group makes cmd a command that only holds subcommands: without one it
+// shows its help; with an unknown one it is a usage error.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q: see '%s --help'", args[0], c.CommandPath(), c.CommandPath())
+		}
+		return nil
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	return cmd
+}
+
 // envOr returns the first non-empty environment variable of names, else def.
 func envOr(def string, names ...string) string {
 	for _, n := range names {

@@ -60,6 +60,7 @@ The flags follow toxiproxy-cli's.`,
   faultline proxy delete redis
   faultline proxy list --api http://toxiproxy.internal:8474`,
 	}
+	group(cmd)
 	a.register(cmd)
 	ctx := func(c *cobra.Command) context.Context { return c.Context() }
 
@@ -248,6 +249,7 @@ it applies to, drawn per connection.`,
   faultline toxic update redis -n latency_downstream -a latency=2000
   faultline toxic remove redis -n latency_downstream`,
 	}
+	group(cmd)
 	a.register(cmd)
 
 	var f toxicFlags

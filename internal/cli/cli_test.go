@@ -1,0 +1,218 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/faultline/faultline/internal/cli"
+	"github.com/faultline/faultline/proxy"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// run calls cli.Main and returns the exit code and both outputs.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := cli.Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func apiServer(t *testing.T) string {
+	t.Helper()
+	s := proxy.NewServer(proxy.ServerOptions{Seed: 1})
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		s.Close()
+	})
+	return hs.URL
+}
+
+func TestProxyAndToxicCommands(t *testing.T) {
+	api := apiServer(t)
+	steps := []struct {
+		args []string
+		code int
+		out  string // substring of stdout
+		err  string // substring of stderr
+	}{
+		{[]string{"proxy", "list"}, 0, "no proxies", ""},
+		{[]string{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9"}, 0, "created proxy web: 127.0.0.1:", ""},
+		{[]string{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9"}, 4, "", "HTTP 409: proxy already exists"},
+		{[]string{"proxy", "create", "nou"}, 2, "", "--upstream (-u) is required"},
+		{[]string{"proxy", "list"}, 0, "web", ""},
+		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency=1000", "-a", "jitter=100"}, 0, "added latency toxic latency_downstream on web (downstream, toxicity 1): jitter=100 latency=1000", ""},
+		{[]string{"toxic", "add", "web", "-t", "bandwidth", "-u", "-a", "rate=10", "--toxicity", "0.5", "-n", "slow"}, 0, "slow on web (upstream, toxicity 0.5): rate=10", ""},
+		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency=-5", "-n", "neg"}, 2, "", "HTTP 400: latency must be >= 0"},
+		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency"}, 2, "", "want KEY=VALUE"},
+		{[]string{"toxic", "add", "web"}, 2, "", "--type (-t) is required"},
+		{[]string{"toxic", "update", "web", "-n", "latency_downstream", "-a", "latency=2000"}, 0, "jitter=100 latency=2000", ""},
+		{[]string{"toxic", "update", "web", "-n", "slow", "-a", "rate=20"}, 0, "toxicity 0.5", ""},
+		{[]string{"proxy", "inspect", "web"}, 0, "latency_downstream  latency    downstream  1         jitter=100 latency=2000", ""},
+		{[]string{"toxic", "remove", "web", "-n", "latency_downstream"}, 0, "removed toxic latency_downstream from web", ""},
+		{[]string{"toxic", "remove", "web", "-n", "latency_downstream"}, 4, "", "HTTP 404: toxic not found"},
+		{[]string{"proxy", "toggle", "web"}, 0, "now disabled", ""},
+		{[]string{"proxy", "toggle", "web"}, 0, "now enabled", ""},
+		{[]string{"proxy", "delete", "web"}, 0, "deleted proxy web", ""},
+		{[]string{"proxy", "inspect", "web"}, 4, "", "HTTP 404: proxy not found"},
+		{[]string{"proxy", "frobnicate"}, 2, "", "unknown command"},
+		{[]string{"proxy", "list", "--bogus"}, 2, "", "unknown flag: --bogus"},
+	}
+	for _, st := range steps {
+		code, out, errOut := run(t, append(st.args, "--api", api)...)
+		if code != st.code || !strings.Contains(out, st.out) || !strings.Contains(errOut, st.err) {
+			t.Errorf("faultline %s = %d\nstdout: %s\nstderr: %s\nwant %d, stdout containing %q, stderr containing %q",
+				strings.Join(st.args, " "), code, out, errOut, st.code, st.out, st.err)
+		}
+	}
+}
+
+func TestProxyListJSON(t *testing.T) {
+	api := apiServer(t)
+	if code, _, errOut := run(t, "proxy", "create", "a", "-u", "127.0.0.1:9", "--api", api); code != 0 {
+		t.Fatal(errOut)
+	}
+	code, out, _ := run(t, "proxy", "list", "--json", "--api", api)
+	var got map[string]proxy.ProxyInfo
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got["a"].Upstream != "127.0.0.1:9" {
+		t.Fatalf("proxy list --json = %d %q (%v)", code, out, err)
+	}
+}
+
+func TestAPIUnreachableIsError(t *testing.T) {
+	code, _, errOut := run(t, "proxy", "list", "--api", "http://127.0.0.1:1")
+	if code != cli.ExitError || !strings.Contains(errOut, "connection refused") {
+		t.Fatalf("list against nothing = %d %q, want 4 and the reason", code, errOut)
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	code, out, _ := run(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "faultline ") {
+		t.Fatalf("version = %d %q", code, out)
+	}
+	for _, cmd := range [][]string{{"--help"}, {"serve", "--help"}, {"proxy", "--help"}, {"toxic", "--help"}, {"toxic", "add", "--help"}} {
+		code, out, _ := run(t, cmd...)
+		if code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("%v = %d %q", cmd, code, out)
+		}
+	}
+	if code, out, _ := run(t, "completion", "bash"); code != 0 || !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash = %d, %d bytes", code, len(out))
+	}
+}
+
+func TestServeConfigErrorsNameFileAndLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "proxies.json")
+	if err := os.WriteFile(bad, []byte("[\n  {\"name\": \"a\", \"upstream\": 5}\n]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := run(t, "serve", "--port", "0", "--config", bad)
+	if code != cli.ExitUsage || !strings.Contains(errOut, bad+":2:") {
+		t.Fatalf("serve with a bad config = %d %q, want 2 and %s:2:...", code, errOut, bad)
+	}
+	missing := filepath.Join(dir, "proxies2.json")
+	_ = os.WriteFile(missing, []byte(`[{"name": "a"}]`), 0o644)
+	code, _, errOut = run(t, "serve", "--port", "0", "--config", missing)
+	if code != cli.ExitUsage || !strings.Contains(errOut, "missing required field: upstream at proxy 1") {
+		t.Fatalf("serve with a config lacking upstream = %d %q", code, errOut)
+	}
+}
+
+// TestServeStopsProxiesOnSIGTERM runs the real binary: a proxy created by
+// --config carries a connection; SIGTERM must close it and exit 0.
+func TestServeStopsProxiesOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "faultline")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/faultline/faultline/cmd/faultline").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	listen := freeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "p.json")
+	_ = os.WriteFile(cfg, []byte(`[{"name":"echo","listen":"`+listen+`","upstream":"`+up.Addr().String()+`"}]`), 0o644)
+
+	cmd := exec.Command(bin, "serve", "--port", "0", "--config", cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stderr)
+	apiRE := regexp.MustCompile(`api=http://(\S+)`)
+	var api string
+	for sc.Scan() {
+		if m := apiRE.FindStringSubmatch(sc.Text()); m != nil {
+			api = m[1]
+			break
+		}
+	}
+	if api == "" {
+		t.Fatal("serve did not log its API address")
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v, want exit 0", err)
+	}
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("connection still open after serve stopped (read %d bytes)", n)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
