@@ -15,7 +15,8 @@ import (
 // each link is one goroutine (its reader) plus, only while bytes wait for a
 // due time, a second one (its writer):
 //
-//	no toxic:  src ──splice (kernel to kernel)──▶ dst
+//	no toxic:  src ─read─▶ chunk ─write─▶ dst, and while a full chunk's worth
+//	           is waiting: src ──splice (kernel to kernel)──▶ dst
 //
 //	toxics:    src ─read─▶ chunk ─▶ toxic 1 … toxic n ─▶ batch ─┬─ due now, queue empty ─▶ write ─▶ dst
 //	                                (compute due times,         └─ later ─▶ queue ─▶ writer ─▶ dst
@@ -225,34 +226,39 @@ func (l *link) run() {
 		if l.c.isClosed() {
 			return
 		}
-		var done bool
-		if !l.hasActive() && l.q.idle() {
-			done = l.splice()
-		} else {
-			done = l.step()
-		}
-		if done {
+		if l.step() {
 			return
 		}
 	}
 }
 
-// splice copies kernel to kernel until the stream ends (true) or a change
-// of toxics interrupts it (false).
-func (l *link) splice() bool {
-	n, err := l.dst.ReadFrom(l.src)
-	l.received.Add(n)
-	l.sent.Add(n)
-	switch {
-	case err == nil: // end of stream
-		l.endStream()
-		return true
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		l.rearm()
-		return false
+// spliceAvailable moves what src has already received to dst kernel to
+// kernel, while that is at least a chunk: bulk transfers skip the copy
+// through user space, and small messages, which splice would slow down,
+// keep the plain read and write. It never waits for more data, so it never
+// holds a pipe while idle. It returns true if the link is finished.
+func (l *link) spliceAvailable() bool {
+	for {
+		avail := readable(l.srcRaw)
+		if avail < chunkSize {
+			return false
+		}
+		n, err := l.dst.ReadFrom(&io.LimitedReader{R: l.src, N: int64(avail)})
+		l.received.Add(n)
+		l.sent.Add(n)
+		switch {
+		case err == nil:
+			if n == 0 { // nothing moved: no splice here, let read take it
+				return false
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			l.rearm()
+			return false
+		default:
+			l.c.close()
+			return true
+		}
 	}
-	l.c.close()
-	return true
 }
 
 // rearm restores the read deadline after an interruption that no pending
@@ -293,7 +299,18 @@ func (l *link) step() bool {
 	for i := range b.pieces {
 		b.pieces[i].due = now
 	}
-	l.received.Add(int64(b.size()))
+	n := b.size()
+	l.received.Add(int64(n))
+	if !l.hasActive() {
+		// No toxic: write at once (behind anything still queued).
+		if !l.deliver(b) {
+			return true
+		}
+		if b.end != endNone {
+			return true
+		}
+		return n == chunkSize && l.q.idle() && l.spliceAvailable()
+	}
 	l.applyToxics(b, now)
 	if !l.deliver(b) {
 		return true
@@ -517,12 +534,32 @@ func (q *queue) wait(c *conn) {
 	}
 }
 
+// preciseSlots bounds the threads that sleep in the kernel for the last
+// stretch before a due time (see waitDue).
+var preciseSlots = make(chan struct{}, 4)
+
+// preciseWindow is the stretch before a due time slept in the kernel: the
+// runtime's timers wake from the network poller, which sleeps in whole
+// milliseconds, so a timer alone is up to a millisecond late.
+const preciseWindow = 2 * time.Millisecond
+
 // waitDue blocks until due, a flush, or the connection's end.
 func (q *queue) waitDue(c *conn, b *batch, due time.Time) bool {
 	for !b.flushed.Load() {
 		d := time.Until(due)
 		if d <= 0 {
 			return true
+		}
+		if d <= preciseWindow {
+			select {
+			case preciseSlots <- struct{}{}:
+				sleepUntil(due)
+				<-preciseSlots
+				return true
+			default: // all slots busy: a timer will do
+			}
+		} else {
+			d -= preciseWindow
 		}
 		t := time.NewTimer(d)
 		select {
@@ -535,6 +572,14 @@ func (q *queue) waitDue(c *conn, b *batch, due time.Time) bool {
 		}
 	}
 	return true
+}
+
+// sleepUntil sleeps in the kernel, holding the thread, until t.
+func sleepUntil(t time.Time) {
+	for d := time.Until(t); d > 0; d = time.Until(t) {
+		ts := syscall.NsecToTimespec(int64(d))
+		_ = syscall.Nanosleep(&ts, nil)
+	}
 }
 
 // flush makes everything queued due now.

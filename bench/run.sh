@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Measures faultline's proxy against direct loopback TCP in one run, and
+# writes the figures, as ratios to direct, to bench/results/proxy.md.
+#
+#   bench/run.sh                 # 3 runs of each target (medians)
+#   RUNS=1 bench/run.sh          # quicker
+#   TOXIPROXY=0 bench/run.sh     # skip the Toxiproxy 2.12.0 comparison
+#
+# Client, upstream and proxy share this machine's cores, as in the figures
+# the issue quotes for Toxiproxy; nothing is pinned to a CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+TOXIPROXY=${TOXIPROXY:-1}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "building..." >&2
+go build -o "$work/faultline" ./cmd/faultline
+go build -o "$work/proxybench" ./bench/proxybench
+if [ "$TOXIPROXY" = 1 ]; then
+  if ! GOBIN="$work" go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0 2>"$work/tp.log"; then
+    echo "Toxiproxy 2.12.0 did not build; measuring without it" >&2
+    TOXIPROXY=0
+  fi
+fi
+
+raw="$work/runs.jsonl"
+# start_server NAME: starts a proxy server on a free port; sets api and spid.
+start_server() {
+  local port; port=$("$work/proxybench" -freeport)
+  case "$1" in
+    faultline) "$work/faultline" serve --port "$port" 2>"$work/serve.log" & ;;
+    toxiproxy) LOG_LEVEL=fatal "$work/server" -host 127.0.0.1 -port "$port" >"$work/tp.log" 2>&1 & ;;
+  esac
+  spid=$!; pids+=("$spid"); api="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -fs "$api/version" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "$1 did not start" >&2; exit 1
+}
+servers=(faultline)
+[ "$TOXIPROXY" = 1 ] && servers+=(toxiproxy)
+# The upstream servers run in a process of their own, apart from the client.
+mkfifo "$work/up.in"
+"$work/proxybench" -upstreams <"$work/up.in" >"$work/up.addrs" &
+pids+=($!)
+exec 3>"$work/up.in"
+for _ in $(seq 100); do [ -s "$work/up.addrs" ] && break; sleep 0.1; done
+read -r -a ups <"$work/up.addrs"
+for run in $(seq "$RUNS"); do
+  echo "run $run/$RUNS: direct" >&2
+  "$work/proxybench" "${ups[@]}" -name direct >>"$raw"
+  for s in "${servers[@]}"; do
+    for tox in false true; do
+      name=$s; [ $tox = true ] && name="$s, 3 toxics each stream"
+      echo "run $run/$RUNS: $name" >&2
+      start_server "$s"
+      "$work/proxybench" "${ups[@]}" -name "$name" -api "$api" -pid "$spid" -toxics=$tox >>"$raw"
+      kill "$spid"; wait "$spid" 2>/dev/null || true
+    done
+  done
+done
+
+mkdir -p bench/results
+out=bench/results/proxy.md
+{
+  echo "# Proxy figures"
+  echo
+  echo "Written by \`bench/run.sh\` on $(date -u +%Y-%m-%d) ($(nproc) cores, $(go version | cut -d' ' -f3), $(uname -r))."
+  echo "Each figure is the median of $RUNS runs; ratios are to direct loopback TCP measured in the same run."
+  echo "Client, upstream servers and proxy are three processes on the same cores. Throughput moves $(( $(head -1 "$raw" | sed 's/.*"throughput_bytes":\([0-9]*\).*/\1/') >> 20 )) MiB one direction at a time;"
+  echo "the round trip is a 64-byte echo; new connections are sequential (dial, 1-byte echo, close);"
+  echo "memory is the proxy process's RSS growth per idle connection (2000 connections, each after a 1-byte echo);"
+  echo "the latency figure is the mean round trip with a 100 ms downstream latency toxic minus the median without."
+  echo "\"3 toxics each stream\" is latency 0 ms, bandwidth at 100 GB/s and limit_data of 2^60 bytes on both streams."
+  echo
+  "$work/proxybench" -report "$raw"
+  echo
+  echo "Raw runs (JSON lines):"
+  echo
+  echo '```'
+  cat "$raw"
+  echo '```'
+} >"$out"
+cat "$out"
