@@ -296,8 +296,12 @@ func (p *Proxy) register(c *conn, r *listenerRun) bool {
 	if p.run != r {
 		return false
 	}
+	// The links start with the current toxics, before any later change
+	// can be published to them.
 	for s := range c.links {
-		c.links[s].pending.Store(p.chains[s])
+		l := &c.links[s]
+		l.adoptChain(p.chains[s])
+		_ = l.src.SetReadDeadline(l.closeAt)
 	}
 	p.conns[c] = struct{}{}
 	p.metrics.connOpened()
