@@ -216,3 +216,32 @@ func freeAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestDemoShowsEachFault runs the walkthrough: every step must show the
+// effect its fault has on a real HTTP client, and recovery must be clean.
+func TestDemoShowsEachFault(t *testing.T) {
+	code, out, errOut := run(t, "demo", "--requests", "6")
+	if code != 0 {
+		t.Fatalf("demo = %d\n%s\n%s", code, out, errOut)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		for _, step := range []string{"no fault", "latency 200 ms", "black-holed", "connections reset", "service is down", "faults removed"} {
+			if strings.HasPrefix(l, step) || strings.Contains(l, step) && !strings.Contains(l, "↳") {
+				lines[step] = l
+			}
+		}
+	}
+	for step, want := range map[string]string{
+		"no fault":          " 6      0 ",
+		"latency 200 ms":    " 6      0 ",
+		"black-holed":       "timed out",
+		"connections reset": "6× connection reset",
+		"service is down":   "6× connection refused",
+		"faults removed":    " 6      0 ",
+	} {
+		if !strings.Contains(lines[step], want) {
+			t.Errorf("demo step %q: line %q lacks %q\n%s", step, lines[step], want, out)
+		}
+	}
+}
