@@ -39,6 +39,21 @@ start_server() {
   for _ in $(seq 100); do curl -fs "$api/version" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "$1 did not start" >&2; exit 1
 }
+# socat, a minimal relay in C, if installed: a floor for what any user-space
+# proxy costs on this machine (one process forked per connection, so its
+# connection rate says little).
+socat_targets() {
+  command -v socat >/dev/null 2>&1 || return 0
+  local via=() up port
+  for up in "${ups[1]}" "${ups[3]}" "${ups[5]}"; do
+    port=$("$work/proxybench" -freeport)
+    socat "TCP-LISTEN:$port,fork,reuseaddr,bind=127.0.0.1" "TCP:$up" &
+    pids+=($!); via+=("127.0.0.1:$port")
+  done
+  sleep 0.3
+  "$work/proxybench" "${ups[@]}" -name "socat (reference)" -through "$(IFS=,; echo "${via[*]}")" >>"$raw"
+  for _ in 1 2 3; do kill "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; done
+}
 servers=(faultline)
 [ "$TOXIPROXY" = 1 ] && servers+=(toxiproxy)
 # The upstream servers run in a process of their own, apart from the client.
@@ -51,6 +66,8 @@ read -r -a ups <"$work/up.addrs"
 for run in $(seq "$RUNS"); do
   echo "run $run/$RUNS: direct" >&2
   "$work/proxybench" "${ups[@]}" -name direct >>"$raw"
+  echo "run $run/$RUNS: socat" >&2
+  socat_targets
   for s in "${servers[@]}"; do
     for tox in false true; do
       name=$s; [ $tox = true ] && name="$s, 3 toxics each stream"

@@ -34,8 +34,8 @@ import (
 // through the new chain; none is lost or duplicated, because a read that is
 // interrupted by a deadline has taken nothing from the socket.
 
-// chunkSize is the most one read takes when toxics are active.
-const chunkSize = 64 << 10
+// chunkSize is the most one read takes.
+const chunkSize = 256 << 10
 
 // queueLimit bounds the bytes a link holds for later writing; past it the
 // reader stops reading, which pushes back on the sender as TCP does.
@@ -447,8 +447,26 @@ func (q *queue) doneInline() {
 	q.mu.Unlock()
 }
 
+// compact moves a batch that uses little of its pooled buffer into memory
+// of its own size, so that what waits in a queue holds no more than it
+// needs (a 64-byte message must not hold a whole chunk for a minute).
+func (b *batch) compact() {
+	n := b.size()
+	if b.buf == nil || n >= chunkSize/4 {
+		return
+	}
+	own := make([]byte, 0, n)
+	for i, p := range b.pieces {
+		own = append(own, p.data...)
+		b.pieces[i].data = own[len(own)-len(p.data):]
+	}
+	bufPool.Put(b.buf)
+	b.buf = nil
+}
+
 // push appends b and waits while the queue is over its limit.
 func (q *queue) push(l *link, b *batch) bool {
+	b.compact()
 	q.mu.Lock()
 	q.items = append(q.items, b)
 	q.bytes += b.size()

@@ -50,6 +50,7 @@ func main() {
 	sink := flag.String("sink", "", "address of the sink upstream")
 	source := flag.String("source", "", "address of the source upstream")
 	echo := flag.String("echo", "", "address of the echo upstream")
+	through := flag.String("through", "", "SINK,SOURCE,ECHO: addresses of another relay already in front of the three upstreams")
 	freePort := flag.Bool("freeport", false, "print a free loopback port and exit")
 	report := flag.String("report", "", "read the JSON lines of earlier runs from this file and print the Markdown report")
 	flag.Parse()
@@ -78,6 +79,14 @@ func main() {
 	f := figures{Target: *name, ThroughputBytes: *size}
 	var cl *proxy.Client
 	addr := func(up string) string { return up }
+	if *through != "" {
+		via := strings.Split(*through, ",")
+		if len(via) != 3 {
+			log.Fatal("-through wants SINK,SOURCE,ECHO")
+		}
+		m := map[string]string{*sink: via[0], *source: via[1], *echo: via[2]}
+		addr = func(up string) string { return m[up] }
+	}
 	if *api != "" {
 		cl = proxy.NewClient(*api, "")
 		ctx := context.Background()
@@ -211,8 +220,16 @@ func throughputDown(addr string, size int64) float64 {
 	check(err)
 	defer c.Close()
 	start := time.Now()
-	n, err := io.Copy(io.Discard, c)
-	check(err)
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		k, err := c.Read(buf)
+		n += int64(k)
+		if err == io.EOF {
+			break
+		}
+		check(err)
+	}
 	if n != size {
 		log.Fatalf("downstream: got %d bytes, want %d", n, size)
 	}
