@@ -3,6 +3,13 @@
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -timeout 12m
+CACHE       ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/faultline
+TOXIPROXY_VERSION := v2.12.0
+
+# The real Toxiproxy, for the tests that compare faultline with it; built
+# once from the Go module proxy by scripts/deps.sh.
+export TOXIPROXY_SERVER ?= $(CACHE)/toxiproxy-$(TOXIPROXY_VERSION)/server
+export CACHE TOXIPROXY_VERSION
 
 .PHONY: all build test deps lint unit fuzz bench clean
 

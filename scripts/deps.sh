@@ -24,3 +24,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 go mod download
+
+# Toxiproxy's own server, for the tests that compare faultline with it.
+if [ -n "${TOXIPROXY_SERVER:-}" ] && [ ! -x "$TOXIPROXY_SERVER" ]; then
+  echo "deps: building Toxiproxy ${TOXIPROXY_VERSION} (for compatibility tests) into $(dirname "$TOXIPROXY_SERVER")"
+  mkdir -p "$(dirname "$TOXIPROXY_SERVER")"
+  GOBIN="$(dirname "$TOXIPROXY_SERVER")" go install "github.com/Shopify/toxiproxy/v2/cmd/server@${TOXIPROXY_VERSION}"
+fi

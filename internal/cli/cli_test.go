@@ -20,6 +20,7 @@ import (
 
 	"github.com/faultline/faultline/internal/cli"
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/proxy/proxytest"
 )
 
 func TestMain(m *testing.M) {
@@ -45,37 +46,47 @@ func apiServer(t *testing.T) string {
 	return hs.URL
 }
 
+// TestProxyAndToxicCommands drives faultline's server and the real
+// Toxiproxy with the same commands: the client commands work with both.
 func TestProxyAndToxicCommands(t *testing.T) {
-	api := apiServer(t)
+	t.Run("faultline", func(t *testing.T) { proxyAndToxicCommands(t, apiServer(t), true) })
+	t.Run("toxiproxy", func(t *testing.T) { proxyAndToxicCommands(t, proxytest.Toxiproxy(t), false) })
+}
+
+func proxyAndToxicCommands(t *testing.T, api string, faultline bool) {
 	steps := []struct {
-		args []string
-		code int
-		out  string // substring of stdout
-		err  string // substring of stderr
+		args          []string
+		code          int
+		out           string // substring of stdout
+		err           string // substring of stderr
+		faultlineOnly bool   // Toxiproxy accepts invalid values
 	}{
-		{[]string{"proxy", "list"}, 0, "no proxies", ""},
-		{[]string{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9"}, 0, "created proxy web: 127.0.0.1:", ""},
-		{[]string{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9"}, 4, "", "HTTP 409: proxy already exists"},
-		{[]string{"proxy", "create", "nou"}, 2, "", "--upstream (-u) is required"},
-		{[]string{"proxy", "list"}, 0, "web", ""},
-		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency=1000", "-a", "jitter=100"}, 0, "added latency toxic latency_downstream on web (downstream, toxicity 1): jitter=100 latency=1000", ""},
-		{[]string{"toxic", "add", "web", "-t", "bandwidth", "-u", "-a", "rate=10", "--toxicity", "0.5", "-n", "slow"}, 0, "slow on web (upstream, toxicity 0.5): rate=10", ""},
-		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency=-5", "-n", "neg"}, 2, "", "HTTP 400: latency must be >= 0"},
-		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency"}, 2, "", "want KEY=VALUE"},
-		{[]string{"toxic", "add", "web"}, 2, "", "--type (-t) is required"},
-		{[]string{"toxic", "update", "web", "-n", "latency_downstream", "-a", "latency=2000"}, 0, "jitter=100 latency=2000", ""},
-		{[]string{"toxic", "update", "web", "-n", "slow", "-a", "rate=20"}, 0, "toxicity 0.5", ""},
-		{[]string{"proxy", "inspect", "web"}, 0, "latency_downstream  latency    downstream  1         jitter=100 latency=2000", ""},
-		{[]string{"toxic", "remove", "web", "-n", "latency_downstream"}, 0, "removed toxic latency_downstream from web", ""},
-		{[]string{"toxic", "remove", "web", "-n", "latency_downstream"}, 4, "", "HTTP 404: toxic not found"},
-		{[]string{"proxy", "toggle", "web"}, 0, "now disabled", ""},
-		{[]string{"proxy", "toggle", "web"}, 0, "now enabled", ""},
-		{[]string{"proxy", "delete", "web"}, 0, "deleted proxy web", ""},
-		{[]string{"proxy", "inspect", "web"}, 4, "", "HTTP 404: proxy not found"},
-		{[]string{"proxy", "frobnicate"}, 2, "", "unknown command"},
-		{[]string{"proxy", "list", "--bogus"}, 2, "", "unknown flag: --bogus"},
+		{[]string{"proxy", "list"}, 0, "no proxies", "", false},
+		{[]string{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9"}, 0, "created proxy web: 127.0.0.1:", "", false},
+		{[]string{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9"}, 4, "", "HTTP 409: proxy already exists", false},
+		{[]string{"proxy", "create", "nou"}, 2, "", "--upstream (-u) is required", false},
+		{[]string{"proxy", "list"}, 0, "web", "", false},
+		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency=1000", "-a", "jitter=100"}, 0, "added latency toxic latency_downstream on web (downstream, toxicity 1): jitter=100 latency=1000", "", false},
+		{[]string{"toxic", "add", "web", "-t", "bandwidth", "-u", "-a", "rate=10", "--toxicity", "0.5", "-n", "slow"}, 0, "slow on web (upstream, toxicity 0.5): rate=10", "", false},
+		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency=-5", "-n", "neg"}, 2, "", "HTTP 400: latency must be >= 0", true},
+		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency"}, 2, "", "want KEY=VALUE", false},
+		{[]string{"toxic", "add", "web"}, 2, "", "--type (-t) is required", false},
+		{[]string{"toxic", "update", "web", "-n", "latency_downstream", "-a", "latency=2000"}, 0, "jitter=100 latency=2000", "", false},
+		{[]string{"toxic", "update", "web", "-n", "slow", "-a", "rate=20"}, 0, "toxicity 0.5", "", false},
+		{[]string{"proxy", "inspect", "web"}, 0, "latency_downstream  latency    downstream  1         jitter=100 latency=2000", "", false},
+		{[]string{"toxic", "remove", "web", "-n", "latency_downstream"}, 0, "removed toxic latency_downstream from web", "", false},
+		{[]string{"toxic", "remove", "web", "-n", "latency_downstream"}, 4, "", "HTTP 404: toxic not found", false},
+		{[]string{"proxy", "toggle", "web"}, 0, "now disabled", "", false},
+		{[]string{"proxy", "toggle", "web"}, 0, "now enabled", "", false},
+		{[]string{"proxy", "delete", "web"}, 0, "deleted proxy web", "", false},
+		{[]string{"proxy", "inspect", "web"}, 4, "", "HTTP 404: proxy not found", false},
+		{[]string{"proxy", "frobnicate"}, 2, "", "unknown command", false},
+		{[]string{"proxy", "list", "--bogus"}, 2, "", "unknown flag: --bogus", false},
 	}
 	for _, st := range steps {
+		if st.faultlineOnly && !faultline {
+			continue
+		}
 		code, out, errOut := run(t, append(st.args, "--api", api)...)
 		if code != st.code || !strings.Contains(out, st.out) || !strings.Contains(errOut, st.err) {
 			t.Errorf("faultline %s = %d\nstdout: %s\nstderr: %s\nwant %d, stdout containing %q, stderr containing %q",

@@ -3,7 +3,12 @@
 package proxytest
 
 import (
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/faultline/faultline/proxy"
 )
@@ -28,4 +33,49 @@ func AddToxic(tb testing.TB, p *proxy.Proxy, t proxy.Toxic) proxy.Toxic {
 		tb.Fatalf("proxytest: add toxic to %s: %v", p.Name(), err)
 	}
 	return t
+}
+
+// Toxiproxy starts the real Toxiproxy server named by $TOXIPROXY_SERVER on a
+// free loopback port, for tests that compare faultline with it, and returns
+// its API URL; it is killed when the test ends. Without the variable the
+// test is skipped, except under CI=true, where it fails: make test builds
+// Toxiproxy 2.12.0 and sets the variable.
+func Toxiproxy(tb testing.TB) string {
+	tb.Helper()
+	bin := os.Getenv("TOXIPROXY_SERVER")
+	if bin == "" {
+		if os.Getenv("CI") == "true" {
+			tb.Fatal("proxytest: TOXIPROXY_SERVER is not set: run the tests through make test")
+		}
+		tb.Skip("proxytest: TOXIPROXY_SERVER not set (make test builds Toxiproxy 2.12.0 and sets it)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "-host", host, "-port", port)
+	cmd.Env = append(os.Environ(), "LOG_LEVEL=fatal")
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("proxytest: start Toxiproxy: %v", err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	url := "http://" + addr
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := client.Get(url + "/version")
+		if err == nil {
+			resp.Body.Close()
+			return url
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("proxytest: Toxiproxy did not answer on %s: %v", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
