@@ -115,7 +115,6 @@ type link struct {
 	wake    chan struct{}
 
 	// Owned by the reader goroutine.
-	chain   *chain
 	states  []*toxicState
 	closeAt time.Time // earliest timeout deadline, zero if none
 
@@ -187,7 +186,6 @@ func (l *link) adoptChain(ch *chain) {
 	if changed {
 		l.q.flush()
 	}
-	l.chain = ch
 	l.updateCloseAt()
 }
 
@@ -220,7 +218,7 @@ func (l *link) hasActive() bool {
 // the connection closed.
 func (l *link) run() {
 	defer l.c.linkDone(l)
-	defer l.q.wait(l.c)
+	defer l.waitQueue()
 	for {
 		l.adopt()
 		if l.c.isClosed() {
@@ -366,9 +364,7 @@ func (l *link) read() (*batch, error) {
 // else queues it. It returns false if the connection closed.
 func (l *link) deliver(b *batch) bool {
 	if l.q.tryInline(b) {
-		ok := l.write(b, nil)
-		l.q.doneInline()
-		return ok
+		return l.write(b, nil)
 	}
 	return l.q.push(l, b)
 }
@@ -415,7 +411,6 @@ type queue struct {
 	items   []*batch
 	bytes   int
 	running bool // a writer goroutine is draining items
-	inline  bool // the reader is writing a batch itself
 	space   chan struct{}
 	flushCh chan struct{}
 }
@@ -434,17 +429,7 @@ func (q *queue) idle() bool {
 func (q *queue) tryInline(b *batch) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items) > 0 || q.running || b.lastDue().After(time.Now().Add(inlineSlack)) {
-		return false
-	}
-	q.inline = true
-	return true
-}
-
-func (q *queue) doneInline() {
-	q.mu.Lock()
-	q.inline = false
-	q.mu.Unlock()
+	return len(q.items) == 0 && !q.running && !b.lastDue().After(time.Now().Add(inlineSlack))
 }
 
 // compact moves a batch that uses little of its pooled buffer into memory
@@ -540,13 +525,16 @@ func (q *queue) signal() {
 	}
 }
 
-// wait blocks until the writer goroutine has written everything queued, or
-// the connection closed.
-func (q *queue) wait(c *conn) {
-	for !q.idle() {
+// waitQueue blocks until the writer goroutine has written everything
+// queued, or the connection closed. Changes of toxics are still adopted
+// meanwhile: removing a slow_close lets the end of stream go at once.
+func (l *link) waitQueue() {
+	for !l.q.idle() {
 		select {
-		case <-q.space:
-		case <-c.done:
+		case <-l.q.space:
+		case <-l.wake:
+			l.adopt()
+		case <-l.c.done:
 			return
 		}
 	}

@@ -419,3 +419,45 @@ func waitConns(t *testing.T, p *proxy.Proxy, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestRemovingSlowCloseReleasesTheEnd(t *testing.T) {
+	up := server(t, func(c net.Conn) {}) // closes at once
+	p := proxytest.New(t, up)
+	proxytest.AddToxic(t, p, proxy.Toxic{Effect: proxy.SlowClose{Delay: time.Hour}})
+	c := dial(t, p.Listen())
+	waitConns(t, p, 1)
+	if err := p.RemoveToxic("slow_close_downstream"); err != nil {
+		t.Fatal(err)
+	}
+	// The connection's deadline is 30 s: an end held for the hour fails here.
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after removing slow_close = %d, %v; want EOF", n, err)
+	}
+}
+
+func TestToxicityIsDrawnPerConnection(t *testing.T) {
+	p := proxytest.New(t, echoServer(t))
+	half := float32(0.5)
+	proxytest.AddToxic(t, p, proxy.Toxic{Stream: proxy.Upstream, Toxicity: &half, Effect: proxy.ResetPeer{}})
+	const n = 200
+	reset := 0
+	for range n {
+		c := dial(t, p.Listen())
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := io.ReadFull(c, make([]byte, 1))
+		switch {
+		case err == nil:
+		case errors.Is(err, syscall.ECONNRESET) || err == io.EOF:
+			reset++
+		default:
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	// Binomial(200, 0.5): outside 60..140 has a probability below 1e-8.
+	if reset < 60 || reset > 140 {
+		t.Fatalf("%d of %d connections reset with toxicity 0.5", reset, n)
+	}
+}
