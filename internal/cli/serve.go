@@ -82,7 +82,7 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 		return failure(fmt.Errorf("API listen: %w", err))
 	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           logChanges(log, srv.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -105,6 +105,31 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 		return failure(err)
 	}
 	return nil
+}
+
+// logChanges logs every API request that changes something (any method
+// but GET and HEAD), with its answer: the server's log is the record of
+// what was injected and removed, and when.
+func logChanges(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		log.Info("api", "method", r.Method, "path", r.URL.Path, "status", sw.status, "client", r.RemoteAddr)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func populateFromFile(srv *proxy.Server, path string) error {
