@@ -90,7 +90,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			return &APIError{Status: resp.StatusCode, Message: e.Error}
 		}
-		return &APIError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+		msg, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+		if len(msg) > 200 {
+			msg = msg[:200] + "…"
+		}
+		return &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("%s (is %s a faultline or Toxiproxy API?)", msg, c.Base)}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -143,6 +147,12 @@ func (c *Client) DeleteProxy(ctx context.Context, name string) error {
 func (c *Client) AddToxic(ctx context.Context, proxyName string, t ToxicInfo) (ToxicInfo, error) {
 	var out ToxicInfo
 	return out, c.do(ctx, http.MethodPost, proxyPath(proxyName, "toxics"), t, &out)
+}
+
+// Toxic returns one toxic of a proxy.
+func (c *Client) Toxic(ctx context.Context, proxyName, toxic string) (ToxicInfo, error) {
+	var out ToxicInfo
+	return out, c.do(ctx, http.MethodGet, proxyPath(proxyName, "toxics", toxic), nil, &out)
 }
 
 // UpdateToxic merges attrs into a toxic's attributes and, if toxicity is

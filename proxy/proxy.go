@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// Metrics, if not nil, counts bytes and connections.
 	Metrics *Metrics
+	// Logger, if not nil, is told of failed upstream dials (at most one
+	// line a second per proxy); nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Proxy forwards TCP connections from Listen to Upstream, applying toxics.
@@ -61,6 +65,9 @@ type Proxy struct {
 	rand        *lockedRand
 	dialTimeout time.Duration
 	metrics     *proxyMetrics
+	log         *slog.Logger
+	lastLog     atomic.Int64 // unix ns of the last dial failure logged
+	unlogged    atomic.Int64 // dial failures since then
 
 	mu       sync.Mutex
 	listen   string
@@ -96,6 +103,7 @@ func New(cfg Config) *Proxy {
 		upstream:    cfg.Upstream,
 		rand:        newLockedRand(seed),
 		dialTimeout: cfg.DialTimeout,
+		log:         cfg.Logger,
 		conns:       map[*conn]struct{}{},
 	}
 	if p.dialTimeout <= 0 {
@@ -268,6 +276,7 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		// The client sees the connection closed, as with Toxiproxy.
 		_ = client.Close()
 		p.metrics.dialFailed()
+		p.logDialFailure(upstream, err)
 		return
 	}
 	c := newConn(p, client, sc.(*net.TCPConn))
@@ -286,6 +295,20 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 	delete(p.conns, c)
 	p.mu.Unlock()
 	p.metrics.connClosed()
+}
+
+func (p *Proxy) logDialFailure(upstream string, err error) {
+	if p.log == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := p.lastLog.Load()
+	if now-last < int64(time.Second) || !p.lastLog.CompareAndSwap(last, now) {
+		p.unlogged.Add(1)
+		return
+	}
+	p.log.Warn("upstream dial failed: client connection closed", "proxy", p.name, "upstream", upstream,
+		"err", err, "more_failures_not_logged", p.unlogged.Swap(0))
 }
 
 // register adds c to the live connections with the current toxics; it

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -23,6 +24,8 @@ type ServerOptions struct {
 	Version string
 	// DialTimeout bounds each upstream dial; zero means DefaultDialTimeout.
 	DialTimeout time.Duration
+	// Logger, if not nil, is told of failed upstream dials.
+	Logger *slog.Logger
 }
 
 // Server holds named proxies and serves Toxiproxy's HTTP API for them
@@ -64,7 +67,7 @@ type ProxyConfig struct {
 func (s *Server) newProxy(c ProxyConfig) *Proxy {
 	return New(Config{
 		Name: c.Name, Listen: c.Listen, Upstream: c.Upstream,
-		Seed: s.opts.Seed, DialTimeout: s.opts.DialTimeout, Metrics: s.metrics,
+		Seed: s.opts.Seed, DialTimeout: s.opts.DialTimeout, Metrics: s.metrics, Logger: s.opts.Logger,
 	})
 }
 

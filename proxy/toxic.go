@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -194,6 +195,24 @@ func (Noop) wire() any        { return &noopWire{} }
 // ToxicTypes lists the types the proxy knows, in Toxiproxy's names.
 var ToxicTypes = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "noop"}
 
+// Attribute is one attribute of a toxic type as the API takes it: an
+// integer in Unit.
+type Attribute struct {
+	Name, Unit string
+}
+
+// ToxicAttributes lists the attributes of each type in ToxicTypes.
+var ToxicAttributes = map[string][]Attribute{
+	"latency":    {{"latency", "ms"}, {"jitter", "ms"}},
+	"bandwidth":  {{"rate", "KB/s"}},
+	"slow_close": {{"delay", "ms"}},
+	"timeout":    {{"timeout", "ms"}},
+	"reset_peer": {{"timeout", "ms"}},
+	"slicer":     {{"average_size", "bytes"}, {"size_variation", "bytes"}, {"delay", "µs"}},
+	"limit_data": {{"bytes", "bytes"}},
+	"noop":       nil,
+}
+
 // newEffect returns the zero effect of a type, or nil if the type is unknown.
 func newEffect(typ string) Effect {
 	switch typ {
@@ -268,7 +287,18 @@ func ms(v int64) time.Duration {
 func jsonErrorText(err error) string {
 	var ute *json.UnmarshalTypeError
 	if errors.As(err, &ute) && ute.Field != "" {
-		return fmt.Sprintf("json: cannot unmarshal %s into attribute %q of type %s", ute.Value, ute.Field, ute.Type)
+		what := ute.Type.String()
+		switch ute.Type.Kind() {
+		case reflect.Int, reflect.Int64:
+			what = "an integer"
+		case reflect.Float32, reflect.Float64:
+			what = "a number"
+		case reflect.String:
+			what = "a string"
+		case reflect.Bool:
+			what = "true or false"
+		}
+		return fmt.Sprintf("json: cannot unmarshal %s into %q, which takes %s", ute.Value, ute.Field, what)
 	}
 	return err.Error()
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -143,7 +144,7 @@ func noArgs(c *cobra.Command, args []string) error {
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) != len(names) {
-			return usagef("%s needs %d argument(s) (%v), got %d: see '%s --help'", c.CommandPath(), len(names), names, len(args), c.CommandPath())
+			return usagef("%s takes %s, got %d argument(s): see '%s --help'", c.Name(), strings.Join(names, " "), len(args), c.CommandPath())
 		}
 		return nil
 	}

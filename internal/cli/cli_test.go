@@ -71,6 +71,14 @@ func proxyAndToxicCommands(t *testing.T, api string, faultline bool) {
 		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency=-5", "-n", "neg"}, 2, "", "HTTP 400: latency must be >= 0", true},
 		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency"}, 2, "", "want KEY=VALUE", false},
 		{[]string{"toxic", "add", "web"}, 2, "", "--type (-t) is required", false},
+		{[]string{"toxic", "add", "web", "-t", "latancy"}, 2, "", `unknown type "latancy", want one of latency, bandwidth`, false},
+		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latenc=5"}, 2, "", `a latency toxic has no attribute "latenc"; its attributes: latency (ms), jitter (ms)`, false},
+		{[]string{"toxic", "add", "web", "-t", "latency", "-a", "latency=abc"}, 2, "", `latency takes a whole number (ms), got "abc"`, false},
+		{[]string{"toxic", "add", "web", "-t", "latency", "--toxicity", "2"}, 2, "", "--toxicity must be between 0 and 1", false},
+		{[]string{"toxic", "add", "web", "-t", "latency"}, 4, "", "toxic latency_downstream: HTTP 409: toxic already exists (give another name with -n, or change it: faultline toxic update web -n latency_downstream", false},
+		{[]string{"toxic", "add", "nope", "-t", "noop"}, 4, "", "proxy nope: HTTP 404: proxy not found", false},
+		{[]string{"toxic", "update", "web", "-n", "slow", "-a", "latency=5"}, 2, "", `a bandwidth toxic has no attribute "latency"`, false},
+		{[]string{"proxy", "create", "bad", "-l", "nonsense", "-u", "127.0.0.1:9"}, 2, "", `--listen "nonsense": want HOST:PORT`, false},
 		{[]string{"toxic", "update", "web", "-n", "latency_downstream", "-a", "latency=2000"}, 0, "jitter=100 latency=2000", "", false},
 		{[]string{"toxic", "update", "web", "-n", "slow", "-a", "rate=20"}, 0, "toxicity 0.5", "", false},
 		{[]string{"proxy", "inspect", "web"}, 0, "latency_downstream  latency    downstream  1         jitter=100 latency=2000", "", false},
@@ -104,6 +112,13 @@ func TestProxyListJSON(t *testing.T) {
 	var got map[string]proxy.ProxyInfo
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got["a"].Upstream != "127.0.0.1:9" {
 		t.Fatalf("proxy list --json = %d %q (%v)", code, out, err)
+	}
+}
+
+func TestAPIMustBeHTTP(t *testing.T) {
+	code, _, errOut := run(t, "proxy", "list", "--api", "ftp://127.0.0.1:1")
+	if code != cli.ExitUsage || !strings.Contains(errOut, "want an http:// or https:// URL") {
+		t.Fatalf("list --api ftp://... = %d %q, want 2", code, errOut)
 	}
 }
 

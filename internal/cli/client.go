@@ -3,8 +3,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,12 +33,30 @@ func (a *apiFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&a.json, "json", false, "print the API's JSON instead of a table")
 }
 
-func (a *apiFlags) client() *proxy.Client {
+// client returns a client for --api, or a usage error for a URL that is
+// not http(s).
+func (a *apiFlags) client() (*proxy.Client, error) {
 	token := a.token
 	if token == "" {
 		token = envOr("", "FAULTLINE_TOKEN")
 	}
-	return proxy.NewClient(a.api, token)
+	if scheme, _, ok := strings.Cut(a.api, "://"); ok && scheme != "http" && scheme != "https" {
+		return nil, usagef("--api %q: want an http:// or https:// URL", a.api)
+	}
+	return proxy.NewClient(a.api, token), nil
+}
+
+// checkAddr refuses an address that is not HOST:PORT before the server does.
+func checkAddr(flag, addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return usagef("%s %q: want HOST:PORT, e.g. 127.0.0.1:26379", flag, addr)
+	}
+	return nil
+}
+
+// inProxy names the proxy in an API error, whose text is Toxiproxy's.
+func inProxy(name string, err error) error {
+	return failure(fmt.Errorf("proxy %s: %w", name, err))
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -66,8 +88,13 @@ The flags follow toxiproxy-cli's.`,
 
 	list := &cobra.Command{
 		Use: "list", Aliases: []string{"ls"}, Short: "List proxies", Args: noArgs,
+		Example: "  faultline proxy list\n  faultline proxy list --json\n  faultline proxy list --api http://10.0.0.5:8474 --token \"$TOKEN\"",
 		RunE: func(c *cobra.Command, _ []string) error {
-			ps, err := a.client().Proxies(ctx(c))
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			ps, err := cl.Proxies(ctx(c))
 			if err != nil {
 				return failure(err)
 			}
@@ -100,9 +127,16 @@ The flags follow toxiproxy-cli's.`,
 			if upstream == "" {
 				return usagef("proxy create: --upstream (-u) is required")
 			}
-			p, err := a.client().CreateProxy(ctx(c), args[0], listen, upstream)
+			if err := errors.Join(checkAddr("--listen", listen), checkAddr("--upstream", upstream)); err != nil {
+				return &exitError{ExitUsage, err}
+			}
+			cl, err := a.client()
 			if err != nil {
-				return failure(err)
+				return err
+			}
+			p, err := cl.CreateProxy(ctx(c), args[0], listen, upstream)
+			if err != nil {
+				return inProxy(args[0], err)
 			}
 			if a.json {
 				return printJSON(c.OutOrStdout(), p)
@@ -116,10 +150,15 @@ The flags follow toxiproxy-cli's.`,
 
 	inspect := &cobra.Command{
 		Use: "inspect NAME", Aliases: []string{"i"}, Short: "Show a proxy and its toxics", Args: exactArgs("NAME"),
+		Example: "  faultline proxy inspect redis\n  faultline proxy inspect redis --json",
 		RunE: func(c *cobra.Command, args []string) error {
-			p, err := a.client().Proxy(ctx(c), args[0])
+			cl, err := a.client()
 			if err != nil {
-				return failure(err)
+				return err
+			}
+			p, err := cl.Proxy(ctx(c), args[0])
+			if err != nil {
+				return inProxy(args[0], err)
 			}
 			if a.json {
 				return printJSON(c.OutOrStdout(), p)
@@ -130,14 +169,18 @@ The flags follow toxiproxy-cli's.`,
 
 	toggle := &cobra.Command{
 		Use: "toggle NAME", Short: "Enable a disabled proxy, or disable (take down) an enabled one", Args: exactArgs("NAME"),
+		Example: "  faultline proxy toggle redis   # the service is down: new connections refused, live ones dropped\n  faultline proxy toggle redis   # and back up",
 		RunE: func(c *cobra.Command, args []string) error {
-			cl := a.client()
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
 			p, err := cl.Proxy(ctx(c), args[0])
 			if err != nil {
-				return failure(err)
+				return inProxy(args[0], err)
 			}
 			if p, err = cl.SetEnabled(ctx(c), args[0], !p.Enabled); err != nil {
-				return failure(err)
+				return inProxy(args[0], err)
 			}
 			if a.json {
 				return printJSON(c.OutOrStdout(), p)
@@ -153,14 +196,19 @@ The flags follow toxiproxy-cli's.`,
 
 	del := &cobra.Command{
 		Use: "delete NAME", Short: "Delete a proxy, closing its connections", Args: exactArgs("NAME"),
+		Example: "  faultline proxy delete redis",
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := a.client().DeleteProxy(ctx(c), args[0]); err != nil {
-				return failure(err)
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.DeleteProxy(ctx(c), args[0]); err != nil {
+				return inProxy(args[0], err)
 			}
 			if a.json {
 				return nil
 			}
-			_, err := fmt.Fprintf(c.OutOrStdout(), "deleted proxy %s\n", args[0])
+			_, err = fmt.Fprintf(c.OutOrStdout(), "deleted proxy %s\n", args[0])
 			return err
 		},
 	}
@@ -204,20 +252,51 @@ type toxicFlags struct {
 	upstream, downst bool
 }
 
-// parseAttrs turns k=v pairs into attributes: numbers become JSON numbers,
-// anything else stays a string (as toxiproxy-cli does).
-func parseAttrs(pairs []string) (map[string]any, error) {
+// attributeHelp describes the attributes of a type, e.g. "latency (ms), jitter (ms)".
+func attributeHelp(typ string) string {
+	var parts []string
+	for _, a := range proxy.ToxicAttributes[typ] {
+		parts = append(parts, fmt.Sprintf("%s (%s)", a.Name, a.Unit))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// parseAttrs turns KEY=VALUE pairs into attributes. For a type this
+// command knows, keys must be the type's and values integers (a typo would
+// otherwise make a toxic that does nothing); for another type, numbers
+// become JSON numbers and anything else stays a string, as toxiproxy-cli
+// sends them.
+func parseAttrs(typ string, pairs []string) (map[string]any, error) {
+	known, typeKnown := proxy.ToxicAttributes[typ]
 	out := map[string]any{}
 	for _, kv := range pairs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, usagef("--attribute %q: want KEY=VALUE, e.g. -a latency=1000", kv)
 		}
-		if n, err := strconv.ParseFloat(v, 64); err == nil {
-			out[k] = n
-		} else {
-			out[k] = v
+		n, intErr := strconv.ParseInt(v, 10, 64)
+		if !typeKnown {
+			switch f, err := strconv.ParseFloat(v, 64); {
+			case intErr == nil:
+				out[k] = n
+			case err == nil:
+				out[k] = f
+			default:
+				out[k] = v
+			}
+			continue
 		}
+		i := slices.IndexFunc(known, func(a proxy.Attribute) bool { return a.Name == k })
+		if i < 0 {
+			return nil, usagef("--attribute %s: a %s toxic has no attribute %q; its attributes: %s", kv, typ, k, attributeHelp(typ))
+		}
+		if intErr != nil {
+			return nil, usagef("--attribute %s: %s takes a whole number (%s), got %q", kv, k, known[i].Unit, v)
+		}
+		out[k] = n
 	}
 	return out, nil
 }
@@ -230,20 +309,24 @@ func newToxicCmd() *cobra.Command {
 		Long: `Add, update and remove toxics on a proxy of a proxy server ('faultline serve' or
 any Toxiproxy 2.x). The flags follow toxiproxy-cli's.
 
-Toxic types and attributes (times in milliseconds unless said):
-  latency      latency, jitter          delay every chunk by latency ± jitter
+Toxic types and their attributes (whole numbers):
+  latency      latency, jitter (ms)     delay every chunk by latency ± jitter
   bandwidth    rate (KB/s)              limit the rate; 0 lets nothing through
-  slow_close   delay                    delay the close (FIN) of the stream
-  timeout      timeout                  swallow data; close after timeout ms of it (0: never)
-  reset_peer   timeout                  close with a TCP RST timeout ms after data arrives
+  slow_close   delay (ms)               delay passing on the end of the stream (FIN)
+  timeout      timeout (ms)             swallow the data; close the connection once
+                                        timeout ms pass without data (0: hold it until
+                                        the toxic is removed, which then closes it)
+  reset_peer   timeout (ms)             close with a TCP RST timeout ms after data arrives
   slicer       average_size, size_variation (bytes), delay (µs)
                                         cut data into small pieces, delay apart
   limit_data   bytes                    close the connection after this many bytes
   noop                                  do nothing (useful in tests)
 
 A toxic acts on one stream: downstream (server -> client, the default, -d) or
-upstream (client -> server, -u). Toxicity (0..1) is the share of connections
-it applies to, drawn per connection.`,
+upstream (client -> server, -u). To black-hole requests, put timeout on the
+upstream stream: on the downstream one, a server that closes after replying
+still ends the connection. Toxicity (0 to 1) is the share of connections a
+toxic applies to, drawn per connection.`,
 		Example: `  faultline toxic add redis -t latency -a latency=1000 -a jitter=100
   faultline toxic add redis -t bandwidth -a rate=10 -u --toxicity 0.5 -n slow_uploads
   faultline toxic update redis -n latency_downstream -a latency=2000
@@ -255,27 +338,47 @@ it applies to, drawn per connection.`,
 	var f toxicFlags
 	add := &cobra.Command{
 		Use: "add PROXY -t TYPE [-a KEY=VALUE]...", Short: "Add a toxic to a proxy", Args: exactArgs("PROXY"),
+		Example: `  faultline toxic add redis -t latency -a latency=1000 -a jitter=100   # replies 1 s ± 0.1 s late
+  faultline toxic add redis -t timeout -u                              # requests vanish
+  faultline toxic add redis -t reset_peer -u -a timeout=500            # RST 0.5 s after a request
+  faultline toxic add redis -t bandwidth -a rate=100 --toxicity 0.3    # 100 KB/s for 30 % of connections
+  faultline toxic add redis -t limit_data -a bytes=1024 -n cut_at_1k   # replies cut after 1 KiB`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if f.typ == "" {
 				return usagef("toxic add: --type (-t) is required, one of %s", strings.Join(proxy.ToxicTypes, ", "))
 			}
+			if _, ok := proxy.ToxicAttributes[f.typ]; !ok {
+				return usagef("toxic add: unknown type %q, want one of %s", f.typ, strings.Join(proxy.ToxicTypes, ", "))
+			}
 			if f.upstream && f.downst {
 				return usagef("toxic add: give --upstream (-u) or --downstream (-d), not both")
 			}
-			attrs, err := parseAttrs(f.attrs)
+			if f.toxicity < 0 || f.toxicity > 1 {
+				return usagef("toxic add: --toxicity must be between 0 and 1, got %g", f.toxicity)
+			}
+			attrs, err := parseAttrs(f.typ, f.attrs)
 			if err != nil {
 				return err
 			}
-			t := proxy.ToxicInfo{Name: f.name, Type: f.typ, Toxicity: f.toxicity, Attributes: attrs}
+			t := proxy.ToxicInfo{Name: f.name, Type: f.typ, Toxicity: f.toxicity, Attributes: attrs, Stream: "downstream"}
 			if f.upstream {
 				t.Stream = "upstream"
 			}
-			if f.downst {
-				t.Stream = "downstream"
+			if t.Name == "" {
+				t.Name = t.Type + "_" + t.Stream
 			}
-			got, err := a.client().AddToxic(c.Context(), args[0], t)
+			cl, err := a.client()
 			if err != nil {
-				return failure(err)
+				return err
+			}
+			got, err := cl.AddToxic(c.Context(), args[0], t)
+			var ae *proxy.APIError
+			if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+				return failure(fmt.Errorf("proxy %s: toxic %s: %w (give another name with -n, or change it: faultline toxic update %s -n %s -a ...)",
+					args[0], t.Name, err, args[0], t.Name))
+			}
+			if err != nil {
+				return inProxy(args[0], err)
 			}
 			if a.json {
 				return printJSON(c.OutOrStdout(), got)
@@ -285,10 +388,10 @@ it applies to, drawn per connection.`,
 			return err
 		},
 	}
-	add.Flags().StringVarP(&f.name, "toxicName", "n", "", "toxic `name` (default TYPE_STREAM)")
+	add.Flags().StringVarP(&f.name, "toxicName", "n", "", "toxic `name` (default TYPE_STREAM, e.g. latency_downstream)")
 	add.Flags().StringVarP(&f.typ, "type", "t", "", "toxic `type`: "+strings.Join(proxy.ToxicTypes, ", "))
-	add.Flags().StringArrayVarP(&f.attrs, "attribute", "a", nil, "`KEY=VALUE` attribute, repeatable")
-	add.Flags().Float32Var(&f.toxicity, "toxicity", 1, "share of connections affected, 0 to 1")
+	add.Flags().StringArrayVarP(&f.attrs, "attribute", "a", nil, "`KEY=VALUE` attribute, repeatable (see 'faultline toxic --help')")
+	add.Flags().Float32Var(&f.toxicity, "toxicity", 1, "`share` of connections affected, 0 to 1")
 	add.Flags().BoolVarP(&f.upstream, "upstream", "u", false, "act on the upstream stream (client -> server)")
 	add.Flags().BoolVarP(&f.downst, "downstream", "d", false, "act on the downstream stream (server -> client, the default)")
 
@@ -296,24 +399,38 @@ it applies to, drawn per connection.`,
 	update := &cobra.Command{
 		Use: "update PROXY -n NAME [-a KEY=VALUE]... [--toxicity F]", Short: "Change a toxic's attributes or toxicity",
 		Long: `Change a toxic's attributes (merged: attributes not given keep their
-value) or its toxicity. Unlike toxiproxy-cli, toxicity is left as it is
-unless --toxicity is given.`,
+value) or its toxicity, on live connections too. Unlike toxiproxy-cli,
+the toxicity stays as it is unless --toxicity is given.`,
+		Example: `  faultline toxic update redis -n latency_downstream -a latency=2000
+  faultline toxic update redis -n slow_uploads --toxicity 1`,
 		Args: exactArgs("PROXY"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if uf.name == "" {
 				return usagef("toxic update: --toxicName (-n) is required")
 			}
-			attrs, err := parseAttrs(uf.attrs)
+			var tox *float32
+			if c.Flags().Changed("toxicity") {
+				if uf.toxicity < 0 || uf.toxicity > 1 {
+					return usagef("toxic update: --toxicity must be between 0 and 1, got %g", uf.toxicity)
+				}
+				tox = &uf.toxicity
+			}
+			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			var tox *float32
-			if c.Flags().Changed("toxicity") {
-				tox = &uf.toxicity
-			}
-			got, err := a.client().UpdateToxic(c.Context(), args[0], uf.name, tox, attrs)
+			// The toxic's type tells which attributes it takes.
+			cur, err := cl.Toxic(c.Context(), args[0], uf.name)
 			if err != nil {
-				return failure(err)
+				return inProxy(args[0], fmt.Errorf("toxic %s: %w", uf.name, err))
+			}
+			attrs, err := parseAttrs(cur.Type, uf.attrs)
+			if err != nil {
+				return err
+			}
+			got, err := cl.UpdateToxic(c.Context(), args[0], uf.name, tox, attrs)
+			if err != nil {
+				return inProxy(args[0], fmt.Errorf("toxic %s: %w", uf.name, err))
 			}
 			if a.json {
 				return printJSON(c.OutOrStdout(), got)
@@ -324,22 +441,27 @@ unless --toxicity is given.`,
 	}
 	update.Flags().StringVarP(&uf.name, "toxicName", "n", "", "`name` of the toxic to change")
 	update.Flags().StringArrayVarP(&uf.attrs, "attribute", "a", nil, "`KEY=VALUE` attribute, repeatable")
-	update.Flags().Float32Var(&uf.toxicity, "toxicity", 1, "share of connections affected, 0 to 1")
+	update.Flags().Float32Var(&uf.toxicity, "toxicity", 0, "new `share` of connections affected, 0 to 1 (default: unchanged)")
 
 	var rname string
 	remove := &cobra.Command{
 		Use: "remove PROXY -n NAME", Aliases: []string{"delete", "rm"}, Short: "Remove a toxic", Args: exactArgs("PROXY"),
+		Example: "  faultline toxic remove redis -n latency_downstream",
 		RunE: func(c *cobra.Command, args []string) error {
 			if rname == "" {
 				return usagef("toxic remove: --toxicName (-n) is required")
 			}
-			if err := a.client().RemoveToxic(c.Context(), args[0], rname); err != nil {
-				return failure(err)
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.RemoveToxic(c.Context(), args[0], rname); err != nil {
+				return inProxy(args[0], fmt.Errorf("toxic %s: %w", rname, err))
 			}
 			if a.json {
 				return nil
 			}
-			_, err := fmt.Fprintf(c.OutOrStdout(), "removed toxic %s from %s\n", rname, args[0])
+			_, err = fmt.Fprintf(c.OutOrStdout(), "removed toxic %s from %s\n", rname, args[0])
 			return err
 		},
 	}

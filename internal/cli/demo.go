@@ -41,9 +41,12 @@ Every fault is removed at the end, also on Ctrl-C.`,
 			return runDemo(ctx, c.OutOrStdout(), requests)
 		},
 	}
-	cmd.Flags().IntVar(&requests, "requests", 20, "requests sent in each step")
+	cmd.Flags().IntVar(&requests, "requests", 10, "requests sent in each step")
 	return cmd
 }
+
+// demoTimeout is the demo client's timeout per request.
+const demoTimeout = 500 * time.Millisecond
 
 // demoStep is one fault of the walkthrough.
 type demoStep struct {
@@ -63,11 +66,11 @@ func runDemo(ctx context.Context, w io.Writer, requests int) error {
 	if err != nil {
 		return failure(err)
 	}
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: demoTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	url := "http://" + p.Listen() + "/items"
 
 	fmt.Fprintf(w, "faultline demo: an inventory service on %s, a faultline proxy in front of it on %s.\n", svc.Addr(), p.Listen())
-	fmt.Fprintf(w, "Each step sends %d requests (new connection each, 1 s client timeout) through the proxy.\n\n", requests)
+	fmt.Fprintf(w, "Each step sends %d requests (a new connection each, %v client timeout) through the proxy.\n\n", requests, demoTimeout)
 	addToxic := func(t proxy.Toxic) func(*proxy.Proxy) error {
 		return func(p *proxy.Proxy) error { _, err := p.AddToxic(t); return err }
 	}
@@ -105,7 +108,8 @@ func runDemo(ctx context.Context, w io.Writer, requests int) error {
 			fmt.Fprintf(w, "%-58s %s\n", "", "  ↳ same with the server: "+st.cli)
 		}
 	}
-	fmt.Fprintln(w, "\nEvery fault is removed. Try it on your own service: run 'faultline serve',")
+	fmt.Fprintln(w, "\nP50 and MAX are over every request of a step, failed ones included.")
+	fmt.Fprintln(w, "Every fault is removed. Try it on your own service: run 'faultline serve',")
 	fmt.Fprintln(w, "'faultline proxy create NAME -l LISTEN -u UPSTREAM', point your client at LISTEN, and add toxics.")
 	return nil
 }
@@ -133,14 +137,14 @@ type demoResult struct {
 }
 
 func (r demoResult) summary() string {
-	if len(r.reasons) == 0 {
-		return "200 OK"
-	}
 	var parts []string
 	for reason, n := range r.reasons {
 		parts = append(parts, fmt.Sprintf("%d× %s", n, reason))
 	}
 	slices.Sort(parts)
+	if r.ok > 0 {
+		parts = append([]string{fmt.Sprintf("%d× 200 OK", r.ok)}, parts...)
+	}
 	return strings.Join(parts, ", ")
 }
 

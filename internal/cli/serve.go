@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strconv"
 	"syscall"
 	"time"
@@ -48,7 +50,15 @@ connections, so no fault outlives it.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			addr := listen
 			if addr == "" {
+				if port < 0 || port > 65535 {
+					return usagef("--port %d: want 0 to 65535", port)
+				}
 				addr = net.JoinHostPort(host, strconv.Itoa(port))
+			}
+			if _, p, err := net.SplitHostPort(addr); err != nil || p == "" {
+				return usagef("--listen %q: want HOST:PORT, e.g. 127.0.0.1:8474", addr)
+			} else if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+				return usagef("--listen %q: port must be 0 to 65535", addr)
 			}
 			if token == "" {
 				token = os.Getenv("FAULTLINE_TOKEN")
@@ -70,7 +80,7 @@ connections, so no fault outlives it.`,
 }
 
 func serve(ctx context.Context, log *slog.Logger, addr, config, token string, seed int64) error {
-	srv := proxy.NewServer(proxy.ServerOptions{Seed: seed, Token: token, Version: version()})
+	srv := proxy.NewServer(proxy.ServerOptions{Seed: seed, Token: token, Version: version(), Logger: log})
 	defer srv.Close()
 	if config != "" {
 		if err := populateFromFile(srv, config); err != nil {
@@ -139,12 +149,38 @@ func populateFromFile(srv *proxy.Server, path string) error {
 	}
 	cs, err := proxy.DecodeProxyConfigs(data)
 	if err != nil {
-		return usagef("%s: %v", jsonPosition(path, data, err), err)
+		return usagef("%s: %s", jsonPosition(path, data, err), describeJSONError(err))
 	}
 	if _, err := srv.Populate(cs); err != nil {
 		return failure(fmt.Errorf("%s: %w", path, err))
 	}
 	return nil
+}
+
+// describeJSONError words a decoding error of a list of proxies for people.
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return `empty: want a JSON list of proxies, e.g. [{"name": "redis", "listen": "127.0.0.1:26379", "upstream": "127.0.0.1:6379"}]`
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends too early (a bracket or brace left open?)"
+	case errors.As(err, &te) && te.Field == "":
+		return fmt.Sprintf(`want a JSON list of proxies ([{"name": ..., "listen": ..., "upstream": ...}]), got %s`, te.Value)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q: want %s, got %s", te.Field, jsonKind(te.Type.Kind()), te.Value)
+	}
+	return err.Error()
+}
+
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool, reflect.Pointer:
+		return "true or false"
+	}
+	return k.String()
 }
 
 // jsonPosition names path and, when err locates it, the line and column.
@@ -157,6 +193,8 @@ func jsonPosition(path string, data []byte, err error) string {
 		off = se.Offset
 	case errors.As(err, &te):
 		off = te.Offset
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		off = int64(len(data))
 	}
 	if off < 0 || off > int64(len(data)) {
 		return path
