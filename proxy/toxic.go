@@ -388,3 +388,12 @@ func (r *lockedRand) Int64N(n int64) int64 {
 	defer r.mu.Unlock()
 	return r.r.Int64N(n)
 }
+
+// Validate reports whether an effect's values can be used, as AddToxic
+// would.
+func Validate(e Effect) error {
+	if e == nil {
+		return invalidf("no effect")
+	}
+	return e.validate()
+}

@@ -271,3 +271,18 @@ func TestDemoShowsEachFault(t *testing.T) {
 		}
 	}
 }
+
+func TestValidate(t *testing.T) {
+	good, bad := "../../experiment/testdata/valid/slow-dependency.yaml", "../../experiment/testdata/invalid/typos.yaml"
+	code, out, errOut := run(t, "validate", good)
+	if code != 0 || !strings.Contains(out, `valid: "slow-dependency", 4 targets, 3 faults; baseline 5s, inject 9s`) {
+		t.Fatalf("validate good = %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = run(t, "validate", good, bad)
+	if code != cli.ExitUsage || !strings.Contains(errOut, bad+`:2:1: basline: unknown field (did you mean "baseline"?)`) || !strings.Contains(errOut, "1 of 2 files invalid") {
+		t.Fatalf("validate good bad = %d %q", code, errOut)
+	}
+	if code, _, _ := run(t, "validate"); code != cli.ExitUsage {
+		t.Fatalf("validate without files = %d, want 2", code)
+	}
+}

@@ -1,0 +1,631 @@
+package experiment
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/faultline/faultline/proxy"
+)
+
+// Defaults of an experiment file's optional fields.
+const (
+	DefaultBaseline    = 5 * time.Second
+	DefaultRecovery    = 10 * time.Second
+	DefaultMaxTargets  = 10
+	DefaultMaxDuration = 15 * time.Minute
+	DefaultTimeout     = 5 * time.Second
+)
+
+// Experiment is one experiment file, checked and with defaults filled in.
+type Experiment struct {
+	File        string
+	Name        string
+	Description string
+	Hypothesis  string
+	Targets     []Target // in file order
+	Traffic     *Traffic // nil: no load
+	SteadyState []Check
+	Baseline    time.Duration
+	// Inject is the inject phase's length: as given, else the latest end
+	// among faults with a duration.
+	Inject      time.Duration
+	Faults      []Fault
+	Recovery    time.Duration
+	StopWhen    []Condition
+	MaxTargets  int
+	MaxDuration time.Duration
+}
+
+// Target is something faults act on.
+type Target struct {
+	Name    string
+	Pos     Pos
+	Process *ProcessTarget
+	Proxy   *ProxyTarget
+	// Tags label instances; a list is assigned round-robin by instance.
+	Tags map[string][]string
+}
+
+// ProcessTarget is a process the run launches (Command) or one that
+// already runs (Match, PID or PIDFile).
+type ProcessTarget struct {
+	Command   []string
+	Ready     string // URL polled until 2xx, or tcp://HOST:PORT, before the baseline
+	Instances int
+	Restart   []string // how to restart a process the run did not launch
+	Match     string   // regexp on the command line
+	PID       int
+	PIDFile   string
+}
+
+// Launched reports whether the run starts the process itself.
+func (p *ProcessTarget) Launched() bool { return len(p.Command) > 0 }
+
+// ProxyTarget is an embedded proxy (Listen, Upstream) or a proxy of a
+// remote Toxiproxy-compatible API (API, Name).
+type ProxyTarget struct {
+	Listen, Upstream string
+	API, Name, Token string
+}
+
+// Traffic is the open-model load kept up during the whole run.
+type Traffic struct {
+	Rate     float64 // requests per second
+	Timeout  time.Duration
+	Requests []Request
+}
+
+// Request is one kind of request of the traffic.
+type Request struct {
+	Name    string
+	Method  string
+	URL     string
+	Headers map[string]string
+	Body    string
+	Weight  float64 // share of the rate; equal shares when all are 0
+}
+
+// Check is one steady-state entry: a condition on the traffic or a probe.
+type Check struct {
+	Pos       Pos
+	Condition *Condition
+	Probe     *Probe
+	Phases    []string // baseline, inject, recovery
+}
+
+// Probe is polled every second; it passes when it meets Expect.
+type Probe struct {
+	Kind    string // http, tcp, command, prometheus
+	Method  string // http
+	URL     string // http, prometheus (the server)
+	Address string // tcp
+	Command []string
+	Query   string // prometheus
+	Expect  string // http: a status; command: an exit status; prometheus: "OP VALUE"
+	Body    string // http: a regexp the body must match
+}
+
+// Fault is one fault of the experiment.
+type Fault struct {
+	Name   string
+	Pos    Pos
+	Target string
+	Start  time.Duration
+	// Duration is zero when the fault lasts until the inject phase ends.
+	Duration     time.Duration
+	Select       Selection
+	Direction    string // upstream, downstream (default) or both
+	Toxicity     float32
+	Irreversible bool
+	Action       Action
+}
+
+// Action is what a fault does: a ProxyToxic, Down, Kill, Stop or Exec.
+type Action interface{ Kind() string }
+
+// ProxyToxic adds a toxic to a proxy target.
+type ProxyToxic struct{ Effect proxy.Effect }
+
+// Down disables a proxy target: its listener closes, its connections drop.
+type Down struct{}
+
+// Kill sends a signal to the selected processes; a launched process (or
+// one with restart) is started again on revert.
+type Kill struct{ Signal string }
+
+// Stop freezes the selected processes (SIGSTOP), resumed (SIGCONT) on revert.
+type Stop struct{}
+
+// Exec runs a command to inject and another to revert.
+type Exec struct{ Inject, Revert []string }
+
+func (a ProxyToxic) Kind() string { return a.Effect.Type() }
+func (Down) Kind() string         { return "down" }
+func (Kill) Kind() string         { return "kill" }
+func (Stop) Kind() string         { return "stop" }
+func (Exec) Kind() string         { return "exec" }
+
+// Selection picks the instances a fault hits.
+type Selection struct {
+	Mode string // ALL, COUNT or PERCENT
+	N    int
+	Tags map[string]string
+}
+
+// Options change how a file is read.
+type Options struct {
+	// Vars give ${NAME}; the environment is looked up for the others.
+	Vars map[string]string
+	// AllowNoStop accepts an experiment without stop conditions.
+	AllowNoStop bool
+}
+
+// Phases a steady-state entry may name.
+var Phases = []string{"baseline", "inject", "recovery"}
+
+var actionKeys = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "down", "kill", "stop", "exec"}
+
+var topKeys = []string{"version", "name", "description", "hypothesis", "targets", "traffic", "steady_state",
+	"baseline", "inject", "faults", "recovery", "stop_when", "max_targets", "max_duration"}
+
+// Parse reads an experiment file. Every problem of the file is reported at
+// once, each an *Error with its line, column and field, joined with
+// errors.Join.
+func Parse(file string, data []byte, opts Options) (*Experiment, error) {
+	d := &decoder{file: file}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		line := 1
+		if m := regexp.MustCompile(`line (\d+)`).FindStringSubmatch(err.Error()); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		return nil, errors.Join(&Error{File: file, Pos: Pos{line, 1}, Msg: "not valid YAML: " + msg})
+	}
+	if len(doc.Content) == 0 {
+		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "empty file: an experiment needs at least name, targets, faults and stop_when"})
+	}
+	root := doc.Content[0]
+	expandVars(d, root, opts.Vars)
+	x := &Experiment{File: file, Baseline: DefaultBaseline, Recovery: DefaultRecovery, MaxTargets: DefaultMaxTargets, MaxDuration: DefaultMaxDuration}
+	f := d.mapping(root, "", topKeys...)
+	if n := f.get("version"); n != nil {
+		if n.Value != "1" {
+			d.errorf(n, "version", "only version 1 is known, got %s", kindName(n))
+		}
+	}
+	if n := f.get("name"); n != nil {
+		x.Name = d.str(n, "name")
+	} else {
+		d.errorf(root, "name", "required")
+	}
+	if n := f.get("description"); n != nil {
+		x.Description = d.str(n, "description")
+	}
+	if n := f.get("hypothesis"); n != nil {
+		x.Hypothesis = d.str(n, "hypothesis")
+	}
+	if n := f.get("targets"); n != nil {
+		x.Targets = d.targets(n)
+	} else {
+		d.errorf(root, "targets", "required: what the faults act on")
+	}
+	if n := f.get("traffic"); n != nil {
+		x.Traffic = d.traffic(n)
+	}
+	if n := f.get("steady_state"); n != nil {
+		x.SteadyState = d.steadyState(n)
+	}
+	if n := f.get("baseline"); n != nil {
+		x.Baseline = d.positive(n, "baseline")
+	}
+	if n := f.get("inject"); n != nil {
+		x.Inject = d.positive(n, "inject")
+	}
+	if n := f.get("recovery"); n != nil {
+		x.Recovery = d.duration(n, "recovery")
+	}
+	if n := f.get("max_targets"); n != nil {
+		if x.MaxTargets = d.integer(n, "max_targets"); x.MaxTargets < 1 {
+			d.errorf(n, "max_targets", "must be at least 1")
+		}
+	}
+	if n := f.get("max_duration"); n != nil {
+		x.MaxDuration = d.positive(n, "max_duration")
+	}
+	faultsNode := f.get("faults")
+	if faultsNode != nil {
+		x.Faults = d.faults(faultsNode)
+	}
+	if len(x.Faults) == 0 && faultsNode == nil {
+		d.errorf(root, "faults", "required: an experiment without faults tests nothing")
+	} else if len(x.Faults) == 0 && faultsNode.Kind == yaml.SequenceNode {
+		d.errorf(faultsNode, "faults", "empty: an experiment without faults tests nothing")
+	}
+	if n := f.get("stop_when"); n != nil {
+		x.StopWhen = d.conditions(n, "stop_when")
+	}
+	// A stop_when whose entries are all wrong has its own errors already.
+	if sw := f.get("stop_when"); (sw == nil || sw.Kind == yaml.SequenceNode && len(sw.Content) == 0) && !opts.AllowNoStop {
+		at := root
+		if sw != nil {
+			at = sw
+		}
+		d.errorf(at, "stop_when", "no stop condition: add one (e.g. error_rate > 50%% for 5s) or run with --allow-no-stop")
+	}
+	d.check(x, root, f)
+	if len(d.errs) > 0 {
+		slices.SortStableFunc(d.errs, func(a, b error) int {
+			pa, pb := a.(*Error).Pos, b.(*Error).Pos
+			if pa.Line != pb.Line {
+				return pa.Line - pb.Line
+			}
+			return pa.Col - pb.Col
+		})
+		return nil, errors.Join(d.errs...)
+	}
+	return x, nil
+}
+
+// ParseFile reads and parses an experiment file.
+func ParseFile(path string, opts Options) (*Experiment, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, opts)
+}
+
+var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandVars replaces ${NAME} in every scalar, from vars or the
+// environment; an undefined one is an error at its place.
+func expandVars(d *decoder, n *yaml.Node, vars map[string]string) {
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		n.Value = varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
+			name := varRE.FindStringSubmatch(m)[1]
+			if v, ok := vars[name]; ok {
+				return v
+			}
+			if v, ok := os.LookupEnv(name); ok {
+				return v
+			}
+			d.errorf(n, "", "${%s} is not defined: give --var %s=VALUE or set it in the environment", name, name)
+			return m
+		})
+	}
+	for _, c := range n.Content {
+		expandVars(d, c, vars)
+	}
+}
+
+func (d *decoder) targets(n *yaml.Node) []Target {
+	f := d.mapping(n, "targets")
+	if n.Kind == yaml.MappingNode && len(f.keys) == 0 {
+		d.errorf(n, "targets", "empty: name at least one target")
+	}
+	var out []Target
+	for _, k := range f.keys {
+		field := "targets." + k.Value
+		t := Target{Name: k.Value, Pos: pos(k)}
+		tf := d.mapping(f.get(k.Value), field, "process", "proxy", "tags")
+		p, px := tf.get("process"), tf.get("proxy")
+		switch {
+		case p != nil && px != nil:
+			d.errorf(k, field, "a target is a process or a proxy, not both")
+		case p != nil:
+			t.Process = d.process(p, field+".process")
+		case px != nil:
+			t.Proxy = d.proxyTarget(px, field+".proxy")
+		default:
+			d.errorf(k, field, "want process: or proxy:")
+		}
+		if tg := tf.get("tags"); tg != nil {
+			t.Tags = map[string][]string{}
+			tgf := d.mapping(tg, field+".tags")
+			for _, tk := range tgf.keys {
+				t.Tags[tk.Value] = d.strList(tgf.get(tk.Value), field+".tags."+tk.Value, true)
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func (d *decoder) process(n *yaml.Node, field string) *ProcessTarget {
+	f := d.mapping(n, field, "command", "ready", "instances", "restart", "match", "pid", "pidfile")
+	p := &ProcessTarget{Instances: 1}
+	ways := 0
+	if c := f.get("command"); c != nil {
+		ways++
+		if p.Command = d.strList(c, field+".command", false); len(p.Command) == 0 && c.Kind == yaml.SequenceNode {
+			d.errorf(c, field+".command", "empty")
+		}
+	}
+	if c := f.get("match"); c != nil {
+		ways++
+		p.Match = d.str(c, field+".match")
+		if _, err := regexp.Compile(p.Match); err != nil {
+			d.errorf(c, field+".match", "not a valid regexp: %v", err)
+		}
+	}
+	if c := f.get("pid"); c != nil {
+		ways++
+		if p.PID = d.integer(c, field+".pid"); p.PID <= 1 {
+			d.errorf(c, field+".pid", "want a process id above 1")
+		}
+	}
+	if c := f.get("pidfile"); c != nil {
+		ways++
+		p.PIDFile = d.str(c, field+".pidfile")
+	}
+	if ways != 1 {
+		d.errorf(n, field, "give exactly one of command (launched by the run), match, pid or pidfile (already running)")
+	}
+	if c := f.get("ready"); c != nil {
+		p.Ready = d.str(c, field+".ready")
+	}
+	if c := f.get("instances"); c != nil {
+		p.Instances = d.integer(c, field+".instances")
+		switch {
+		case p.Instances < 1:
+			d.errorf(c, field+".instances", "must be at least 1")
+		case len(p.Command) == 0:
+			d.errorf(c, field+".instances", "only a launched process (command) can have instances")
+		}
+	}
+	if c := f.get("restart"); c != nil {
+		p.Restart = d.strList(c, field+".restart", false)
+		if len(p.Command) > 0 {
+			d.errorf(c, field+".restart", "a launched process is restarted with its own command; restart is for processes the run did not launch")
+		}
+	}
+	return p
+}
+
+func (d *decoder) proxyTarget(n *yaml.Node, field string) *ProxyTarget {
+	f := d.mapping(n, field, "listen", "upstream", "api", "name", "token")
+	p := &ProxyTarget{}
+	for key, dst := range map[string]*string{"listen": &p.Listen, "upstream": &p.Upstream, "api": &p.API, "name": &p.Name, "token": &p.Token} {
+		if v := f.get(key); v != nil {
+			*dst = d.str(v, field+"."+key)
+		}
+	}
+	embedded, remote := p.Listen != "" || p.Upstream != "", p.API != "" || p.Name != ""
+	switch {
+	case embedded && remote:
+		d.errorf(n, field, "an embedded proxy (listen, upstream) or a remote one (api, name), not both")
+	case embedded && (p.Listen == "" || p.Upstream == ""):
+		d.errorf(n, field, "an embedded proxy needs both listen and upstream")
+	case remote && (p.API == "" || p.Name == ""):
+		d.errorf(n, field, "a remote proxy needs both api (its server's URL) and name")
+	case !embedded && !remote:
+		d.errorf(n, field, "want listen and upstream (embedded proxy) or api and name (remote proxy)")
+	}
+	return p
+}
+
+func (d *decoder) traffic(n *yaml.Node) *Traffic {
+	f := d.mapping(n, "traffic", "rate", "timeout", "requests")
+	t := &Traffic{Timeout: DefaultTimeout}
+	if r := f.get("rate"); r != nil {
+		s, _ := strings.CutSuffix(d.str(r, "traffic.rate"), "/s")
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || v <= 0 {
+			d.errorf(r, "traffic.rate", "want requests per second such as 40/s, got %s", kindName(r))
+		}
+		t.Rate = v
+	} else {
+		d.errorf(n, "traffic.rate", "required, e.g. rate: 40/s")
+	}
+	if v := f.get("timeout"); v != nil {
+		t.Timeout = d.positive(v, "traffic.timeout")
+	}
+	rq := f.get("requests")
+	if rq == nil || rq.Kind != yaml.SequenceNode || len(rq.Content) == 0 {
+		at := n
+		if rq != nil {
+			at = rq
+		}
+		d.errorf(at, "traffic.requests", "want a list of requests, e.g. - GET http://127.0.0.1:8080/")
+		return t
+	}
+	names := map[string]bool{}
+	for i, r := range rq.Content {
+		field := fmt.Sprintf("traffic.requests[%d]", i)
+		req := Request{Method: "GET"}
+		if r.Kind == yaml.ScalarNode {
+			req.Method, req.URL = splitRequest(r.Value)
+		} else {
+			rf := d.mapping(r, field, "name", "method", "url", "headers", "body", "weight")
+			if v := rf.get("name"); v != nil {
+				req.Name = d.str(v, field+".name")
+			}
+			if v := rf.get("method"); v != nil {
+				req.Method = strings.ToUpper(d.str(v, field+".method"))
+			}
+			if v := rf.get("url"); v != nil {
+				req.URL = d.str(v, field+".url")
+			}
+			if v := rf.get("body"); v != nil {
+				req.Body = d.str(v, field+".body")
+			}
+			if v := rf.get("weight"); v != nil {
+				if req.Weight = d.number(v, field+".weight"); req.Weight <= 0 {
+					d.errorf(v, field+".weight", "must be > 0")
+				}
+			}
+			if v := rf.get("headers"); v != nil {
+				req.Headers = map[string]string{}
+				hf := d.mapping(v, field+".headers")
+				for _, hk := range hf.keys {
+					req.Headers[hk.Value] = d.str(hf.get(hk.Value), field+".headers."+hk.Value)
+				}
+			}
+		}
+		if !strings.HasPrefix(req.URL, "http://") && !strings.HasPrefix(req.URL, "https://") {
+			d.errorf(r, field, "want an http:// or https:// URL, got %q", req.URL)
+		}
+		if req.Name != "" {
+			if names[req.Name] {
+				d.errorf(r, field+".name", "%q names two requests", req.Name)
+			}
+			names[req.Name] = true
+		}
+		t.Requests = append(t.Requests, req)
+	}
+	return t
+}
+
+// splitRequest reads "METHOD URL" or a bare URL.
+func splitRequest(s string) (method, url string) {
+	if m, u, ok := strings.Cut(strings.TrimSpace(s), " "); ok {
+		return strings.ToUpper(m), strings.TrimSpace(u)
+	}
+	return "GET", strings.TrimSpace(s)
+}
+
+func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, field, "want a list of conditions, got %s", kindName(n))
+		return nil
+	}
+	var out []Condition
+	for i, c := range n.Content {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		s := d.str(c, f)
+		if s == "" {
+			continue
+		}
+		cond, err := ParseCondition(s)
+		if err != nil {
+			d.errorf(c, f, "%v", err)
+			continue
+		}
+		out = append(out, cond)
+	}
+	return out
+}
+
+func (d *decoder) steadyState(n *yaml.Node) []Check {
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, "steady_state", "want a list of conditions and probes, got %s", kindName(n))
+		return nil
+	}
+	var out []Check
+	for i, c := range n.Content {
+		field := fmt.Sprintf("steady_state[%d]", i)
+		ch := Check{Pos: pos(c), Phases: Phases}
+		if c.Kind == yaml.ScalarNode {
+			cond, err := ParseCondition(c.Value)
+			if err != nil {
+				d.errorf(c, field, "%v", err)
+				continue
+			}
+			ch.Condition = &cond
+			out = append(out, ch)
+			continue
+		}
+		f := d.mapping(c, field, "condition", "probe", "expect", "body", "query", "phases")
+		if v := f.get("phases"); v != nil {
+			ch.Phases = d.strList(v, field+".phases", true)
+			for j, p := range ch.Phases {
+				if !slices.Contains(Phases, p) {
+					d.errorf(v, fmt.Sprintf("%s.phases[%d]", field, j), "unknown phase %q%s", p, suggest(p, Phases))
+				}
+			}
+		}
+		cond, probe := f.get("condition"), f.get("probe")
+		switch {
+		case cond != nil && probe != nil:
+			d.errorf(c, field, "an entry is a condition or a probe, not both")
+		case cond != nil:
+			parsed, err := ParseCondition(d.str(cond, field+".condition"))
+			if err != nil {
+				d.errorf(cond, field+".condition", "%v", err)
+			}
+			ch.Condition = &parsed
+		case probe != nil:
+			ch.Probe = d.probe(probe, f, field)
+		default:
+			d.errorf(c, field, "want a condition (error_rate < 1%%) or probe: (GET URL, tcp HOST:PORT, command: [...], prometheus: URL)")
+		}
+		out = append(out, ch)
+	}
+	return out
+}
+
+func (d *decoder) probe(n *yaml.Node, f fields, field string) *Probe {
+	p := &Probe{}
+	if n.Kind == yaml.MappingNode {
+		pf := d.mapping(n, field+".probe", "command", "prometheus")
+		switch {
+		case pf.get("command") != nil:
+			p.Kind, p.Command, p.Expect = "command", d.strList(pf.get("command"), field+".probe.command", false), "0"
+		case pf.get("prometheus") != nil:
+			p.Kind, p.URL = "prometheus", d.str(pf.get("prometheus"), field+".probe.prometheus")
+		default:
+			d.errorf(n, field+".probe", "want command: [...] or prometheus: URL")
+		}
+	} else {
+		s := d.str(n, field+".probe")
+		if addr, ok := strings.CutPrefix(s, "tcp "); ok {
+			p.Kind, p.Address = "tcp", strings.TrimSpace(addr)
+		} else {
+			p.Kind = "http"
+			p.Method, p.URL = splitRequest(s)
+			p.Expect = "200"
+			if !strings.HasPrefix(p.URL, "http://") && !strings.HasPrefix(p.URL, "https://") {
+				d.errorf(n, field+".probe", "want METHOD URL, tcp HOST:PORT, command: [...] or prometheus: URL; got %q", s)
+			}
+		}
+	}
+	if v := f.get("expect"); v != nil {
+		p.Expect = d.str(v, field+".expect")
+		switch p.Kind {
+		case "http", "command":
+			if _, err := strconv.Atoi(p.Expect); err != nil {
+				d.errorf(v, field+".expect", "want a status number, got %q", p.Expect)
+			}
+		case "prometheus":
+			if !validPromExpect(p.Expect) {
+				d.errorf(v, field+".expect", "want OP VALUE such as < 5, got %q", p.Expect)
+			}
+		case "tcp":
+			d.errorf(v, field+".expect", "a tcp probe passes when it connects: no expect")
+		}
+	}
+	if v := f.get("query"); v != nil {
+		p.Query = d.str(v, field+".query")
+		if p.Kind != "prometheus" {
+			d.errorf(v, field+".query", "only a prometheus probe has a query")
+		}
+	} else if p.Kind == "prometheus" {
+		d.errorf(n, field+".query", "a prometheus probe needs a query")
+	}
+	if v := f.get("body"); v != nil {
+		p.Body = d.str(v, field+".body")
+		if _, err := regexp.Compile(p.Body); err != nil {
+			d.errorf(v, field+".body", "not a valid regexp: %v", err)
+		}
+	}
+	return p
+}
+
+// validPromExpect checks "OP NUMBER".
+func validPromExpect(s string) bool {
+	op, v, ok := strings.Cut(strings.TrimSpace(s), " ")
+	if !ok || !slices.Contains(ops, op) {
+		return false
+	}
+	_, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	return err == nil
+}

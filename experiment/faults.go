@@ -1,0 +1,335 @@
+package experiment
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/faultline/faultline/proxy"
+)
+
+var faultKeys = append([]string{"name", "target", "start", "duration", "select", "direction", "toxicity", "irreversible"}, actionKeys...)
+
+func (d *decoder) faults(n *yaml.Node) []Fault {
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, "faults", "want a list of faults, got %s", kindName(n))
+		return nil
+	}
+	var out []Fault
+	names := map[string]bool{}
+	for i, c := range n.Content {
+		field := fmt.Sprintf("faults[%d]", i)
+		f := d.mapping(c, field, faultKeys...)
+		ft := Fault{Pos: pos(c), Select: Selection{Mode: "ALL"}, Direction: "downstream", Toxicity: 1}
+		if v := f.get("name"); v != nil {
+			ft.Name = d.str(v, field+".name")
+			if names[ft.Name] {
+				d.errorf(v, field+".name", "%q names two faults", ft.Name)
+			}
+			names[ft.Name] = true
+		} else {
+			d.errorf(c, field+".name", "required")
+		}
+		if v := f.get("target"); v != nil {
+			ft.Target = d.str(v, field+".target")
+		}
+		if v := f.get("start"); v != nil {
+			ft.Start = d.duration(v, field+".start")
+			if ft.Start < 0 {
+				d.errorf(v, field+".start", "must be >= 0, got %s", v.Value)
+			}
+		}
+		if v := f.get("duration"); v != nil {
+			ft.Duration = d.positive(v, field+".duration")
+		}
+		if v := f.get("select"); v != nil {
+			ft.Select = d.selection(v, field+".select")
+		}
+		if v := f.get("direction"); v != nil {
+			ft.Direction = d.str(v, field+".direction")
+			if !slices.Contains([]string{"upstream", "downstream", "both"}, ft.Direction) {
+				d.errorf(v, field+".direction", "want upstream, downstream or both, got %q", ft.Direction)
+			}
+		}
+		if v := f.get("toxicity"); v != nil {
+			x := d.number(v, field+".toxicity")
+			if x < 0 || x > 1 {
+				d.errorf(v, field+".toxicity", "must be between 0 and 1, got %v", v.Value)
+			}
+			ft.Toxicity = float32(x)
+		}
+		if v := f.get("irreversible"); v != nil {
+			ft.Irreversible = d.boolean(v, field+".irreversible")
+		}
+		var given []*yaml.Node
+		for _, k := range f.keys {
+			if slices.Contains(actionKeys, k.Value) {
+				given = append(given, k)
+			}
+		}
+		switch len(given) {
+		case 0:
+			d.errorf(c, field, "no action: give one of %s", strings.Join(actionKeys, ", "))
+		case 1:
+			ft.Action = d.action(given[0].Value, f.get(given[0].Value), field+"."+given[0].Value)
+		default:
+			d.errorf(given[1], field, "one action per fault, got %s and %s", given[0].Value, given[1].Value)
+		}
+		out = append(out, ft)
+	}
+	return out
+}
+
+var (
+	countRE   = regexp.MustCompile(`^COUNT\((\d+)\)$`)
+	percentRE = regexp.MustCompile(`^PERCENT\((\d+(?:\.\d+)?)\)$`)
+)
+
+// selection reads ALL, COUNT(n), PERCENT(n), or {tags, count, percent}.
+func (d *decoder) selection(n *yaml.Node, field string) Selection {
+	s := Selection{Mode: "ALL"}
+	if n.Kind == yaml.ScalarNode {
+		return d.selector(n, n.Value, field)
+	}
+	f := d.mapping(n, field, "tags", "count", "percent")
+	if v := f.get("tags"); v != nil {
+		s.Tags = map[string]string{}
+		tf := d.mapping(v, field+".tags")
+		for _, k := range tf.keys {
+			s.Tags[k.Value] = d.str(tf.get(k.Value), field+".tags."+k.Value)
+		}
+	}
+	c, p := f.get("count"), f.get("percent")
+	switch {
+	case c != nil && p != nil:
+		d.errorf(n, field, "count or percent, not both")
+	case c != nil:
+		s.Mode, s.N = "COUNT", d.integer(c, field+".count")
+		if s.N < 1 {
+			d.errorf(c, field+".count", "must be at least 1")
+		}
+	case p != nil:
+		s.Mode, s.N = "PERCENT", d.integer(p, field+".percent")
+		if s.N < 1 || s.N > 100 {
+			d.errorf(p, field+".percent", "must be 1 to 100")
+		}
+	}
+	return s
+}
+
+// selector reads ALL, COUNT(n) or PERCENT(n).
+func (d *decoder) selector(n *yaml.Node, v, field string) Selection {
+	switch {
+	case v == "ALL":
+		return Selection{Mode: "ALL"}
+	case countRE.MatchString(v):
+		k, _ := strconv.Atoi(countRE.FindStringSubmatch(v)[1])
+		if k < 1 {
+			d.errorf(n, field, "COUNT needs at least 1")
+		}
+		return Selection{Mode: "COUNT", N: k}
+	case percentRE.MatchString(v):
+		k, err := strconv.Atoi(percentRE.FindStringSubmatch(v)[1])
+		if err != nil || k < 1 || k > 100 {
+			d.errorf(n, field, "PERCENT takes a whole number from 1 to 100, got %q", v)
+		}
+		return Selection{Mode: "PERCENT", N: k}
+	}
+	d.errorf(n, field, "want ALL, COUNT(n), PERCENT(n) or {tags: {...}, count|percent: n}, got %q", v)
+	return Selection{Mode: "ALL"}
+}
+
+// action reads a fault's action; proxy toxics take the API's attribute
+// names with Go durations for times.
+func (d *decoder) action(key string, n *yaml.Node, field string) Action {
+	dur := func(f fields, k string) time.Duration {
+		if v := f.get(k); v != nil {
+			return d.duration(v, field+"."+k)
+		}
+		return 0
+	}
+	num := func(f fields, k string) int64 {
+		if v := f.get(k); v != nil {
+			return int64(d.integer(v, field+"."+k))
+		}
+		return 0
+	}
+	var e proxy.Effect
+	switch key {
+	case "latency":
+		f := d.mapping(n, field, "delay", "jitter")
+		if f.get("delay") == nil {
+			d.errorf(n, field+".delay", "required, e.g. latency: {delay: 1s, jitter: 100ms}")
+		}
+		e = proxy.Latency{Delay: dur(f, "delay"), Jitter: dur(f, "jitter")}
+	case "bandwidth":
+		f := d.mapping(n, field, "rate")
+		if f.get("rate") == nil {
+			d.errorf(n, field+".rate", "required: KB/s, e.g. bandwidth: {rate: 100}")
+		}
+		e = proxy.Bandwidth{Rate: num(f, "rate")}
+	case "slow_close":
+		e = proxy.SlowClose{Delay: dur(d.mapping(n, field, "delay"), "delay")}
+	case "timeout":
+		e = proxy.Timeout{Timeout: dur(d.mapping(n, field, "timeout"), "timeout")}
+	case "reset_peer":
+		e = proxy.ResetPeer{Timeout: dur(d.mapping(n, field, "timeout"), "timeout")}
+	case "slicer":
+		f := d.mapping(n, field, "average_size", "size_variation", "delay")
+		e = proxy.Slicer{AverageSize: int(num(f, "average_size")), SizeVariation: int(num(f, "size_variation")), Delay: dur(f, "delay")}
+	case "limit_data":
+		e = proxy.LimitData{Bytes: num(d.mapping(n, field, "bytes"), "bytes")}
+	case "down":
+		d.mapping(n, field)
+		return Down{}
+	case "stop":
+		d.mapping(n, field)
+		return Stop{}
+	case "kill":
+		f := d.mapping(n, field, "signal")
+		k := Kill{Signal: "SIGKILL"}
+		if v := f.get("signal"); v != nil {
+			k.Signal = d.str(v, field+".signal")
+			if _, ok := Signals[k.Signal]; !ok {
+				d.errorf(v, field+".signal", "unknown signal %q%s", k.Signal, suggest(k.Signal, signalNames()))
+			}
+		}
+		return k
+	case "exec":
+		f := d.mapping(n, field, "inject", "revert")
+		x := Exec{}
+		if v := f.get("inject"); v != nil {
+			x.Inject = d.strList(v, field+".inject", false)
+		}
+		if v := f.get("revert"); v != nil {
+			x.Revert = d.strList(v, field+".revert", false)
+		}
+		if len(x.Inject) == 0 || len(x.Revert) == 0 {
+			d.errorf(n, field, "needs inject: [cmd, ...] and revert: [cmd, ...]")
+		}
+		return x
+	}
+	if err := proxy.Validate(e); err != nil {
+		d.errorf(n, field, "%v", err)
+	}
+	return ProxyToxic{Effect: e}
+}
+
+// Signals a kill fault may send.
+var Signals = map[string]syscall.Signal{
+	"SIGKILL": syscall.SIGKILL, "SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT,
+	"SIGQUIT": syscall.SIGQUIT, "SIGHUP": syscall.SIGHUP, "SIGABRT": syscall.SIGABRT,
+	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+}
+
+func signalNames() []string {
+	var out []string
+	for k := range Signals {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// check makes the cross-field checks once every field is read.
+func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
+	targets := map[string]*Target{}
+	for i := range x.Targets {
+		targets[x.Targets[i].Name] = &x.Targets[i]
+	}
+	requests := map[string]bool{}
+	if x.Traffic != nil {
+		for _, r := range x.Traffic.Requests {
+			requests[r.Name] = true
+		}
+	}
+	checkCond := func(c Condition, at *yaml.Node, field string) {
+		if x.Traffic == nil {
+			d.errorf(at, field, "%q measures the traffic, but the experiment has no traffic section", c.Text)
+		}
+		if c.Of != "" && !requests[c.Of] {
+			d.errorf(at, field, "no request is named %q (give requests a name: to scope a condition)", c.Of)
+		}
+	}
+	if n := f.get("steady_state"); n != nil && n.Kind == yaml.SequenceNode {
+		for i, ch := range x.SteadyState {
+			if ch.Condition != nil && i < len(n.Content) {
+				checkCond(*ch.Condition, n.Content[i], fmt.Sprintf("steady_state[%d]", i))
+			}
+		}
+	}
+	if n := f.get("stop_when"); n != nil && n.Kind == yaml.SequenceNode {
+		for i, c := range x.StopWhen {
+			if c.Baseline {
+				d.errorf(n.Content[min(i, len(n.Content)-1)], fmt.Sprintf("stop_when[%d]", i), "a stop condition cannot use the baseline (it must be ready before the baseline ends): give a value")
+			}
+			checkCond(c, n.Content[min(i, len(n.Content)-1)], fmt.Sprintf("stop_when[%d]", i))
+		}
+	}
+	fn := f.get("faults")
+	var latestEnd time.Duration
+	for i, ft := range x.Faults {
+		at := root
+		if fn != nil && i < len(fn.Content) {
+			at = fn.Content[i]
+		}
+		field := fmt.Sprintf("faults[%d]", i)
+		if ft.Duration > 0 {
+			latestEnd = max(latestEnd, ft.Start+ft.Duration)
+		}
+		if x.Inject > 0 && ft.Start >= x.Inject {
+			d.errorf(at, field+".start", "starts at %v, after the inject phase ends (%v)", ft.Start, x.Inject)
+		}
+		if ft.Action == nil {
+			continue
+		}
+		t, ok := targets[ft.Target]
+		if ft.Target == "" {
+			if _, isExec := ft.Action.(Exec); !isExec {
+				d.errorf(at, field+".target", "required")
+			}
+			continue
+		}
+		if !ok {
+			var names []string
+			for n := range targets {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			d.errorf(at, field+".target", "no target named %q%s", ft.Target, suggest(ft.Target, names))
+			continue
+		}
+		switch a := ft.Action.(type) {
+		case ProxyToxic, Down:
+			if t.Proxy == nil {
+				d.errorf(at, field, "%s acts on a proxy, but target %q is a process", a.Kind(), t.Name)
+			}
+		case Kill, Stop:
+			if t.Process == nil {
+				d.errorf(at, field, "%s acts on processes, but target %q is a proxy (use down: {} to take a proxy down)", a.Kind(), t.Name)
+				continue
+			}
+			if _, isKill := a.(Kill); isKill && !t.Process.Launched() && len(t.Process.Restart) == 0 && !ft.Irreversible {
+				d.errorf(at, field, "killing %q cannot be undone: the run did not launch it and it has no restart: command; add restart: [...] to the target or irreversible: true to the fault", t.Name)
+			}
+		}
+		if len(ft.Select.Tags) > 0 && t.Tags == nil {
+			d.errorf(at, field+".select.tags", "target %q has no tags", t.Name)
+		}
+	}
+	if x.Inject == 0 {
+		if latestEnd == 0 && len(x.Faults) > 0 {
+			d.errorf(root, "inject", "the inject phase has no end: give inject: DURATION, or a duration to at least one fault")
+		}
+		x.Inject = latestEnd
+	}
+	if total := x.Baseline + x.Inject + x.Recovery; total > x.MaxDuration {
+		d.errorf(root, "max_duration", "baseline %v + inject %v + recovery %v = %v, over max_duration %v", x.Baseline, x.Inject, x.Recovery, total, x.MaxDuration)
+	}
+}
