@@ -1,0 +1,147 @@
+package load_test
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/faultline/faultline/load"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// run drives cfg for d and returns the results.
+func run(t *testing.T, cfg load.Config, d time.Duration) []load.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var out []load.Result
+	if err := load.Run(ctx, cfg, func(r load.Result) { out = append(out, r) }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestEveryRequestIsCounted(t *testing.T) {
+	var got, failed atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got.Add(1)%2 == 0 {
+			failed.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	start := time.Now()
+	res := run(t, load.Config{Rate: 200, Requests: []load.Request{{URL: srv.URL}}}, time.Second)
+	elapsed := time.Since(start)
+	errs := 0
+	for _, r := range res {
+		if r.Failed() {
+			errs++
+		}
+	}
+	if int64(len(res)) != got.Load() || int64(errs) != failed.Load() {
+		t.Fatalf("results: %d requests, %d errors; the server saw %d requests, answered %d with 503", len(res), errs, got.Load(), failed.Load())
+	}
+	// An open model sends at the rate, never above it.
+	if limit := int(200*elapsed.Seconds()) + 2; len(res) == 0 || len(res) > limit {
+		t.Fatalf("%d requests in %v at 200/s, want 1..%d", len(res), elapsed, limit)
+	}
+}
+
+// TestLatencyCountsFromIntendedStart: with one worker and a server that
+// takes 50 ms, requests due every 10 ms queue up; that wait is latency the
+// system caused, and must be in the figures.
+func TestLatencyCountsFromIntendedStart(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond) // the slow system under test
+	}))
+	defer srv.Close()
+	res := run(t, load.Config{Rate: 100, MaxWorkers: 1, Requests: []load.Request{{URL: srv.URL}}}, 600*time.Millisecond)
+	s := load.NewStats()
+	for _, r := range res {
+		s.Add(r)
+	}
+	if len(res) < 3 {
+		t.Fatalf("only %d results", len(res))
+	}
+	// Served one at a time, the n-th request waits about n×40 ms more than
+	// it was due; a measure from the actual send would stay near 50 ms.
+	if sum := s.Summary(time.Second); sum.Max < 2*50*time.Millisecond {
+		t.Fatalf("max latency %v with requests queued behind a 50 ms server, want >= 100ms", sum.Max)
+	}
+}
+
+func TestTimeoutIsAnErrorAndCountsItsTime(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	res := run(t, load.Config{Rate: 20, Timeout: 100 * time.Millisecond, Requests: []load.Request{{URL: srv.URL}}}, 300*time.Millisecond)
+	if len(res) == 0 {
+		t.Fatal("no results")
+	}
+	for _, r := range res {
+		if !r.Failed() || r.Latency < 100*time.Millisecond {
+			t.Fatalf("timed-out request: %+v, want failed with latency >= the 100ms timeout", r)
+		}
+	}
+}
+
+func TestWeightsShareTheRate(t *testing.T) {
+	var a, b atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/a", func(http.ResponseWriter, *http.Request) { a.Add(1) })
+	mux.HandleFunc("/b", func(http.ResponseWriter, *http.Request) { b.Add(1) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	res := run(t, load.Config{Rate: 400, Seed: 1, Requests: []load.Request{
+		{Name: "a", URL: srv.URL + "/a", Weight: 3},
+		{Name: "b", URL: srv.URL + "/b", Weight: 1},
+	}}, time.Second)
+	byName := map[string]int64{}
+	for _, r := range res {
+		byName[r.Request]++
+	}
+	if byName["a"] != a.Load() || byName["b"] != b.Load() {
+		t.Fatalf("results by name %v, server saw a=%d b=%d", byName, a.Load(), b.Load())
+	}
+	n := float64(a.Load() + b.Load())
+	// Binomial(n, 3/4): 6 standard deviations either side.
+	sd := 6 * 0.433 * math.Sqrt(n)
+	if got := float64(a.Load()); n < 50 || got < 0.75*n-sd || got > 0.75*n+sd {
+		t.Fatalf("a got %v of %v requests with weight 3 of 4", got, n)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	s := load.NewStats()
+	for i := 1; i <= 100; i++ {
+		code := 200
+		if i%10 == 0 {
+			code = 500
+		}
+		s.Add(load.Result{Latency: time.Duration(i) * time.Millisecond, Code: code})
+	}
+	sum := s.Summary(10 * time.Second)
+	if sum.Count != 100 || sum.Errors != 10 || sum.ErrorRate != 0.1 || sum.Throughput != 9 {
+		t.Fatalf("summary %+v", sum)
+	}
+	near := func(got, want time.Duration) bool { return got >= want-want/100 && got <= want+want/100 }
+	if !near(sum.P50, 50*time.Millisecond) || !near(sum.P99, 99*time.Millisecond) || !near(sum.Max, 100*time.Millisecond) {
+		t.Fatalf("p50 %v p99 %v max %v, want 50ms 99ms 100ms within 1%%", sum.P50, sum.P99, sum.Max)
+	}
+}
