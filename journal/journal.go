@@ -1,0 +1,171 @@
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Event types.
+const (
+	RunStart = "run_start"
+	Phase    = "phase"
+	// Intent comes before a change is made: it carries the Undo that
+	// reverses it. Done follows once the change is made; Undone once it is
+	// reversed; Failed when making it failed.
+	Intent = "intent"
+	Done   = "done"
+	Undone = "undone"
+	Failed = "failed"
+	Note   = "note"
+	RunEnd = "run_end"
+)
+
+// Event is one line of a journal.
+type Event struct {
+	Time time.Time `json:"time"`
+	Type string    `json:"type"`
+	// ID links an Intent with its Done, Undone or Failed.
+	ID      string          `json:"id,omitempty"`
+	Name    string          `json:"name,omitempty"` // phase or fault name
+	Undo    *Undo           `json:"undo,omitempty"`
+	Message string          `json:"message,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// Undo says how to reverse one change, with no state but itself.
+type Undo struct {
+	// Kind is "sigcont" (resume stopped processes), "kill" (stop
+	// processes the run launched), "remove_toxic", "enable_proxy" or "exec".
+	Kind string `json:"kind"`
+	// Procs are processes, each with its start time so that a recycled
+	// pid is never touched.
+	Procs []Proc `json:"procs,omitempty"`
+	// API, Proxy, Toxic and Token name a toxic or proxy of a
+	// Toxiproxy-compatible API.
+	API   string `json:"api,omitempty"`
+	Proxy string `json:"proxy,omitempty"`
+	Toxic string `json:"toxic,omitempty"`
+	Token string `json:"-"` // never on disk: recover takes it from the environment
+	// Command is run by "exec".
+	Command []string `json:"command,omitempty"`
+}
+
+// Proc is a process as the kernel knows it: pid and start time (clock
+// ticks since boot, field 22 of /proc/PID/stat).
+type Proc struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+// Writer appends events to a journal file.
+type Writer struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// Create creates a new journal at path; it fails if one is there.
+func Create(path string) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{f: f}, nil
+}
+
+// Append writes e (stamped now if its Time is zero) and syncs it to disk
+// before returning.
+func (w *Writer) Append(e Event) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC()
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, err := w.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (w *Writer) Close() error { return w.f.Close() }
+
+// Read reads every event of a journal. A last line cut short (the runner
+// was killed while writing it) is left out; a bad line elsewhere is an
+// error naming it.
+func Read(r io.Reader) ([]Event, error) {
+	var out []Event
+	br := bufio.NewReader(r)
+	for line := 1; ; line++ {
+		b, err := br.ReadBytes('\n')
+		complete := err == nil
+		if err != nil && err != io.EOF {
+			return out, err
+		}
+		if b = bytes.TrimSpace(b); len(b) > 0 {
+			var e Event
+			if jerr := json.Unmarshal(b, &e); jerr != nil {
+				if !complete {
+					return out, nil // torn final line
+				}
+				return out, fmt.Errorf("journal line %d: %w", line, jerr)
+			}
+			out = append(out, e)
+		}
+		if !complete {
+			return out, nil
+		}
+	}
+}
+
+// ReadFile reads the journal at path.
+func ReadFile(path string) ([]Event, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return Read(f)
+}
+
+// Pending returns the Intents not followed by Undone or Failed, latest
+// first: the order to undo them in. An Intent without Done is pending too,
+// since the change may have been made just before the runner died.
+func Pending(events []Event) []Event {
+	open := map[string]int{}
+	var intents []Event
+	for _, e := range events {
+		switch e.Type {
+		case Intent:
+			open[e.ID] = len(intents)
+			intents = append(intents, e)
+		case Undone, Failed:
+			delete(open, e.ID)
+		}
+	}
+	var out []Event
+	for i := len(intents) - 1; i >= 0; i-- {
+		if _, ok := open[intents[i].ID]; ok && intents[i].Undo != nil {
+			out = append(out, intents[i])
+		}
+	}
+	return out
+}
+
+// Clean reports whether the journal ends with run_end.
+func Clean(events []Event) bool {
+	return len(events) > 0 && events[len(events)-1].Type == RunEnd
+}
