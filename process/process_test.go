@@ -1,0 +1,120 @@
+package process_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
+)
+
+// startTree starts a shell with two sleeping children and waits until both
+// are there; the tree is killed when the test ends.
+func startTree(t *testing.T) *exec.Cmd {
+	t.Helper()
+	marker := fmt.Sprintf("faultline-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	cmd := exec.Command("sh", "-c", "sleep 300 & sleep 301 & wait", marker)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tree, err := process.Tree(cmd.Process.Pid)
+		if err == nil && len(tree) == 3 {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shell's children did not show up: %v %v", tree, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func waitState(t *testing.T, procs []journal.Proc, want byte) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range procs {
+		for {
+			st, err := process.State(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (want == 'T') == (st == 'T') {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pid %d state %c, want stopped=%v", p.PID, st, want == 'T')
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+func TestStopAndResumeAWholeTree(t *testing.T) {
+	cmd := startTree(t)
+	tree, err := process.Tree(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := process.Signal(tree, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tree, 'T')
+	if err := process.Signal(tree, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tree, 'S')
+}
+
+func TestSignalSparesARecycledPid(t *testing.T) {
+	cmd := startTree(t)
+	p, err := process.Identify(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start++ // as if the pid now belonged to a process started later
+	err = process.Signal([]journal.Proc{p}, syscall.SIGKILL)
+	if !errors.Is(err, process.ErrGone) {
+		t.Fatalf("Signal to a pid with another start time: %v, want ErrGone", err)
+	}
+	if _, err := process.Identify(cmd.Process.Pid); err != nil {
+		t.Fatal("the process was killed though its start time did not match")
+	}
+}
+
+func TestMatchFindsByCommandLine(t *testing.T) {
+	cmd := startTree(t)
+	marker := cmd.Args[3]
+	pids, err := process.Match(regexp.MustCompile(regexp.QuoteMeta(marker)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) != 1 || pids[0] != cmd.Process.Pid {
+		t.Fatalf("Match(%s) = %v, want [%d]", marker, pids, cmd.Process.Pid)
+	}
+}
+
+func TestReadPIDFile(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.pid"), filepath.Join(dir, "bad.pid")
+	_ = os.WriteFile(good, []byte("1234\n"), 0o644)
+	_ = os.WriteFile(bad, []byte("hello"), 0o644)
+	if pid, err := process.ReadPIDFile(good); err != nil || pid != 1234 {
+		t.Fatalf("ReadPIDFile(good) = %d, %v", pid, err)
+	}
+	if _, err := process.ReadPIDFile(bad); err == nil {
+		t.Fatal("ReadPIDFile accepted a file without a pid")
+	}
+}
