@@ -1,0 +1,436 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/runner"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		out, seedFlag               string
+		vars                        []string
+		dryRun, asJSON, allowNoStop bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a chaos experiment: baseline, faults under load, rollback, recovery, verdict",
+		Long: `Run one experiment file end to end:
+
+  setup     launch the processes it owns, start embedded proxies, wait for ready
+  baseline  measure the steady state; if it does not hold, inject nothing (ERROR)
+  inject    apply faults on their schedule under constant-rate traffic; stop
+            conditions are checked every second and abort the run (ABORTED)
+  rollback  revert every fault, on every way out (Ctrl-C and SIGTERM included)
+  recovery  wait for the steady state to hold on a 5 s window again
+  teardown  stop what the run launched
+
+Every change is journaled before it is made (DIR/journal.jsonl); if the runner
+is killed, 'faultline recover DIR' undoes what it left. The result is
+DIR/result.json; the verdict is the exit code.
+
+` + exitCodesHelp,
+		Example: `  faultline run slow-dependency.yaml
+  faultline run slow-dependency.yaml --dry-run
+  faultline run slow-dependency.yaml --seed 42 --out runs/today --json > result.json
+  faultline run checkout.yaml --var HOST=127.0.0.1`,
+		Args: exactArgs("FILE"),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts := experiment.Options{AllowNoStop: allowNoStop}
+			var err error
+			if opts.Vars, err = parseVars(vars); err != nil {
+				return err
+			}
+			x, err := experiment.ParseFile(args[0], opts)
+			if err != nil {
+				return fileErrors(c.ErrOrStderr(), args[0], err)
+			}
+			var seed int64
+			if seedFlag != "" {
+				if _, err := fmt.Sscan(seedFlag, &seed); err != nil || seed == 0 {
+					return usagef("--seed %q: want a non-zero whole number", seedFlag)
+				}
+			}
+			if dryRun {
+				return printPlan(c.OutOrStdout(), x, seed)
+			}
+			if out == "" {
+				out = filepath.Join("faultline-runs", fmt.Sprintf("%s-%s", x.Name, time.Now().UTC().Format("20060102T150405Z")))
+			}
+			ctx, cancel := context.WithCancel(c.Context())
+			defer cancel()
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			go func() {
+				if _, ok := <-sigs; !ok {
+					return
+				}
+				fmt.Fprintln(c.ErrOrStderr(), "interrupted: rolling back (interrupt again to exit at once)")
+				cancel()
+				if _, ok := <-sigs; ok {
+					fmt.Fprintf(c.ErrOrStderr(), "exiting now: run 'faultline recover %s' to undo what is left\n", out)
+					os.Exit(ExitAborted)
+				}
+			}()
+			progress := c.ErrOrStderr()
+			fmt.Fprintf(progress, "faultline run %s: %q, seed in result, output in %s\n", args[0], x.Name, out)
+			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Progress: progress})
+			if err != nil {
+				return failure(err)
+			}
+			if asJSON {
+				b, _ := json.MarshalIndent(res, "", "  ")
+				fmt.Fprintf(c.OutOrStdout(), "%s\n", b)
+			} else {
+				printVerdict(c.OutOrStdout(), res, out)
+			}
+			return verdictError(res)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "", "run `directory` (default faultline-runs/NAME-UTCSTAMP)")
+	f.StringVar(&seedFlag, "seed", "", "`seed` for every random choice, to replay a run (default: picked and recorded)")
+	f.StringArrayVar(&vars, "var", nil, "`NAME=VALUE` for ${NAME} in the file, repeatable")
+	f.BoolVar(&dryRun, "dry-run", false, "check the file, print the plan and what it would hit, touch nothing")
+	f.BoolVar(&asJSON, "json", false, "print result.json to stdout (progress stays on stderr)")
+	f.BoolVar(&allowNoStop, "allow-no-stop", false, "accept an experiment without stop conditions")
+	return cmd
+}
+
+func parseVars(vars []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range vars {
+		name, value, ok := strings.Cut(v, "=")
+		if !ok || name == "" {
+			return nil, usagef("--var %q: want NAME=VALUE", v)
+		}
+		out[name] = value
+	}
+	return out, nil
+}
+
+// fileErrors prints every problem of a file and returns a usage error.
+func fileErrors(w io.Writer, file string, err error) error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			fmt.Fprintln(w, e)
+		}
+		return &exitError{ExitUsage, fmt.Errorf("%s: %d problem(s)", file, len(joined.Unwrap()))}
+	}
+	return usagef("%v", err)
+}
+
+func verdictError(res *runner.Result) error {
+	switch res.Verdict {
+	case runner.Passed:
+		return nil
+	case runner.Failed:
+		return &exitError{ExitFailed, fmt.Errorf("FAILED: %s", strings.Join(res.Reasons, "; "))}
+	case runner.Aborted:
+		return &exitError{ExitAborted, fmt.Errorf("ABORTED: %s", strings.Join(res.Reasons, "; "))}
+	}
+	return &exitError{ExitError, fmt.Errorf("ERROR: %s", strings.Join(res.Reasons, "; "))}
+}
+
+func printVerdict(w io.Writer, res *runner.Result, out string) {
+	fmt.Fprintf(w, "\n%s  %s\n", res.Verdict, res.Name)
+	if res.Hypothesis != "" {
+		fmt.Fprintf(w, "hypothesis: %s\n", res.Hypothesis)
+	}
+	for _, r := range res.Reasons {
+		fmt.Fprintf(w, "  why: %s\n", r)
+	}
+	for _, c := range res.Checks {
+		mark := "held  "
+		if !c.Held {
+			mark = "BROKEN"
+		}
+		detail := c.Detail
+		if c.Value != nil {
+			detail = formatValue(*c.Value, c.Unit)
+			if c.Threshold != nil {
+				detail += " (limit " + formatValue(*c.Threshold, c.Unit) + ")"
+			}
+		}
+		fmt.Fprintf(w, "  %-9s %s  %-40s %s\n", c.Phase, mark, c.Condition, detail)
+	}
+	for _, f := range res.Faults {
+		state := "not injected"
+		if f.InjectedAt != nil {
+			state = "injected"
+			if f.RevertedAt != nil {
+				state += ", reverted"
+			}
+		}
+		fmt.Fprintf(w, "  fault %q (%s on %s): %s; hit %s\n", f.Name, f.Action, f.Target, state, strings.Join(f.Hit, ", "))
+		if f.Error != "" {
+			fmt.Fprintf(w, "    error: %s\n", f.Error)
+		}
+	}
+	if res.TimeToRecover != nil {
+		fmt.Fprintf(w, "  time to recover: %.1fs\n", *res.TimeToRecover)
+	}
+	fmt.Fprintf(w, "  seed %d; replay: faultline run %s --seed %d\n  result: %s\n", res.Seed, res.File, res.Seed, filepath.Join(out, "result.json"))
+}
+
+func formatValue(v float64, unit string) string {
+	switch unit {
+	case "ratio":
+		return fmt.Sprintf("%.2f%%", v*100)
+	case "s":
+		return time.Duration(v * float64(time.Second)).Round(10 * time.Microsecond).String()
+	case "/s":
+		return fmt.Sprintf("%.1f/s", v)
+	}
+	return fmt.Sprint(v)
+}
+
+// printPlan prints what a run would do, touching nothing.
+func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
+	fmt.Fprintf(w, "plan for %q (%s)\n", x.Name, x.File)
+	if x.Hypothesis != "" {
+		fmt.Fprintf(w, "hypothesis: %s\n", x.Hypothesis)
+	}
+	fmt.Fprintf(w, "phases: baseline %v, inject %v, recovery up to %v (max_duration %v)\n", x.Baseline, x.Inject, x.Recovery, x.MaxDuration)
+	if x.Traffic != nil {
+		fmt.Fprintf(w, "traffic: %g requests/s, timeout %v, %d kind(s) of request\n", x.Traffic.Rate, x.Traffic.Timeout, len(x.Traffic.Requests))
+	}
+	fmt.Fprintln(w, "targets:")
+	for _, t := range x.Targets {
+		switch {
+		case t.Proxy != nil && t.Proxy.API != "":
+			fmt.Fprintf(w, "  %-12s remote proxy %s at %s\n", t.Name, t.Proxy.Name, t.Proxy.API)
+		case t.Proxy != nil:
+			fmt.Fprintf(w, "  %-12s embedded proxy %s -> %s\n", t.Name, t.Proxy.Listen, t.Proxy.Upstream)
+		case t.Process.Launched():
+			fmt.Fprintf(w, "  %-12s launched: %d × %s\n", t.Name, t.Process.Instances, strings.Join(t.Process.Command, " "))
+		default:
+			fmt.Fprintf(w, "  %-12s running process(es): %s\n", t.Name, describeExisting(t.Process))
+		}
+	}
+	fmt.Fprintln(w, "faults (times from the start of injection):")
+	for _, f := range x.Faults {
+		end := "end of inject"
+		if f.Duration > 0 {
+			end = (f.Start + f.Duration).String()
+		}
+		fmt.Fprintf(w, "  %-24q %-10s on %-12s [%v, %s)  select %s\n", f.Name, f.Action.Kind(), f.Target, f.Start, end, describeSelect(f.Select))
+	}
+	fmt.Fprintln(w, "stop when any of:")
+	for _, c := range x.StopWhen {
+		fmt.Fprintf(w, "  %s\n", c.Text)
+	}
+	if seed != 0 {
+		fmt.Fprintf(w, "seed: %d (instances are picked with it)\n", seed)
+	}
+	fmt.Fprintln(w, "dry run: nothing was started or touched")
+	return nil
+}
+
+func describeExisting(p *experiment.ProcessTarget) string {
+	var pids []int
+	switch {
+	case p.PID != 0:
+		pids = []int{p.PID}
+	case p.PIDFile != "":
+		if pid, err := process.ReadPIDFile(p.PIDFile); err == nil {
+			pids = []int{pid}
+		} else {
+			return err.Error()
+		}
+	default:
+		pids, _ = process.Match(regexp.MustCompile(p.Match))
+	}
+	if len(pids) == 0 {
+		return "none running now"
+	}
+	return fmt.Sprintf("pids %v", pids)
+}
+
+func describeSelect(s experiment.Selection) string {
+	out := s.Mode
+	if s.Mode != "ALL" {
+		out = fmt.Sprintf("%s(%d)", s.Mode, s.N)
+	}
+	if len(s.Tags) > 0 {
+		out += fmt.Sprintf(" of tags %v", s.Tags)
+	}
+	return out
+}
+
+func newRecoverCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "recover [PATH]",
+		Short: "Undo what a killed run left injected",
+		Long: `Read the journal of a run directory, or of every run directory in PATH
+(default faultline-runs), and for each run that did not end cleanly undo
+what it injected and did not revert: resume stopped processes, stop the
+processes it launched, remove its toxics from remote proxies, re-enable
+proxies it took down, run revert commands. Processes are matched by pid and
+start time, so a recycled pid is never touched. Running it twice is
+harmless. Exit 0 when everything is undone, 4 when something could not be.`,
+		Example: "  faultline recover\n  faultline recover faultline-runs/slow-dependency-20261127T080000Z",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("recover takes at most one PATH")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			path := "faultline-runs"
+			if len(args) == 1 {
+				path = args[0]
+			}
+			dirs, err := runDirs(path)
+			if err != nil {
+				return failure(err)
+			}
+			failed := 0
+			for _, dir := range dirs {
+				failed += recoverRun(c.Context(), c.OutOrStdout(), dir)
+			}
+			if failed > 0 {
+				return failure(fmt.Errorf("%d change(s) could not be undone", failed))
+			}
+			return nil
+		},
+	}
+}
+
+// runDirs returns path if it holds a journal, else its subdirectories that do.
+func runDirs(path string) ([]string, error) {
+	if _, err := os.Stat(filepath.Join(path, "journal.jsonl")); err == nil {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(path, e.Name(), "journal.jsonl")); err == nil {
+			out = append(out, filepath.Join(path, e.Name()))
+		}
+	}
+	return out, nil
+}
+
+// recoverRun undoes a run's pending changes and returns how many failed.
+func recoverRun(ctx context.Context, w io.Writer, dir string) int {
+	path := filepath.Join(dir, "journal.jsonl")
+	events, err := journal.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(w, "%s: %v\n", dir, err)
+		return 1
+	}
+	if journal.Clean(events) {
+		fmt.Fprintf(w, "%s: ended cleanly, nothing to do\n", dir)
+		return 0
+	}
+	jf, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		fmt.Fprintf(w, "%s: %v\n", dir, err)
+		return 1
+	}
+	defer jf.Close()
+	note := func(e journal.Event) {
+		e.Time = time.Now().UTC()
+		b, _ := json.Marshal(e)
+		_, _ = jf.Write(append(b, '\n'))
+		_ = jf.Sync()
+	}
+	failed := 0
+	pending := journal.Pending(events)
+	if len(pending) == 0 {
+		fmt.Fprintf(w, "%s: nothing was left injected\n", dir)
+	}
+	for _, e := range pending {
+		what, err := undo(ctx, e.Undo)
+		if err != nil {
+			failed++
+			fmt.Fprintf(w, "%s: %s: could not undo: %v\n", dir, e.Name, err)
+			note(journal.Event{Type: journal.Note, ID: e.ID, Message: "recover failed: " + err.Error()})
+			continue
+		}
+		fmt.Fprintf(w, "%s: %s: %s\n", dir, e.Name, what)
+		note(journal.Event{Type: journal.Undone, ID: e.ID, Message: "recover: " + what})
+	}
+	if failed == 0 {
+		note(journal.Event{Type: journal.RunEnd, Message: "recovered"})
+	}
+	return failed
+}
+
+// undo carries out one Undo and says what it did.
+func undo(ctx context.Context, u *journal.Undo) (string, error) {
+	switch u.Kind {
+	case "sigcont":
+		err := process.Signal(u.Procs, syscall.SIGCONT)
+		return fmt.Sprintf("resumed %d process(es)", len(u.Procs)), ignoreGone(err)
+	case "kill":
+		err := process.Signal(u.Procs, syscall.SIGKILL)
+		return fmt.Sprintf("stopped %d launched process(es)", len(u.Procs)), ignoreGone(err)
+	case "remove_toxic":
+		err := proxy.NewClient(u.API, os.Getenv("FAULTLINE_TOKEN")).RemoveToxic(ctx, u.Proxy, u.Toxic)
+		var ae *proxy.APIError
+		if errors.As(err, &ae) && ae.Status == 404 {
+			err = nil // already gone
+		}
+		return fmt.Sprintf("removed toxic %s from proxy %s at %s", u.Toxic, u.Proxy, u.API), err
+	case "enable_proxy":
+		_, err := proxy.NewClient(u.API, os.Getenv("FAULTLINE_TOKEN")).SetEnabled(ctx, u.Proxy, true)
+		return fmt.Sprintf("re-enabled proxy %s at %s", u.Proxy, u.API), err
+	case "exec":
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return "ran " + strings.Join(u.Command, " "), execCommand(cctx, u.Command)
+	}
+	return "", fmt.Errorf("unknown undo %q", u.Kind)
+}
+
+// ignoreGone treats processes that are gone as undone: a process that no
+// longer exists is neither stopped nor running.
+func ignoreGone(err error) error {
+	if err == nil {
+		return nil
+	}
+	var left []error
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		if !errors.Is(e, process.ErrGone) {
+			left = append(left, e)
+		}
+	}
+	return errors.Join(left...)
+}
+
+// execCommand runs a revert command; a failure carries its output.
+func execCommand(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("empty command")
+	}
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

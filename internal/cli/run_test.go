@@ -1,0 +1,160 @@
+package cli_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/faultline/faultline/internal/cli"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
+)
+
+// sleepers starts a process tree a fault can stop; the pattern matches its
+// root only.
+func sleepers(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	marker := fmt.Sprintf("faultline-cli-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	cmd := exec.Command("sh", "-c", "sleep 300 & sleep 300 & wait", marker)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	return cmd, marker
+}
+
+func writeFreeze(t *testing.T, marker string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "freeze.yaml")
+	src := fmt.Sprintf("name: freeze\ntargets:\n  workers: {process: {match: %q}}\nfaults:\n  - {name: freeze the workers, target: workers, stop: {}}\ninject: 60s\nbaseline: 1s\n", marker)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func stopped(t *testing.T, pid int) bool {
+	t.Helper()
+	tree, err := process.Tree(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range tree {
+		if st, err := process.State(p); err == nil && st != 'T' {
+			return false
+		}
+	}
+	return len(tree) > 0
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRecoverAfterSIGKILL kills the runner while a fault is in place:
+// the processes stay stopped until faultline recover resumes them.
+func TestRecoverAfterSIGKILL(t *testing.T) {
+	bin := binary(t)
+	cmd, marker := sleepers(t)
+	file := writeFreeze(t, marker)
+	out := filepath.Join(t.TempDir(), "run")
+	runner := exec.Command(bin, "run", file, "--allow-no-stop", "--out", out)
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stop fault", func() bool { return stopped(t, cmd.Process.Pid) })
+	_ = runner.Process.Kill() // SIGKILL: no rollback
+	_ = runner.Wait()
+	if !stopped(t, cmd.Process.Pid) {
+		t.Fatal("the processes resumed without recover: the test proves nothing")
+	}
+	events, err := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+	if err != nil || journal.Clean(events) || len(journal.Pending(events)) == 0 {
+		t.Fatalf("journal after SIGKILL: %d events, clean %v, %v", len(events), journal.Clean(events), err)
+	}
+
+	code, stdout, stderr := run(t, "recover", out)
+	if code != 0 || !strings.Contains(stdout, "freeze the workers: resumed 3 process(es)") {
+		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)
+	}
+	if stopped(t, cmd.Process.Pid) {
+		t.Fatal("still stopped after recover")
+	}
+	code, stdout, _ = run(t, "recover", filepath.Dir(out))
+	if code != 0 || !strings.Contains(stdout, "ended cleanly, nothing to do") {
+		t.Fatalf("second recover = %d %q, want harmless", code, stdout)
+	}
+}
+
+func TestRunSIGTERMRollsBack(t *testing.T) {
+	bin := binary(t)
+	cmd, marker := sleepers(t)
+	file := writeFreeze(t, marker)
+	out := filepath.Join(t.TempDir(), "run")
+	runner := exec.Command(bin, "run", file, "--allow-no-stop", "--out", out)
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stop fault", func() bool { return stopped(t, cmd.Process.Pid) })
+	_ = runner.Process.Signal(syscall.SIGTERM)
+	err := runner.Wait()
+	var ee *exec.ExitError
+	if err == nil || !asExit(err, &ee) || ee.ExitCode() != cli.ExitAborted {
+		t.Fatalf("run after SIGTERM: %v, want exit %d", err, cli.ExitAborted)
+	}
+	if stopped(t, cmd.Process.Pid) {
+		t.Fatal("processes still stopped after the run exited")
+	}
+	events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+	if !journal.Clean(events) || len(journal.Pending(events)) != 0 {
+		t.Fatal("journal does not show a clean, fully reverted run")
+	}
+}
+
+func asExit(err error, ee **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	*ee = e
+	return ok
+}
+
+func TestRunDryRunTouchesNothing(t *testing.T) {
+	cmd, marker := sleepers(t)
+	file := writeFreeze(t, marker)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	code, stdout, stderr := run(t, "run", file, "--allow-no-stop", "--dry-run", "--seed", "3")
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("running process(es): pids [%d]", cmd.Process.Pid)) ||
+		!strings.Contains(stdout, `"freeze the workers"`) || !strings.Contains(stdout, "nothing was started or touched") {
+		t.Fatalf("dry run = %d\n%s\n%s", code, stdout, stderr)
+	}
+	if stopped(t, cmd.Process.Pid) {
+		t.Fatal("the dry run stopped the processes")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("the dry run wrote %d entries in the working directory", len(entries))
+	}
+}
+
+func TestRunInvalidFileIsExit2(t *testing.T) {
+	code, _, stderr := run(t, "run", "../../experiment/testdata/invalid/typos.yaml")
+	if code != cli.ExitUsage || !strings.Contains(stderr, `typos.yaml:2:1: basline: unknown field (did you mean "baseline"?)`) {
+		t.Fatalf("run invalid = %d %q", code, stderr)
+	}
+}

@@ -1,0 +1,216 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/load"
+)
+
+// sample is one request's outcome, as kept for sliding windows.
+type sample struct {
+	at      time.Time // when it finished
+	name    string
+	latency time.Duration
+	failed  bool
+}
+
+// collector receives the traffic's results and the probes' outcomes.
+type collector struct {
+	mu      sync.Mutex
+	phase   string
+	phases  map[string]*phaseStats
+	samples []sample
+	probes  []probeOutcome
+}
+
+type phaseStats struct {
+	all    *load.Stats
+	byName map[string]*load.Stats
+	start  time.Time
+	end    time.Time
+}
+
+type probeOutcome struct {
+	at    time.Time
+	check int // index in the experiment's steady_state
+	ok    bool
+	what  string
+}
+
+func newCollector() *collector {
+	return &collector{phases: map[string]*phaseStats{}}
+}
+
+func (c *collector) setPhase(name string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.phases[c.phase]; p != nil {
+		p.end = now
+	}
+	c.phase = name
+	c.phases[name] = &phaseStats{all: load.NewStats(), byName: map[string]*load.Stats{}, start: now}
+}
+
+func (c *collector) add(r load.Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := sample{at: r.Intended.Add(r.Latency), name: r.Request, latency: r.Latency, failed: r.Failed()}
+	c.samples = append(c.samples, s)
+	if p := c.phases[c.phase]; p != nil {
+		p.all.Add(r)
+		if r.Request != "" {
+			st := p.byName[r.Request]
+			if st == nil {
+				st = load.NewStats()
+				p.byName[r.Request] = st
+			}
+			st.Add(r)
+		}
+	}
+}
+
+func (c *collector) addProbe(o probeOutcome) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.probes = append(c.probes, o)
+}
+
+// phaseSummary summarizes a phase's traffic, for all requests or one.
+func (c *collector) phaseSummary(phase, of string, now time.Time) (load.Summary, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.phases[phase]
+	if p == nil {
+		return load.Summary{}, false
+	}
+	end := p.end
+	if end.IsZero() {
+		end = now
+	}
+	st := p.all
+	if of != "" {
+		if st = p.byName[of]; st == nil {
+			return load.Summary{}, false
+		}
+	}
+	return st.Summary(end.Sub(p.start)), true
+}
+
+// window summarizes the traffic that finished in [from, to).
+func (c *collector) window(from, to time.Time, of string) load.Summary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := load.NewStats()
+	for i := len(c.samples) - 1; i >= 0; i-- {
+		s := c.samples[i]
+		if s.at.Before(from) {
+			break // samples come roughly in finishing order
+		}
+		if s.at.Before(to) && (of == "" || s.name == of) {
+			code := 200
+			if s.failed {
+				code = 0
+			}
+			st.Add(load.Result{Latency: s.latency, Code: code})
+		}
+	}
+	return st.Summary(to.Sub(from))
+}
+
+// probesHeld reports whether every probe run in [from, to) passed; ok is
+// false when none ran.
+func (c *collector) probesHeld(check int, from, to time.Time) (held, ok bool, what string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held = true
+	for _, o := range c.probes {
+		if o.check == check && !o.at.Before(from) && o.at.Before(to) {
+			ok = true
+			if !o.ok {
+				held, what = false, o.what
+			}
+		}
+	}
+	return held, ok, what
+}
+
+// metricValue is a condition's metric in base units on a summary.
+func metricValue(c experiment.Condition, s load.Summary) float64 {
+	switch c.Metric {
+	case "error_rate":
+		return s.ErrorRate
+	case "throughput":
+		return s.Throughput
+	}
+	d, _ := s.Latency(c.Stat)
+	return d.Seconds()
+}
+
+// unit is how a condition's value is shown in results.
+func unit(c experiment.Condition) string {
+	switch c.Metric {
+	case "error_rate":
+		return "ratio"
+	case "throughput":
+		return "/s"
+	}
+	return "s"
+}
+
+// runProbe runs one probe once.
+func runProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool, string) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	switch p.Kind {
+	case "tcp":
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", p.Address)
+		if err != nil {
+			return false, err.Error()
+		}
+		c.Close()
+		return true, "connected"
+	case "command":
+		err := exec.CommandContext(ctx, p.Command[0], p.Command[1:]...).Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			return false, err.Error()
+		}
+		want, _ := strconv.Atoi(p.Expect)
+		return code == want, fmt.Sprintf("exit status %d", code)
+	case "http":
+		req, err := http.NewRequestWithContext(ctx, p.Method, p.URL, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		body := make([]byte, 64<<10)
+		n, _ := resp.Body.Read(body)
+		want, _ := strconv.Atoi(p.Expect)
+		if resp.StatusCode != want {
+			return false, fmt.Sprintf("status %d, want %d", resp.StatusCode, want)
+		}
+		if p.Body != "" {
+			if ok, _ := regexp.Match(p.Body, body[:n]); !ok {
+				return false, fmt.Sprintf("body does not match %q", p.Body)
+			}
+		}
+		return true, fmt.Sprintf("status %d", resp.StatusCode)
+	}
+	return false, "probe kind " + p.Kind + " is not supported yet"
+}

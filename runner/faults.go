@@ -1,0 +1,303 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/proxy"
+)
+
+// fault is one fault of the run and what became of it.
+type fault struct {
+	spec       experiment.Fault
+	hit        []string
+	injectedAt time.Time
+	revertedAt time.Time
+	evidence   []string
+	err        string
+	// revert undoes the injection; nil when not injected or reverted.
+	revert func(context.Context) error
+}
+
+func (r *run) streams(f experiment.Fault) []proxy.Stream {
+	switch f.Direction {
+	case "upstream":
+		return []proxy.Stream{proxy.Upstream}
+	case "both":
+		return []proxy.Stream{proxy.Upstream, proxy.Downstream}
+	}
+	return []proxy.Stream{proxy.Downstream}
+}
+
+// toxicName is the name of a toxic the run adds: never one of the user's.
+func (r *run) toxicName(f experiment.Fault, s proxy.Stream) string {
+	slug := strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			return c
+		}
+		return '-'
+	}, f.Name)
+	return fmt.Sprintf("faultline-%s-%s-%s", r.id, slug, s)
+}
+
+// inject applies a fault, journaling before each change.
+func (r *run) inject(ctx context.Context, f *fault) error {
+	t := r.targets[f.spec.Target]
+	switch a := f.spec.Action.(type) {
+	case experiment.ProxyToxic:
+		return r.injectToxic(ctx, f, t, a)
+	case experiment.Down:
+		return r.injectDown(ctx, f, t)
+	case experiment.Stop:
+		return r.injectSignal(f, t, syscall.SIGSTOP)
+	case experiment.Kill:
+		return r.injectSignal(f, t, experiment.Signals[a.Signal])
+	case experiment.Exec:
+		return r.injectExec(ctx, f, a)
+	}
+	return fmt.Errorf("fault %s: unknown action %T", f.spec.Name, f.spec.Action)
+}
+
+func (r *run) injectToxic(ctx context.Context, f *fault, t *target, a experiment.ProxyToxic) error {
+	var undo []func(context.Context) error
+	tox := f.spec.Toxicity
+	for _, s := range r.streams(f.spec) {
+		name := r.toxicName(f.spec, s)
+		id := r.nextID()
+		if t.proxy != nil {
+			if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Message: "add toxic " + name + " to embedded proxy " + t.spec.Name}); err != nil {
+				return err
+			}
+			if _, err := t.proxy.AddToxic(proxy.Toxic{Name: name, Stream: s, Toxicity: &tox, Effect: a.Effect}); err != nil {
+				_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+				return err
+			}
+			p := t.proxy
+			undo = append(undo, func(context.Context) error { return p.RemoveToxic(name) })
+			f.hit = append(f.hit, fmt.Sprintf("proxy %s (%s, %s)", t.spec.Name, p.Listen(), s))
+		} else {
+			px := t.spec.Proxy
+			if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name,
+				Undo: &journal.Undo{Kind: "remove_toxic", API: px.API, Proxy: px.Name, Toxic: name}}); err != nil {
+				return err
+			}
+			info := proxy.ToxicInfo{Name: name, Type: a.Effect.Type(), Stream: s.String(), Toxicity: tox, Attributes: wireAttributes(a.Effect)}
+			if _, err := t.client.AddToxic(ctx, px.Name, info); err != nil {
+				_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+				return err
+			}
+			cl, pname := t.client, px.Name
+			undo = append(undo, func(ctx context.Context) error { return cl.RemoveToxic(ctx, pname, name) })
+			f.hit = append(f.hit, fmt.Sprintf("proxy %s at %s (%s)", px.Name, px.API, s))
+		}
+		_ = r.journal(journal.Event{Type: journal.Done, ID: id})
+		uid := id
+		last := undo[len(undo)-1]
+		undo[len(undo)-1] = func(ctx context.Context) error {
+			err := last(ctx)
+			r.journalUndone(uid, err)
+			return err
+		}
+	}
+	f.evidence = append(f.evidence, fmt.Sprintf("%s toxic in place on %d stream(s)", a.Effect.Type(), len(undo)))
+	f.revert = func(ctx context.Context) error {
+		var errs []string
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](ctx); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%s", strings.Join(errs, "; "))
+		}
+		return nil
+	}
+	return nil
+}
+
+// wireAttributes turns an effect into the API's attributes.
+func wireAttributes(e proxy.Effect) map[string]any {
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	switch e := e.(type) {
+	case proxy.Latency:
+		return map[string]any{"latency": ms(e.Delay), "jitter": ms(e.Jitter)}
+	case proxy.Bandwidth:
+		return map[string]any{"rate": e.Rate}
+	case proxy.SlowClose:
+		return map[string]any{"delay": ms(e.Delay)}
+	case proxy.Timeout:
+		return map[string]any{"timeout": ms(e.Timeout)}
+	case proxy.ResetPeer:
+		return map[string]any{"timeout": ms(e.Timeout)}
+	case proxy.Slicer:
+		return map[string]any{"average_size": e.AverageSize, "size_variation": e.SizeVariation, "delay": e.Delay.Microseconds()}
+	case proxy.LimitData:
+		return map[string]any{"bytes": e.Bytes}
+	}
+	return map[string]any{}
+}
+
+func (r *run) injectDown(ctx context.Context, f *fault, t *target) error {
+	id := r.nextID()
+	if t.proxy != nil {
+		if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Message: "disable embedded proxy " + t.spec.Name}); err != nil {
+			return err
+		}
+		p := t.proxy
+		listen, upstream := p.Listen(), p.Upstream()
+		if err := p.Update(listen, upstream, false); err != nil {
+			return err
+		}
+		f.hit = append(f.hit, fmt.Sprintf("proxy %s (%s)", t.spec.Name, listen))
+		f.revert = func(context.Context) error {
+			err := p.Update(listen, upstream, true)
+			r.journalUndone(id, err)
+			return err
+		}
+	} else {
+		px := t.spec.Proxy
+		if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name,
+			Undo: &journal.Undo{Kind: "enable_proxy", API: px.API, Proxy: px.Name}}); err != nil {
+			return err
+		}
+		if _, err := t.client.SetEnabled(ctx, px.Name, false); err != nil {
+			_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+			return err
+		}
+		f.hit = append(f.hit, fmt.Sprintf("proxy %s at %s", px.Name, px.API))
+		cl := t.client
+		f.revert = func(ctx context.Context) error {
+			_, err := cl.SetEnabled(ctx, px.Name, true)
+			r.journalUndone(id, err)
+			return err
+		}
+	}
+	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
+	f.evidence = append(f.evidence, "proxy disabled: new connections refused")
+	return nil
+}
+
+// injectSignal stops or kills the selected instances with their
+// descendants.
+func (r *run) injectSignal(f *fault, t *target, sig syscall.Signal) error {
+	ins, err := r.selectInstances(t, f.spec.Select)
+	if err != nil {
+		return err
+	}
+	var procs []journal.Proc
+	for _, in := range ins {
+		tree, err := process.Tree(in.proc.PID)
+		if err != nil {
+			return fmt.Errorf("target %s[%d]: %w", t.spec.Name, in.index, err)
+		}
+		procs = append(procs, tree...)
+		f.hit = append(f.hit, fmt.Sprintf("pid %d (%s[%d], %d processes)", in.proc.PID, t.spec.Name, in.index, len(tree)))
+	}
+	id := r.nextID()
+	stop := sig == syscall.SIGSTOP
+	var undo *journal.Undo
+	switch {
+	case stop:
+		undo = &journal.Undo{Kind: "sigcont", Procs: procs}
+	case !t.spec.Process.Launched() && len(t.spec.Process.Restart) > 0:
+		undo = &journal.Undo{Kind: "exec", Command: t.spec.Process.Restart}
+	}
+	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Undo: undo, Message: sig.String()}); err != nil {
+		return err
+	}
+	if err := process.Signal(procs, sig); err != nil {
+		_ = r.journal(journal.Event{Type: journal.Note, ID: id, Message: err.Error()})
+	}
+	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
+	if stop {
+		f.evidence = append(f.evidence, fmt.Sprintf("%d processes stopped (state T)", countState(procs, 'T')))
+		f.revert = func(context.Context) error {
+			err := process.Signal(procs, syscall.SIGCONT)
+			r.journalUndone(id, err)
+			return err
+		}
+		return nil
+	}
+	f.evidence = append(f.evidence, fmt.Sprintf("%s sent to %d processes", sig, len(procs)))
+	switch {
+	case f.spec.Irreversible:
+		r.journalUndone(id, nil)
+	case t.spec.Process.Launched():
+		f.revert = func(ctx context.Context) error {
+			var errs []string
+			for _, in := range ins {
+				<-in.done // it was killed: wait for the exit before reusing its port
+				if err := r.launch(ctx, t, in); err != nil {
+					errs = append(errs, err.Error())
+				}
+			}
+			var err error
+			if len(errs) > 0 {
+				err = fmt.Errorf("restart: %s", strings.Join(errs, "; "))
+			}
+			r.journalUndone(id, err)
+			return err
+		}
+	default:
+		restart := t.spec.Process.Restart
+		f.revert = func(ctx context.Context) error {
+			err := runCommand(ctx, restart)
+			r.journalUndone(id, err)
+			return err
+		}
+	}
+	return nil
+}
+
+func countState(procs []journal.Proc, want byte) int {
+	n := 0
+	for _, p := range procs {
+		if st, err := process.State(p); err == nil && st == want {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *run) injectExec(ctx context.Context, f *fault, a experiment.Exec) error {
+	id := r.nextID()
+	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Undo: &journal.Undo{Kind: "exec", Command: a.Revert}}); err != nil {
+		return err
+	}
+	if err := runCommand(ctx, a.Inject); err != nil {
+		_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+		return err
+	}
+	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
+	f.hit = append(f.hit, "command "+strings.Join(a.Inject, " "))
+	f.evidence = append(f.evidence, "inject command exited 0")
+	f.revert = func(ctx context.Context) error {
+		err := runCommand(ctx, a.Revert)
+		r.journalUndone(id, err)
+		return err
+	}
+	return nil
+}
+
+// runCommand runs a command with a bounded time and returns its error with
+// the end of its output.
+func runCommand(ctx context.Context, args []string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		s := strings.TrimSpace(string(out))
+		if len(s) > 300 {
+			s = "…" + s[len(s)-300:]
+		}
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, s)
+	}
+	return nil
+}

@@ -1,0 +1,662 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/load"
+	"github.com/faultline/faultline/proxy"
+)
+
+// Verdicts.
+const (
+	Passed  = "PASSED"
+	Failed  = "FAILED"
+	Aborted = "ABORTED"
+	Error   = "ERROR"
+)
+
+// Options change how a run goes.
+type Options struct {
+	// OutDir is the run directory, created; it must not hold a journal.
+	OutDir string
+	// Seed seeds every random choice; zero picks one (recorded).
+	Seed int64
+	// Vars are the --var values, recorded in the result.
+	Vars map[string]string
+	// Progress, if not nil, gets a line per tick.
+	Progress io.Writer
+	// Tick is how often probes run and stop conditions are checked; zero
+	// means 1 s.
+	Tick time.Duration
+	// RecoveryWindow is how long the steady state must hold for the system
+	// to count as recovered; zero means 5 s.
+	RecoveryWindow time.Duration
+}
+
+// Result is result.json.
+type Result struct {
+	Verdict       string            `json:"verdict"`
+	Reasons       []string          `json:"reasons"`
+	Name          string            `json:"name"`
+	File          string            `json:"file"`
+	Hypothesis    string            `json:"hypothesis,omitempty"`
+	Seed          int64             `json:"seed"`
+	Vars          map[string]string `json:"vars"`
+	Started       Stamp             `json:"started"`
+	Ended         Stamp             `json:"ended"`
+	Phases        []PhaseRecord     `json:"phases"`
+	Checks        []CheckRecord     `json:"checks"`
+	Faults        []FaultRecord     `json:"faults"`
+	TimeToRecover *float64          `json:"time_to_recover"`
+}
+
+// PhaseRecord is a phase's span.
+type PhaseRecord struct {
+	Name  string `json:"name"`
+	Start Stamp  `json:"start"`
+	End   Stamp  `json:"end"`
+}
+
+// CheckRecord is one steady-state or stop check in one phase.
+type CheckRecord struct {
+	Condition string   `json:"condition"`
+	Phase     string   `json:"phase"`
+	Held      bool     `json:"held"`
+	Value     *float64 `json:"value"`
+	Unit      string   `json:"unit,omitempty"`
+	Threshold *float64 `json:"threshold,omitempty"`
+	Detail    string   `json:"detail,omitempty"`
+}
+
+// FaultRecord is what a fault did.
+type FaultRecord struct {
+	Name       string   `json:"name"`
+	Target     string   `json:"target"`
+	Action     string   `json:"action"`
+	Hit        []string `json:"hit"`
+	InjectedAt *Stamp   `json:"injected_at"`
+	RevertedAt *Stamp   `json:"reverted_at"`
+	Evidence   []string `json:"evidence"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// Stamp is a time written as RFC 3339 UTC with milliseconds.
+type Stamp time.Time
+
+func (s Stamp) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Time(s).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+}
+
+func (s *Stamp) UnmarshalJSON(b []byte) error {
+	var t time.Time
+	err := json.Unmarshal(b, &t)
+	*s = Stamp(t)
+	return err
+}
+
+func stampPtr(t time.Time) *Stamp {
+	if t.IsZero() {
+		return nil
+	}
+	s := Stamp(t)
+	return &s
+}
+
+type run struct {
+	x       *experiment.Experiment
+	opts    Options
+	id      string
+	j       *journal.Writer
+	jmu     sync.Mutex
+	seq     int
+	rand    *rand.Rand
+	targets map[string]*target
+	procLog io.Writer
+	col     *collector
+	faults  []*fault
+	res     *Result
+	probeHC *http.Client
+}
+
+// Run carries out the experiment and returns its result, also written to
+// OutDir/result.json. Cancelling ctx (Ctrl-C) aborts the run: every fault
+// is reverted and everything launched is stopped before Run returns. The
+// error is for a run that could not be recorded at all; a run that could
+// not start has verdict ERROR.
+func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Result, err error) {
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	if opts.RecoveryWindow <= 0 {
+		opts.RecoveryWindow = 5 * time.Second
+	}
+	if opts.Seed == 0 {
+		opts.Seed = time.Now().UnixNano()
+	}
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	j, err := journal.Create(filepath.Join(opts.OutDir, "journal.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	logf, err := os.Create(filepath.Join(opts.OutDir, "processes.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	r := &run{
+		x: x, opts: opts, j: j, procLog: logf,
+		id:      strconv.FormatInt(time.Now().Unix()%1_000_000, 36) + strconv.FormatInt(opts.Seed&0xfff, 36),
+		rand:    rand.New(rand.NewPCG(uint64(opts.Seed), 0xfa17)),
+		targets: map[string]*target{},
+		col:     newCollector(),
+		probeHC: &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: opts.Seed, Vars: opts.Vars,
+			Started: Stamp(time.Now()), Reasons: []string{}, Checks: []CheckRecord{}, Faults: []FaultRecord{}},
+	}
+	if r.res.Vars == nil {
+		r.res.Vars = map[string]string{}
+	}
+	_ = r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Message: fmt.Sprintf("file=%s seed=%d run=%s", x.File, opts.Seed, r.id)})
+
+	// Whatever happens below, faults are reverted and what was launched is
+	// stopped; a panic is turned into an ERROR verdict after that.
+	defer func() {
+		if p := recover(); p != nil {
+			r.verdict(Error, fmt.Sprintf("internal error: %v", p))
+		}
+		r.rollback()
+		r.teardown()
+		r.finish()
+		res, err = r.res, r.writeResult()
+	}()
+	r.execute(ctx)
+	return r.res, nil
+}
+
+func (r *run) nextID() string {
+	r.jmu.Lock()
+	defer r.jmu.Unlock()
+	r.seq++
+	return strconv.Itoa(r.seq)
+}
+
+// journal appends an event; a journal that cannot be written stops
+// injection, since what is not journaled cannot be recovered.
+func (r *run) journal(e journal.Event) error {
+	if err := r.j.Append(e); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+func (r *run) journalUndone(id string, err error) {
+	if err != nil {
+		_ = r.journal(journal.Event{Type: journal.Note, ID: id, Message: "revert failed: " + err.Error()})
+		return
+	}
+	_ = r.journal(journal.Event{Type: journal.Undone, ID: id})
+}
+
+func (r *run) verdict(v, reason string) {
+	// The first verdict that is not PASSED stands; reasons add up.
+	if r.res.Verdict == "" || r.res.Verdict == Passed {
+		r.res.Verdict = v
+	}
+	if reason != "" {
+		r.res.Reasons = append(r.res.Reasons, reason)
+	}
+}
+
+func (r *run) enterPhase(name string) {
+	now := time.Now()
+	if n := len(r.res.Phases); n > 0 {
+		r.res.Phases[n-1].End = Stamp(now)
+	}
+	r.res.Phases = append(r.res.Phases, PhaseRecord{Name: name, Start: Stamp(now)})
+	r.col.setPhase(name, now)
+	_ = r.journal(journal.Event{Type: journal.Phase, Name: name})
+	r.progressf("phase %s", name)
+}
+
+func (r *run) progressf(format string, args ...any) {
+	if r.opts.Progress != nil {
+		fmt.Fprintf(r.opts.Progress, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+}
+
+// execute runs the phases up to recovery.
+func (r *run) execute(ctx context.Context) {
+	r.enterPhase("setup")
+	if err := r.setup(ctx); err != nil {
+		r.verdict(Error, "setup: "+err.Error())
+		return
+	}
+	stopTraffic := r.startTraffic()
+	defer stopTraffic()
+
+	r.enterPhase("baseline")
+	if !r.tickFor(ctx, r.x.Baseline, "baseline", nil) {
+		r.verdict(Aborted, "interrupted during the baseline")
+		return
+	}
+	if held := r.judge("baseline"); !held {
+		r.verdict(Error, "steady state did not hold before injection: nothing was injected")
+		return
+	}
+
+	r.enterPhase("inject")
+	start := time.Now()
+	stopped := false
+	injectErr := error(nil)
+	onTick := func(now time.Time) bool {
+		elapsed := now.Sub(start)
+		for _, f := range r.faults {
+			switch {
+			case f.injectedAt.IsZero() && f.err == "" && elapsed >= f.spec.Start:
+				f.injectedAt = time.Now()
+				if err := r.inject(ctx, f); err != nil {
+					f.err = err.Error()
+					injectErr = fmt.Errorf("fault %q: %w", f.spec.Name, err)
+					return true
+				}
+				r.progressf("injected %q: %s", f.spec.Name, strings.Join(f.hit, ", "))
+			case f.revert != nil && f.spec.Duration > 0 && elapsed >= f.spec.Start+f.spec.Duration:
+				r.revertFault(ctx, f)
+			}
+		}
+		if c := r.stopCondition(now); c != "" {
+			stopped = true
+			r.verdict(Aborted, "stop condition fired: "+c)
+			return true
+		}
+		return false
+	}
+	if !r.tickFor(ctx, r.x.Inject, "inject", onTick) && !stopped && injectErr == nil {
+		r.verdict(Aborted, "interrupted during injection")
+		r.judge("inject")
+		return
+	}
+	if injectErr != nil {
+		r.verdict(Error, injectErr.Error())
+		return
+	}
+	if !r.judge("inject") {
+		r.verdict(Failed, "steady state did not hold during injection")
+	}
+
+	r.enterPhase("rollback")
+	r.rollback()
+	if ctx.Err() != nil {
+		r.verdict(Aborted, "interrupted")
+		return
+	}
+	r.enterPhase("recovery")
+	r.recover(ctx)
+}
+
+// revertFault reverts one fault now, on a context of its own.
+func (r *run) revertFault(_ context.Context, f *fault) {
+	if f.revert == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.revert(ctx); err != nil {
+		f.err = strings.TrimSpace(f.err + " revert: " + err.Error())
+		r.verdict(Error, fmt.Sprintf("fault %q could not be reverted: %v", f.spec.Name, err))
+	}
+	f.revert = nil
+	f.revertedAt = time.Now()
+	r.progressf("reverted %q", f.spec.Name)
+}
+
+// rollback reverts every fault still in place, latest first. It runs on
+// every way out and is harmless the second time.
+func (r *run) rollback() {
+	for i := len(r.faults) - 1; i >= 0; i-- {
+		r.revertFault(context.Background(), r.faults[i])
+	}
+}
+
+// tickFor waits d, calling onTick every tick (which may end the wait by
+// returning true) and running the probes. It reports false if ctx ended it.
+func (r *run) tickFor(ctx context.Context, d time.Duration, phase string, onTick func(time.Time) bool) bool {
+	end := time.Now().Add(d)
+	t := time.NewTicker(r.opts.Tick)
+	defer t.Stop()
+	r.runProbes(ctx)
+	if onTick != nil && onTick(time.Now()) {
+		return true
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case now := <-t.C:
+			r.runProbes(ctx)
+			r.progressLine(phase, now, end)
+			if onTick != nil && onTick(now) {
+				return true
+			}
+			if !now.Before(end) {
+				return true
+			}
+		}
+	}
+}
+
+func (r *run) progressLine(phase string, now, end time.Time) {
+	if r.opts.Progress == nil {
+		return
+	}
+	s := r.col.window(now.Add(-r.opts.Tick), now, "")
+	var active []string
+	for _, f := range r.faults {
+		if f.revert != nil {
+			active = append(active, f.spec.Name)
+		}
+	}
+	faults := "none"
+	if len(active) > 0 {
+		faults = strings.Join(active, ", ")
+	}
+	left := max(end.Sub(now), 0).Round(time.Second)
+	r.progressf("%-8s %5s left  %4.0f req/s  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
+		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults)
+}
+
+func (r *run) runProbes(ctx context.Context) {
+	for i, c := range r.x.SteadyState {
+		if c.Probe == nil {
+			continue
+		}
+		ok, what := runProbe(ctx, r.probeHC, c.Probe)
+		r.col.addProbe(probeOutcome{at: time.Now(), check: i, ok: ok, what: what})
+	}
+}
+
+func inPhase(c experiment.Check, phase string) bool {
+	for _, p := range c.Phases {
+		if p == phase {
+			return true
+		}
+	}
+	return false
+}
+
+// judge evaluates the steady state on a whole phase and records the checks.
+func (r *run) judge(phase string) bool {
+	now := time.Now()
+	held := true
+	for i, c := range r.x.SteadyState {
+		if !inPhase(c, phase) {
+			continue
+		}
+		rec := r.checkOn(i, c, phase, func(of string) (load.Summary, bool) { return r.col.phaseSummary(phase, of, now) },
+			r.phaseStart(phase), now)
+		r.res.Checks = append(r.res.Checks, rec)
+		held = held && rec.Held
+	}
+	return held
+}
+
+func (r *run) phaseStart(phase string) time.Time {
+	for _, p := range r.res.Phases {
+		if p.Name == phase {
+			return time.Time(p.Start)
+		}
+	}
+	return time.Time{}
+}
+
+// checkOn evaluates one steady-state entry over [from, to), with summary
+// giving the traffic there.
+func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of string) (load.Summary, bool), from, to time.Time) CheckRecord {
+	if c.Probe != nil {
+		held, ran, what := r.col.probesHeld(i, from, to)
+		desc := probeText(c.Probe)
+		if !ran {
+			return CheckRecord{Condition: desc, Phase: phase, Held: false, Detail: "the probe did not run"}
+		}
+		return CheckRecord{Condition: desc, Phase: phase, Held: held, Detail: what}
+	}
+	cond := *c.Condition
+	s, ok := summary(cond.Of)
+	rec := CheckRecord{Condition: cond.Text, Phase: phase, Unit: unit(cond)}
+	if !ok || s.Count == 0 {
+		rec.Detail = "no requests measured"
+		return rec
+	}
+	v := metricValue(cond, s)
+	rec.Value = &v
+	threshold := cond.Value
+	baseline := 0.0
+	if cond.Baseline {
+		b, ok := r.col.phaseSummary("baseline", cond.Of, time.Now())
+		if !ok || b.Count == 0 {
+			rec.Detail = "no baseline to compare with"
+			return rec
+		}
+		baseline = metricValue(cond, b)
+		threshold = cond.Value * baseline
+	}
+	rec.Threshold = &threshold
+	rec.Held = cond.Holds(v, baseline)
+	return rec
+}
+
+func probeText(p *experiment.Probe) string {
+	switch p.Kind {
+	case "tcp":
+		return "probe tcp " + p.Address
+	case "command":
+		return "probe command " + strings.Join(p.Command, " ") + " exits " + p.Expect
+	}
+	return fmt.Sprintf("probe %s %s expects %s", p.Method, p.URL, p.Expect)
+}
+
+// stopCondition returns the first stop condition that fires now, or "".
+// A condition without "for" is judged on the last tick; with "for D", on
+// every tick of the last D, each of which must have met it.
+func (r *run) stopCondition(now time.Time) string {
+	for _, c := range r.x.StopWhen {
+		d := max(c.For, r.opts.Tick)
+		if now.Sub(r.phaseStart("inject")) < d {
+			continue
+		}
+		fired := true
+		for from := now.Add(-d); from.Before(now.Add(-r.opts.Tick / 2)); from = from.Add(r.opts.Tick) {
+			s := r.col.window(from, from.Add(r.opts.Tick), c.Of)
+			if s.Count == 0 || !c.Holds(metricValue(c, s), 0) {
+				fired = false
+				break
+			}
+		}
+		if fired {
+			v := metricValue(c, r.col.window(now.Add(-r.opts.Tick), now, c.Of))
+			r.res.Checks = append(r.res.Checks, CheckRecord{Condition: c.Text, Phase: "inject", Held: true, Value: &v, Unit: unit(c), Detail: "stop condition fired"})
+			return c.Text
+		}
+	}
+	return ""
+}
+
+// recover waits for the steady state to hold on a whole window again.
+func (r *run) recover(ctx context.Context) {
+	rolledBack := r.phaseStart("recovery")
+	win := min(r.opts.RecoveryWindow, max(r.x.Recovery, r.opts.Tick))
+	deadline := rolledBack.Add(max(r.x.Recovery, win))
+	var last []CheckRecord
+	recovered := false
+	onTick := func(now time.Time) bool {
+		if now.Sub(rolledBack) < win {
+			return false
+		}
+		from := now.Add(-win)
+		last = last[:0]
+		all := true
+		for i, c := range r.x.SteadyState {
+			if !inPhase(c, "recovery") {
+				continue
+			}
+			rec := r.checkOn(i, c, "recovery", func(of string) (load.Summary, bool) { return r.col.window(from, now, of), true }, from, now)
+			last = append(last, rec)
+			all = all && rec.Held
+		}
+		if all {
+			ttr := from.Sub(rolledBack).Seconds()
+			r.res.TimeToRecover = &ttr
+			recovered = true
+			return true
+		}
+		return false
+	}
+	if !r.tickFor(ctx, time.Until(deadline), "recovery", onTick) {
+		r.verdict(Aborted, "interrupted during recovery")
+	}
+	r.res.Checks = append(r.res.Checks, last...)
+	if !recovered && ctx.Err() == nil {
+		r.verdict(Failed, fmt.Sprintf("steady state did not come back within recovery (%v)", r.x.Recovery))
+	}
+}
+
+// setup launches processes, starts proxies and finds existing processes.
+func (r *run) setup(ctx context.Context) error {
+	for _, spec := range r.x.Targets {
+		t := &target{spec: spec}
+		r.targets[spec.Name] = t
+		switch {
+		case spec.Proxy != nil && spec.Proxy.API != "":
+			token := spec.Proxy.Token
+			if token == "" {
+				token = os.Getenv("FAULTLINE_TOKEN")
+			}
+			t.client = proxy.NewClient(spec.Proxy.API, token)
+			if _, err := t.client.Proxy(ctx, spec.Proxy.Name); err != nil {
+				return fmt.Errorf("target %s: proxy %s at %s: %w", spec.Name, spec.Proxy.Name, spec.Proxy.API, err)
+			}
+		case spec.Proxy != nil:
+			t.proxy = proxy.New(proxy.Config{Name: spec.Name, Listen: spec.Proxy.Listen, Upstream: spec.Proxy.Upstream, Seed: r.opts.Seed})
+			if err := t.proxy.Start(); err != nil {
+				return fmt.Errorf("target %s: embedded proxy: %w", spec.Name, err)
+			}
+			r.progressf("proxy %s listening on %s -> %s", spec.Name, t.proxy.Listen(), spec.Proxy.Upstream)
+		default:
+			if err := r.setupProcess(t); err != nil {
+				return err
+			}
+		}
+	}
+	// Processes start in file order once every proxy is up.
+	for _, spec := range r.x.Targets {
+		t := r.targets[spec.Name]
+		if spec.Process == nil || !spec.Process.Launched() {
+			continue
+		}
+		for _, in := range t.instances {
+			if err := r.launch(ctx, t, in); err != nil {
+				return err
+			}
+			r.progressf("started %s[%d]: pid %d", spec.Name, in.index, in.proc.PID)
+		}
+	}
+	for _, spec := range r.x.Faults {
+		r.faults = append(r.faults, &fault{spec: spec})
+	}
+	return nil
+}
+
+// startTraffic runs the load until the returned func is called.
+func (r *run) startTraffic() func() {
+	if r.x.Traffic == nil {
+		return func() {}
+	}
+	cfg := load.Config{Rate: r.x.Traffic.Rate, Timeout: r.x.Traffic.Timeout, Seed: r.opts.Seed}
+	for _, q := range r.x.Traffic.Requests {
+		h := http.Header{}
+		for k, v := range q.Headers {
+			h.Set(k, v)
+		}
+		cfg.Requests = append(cfg.Requests, load.Request{Name: q.Name, Method: q.Method, URL: q.URL, Header: h, Body: []byte(q.Body), Weight: q.Weight})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = load.Run(ctx, cfg, r.col.add)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// teardown stops what the run launched and started.
+func (r *run) teardown() {
+	if r.res.Phases == nil || r.res.Phases[len(r.res.Phases)-1].Name != "teardown" {
+		r.enterPhase("teardown")
+	}
+	for _, t := range r.targets {
+		for _, in := range t.instances {
+			if in.cmd != nil {
+				stopInstance(in, 5*time.Second)
+				r.journalUndone(in.launchID, nil)
+				in.cmd = nil
+			}
+		}
+		if t.proxy != nil {
+			t.proxy.Stop()
+		}
+	}
+	r.probeHC.CloseIdleConnections()
+}
+
+func (r *run) finish() {
+	now := time.Now()
+	if n := len(r.res.Phases); n > 0 {
+		r.res.Phases[n-1].End = Stamp(now)
+	}
+	r.res.Ended = Stamp(now)
+	if r.res.Verdict == "" {
+		r.res.Verdict = Passed
+	}
+	for _, f := range r.faults {
+		r.res.Faults = append(r.res.Faults, FaultRecord{
+			Name: f.spec.Name, Target: f.spec.Target, Action: f.spec.Action.Kind(), Hit: nonNil(f.hit),
+			InjectedAt: stampPtr(f.injectedAt), RevertedAt: stampPtr(f.revertedAt), Evidence: nonNil(f.evidence), Error: f.err,
+		})
+	}
+	_ = r.journal(journal.Event{Type: journal.RunEnd, Message: r.res.Verdict})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (r *run) writeResult() error {
+	b, err := json.MarshalIndent(r.res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return errors.Join(os.WriteFile(filepath.Join(r.opts.OutDir, "result.json"), append(b, '\n'), 0o644))
+}

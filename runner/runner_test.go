@@ -1,0 +1,237 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/runner"
+)
+
+var svc string // the test service binary
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "runner-test")
+	if err != nil {
+		panic(err)
+	}
+	svc = filepath.Join(dir, "svc")
+	if out, err := exec.Command("go", "build", "-o", svc, "./testdata/svc").CombinedOutput(); err != nil {
+		panic(fmt.Sprintf("build svc: %v\n%s", err, out))
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// slowDependency is an experiment: a front calling dep through a proxy
+// that adds 1 s of latency for 2 s.
+func slowDependency(t *testing.T, frontTimeout string) *experiment.Experiment {
+	t.Helper()
+	front, dep, link := freeAddr(t), freeAddr(t), freeAddr(t)
+	src := fmt.Sprintf(`
+name: slow-dependency
+hypothesis: The front stays fast while the dependency is slow.
+targets:
+  dep:
+    process:
+      command: [%[1]s, -mode, dep, -listen, "%[3]s"]
+      ready: http://%[3]s/health
+  dep-link:
+    proxy: {listen: "%[4]s", upstream: "%[3]s"}
+  front:
+    process:
+      command: [%[1]s, -mode, front, -listen, "%[2]s", -dep, "http://%[4]s/", -timeout, "%[5]s"]
+      ready: http://%[2]s/health
+traffic:
+  rate: 20/s
+  timeout: 3s
+  requests: [GET http://%[2]s/work]
+steady_state:
+  - error_rate < 5%%
+  - latency p99 < 500ms
+  - probe: GET http://%[2]s/health
+    expect: 200
+baseline: 1s
+faults:
+  - name: slow dependency
+    target: dep-link
+    latency: {delay: 1s}
+    start: 200ms
+    duration: 2s
+recovery: 4s
+stop_when:
+  - error_rate > 90%% for 2s
+`, svc, front, dep, link, frontTimeout)
+	x, err := experiment.Parse("slow.yaml", []byte(src), experiment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func runFast(t *testing.T, ctx context.Context, x *experiment.Experiment) *runner.Result {
+	t.Helper()
+	res, err := runner.Run(ctx, x, runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 7, Tick: 200 * time.Millisecond, RecoveryWindow: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestVerdictBothWays(t *testing.T) {
+	t.Run("front with a timeout passes", func(t *testing.T) {
+		res := runFast(t, context.Background(), slowDependency(t, "100ms"))
+		if res.Verdict != runner.Passed {
+			t.Fatalf("verdict %s (%v), want PASSED\nchecks: %+v", res.Verdict, res.Reasons, res.Checks)
+		}
+		if res.TimeToRecover == nil {
+			t.Fatal("PASSED without a time to recover")
+		}
+		f := res.Faults[0]
+		if f.InjectedAt == nil || f.RevertedAt == nil || len(f.Hit) == 0 {
+			t.Fatalf("fault record %+v, want injected, reverted, with what it hit", f)
+		}
+	})
+	t.Run("front without a timeout fails", func(t *testing.T) {
+		res := runFast(t, context.Background(), slowDependency(t, "0"))
+		if res.Verdict != runner.Failed {
+			t.Fatalf("verdict %s (%v), want FAILED", res.Verdict, res.Reasons)
+		}
+		broken := false
+		for _, c := range res.Checks {
+			if c.Phase == "inject" && c.Condition == "latency p99 < 500ms" && !c.Held && c.Value != nil && *c.Value >= 0.9 {
+				broken = true
+			}
+		}
+		if !broken {
+			t.Fatalf("no broken latency check with the delay in it: %+v", res.Checks)
+		}
+	})
+}
+
+func TestStopConditionAbortsAndRollsBack(t *testing.T) {
+	x := slowDependency(t, "0")
+	// Take the dependency's proxy down instead: every request fails.
+	x.Faults[0].Action = experiment.Down{}
+	x.Faults[0].Duration = 0
+	x.Inject = 20 * time.Second
+	x.StopWhen[0].For = 600 * time.Millisecond
+	start := time.Now()
+	res := runFast(t, context.Background(), x)
+	if res.Verdict != runner.Aborted {
+		t.Fatalf("verdict %s (%v), want ABORTED", res.Verdict, res.Reasons)
+	}
+	if time.Since(start) > 15*time.Second {
+		t.Fatalf("the run took %v: the stop condition did not cut the 20 s inject phase short", time.Since(start))
+	}
+	if f := res.Faults[0]; f.RevertedAt == nil {
+		t.Fatalf("fault not reverted after the stop condition: %+v", f)
+	}
+}
+
+// sleepers starts a process tree that a fault can stop, and returns a
+// unique pattern matching its root.
+func sleepers(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	marker := fmt.Sprintf("faultline-runner-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	cmd := exec.Command("sh", "-c", "sleep 300 & sleep 300 & wait", marker)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	return cmd, marker
+}
+
+func stopExperiment(t *testing.T, marker string) *experiment.Experiment {
+	t.Helper()
+	src := fmt.Sprintf(`
+name: freeze
+targets:
+  workers: {process: {match: %q}}
+faults:
+  - name: freeze the workers
+    target: workers
+    stop: {}
+inject: 30s
+recovery: 1s
+`, marker)
+	x, err := experiment.Parse("freeze.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func treeStopped(t *testing.T, pid int) bool {
+	t.Helper()
+	tree, err := process.Tree(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range tree {
+		if st, err := process.State(p); err == nil && st != 'T' {
+			return false
+		}
+	}
+	return true
+}
+
+func TestInterruptRevertsFaults(t *testing.T) {
+	cmd, marker := sleepers(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan *runner.Result)
+	go func() {
+		res, err := runner.Run(ctx, stopExperiment(t, marker), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Tick: 100 * time.Millisecond})
+		if err != nil {
+			panic(err)
+		}
+		done <- res
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !treeStopped(t, cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stop fault was never applied")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel() // as Ctrl-C does
+	res := <-done
+	if res.Verdict != runner.Aborted {
+		t.Fatalf("verdict %s, want ABORTED", res.Verdict)
+	}
+	if treeStopped(t, cmd.Process.Pid) {
+		t.Fatal("processes still stopped after the interrupted run returned")
+	}
+}

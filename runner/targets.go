@@ -1,0 +1,238 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/proxy"
+)
+
+// instance is one process of a process target.
+type instance struct {
+	index    int
+	port     int      // {port}, 0 if the command has none
+	args     []string // the command with {port}, {instance} and {self} filled in
+	ready    string
+	cmd      *exec.Cmd // nil for a process the run did not launch
+	proc     journal.Proc
+	done     chan struct{} // closed when a launched process exits
+	launchID string        // journal id of its launch
+}
+
+// target is an experiment target as the run holds it.
+type target struct {
+	spec      experiment.Target
+	instances []*instance
+	proxy     *proxy.Proxy  // embedded
+	client    *proxy.Client // remote
+}
+
+// tag returns instance i's value of tag key.
+func (t *target) tag(i int, key string) (string, bool) {
+	vals, ok := t.spec.Tags[key]
+	if !ok || len(vals) == 0 {
+		return "", false
+	}
+	return vals[i%len(vals)], true
+}
+
+// fill replaces {port}, {instance} and {self} in s.
+func fill(s string, in *instance, self string) string {
+	s = strings.ReplaceAll(s, "{port}", strconv.Itoa(in.port))
+	s = strings.ReplaceAll(s, "{instance}", strconv.Itoa(in.index))
+	return strings.ReplaceAll(s, "{self}", self)
+}
+
+// freePort returns a loopback port free just now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// setupProcess prepares a process target's instances: launched ones get
+// their ports (they start in launch); existing ones are found.
+func (r *run) setupProcess(t *target) error {
+	p := t.spec.Process
+	if p.Launched() {
+		self, _ := os.Executable()
+		for i := range p.Instances {
+			in := &instance{index: i}
+			if strings.Contains(strings.Join(p.Command, " ")+p.Ready, "{port}") {
+				port, err := freePort()
+				if err != nil {
+					return err
+				}
+				in.port = port
+			}
+			for _, a := range p.Command {
+				in.args = append(in.args, fill(a, in, self))
+			}
+			in.ready = fill(p.Ready, in, self)
+			t.instances = append(t.instances, in)
+		}
+		return nil
+	}
+	pids, err := findProcesses(p)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", t.spec.Name, err)
+	}
+	for i, pid := range pids {
+		id, err := process.Identify(pid)
+		if err != nil {
+			continue
+		}
+		t.instances = append(t.instances, &instance{index: i, proc: id})
+	}
+	if len(t.instances) == 0 {
+		return fmt.Errorf("target %s: no such process running", t.spec.Name)
+	}
+	return nil
+}
+
+func findProcesses(p *experiment.ProcessTarget) ([]int, error) {
+	switch {
+	case p.PID != 0:
+		return []int{p.PID}, nil
+	case p.PIDFile != "":
+		pid, err := process.ReadPIDFile(p.PIDFile)
+		return []int{pid}, err
+	default:
+		re, err := regexp.Compile(p.Match)
+		if err != nil {
+			return nil, err
+		}
+		pids, err := process.Match(re)
+		if err == nil && len(pids) == 0 {
+			err = fmt.Errorf("no process matches %q", p.Match)
+		}
+		return pids, err
+	}
+}
+
+// launch starts a launched instance and waits until it is ready. It dies
+// with the runner (SIGKILL on the runner's death), and is journaled so that
+// recover can stop it too.
+func (r *run) launch(ctx context.Context, t *target, in *instance) error {
+	cmd := exec.Command(in.args[0], in.args[1:]...)
+	cmd.Stdout, cmd.Stderr = r.procLog, r.procLog
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("target %s[%d]: start %s: %w", t.spec.Name, in.index, in.args[0], err)
+	}
+	in.cmd, in.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(in.done) }()
+	in.proc, _ = process.Identify(cmd.Process.Pid)
+	id := r.nextID()
+	_ = r.j.Append(journal.Event{Type: journal.Intent, ID: id, Name: fmt.Sprintf("launch %s[%d]", t.spec.Name, in.index),
+		Undo: &journal.Undo{Kind: "kill", Procs: []journal.Proc{in.proc}}})
+	in.launchID = id
+	if in.ready == "" {
+		return nil
+	}
+	return waitReady(ctx, in.ready, in.done, 30*time.Second)
+}
+
+// waitReady polls a URL (until 2xx) or tcp://HOST:PORT (until it connects).
+func waitReady(ctx context.Context, ready string, exited <-chan struct{}, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		var err error
+		if addr, ok := strings.CutPrefix(ready, "tcp://"); ok {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				return nil
+			}
+		} else {
+			var resp *http.Response
+			if resp, err = client.Get(ready); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					return nil
+				}
+				err = errors.New(resp.Status)
+			}
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("exited before %s was ready", ready)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %v: %v", ready, limit, err)
+		}
+	}
+}
+
+// stopInstance stops a launched instance: SIGTERM to its group, SIGKILL
+// after grace.
+func stopInstance(in *instance, grace time.Duration) {
+	if in.cmd == nil || in.done == nil {
+		return
+	}
+	_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGCONT) // a stopped process cannot handle SIGTERM
+	select {
+	case <-in.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGKILL)
+		<-in.done
+	}
+}
+
+// selectInstances picks the instances a fault hits, at random with the
+// run's seed.
+func (r *run) selectInstances(t *target, sel experiment.Selection) ([]*instance, error) {
+	var pool []*instance
+	for _, in := range t.instances {
+		ok := true
+		for k, v := range sel.Tags {
+			got, has := t.tag(in.index, k)
+			ok = ok && has && got == v
+		}
+		if ok {
+			pool = append(pool, in)
+		}
+	}
+	n := len(pool)
+	switch sel.Mode {
+	case "COUNT":
+		n = min(sel.N, len(pool))
+	case "PERCENT":
+		n = max(1, int(math.Ceil(float64(sel.N)*float64(len(pool))/100)))
+		n = min(n, len(pool))
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("target %s: the selection matches no instance", t.spec.Name)
+	}
+	if n > r.x.MaxTargets {
+		return nil, fmt.Errorf("target %s: %d instances selected, over max_targets %d", t.spec.Name, n, r.x.MaxTargets)
+	}
+	perm := r.rand.Perm(len(pool))
+	out := make([]*instance, 0, n)
+	for _, i := range perm[:n] {
+		out = append(out, pool[i])
+	}
+	return out, nil
+}
