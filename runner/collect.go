@@ -2,12 +2,16 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -199,18 +203,74 @@ func runProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool, 
 			return false, err.Error()
 		}
 		defer resp.Body.Close()
-		body := make([]byte, 64<<10)
-		n, _ := resp.Body.Read(body)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		want, _ := strconv.Atoi(p.Expect)
 		if resp.StatusCode != want {
 			return false, fmt.Sprintf("status %d, want %d", resp.StatusCode, want)
 		}
 		if p.Body != "" {
-			if ok, _ := regexp.Match(p.Body, body[:n]); !ok {
+			if ok, _ := regexp.Match(p.Body, body); !ok {
 				return false, fmt.Sprintf("body does not match %q", p.Body)
 			}
 		}
 		return true, fmt.Sprintf("status %d", resp.StatusCode)
+	case "prometheus":
+		return promProbe(ctx, hc, p)
 	}
-	return false, "probe kind " + p.Kind + " is not supported yet"
+	return false, "unknown probe kind " + p.Kind
+}
+
+// promProbe runs an instant query and compares its first value with the
+// probe's expect ("< 5").
+func promProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool, string) {
+	u := strings.TrimRight(p.URL, "/") + "/api/v1/query?query=" + url.QueryEscape(p.Query)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string            `json:"resultType"`
+			Result     []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return false, "prometheus answer: " + err.Error()
+	}
+	if body.Status != "success" {
+		return false, "prometheus: " + body.Error
+	}
+	var value []any
+	switch body.Data.ResultType {
+	case "vector":
+		if len(body.Data.Result) == 0 {
+			return false, "the query returned no series"
+		}
+		var sample struct {
+			Value []any `json:"value"`
+		}
+		_ = json.Unmarshal(body.Data.Result[0], &sample)
+		value = sample.Value
+	case "scalar":
+		_ = json.Unmarshal(body.Data.Result[0], &value)
+	}
+	if len(value) != 2 {
+		return false, "no value in the answer"
+	}
+	s, _ := value[1].(string)
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return false, fmt.Sprintf("value %q is not a number", s)
+	}
+	op, limitText, _ := strings.Cut(strings.TrimSpace(p.Expect), " ")
+	limit, _ := strconv.ParseFloat(strings.TrimSpace(limitText), 64)
+	c := experiment.Condition{Op: op, Value: limit}
+	return c.Holds(v, 0), fmt.Sprintf("value %g, want %s", v, p.Expect)
 }

@@ -8,9 +8,8 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-# Debian packages the tests use. None yet beyond the Go toolchain; the list
-# grows with the features that need real servers.
-pkgs=()
+# Debian packages the tests use: the real servers they run on loopback.
+pkgs=(prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

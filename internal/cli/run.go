@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -26,9 +28,9 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var (
-		out, seedFlag               string
-		vars                        []string
-		dryRun, asJSON, allowNoStop bool
+		out, seedFlag                            string
+		vars                                     []string
+		dryRun, asJSON, allowNoStop, allowRemote bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -62,6 +64,9 @@ DIR/result.json; the verdict is the exit code.
 			x, err := experiment.ParseFile(args[0], opts)
 			if err != nil {
 				return fileErrors(c.ErrOrStderr(), args[0], err)
+			}
+			if remote := offLoopback(x); len(remote) > 0 && !allowRemote {
+				return usagef("%s reaches beyond this machine (%s): pass --allow-remote if that is intended", args[0], strings.Join(remote, ", "))
 			}
 			var seed int64
 			if seedFlag != "" {
@@ -113,7 +118,55 @@ DIR/result.json; the verdict is the exit code.
 	f.BoolVar(&dryRun, "dry-run", false, "check the file, print the plan and what it would hit, touch nothing")
 	f.BoolVar(&asJSON, "json", false, "print result.json to stdout (progress stays on stderr)")
 	f.BoolVar(&allowNoStop, "allow-no-stop", false, "accept an experiment without stop conditions")
+	f.BoolVar(&allowRemote, "allow-remote", false, "allow targets, traffic and probes off loopback")
 	return cmd
+}
+
+// offLoopback lists the addresses an experiment reaches that are not on
+// this machine's loopback.
+func offLoopback(x *experiment.Experiment) []string {
+	var out []string
+	check := func(what, addr string) {
+		host := addr
+		if u, err := url.Parse(addr); err == nil && u.Host != "" {
+			host = u.Hostname()
+		} else if h, _, err := net.SplitHostPort(addr); err == nil {
+			host = h
+		}
+		if host == "localhost" {
+			return
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return
+		}
+		out = append(out, what+" "+addr)
+	}
+	for _, t := range x.Targets {
+		if p := t.Proxy; p != nil {
+			if p.API != "" {
+				check("proxy API", p.API)
+			} else {
+				check("proxy listen", p.Listen)
+				check("proxy upstream", p.Upstream)
+			}
+		}
+	}
+	if x.Traffic != nil {
+		for _, r := range x.Traffic.Requests {
+			check("traffic", r.URL)
+		}
+	}
+	for _, c := range x.SteadyState {
+		if p := c.Probe; p != nil {
+			switch p.Kind {
+			case "tcp":
+				check("probe", p.Address)
+			case "http", "prometheus":
+				check("probe", p.URL)
+			}
+		}
+	}
+	return out
 }
 
 func parseVars(vars []string) (map[string]string, error) {

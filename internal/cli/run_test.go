@@ -158,3 +158,18 @@ func TestRunInvalidFileIsExit2(t *testing.T) {
 		t.Fatalf("run invalid = %d %q", code, stderr)
 	}
 }
+
+func TestRunRefusesRemoteTargetsUnlessAllowed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "remote.yaml")
+	src := "name: remote\ntargets:\n  db: {proxy: {listen: 127.0.0.1:0, upstream: db.internal:5432}}\nfaults: [{name: d, target: db, down: {}, duration: 1s}]\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := run(t, "run", path, "--allow-no-stop", "--dry-run")
+	if code != cli.ExitUsage || !strings.Contains(stderr, "proxy upstream db.internal:5432") || !strings.Contains(stderr, "--allow-remote") {
+		t.Fatalf("run with a remote upstream = %d %q, want 2 naming it", code, stderr)
+	}
+	if code, _, stderr := run(t, "run", path, "--allow-no-stop", "--dry-run", "--allow-remote"); code != 0 {
+		t.Fatalf("with --allow-remote = %d %q", code, stderr)
+	}
+}

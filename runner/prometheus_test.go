@@ -1,0 +1,96 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/runner"
+)
+
+// prometheusServer starts Debian's prometheus on a free loopback port,
+// scraping itself every second, and waits until "up" has a value.
+func prometheusServer(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("prometheus is not installed: make test installs it")
+		}
+		t.Skip("prometheus not installed (make test installs Debian's)")
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "prometheus.yml")
+	conf := fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: self\n    static_configs: [{targets: [%q]}]\n", addr)
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config.file="+cfg, "--web.listen-address="+addr, "--storage.tsdb.path="+filepath.Join(dir, "data"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	url := "http://" + addr
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := client.Get(url + `/api/v1/query?query=up`)
+		if err == nil {
+			var b [512]byte
+			n, _ := resp.Body.Read(b[:])
+			resp.Body.Close()
+			if resp.StatusCode == 200 && bytes.Contains(b[:n], []byte(`"value"`)) {
+				return url
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus on %s has no value for up: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestPrometheusProbe(t *testing.T) {
+	prom := prometheusServer(t)
+	for _, tt := range []struct {
+		expect, verdict string
+	}{
+		{"> 0", runner.Passed},
+		{"< 0", runner.Error}, // does not hold in the baseline: nothing injected
+	} {
+		t.Run(tt.expect, func(t *testing.T) {
+			src := fmt.Sprintf(`
+name: prom
+targets:
+  self: {proxy: {listen: "127.0.0.1:0", upstream: "127.0.0.1:1"}}
+steady_state:
+  - probe: {prometheus: %q}
+    query: up
+    expect: %q
+baseline: 1s
+faults: [{name: nothing much, target: self, latency: {delay: 1ms}, duration: 500ms}]
+recovery: 2s
+`, prom, tt.expect)
+			x, err := experiment.Parse("prom.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := runFast(t, context.Background(), x)
+			if res.Verdict != tt.verdict {
+				t.Fatalf("verdict %s (%v), want %s; checks %+v", res.Verdict, res.Reasons, tt.verdict, res.Checks)
+			}
+		})
+	}
+}
