@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -233,5 +234,50 @@ func TestInterruptRevertsFaults(t *testing.T) {
 	}
 	if treeStopped(t, cmd.Process.Pid) {
 		t.Fatal("processes still stopped after the interrupted run returned")
+	}
+}
+
+// TestKillHalfTheInstancesAndRestart kills PERCENT(50) of two launched
+// instances; revert must restart the killed one on its own port.
+func TestKillHalfTheInstancesAndRestart(t *testing.T) {
+	src := fmt.Sprintf(`
+name: kill-half
+targets:
+  web:
+    process:
+      command: [%s, -mode, dep, -listen, "127.0.0.1:{port}"]
+      ready: http://127.0.0.1:{port}/health
+      instances: 2
+    tags: {zone: [a, b]}
+faults:
+  - name: kill half
+    target: web
+    kill: {signal: SIGKILL}
+    select: PERCENT(50)
+    duration: 500ms
+  - name: freeze zone b
+    target: web
+    stop: {}
+    select: {tags: {zone: b}}
+    start: 700ms
+    duration: 300ms
+inject: 1200ms
+baseline: 200ms
+recovery: 1s
+`, svc)
+	x, err := experiment.Parse("kill.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := runFast(t, context.Background(), x)
+	if res.Verdict != runner.Passed {
+		t.Fatalf("verdict %s (%v), want PASSED (the killed instance restarted)", res.Verdict, res.Reasons)
+	}
+	kill, freeze := res.Faults[0], res.Faults[1]
+	if len(kill.Hit) != 1 || !strings.Contains(kill.Hit[0], "web[") || kill.RevertedAt == nil {
+		t.Fatalf("kill fault %+v, want one instance hit and reverted (restarted)", kill)
+	}
+	if len(freeze.Hit) != 1 || !strings.Contains(freeze.Hit[0], "web[1]") {
+		t.Fatalf("freeze of zone b hit %v, want web[1] (zone b by round-robin)", freeze.Hit)
 	}
 }
