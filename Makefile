@@ -41,9 +41,10 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIToxicJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIProxyJSON -fuzztime $(FUZZTIME)
 
-## bench: proxy figures against direct TCP, written to bench/results/
+## bench: proxy and load engine figures, written to bench/results/
 bench:
 	./bench/run.sh
+	./bench/load.sh
 
 clean:
 	rm -rf bin
