@@ -323,6 +323,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 			d.errorf(at, field+".select.tags", "target %q has no tags", t.Name)
 		}
 	}
+	d.checkRefs(root, targets)
 	if x.Inject == 0 {
 		if latestEnd == 0 && len(x.Faults) > 0 {
 			d.errorf(root, "inject", "the inject phase has no end: give inject: DURATION, or a duration to at least one fault")
@@ -331,5 +332,28 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 	}
 	if total := x.Baseline + x.Inject + x.Recovery; total > x.MaxDuration {
 		d.errorf(root, "max_duration", "baseline %v + inject %v + recovery %v = %v, over max_duration %v", x.Baseline, x.Inject, x.Recovery, total, x.MaxDuration)
+	}
+}
+
+// RefPattern matches a reference to a target's address in a string:
+// {NAME.port}, {NAME[i].port}, {NAME.addr}, {NAME.addrs}.
+var RefPattern = regexp.MustCompile(`\{([A-Za-z0-9_-]+)(?:\[(\d+)\])?\.(port|addr|addrs)\}`)
+
+// checkRefs reports references to targets that do not exist.
+func (d *decoder) checkRefs(n *yaml.Node, targets map[string]*Target) {
+	if n.Kind == yaml.ScalarNode {
+		for _, m := range RefPattern.FindAllStringSubmatch(n.Value, -1) {
+			if _, ok := targets[m[1]]; !ok {
+				var names []string
+				for name := range targets {
+					names = append(names, name)
+				}
+				slices.Sort(names)
+				d.errorf(n, "", "%s: no target named %q%s", m[0], m[1], suggest(m[1], names))
+			}
+		}
+	}
+	for _, c := range n.Content {
+		d.checkRefs(c, targets)
 	}
 }

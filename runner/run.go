@@ -130,6 +130,8 @@ type run struct {
 	faults  []*fault
 	res     *Result
 	probeHC *http.Client
+	traffic []experiment.Request       // the traffic's requests, addresses filled in
+	probes  map[int]*experiment.Probe // steady_state index → probe, addresses filled in
 }
 
 // Run carries out the experiment and returns its result, also written to
@@ -383,11 +385,8 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 }
 
 func (r *run) runProbes(ctx context.Context) {
-	for i, c := range r.x.SteadyState {
-		if c.Probe == nil {
-			continue
-		}
-		ok, what := runProbe(ctx, r.probeHC, c.Probe)
+	for i, p := range r.probes {
+		ok, what := runProbe(ctx, r.probeHC, p)
 		r.col.addProbe(probeOutcome{at: time.Now(), check: i, ok: ok, what: what})
 	}
 }
@@ -431,7 +430,11 @@ func (r *run) phaseStart(phase string) time.Time {
 func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of string) (load.Summary, bool), from, to time.Time) CheckRecord {
 	if c.Probe != nil {
 		held, ran, what := r.col.probesHeld(i, from, to)
-		desc := probeText(c.Probe)
+		p := c.Probe
+		if filled := r.probes[i]; filled != nil {
+			p = filled
+		}
+		desc := probeText(p)
 		if !ran {
 			return CheckRecord{Condition: desc, Phase: phase, Held: false, Detail: "the probe did not run"}
 		}
@@ -537,7 +540,9 @@ func (r *run) recover(ctx context.Context) {
 	}
 }
 
-// setup launches processes, starts proxies and finds existing processes.
+// setup finds existing processes, gives launched ones their ports, starts
+// embedded proxies (whose addresses may name those ports), then launches
+// the processes in file order.
 func (r *run) setup(ctx context.Context) error {
 	for _, spec := range r.x.Targets {
 		t := &target{spec: spec}
@@ -552,19 +557,31 @@ func (r *run) setup(ctx context.Context) error {
 			if _, err := t.client.Proxy(ctx, spec.Proxy.Name); err != nil {
 				return fmt.Errorf("target %s: proxy %s at %s: %w", spec.Name, spec.Proxy.Name, spec.Proxy.API, err)
 			}
-		case spec.Proxy != nil:
-			t.proxy = proxy.New(proxy.Config{Name: spec.Name, Listen: spec.Proxy.Listen, Upstream: spec.Proxy.Upstream, Seed: r.opts.Seed})
-			if err := t.proxy.Start(); err != nil {
-				return fmt.Errorf("target %s: embedded proxy: %w", spec.Name, err)
-			}
-			r.progressf("proxy %s listening on %s -> %s", spec.Name, t.proxy.Listen(), spec.Proxy.Upstream)
-		default:
+		case spec.Process != nil:
 			if err := r.setupProcess(t); err != nil {
 				return err
 			}
 		}
 	}
-	// Processes start in file order once every proxy is up.
+	for _, spec := range r.x.Targets {
+		if spec.Proxy == nil || spec.Proxy.API != "" {
+			continue
+		}
+		t := r.targets[spec.Name]
+		listen, err1 := r.fillRefs(spec.Proxy.Listen)
+		upstream, err2 := r.fillRefs(spec.Proxy.Upstream)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("target %s: %w", spec.Name, err)
+		}
+		t.proxy = proxy.New(proxy.Config{Name: spec.Name, Listen: listen, Upstream: upstream, Seed: r.opts.Seed})
+		if err := t.proxy.Start(); err != nil {
+			return fmt.Errorf("target %s: embedded proxy: %w", spec.Name, err)
+		}
+		r.progressf("proxy %s listening on %s -> %s", spec.Name, t.proxy.Listen(), upstream)
+	}
+	if err := r.resolveRefs(); err != nil {
+		return err
+	}
 	for _, spec := range r.x.Targets {
 		t := r.targets[spec.Name]
 		if spec.Process == nil || !spec.Process.Launched() {
@@ -574,7 +591,7 @@ func (r *run) setup(ctx context.Context) error {
 			if err := r.launch(ctx, t, in); err != nil {
 				return err
 			}
-			r.progressf("started %s[%d]: pid %d", spec.Name, in.index, in.proc.PID)
+			r.progressf("started %s[%d]: pid %d, %s", spec.Name, in.index, in.proc.PID, strings.Join(in.args, " "))
 		}
 	}
 	for _, spec := range r.x.Faults {
@@ -589,7 +606,7 @@ func (r *run) startTraffic() func() {
 		return func() {}
 	}
 	cfg := load.Config{Rate: r.x.Traffic.Rate, Timeout: r.x.Traffic.Timeout, Seed: r.opts.Seed}
-	for _, q := range r.x.Traffic.Requests {
+	for _, q := range r.traffic {
 		h := http.Header{}
 		for k, v := range q.Headers {
 			h.Set(k, v)

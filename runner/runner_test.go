@@ -55,29 +55,28 @@ func freeAddr(t *testing.T) string {
 // that adds 1 s of latency for 2 s.
 func slowDependency(t *testing.T, frontTimeout string) *experiment.Experiment {
 	t.Helper()
-	front, dep, link := freeAddr(t), freeAddr(t), freeAddr(t)
 	src := fmt.Sprintf(`
 name: slow-dependency
 hypothesis: The front stays fast while the dependency is slow.
 targets:
   dep:
     process:
-      command: [%[1]s, -mode, dep, -listen, "%[3]s"]
-      ready: http://%[3]s/health
+      command: [%[1]s, -mode, dep, -listen, "127.0.0.1:{port}"]
+      ready: http://127.0.0.1:{port}/health
   dep-link:
-    proxy: {listen: "%[4]s", upstream: "%[3]s"}
+    proxy: {listen: "127.0.0.1:0", upstream: "{dep.addr}"}
   front:
     process:
-      command: [%[1]s, -mode, front, -listen, "%[2]s", -dep, "http://%[4]s/", -timeout, "%[5]s"]
-      ready: http://%[2]s/health
+      command: [%[1]s, -mode, front, -listen, "127.0.0.1:{port}", -dep, "http://{dep-link.addr}/", -timeout, "%[2]s"]
+      ready: http://127.0.0.1:{port}/health
 traffic:
   rate: 20/s
   timeout: 3s
-  requests: [GET http://%[2]s/work]
+  requests: ["GET http://{front.addr}/work"]
 steady_state:
   - error_rate < 5%%
   - latency p99 < 500ms
-  - probe: GET http://%[2]s/health
+  - probe: GET http://{front.addr}/health
     expect: 200
 baseline: 1s
 faults:
@@ -89,7 +88,7 @@ faults:
 recovery: 4s
 stop_when:
   - error_rate > 90%% for 2s
-`, svc, front, dep, link, frontTimeout)
+`, svc, frontTimeout)
 	x, err := experiment.Parse("slow.yaml", []byte(src), experiment.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -57,6 +57,95 @@ func fill(s string, in *instance, self string) string {
 	return strings.ReplaceAll(s, "{self}", self)
 }
 
+// fillRefs replaces {T.port}, {T[i].port}, {T.addr} and {T.addrs} (every
+// instance's 127.0.0.1:PORT, comma-separated); for an embedded proxy, its
+// listen address.
+func (r *run) fillRefs(s string) (string, error) {
+	var errs []error
+	out := experiment.RefPattern.ReplaceAllStringFunc(s, func(m string) string {
+		g := experiment.RefPattern.FindStringSubmatch(m)
+		t, ok := r.targets[g[1]]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: no target %q", m, g[1]))
+			return m
+		}
+		var addrs []string
+		if t.proxy != nil {
+			addrs = []string{t.proxy.Listen()}
+		}
+		for _, in := range t.instances {
+			if in.port != 0 {
+				addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(in.port)))
+			}
+		}
+		if len(addrs) == 0 {
+			errs = append(errs, fmt.Errorf("%s: target %s has no address", m, g[1]))
+			return m
+		}
+		if g[3] == "addrs" {
+			return strings.Join(addrs, ",")
+		}
+		i := 0
+		if g[2] != "" {
+			i, _ = strconv.Atoi(g[2])
+		}
+		if i >= len(addrs) {
+			errs = append(errs, fmt.Errorf("%s: target %s has %d instance(s)", m, g[1], len(addrs)))
+			return m
+		}
+		if g[3] == "addr" {
+			return addrs[i]
+		}
+		_, port, _ := net.SplitHostPort(addrs[i])
+		return port
+	})
+	return out, errors.Join(errs...)
+}
+
+// resolveRefs fills in the commands of launched instances, and the
+// traffic's and probes' addresses, once every target has its ports.
+func (r *run) resolveRefs() error {
+	self, _ := os.Executable()
+	var errs []error
+	fillAll := func(s string, in *instance) string {
+		if in != nil {
+			s = fill(s, in, self)
+		}
+		out, err := r.fillRefs(s)
+		errs = append(errs, err)
+		return out
+	}
+	for _, t := range r.targets {
+		p := t.spec.Process
+		if p == nil || !p.Launched() {
+			continue
+		}
+		for _, in := range t.instances {
+			in.args = nil
+			for _, a := range p.Command {
+				in.args = append(in.args, fillAll(a, in))
+			}
+			in.ready = fillAll(p.Ready, in)
+		}
+	}
+	if tr := r.x.Traffic; tr != nil {
+		r.traffic = make([]experiment.Request, len(tr.Requests))
+		for i, q := range tr.Requests {
+			q.URL = fillAll(q.URL, nil)
+			r.traffic[i] = q
+		}
+	}
+	r.probes = map[int]*experiment.Probe{}
+	for i, c := range r.x.SteadyState {
+		if c.Probe != nil {
+			p := *c.Probe
+			p.URL, p.Address = fillAll(p.URL, nil), fillAll(p.Address, nil)
+			r.probes[i] = &p
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // freePort returns a loopback port free just now.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -72,21 +161,15 @@ func freePort() (int, error) {
 func (r *run) setupProcess(t *target) error {
 	p := t.spec.Process
 	if p.Launched() {
-		self, _ := os.Executable()
+		// Every instance gets a port: its own command says {port}, others
+		// may say {NAME.port}. Commands are filled in once every target
+		// has its ports (resolveRefs).
 		for i := range p.Instances {
-			in := &instance{index: i}
-			if strings.Contains(strings.Join(p.Command, " ")+p.Ready, "{port}") {
-				port, err := freePort()
-				if err != nil {
-					return err
-				}
-				in.port = port
+			port, err := freePort()
+			if err != nil {
+				return err
 			}
-			for _, a := range p.Command {
-				in.args = append(in.args, fill(a, in, self))
-			}
-			in.ready = fill(p.Ready, in, self)
-			t.instances = append(t.instances, in)
+			t.instances = append(t.instances, &instance{index: i, port: port})
 		}
 		return nil
 	}
