@@ -130,7 +130,7 @@ type run struct {
 	faults  []*fault
 	res     *Result
 	probeHC *http.Client
-	traffic []experiment.Request       // the traffic's requests, addresses filled in
+	traffic []experiment.Request      // the traffic's requests, addresses filled in
 	probes  map[int]*experiment.Probe // steady_state index → probe, addresses filled in
 }
 
