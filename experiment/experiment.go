@@ -171,6 +171,18 @@ type Options struct {
 // Phases a steady-state entry may name.
 var Phases = []string{"baseline", "inject", "recovery"}
 
+// The keys of each mapping in a file; the JSON Schema is checked against them.
+var (
+	targetKeys  = []string{"process", "proxy", "tags"}
+	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile"}
+	proxyKeys   = []string{"listen", "upstream", "api", "name", "token"}
+	trafficKeys = []string{"rate", "timeout", "requests"}
+	requestKeys = []string{"name", "method", "url", "headers", "body", "weight"}
+	checkKeys   = []string{"condition", "probe", "expect", "body", "query", "phases"}
+	probeKeys   = []string{"command", "prometheus"}
+	selectKeys  = []string{"tags", "count", "percent"}
+)
+
 var actionKeys = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "down", "kill", "stop", "exec"}
 
 var topKeys = []string{"version", "name", "description", "hypothesis", "targets", "traffic", "steady_state",
@@ -316,7 +328,7 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 	for _, k := range f.keys {
 		field := "targets." + k.Value
 		t := Target{Name: k.Value, Pos: pos(k)}
-		tf := d.mapping(f.get(k.Value), field, "process", "proxy", "tags")
+		tf := d.mapping(f.get(k.Value), field, targetKeys...)
 		p, px := tf.get("process"), tf.get("proxy")
 		switch {
 		case p != nil && px != nil:
@@ -341,7 +353,7 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 }
 
 func (d *decoder) process(n *yaml.Node, field string) *ProcessTarget {
-	f := d.mapping(n, field, "command", "ready", "instances", "restart", "match", "pid", "pidfile")
+	f := d.mapping(n, field, processKeys...)
 	p := &ProcessTarget{Instances: 1}
 	ways := 0
 	if c := f.get("command"); c != nil {
@@ -392,7 +404,7 @@ func (d *decoder) process(n *yaml.Node, field string) *ProcessTarget {
 }
 
 func (d *decoder) proxyTarget(n *yaml.Node, field string) *ProxyTarget {
-	f := d.mapping(n, field, "listen", "upstream", "api", "name", "token")
+	f := d.mapping(n, field, proxyKeys...)
 	p := &ProxyTarget{}
 	for key, dst := range map[string]*string{"listen": &p.Listen, "upstream": &p.Upstream, "api": &p.API, "name": &p.Name, "token": &p.Token} {
 		if v := f.get(key); v != nil {
@@ -414,7 +426,7 @@ func (d *decoder) proxyTarget(n *yaml.Node, field string) *ProxyTarget {
 }
 
 func (d *decoder) traffic(n *yaml.Node) *Traffic {
-	f := d.mapping(n, "traffic", "rate", "timeout", "requests")
+	f := d.mapping(n, "traffic", trafficKeys...)
 	t := &Traffic{Timeout: DefaultTimeout}
 	if r := f.get("rate"); r != nil {
 		s, _ := strings.CutSuffix(d.str(r, "traffic.rate"), "/s")
@@ -445,7 +457,7 @@ func (d *decoder) traffic(n *yaml.Node) *Traffic {
 		if r.Kind == yaml.ScalarNode {
 			req.Method, req.URL = splitRequest(r.Value)
 		} else {
-			rf := d.mapping(r, field, "name", "method", "url", "headers", "body", "weight")
+			rf := d.mapping(r, field, requestKeys...)
 			if v := rf.get("name"); v != nil {
 				req.Name = d.str(v, field+".name")
 			}
@@ -534,7 +546,7 @@ func (d *decoder) steadyState(n *yaml.Node) []Check {
 			out = append(out, ch)
 			continue
 		}
-		f := d.mapping(c, field, "condition", "probe", "expect", "body", "query", "phases")
+		f := d.mapping(c, field, checkKeys...)
 		if v := f.get("phases"); v != nil {
 			ch.Phases = d.strList(v, field+".phases", true)
 			for j, p := range ch.Phases {
@@ -566,7 +578,7 @@ func (d *decoder) steadyState(n *yaml.Node) []Check {
 func (d *decoder) probe(n *yaml.Node, f fields, field string) *Probe {
 	p := &Probe{}
 	if n.Kind == yaml.MappingNode {
-		pf := d.mapping(n, field+".probe", "command", "prometheus")
+		pf := d.mapping(n, field+".probe", probeKeys...)
 		switch {
 		case pf.get("command") != nil:
 			p.Kind, p.Command, p.Expect = "command", d.strList(pf.get("command"), field+".probe.command", false), "0"

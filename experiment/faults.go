@@ -97,7 +97,7 @@ func (d *decoder) selection(n *yaml.Node, field string) Selection {
 	if n.Kind == yaml.ScalarNode {
 		return d.selector(n, n.Value, field)
 	}
-	f := d.mapping(n, field, "tags", "count", "percent")
+	f := d.mapping(n, field, selectKeys...)
 	if v := f.get("tags"); v != nil {
 		s.Tags = map[string]string{}
 		tf := d.mapping(v, field+".tags")

@@ -118,7 +118,7 @@ Start the proxy server, put a proxy in front of a service, and add a fault:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newDemoCmd(), newVersionCmd(), newServeCmd(), newProxyCmd(), newToxicCmd(), newValidateCmd(), newRunCmd(), newRecoverCmd())
+	root.AddCommand(newDemoCmd(), newVersionCmd(), newServeCmd(), newProxyCmd(), newToxicCmd(), newValidateCmd(), newRunCmd(), newRecoverCmd(), newSchemaCmd())
 	return root
 }
 

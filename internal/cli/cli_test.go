@@ -311,3 +311,11 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("validate without files = %d, want 2", code)
 	}
 }
+
+func TestSchemaCommandPrintsJSON(t *testing.T) {
+	code, out, _ := run(t, "schema")
+	var s map[string]any
+	if err := json.Unmarshal([]byte(out), &s); code != 0 || err != nil || s["$defs"] == nil {
+		t.Fatalf("schema = %d, %v, %.200q", code, err, out)
+	}
+}

@@ -70,3 +70,25 @@ stop condition (--allow-no-stop waives the second).`,
 	cmd.Flags().BoolVar(&allowNoStop, "allow-no-stop", false, "accept experiments without stop conditions")
 	return cmd
 }
+
+func newSchemaCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of experiment files, for editors",
+		Long: `Print the JSON Schema of experiment files. Editors with a YAML language
+server complete and check experiment files with it: save it and add
+  # yaml-language-server: $schema=./faultline-experiment.schema.json
+at the top of a file. 'faultline validate' checks more than the schema can
+(references, timing, conditions), with positions.`,
+		Example: "  faultline schema > faultline-experiment.schema.json",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			b, err := experiment.Schema()
+			if err != nil {
+				return failure(err)
+			}
+			_, err = c.OutOrStdout().Write(b)
+			return err
+		},
+	}
+}

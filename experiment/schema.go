@@ -1,0 +1,202 @@
+package experiment
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/invopop/jsonschema"
+)
+
+// The file's shape, for the JSON Schema only: Parse reads files itself, to
+// report every problem with its place. TestSchemaMatchesParser keeps these
+// types and the parser's keys in step.
+type (
+	fileDoc struct {
+		Version     int                  `json:"version,omitempty" jsonschema:"enum=1" jsonschema_description:"File format version; only 1"`
+		Name        string               `json:"name" jsonschema_description:"The experiment's name"`
+		Description string               `json:"description,omitempty"`
+		Hypothesis  string               `json:"hypothesis,omitempty" jsonschema_description:"What should stay true while the faults are in place"`
+		Targets     map[string]targetDoc `json:"targets" jsonschema_description:"What the faults act on, by name"`
+		Traffic     *trafficDoc          `json:"traffic,omitempty" jsonschema_description:"Constant-rate load during the whole run"`
+		SteadyState []checkDoc           `json:"steady_state,omitempty" jsonschema_description:"Conditions and probes that must hold in the baseline, during the faults and in recovery"`
+		Baseline    durationDoc          `json:"baseline,omitempty" jsonschema_description:"How long to measure before injecting (default 5s)"`
+		Inject      durationDoc          `json:"inject,omitempty" jsonschema_description:"Length of the inject phase (default: the latest end among faults with a duration)"`
+		Faults      []faultDoc           `json:"faults"`
+		Recovery    durationDoc          `json:"recovery,omitempty" jsonschema_description:"How long the steady state may take to come back after rollback (default 10s)"`
+		StopWhen    []conditionDoc       `json:"stop_when,omitempty" jsonschema_description:"Any one true aborts the run at once and rolls back"`
+		MaxTargets  int                  `json:"max_targets,omitempty" jsonschema:"minimum=1" jsonschema_description:"Most instances one fault may hit (default 10)"`
+		MaxDuration durationDoc          `json:"max_duration,omitempty" jsonschema_description:"Longest the run may last (default 15m)"`
+	}
+	targetDoc struct {
+		Process *processDoc       `json:"process,omitempty"`
+		Proxy   *proxyDoc         `json:"proxy,omitempty"`
+		Tags    map[string]tagDoc `json:"tags,omitempty" jsonschema_description:"Labels; a list is assigned round-robin by instance"`
+	}
+	processDoc struct {
+		Command   []string `json:"command,omitempty" jsonschema_description:"Launched by the run; {port} and {instance} are filled per instance"`
+		Ready     string   `json:"ready,omitempty" jsonschema_description:"URL polled until 2xx, or tcp://HOST:PORT, before the baseline"`
+		Instances int      `json:"instances,omitempty" jsonschema:"minimum=1"`
+		Restart   []string `json:"restart,omitempty" jsonschema_description:"Command that restarts a process the run did not launch"`
+		Match     string   `json:"match,omitempty" jsonschema_description:"Regexp on the command line of running processes"`
+		PID       int      `json:"pid,omitempty"`
+		PIDFile   string   `json:"pidfile,omitempty"`
+	}
+	proxyDoc struct {
+		Listen   string `json:"listen,omitempty" jsonschema_description:"Embedded proxy: address to listen on"`
+		Upstream string `json:"upstream,omitempty" jsonschema_description:"Embedded proxy: address to forward to"`
+		API      string `json:"api,omitempty" jsonschema_description:"Remote proxy: URL of a Toxiproxy-compatible API"`
+		Name     string `json:"name,omitempty" jsonschema_description:"Remote proxy: its name"`
+		Token    string `json:"token,omitempty" jsonschema_description:"Remote proxy: bearer token (better: ${VAR})"`
+	}
+	trafficDoc struct {
+		Rate     string       `json:"rate" jsonschema:"pattern=^[0-9.]+/s$" jsonschema_description:"Requests per second, e.g. 40/s"`
+		Timeout  durationDoc  `json:"timeout,omitempty"`
+		Requests []requestDoc `json:"requests"`
+	}
+	requestObj struct {
+		Name    string            `json:"name,omitempty"`
+		Method  string            `json:"method,omitempty"`
+		URL     string            `json:"url"`
+		Headers map[string]string `json:"headers,omitempty"`
+		Body    string            `json:"body,omitempty"`
+		Weight  float64           `json:"weight,omitempty"`
+	}
+	checkObj struct {
+		Condition conditionDoc `json:"condition,omitempty"`
+		Probe     probeDoc     `json:"probe,omitempty"`
+		Expect    any          `json:"expect,omitempty" jsonschema_description:"HTTP status, exit status, or OP VALUE for Prometheus"`
+		Body      string       `json:"body,omitempty" jsonschema_description:"Regexp the HTTP body must match"`
+		Query     string       `json:"query,omitempty" jsonschema_description:"Prometheus query"`
+		Phases    []string     `json:"phases,omitempty" jsonschema:"enum=baseline,enum=inject,enum=recovery"`
+	}
+	probeObj struct {
+		Command    []string `json:"command,omitempty"`
+		Prometheus string   `json:"prometheus,omitempty"`
+	}
+	faultDoc struct {
+		Name         string      `json:"name"`
+		Target       string      `json:"target,omitempty"`
+		Start        durationDoc `json:"start,omitempty"`
+		Duration     durationDoc `json:"duration,omitempty"`
+		Select       selectDoc   `json:"select,omitempty"`
+		Direction    string      `json:"direction,omitempty" jsonschema:"enum=upstream,enum=downstream,enum=both"`
+		Toxicity     float64     `json:"toxicity,omitempty" jsonschema:"minimum=0,maximum=1"`
+		Irreversible bool        `json:"irreversible,omitempty"`
+		Latency      *latencyDoc `json:"latency,omitempty"`
+		Bandwidth    *rateDoc    `json:"bandwidth,omitempty"`
+		SlowClose    *delayDoc   `json:"slow_close,omitempty"`
+		Timeout      *timeoutDoc `json:"timeout,omitempty"`
+		ResetPeer    *timeoutDoc `json:"reset_peer,omitempty"`
+		Slicer       *slicerDoc  `json:"slicer,omitempty"`
+		LimitData    *bytesDoc   `json:"limit_data,omitempty"`
+		Down         *struct{}   `json:"down,omitempty"`
+		Kill         *killDoc    `json:"kill,omitempty"`
+		Stop         *struct{}   `json:"stop,omitempty"`
+		Exec         *execDoc    `json:"exec,omitempty"`
+	}
+	latencyDoc struct {
+		Delay  durationDoc `json:"delay"`
+		Jitter durationDoc `json:"jitter,omitempty"`
+	}
+	rateDoc struct {
+		Rate int64 `json:"rate" jsonschema:"minimum=0" jsonschema_description:"KB/s"`
+	}
+	delayDoc struct {
+		Delay durationDoc `json:"delay,omitempty"`
+	}
+	timeoutDoc struct {
+		Timeout durationDoc `json:"timeout,omitempty"`
+	}
+	slicerDoc struct {
+		AverageSize   int         `json:"average_size,omitempty" jsonschema:"minimum=1"`
+		SizeVariation int         `json:"size_variation,omitempty" jsonschema:"minimum=0"`
+		Delay         durationDoc `json:"delay,omitempty"`
+	}
+	bytesDoc struct {
+		Bytes int64 `json:"bytes,omitempty" jsonschema:"minimum=0"`
+	}
+	killDoc struct {
+		Signal string `json:"signal,omitempty" jsonschema:"enum=SIGKILL,enum=SIGTERM,enum=SIGINT,enum=SIGQUIT,enum=SIGHUP,enum=SIGABRT,enum=SIGUSR1,enum=SIGUSR2"`
+	}
+	execDoc struct {
+		Inject []string `json:"inject"`
+		Revert []string `json:"revert"`
+	}
+	selectObj struct {
+		Tags    map[string]string `json:"tags,omitempty"`
+		Count   int               `json:"count,omitempty" jsonschema:"minimum=1"`
+		Percent int               `json:"percent,omitempty" jsonschema:"minimum=1,maximum=100"`
+	}
+
+	durationDoc  string
+	conditionDoc string
+	tagDoc       struct{}
+	requestDoc   struct{}
+	checkDoc     struct{}
+	probeDoc     struct{}
+	selectDoc    struct{}
+)
+
+func (durationDoc) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "string", Pattern: `^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`,
+		Description: "A Go duration: 500ms, 2s, 1m30s"}
+}
+
+func (conditionDoc) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "string",
+		Pattern:     `^(error_rate|throughput|latency (p50|p90|p95|p99|p99\.9|mean|max))( of \S+)? (<|<=|>|>=) \S+( baseline)?( for \S+)?$`,
+		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. latency p99 < 600ms"}
+}
+
+func (tagDoc) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string"}, {Type: "array", Items: &jsonschema.Schema{Type: "string"}}}}
+}
+
+func (requestDoc) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{
+		{Type: "string", Description: "METHOD URL, or a URL for GET"},
+		{Ref: "#/$defs/requestObj"},
+	}}
+}
+
+func (checkDoc) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Ref: "#/$defs/conditionDoc"}, {Ref: "#/$defs/checkObj"}}}
+}
+
+func (probeDoc) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{
+		{Type: "string", Description: "METHOD URL, or tcp HOST:PORT"},
+		{Ref: "#/$defs/probeObj"},
+	}}
+}
+
+func (selectDoc) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{
+		{Type: "string", Pattern: `^(ALL|COUNT\([0-9]+\)|PERCENT\([0-9]+\))$`},
+		{Ref: "#/$defs/selectObj"},
+	}}
+}
+
+// Schema returns the JSON Schema of experiment files.
+func Schema() ([]byte, error) {
+	r := &jsonschema.Reflector{RequiredFromJSONSchemaTags: false}
+	s := r.Reflect(&fileDoc{})
+	s.ID = "https://faultline.dev/schemas/experiment.json"
+	s.Title = "faultline experiment"
+	// The union types name these by reference: reflect them too and take
+	// every definition they bring.
+	for _, v := range []any{requestObj{}, checkObj{}, probeObj{}, selectObj{}} {
+		for name, def := range r.Reflect(v).Definitions {
+			if _, ok := s.Definitions[name]; !ok {
+				s.Definitions[name] = def
+			}
+		}
+	}
+	s.Definitions["conditionDoc"] = conditionDoc("").JSONSchema()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	err := enc.Encode(s)
+	return buf.Bytes(), err
+}

@@ -1,0 +1,118 @@
+package experiment
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"gopkg.in/yaml.v3"
+)
+
+func compiled(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	b, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("experiment.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("experiment.json")
+	if err != nil {
+		t.Fatalf("the schema does not compile: %v", err)
+	}
+	return s
+}
+
+// asJSON reads YAML into the values a JSON validator takes.
+func asJSON(t *testing.T, yamlText []byte) any {
+	t.Helper()
+	var v any
+	if err := yaml.Unmarshal(yamlText, &v); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestSchemaAcceptsValidFiles(t *testing.T) {
+	s := compiled(t)
+	data, err := os.ReadFile("testdata/valid/slow-dependency.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(asJSON(t, data)); err != nil {
+		t.Fatalf("the schema refuses a valid file: %v", err)
+	}
+}
+
+func TestSchemaRefusesUnknownKeys(t *testing.T) {
+	s := compiled(t)
+	data, _ := os.ReadFile("testdata/invalid/typos.yaml")
+	if err := s.Validate(asJSON(t, data)); err == nil || !strings.Contains(err.Error(), "basline") {
+		t.Fatalf("the schema accepted unknown keys: %v", err)
+	}
+}
+
+// TestSchemaMatchesParser checks that the schema names exactly the keys
+// the parser takes, mapping by mapping.
+func TestSchemaMatchesParser(t *testing.T) {
+	b, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Defs map[string]struct {
+			Properties map[string]any `json:"properties"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	keys := func(def string) []string {
+		var out []string
+		for k := range s.Defs[def].Properties {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	sorted := func(in []string) []string {
+		out := slices.Clone(in)
+		slices.Sort(out)
+		return out
+	}
+	for def, parser := range map[string][]string{
+		"fileDoc":    topKeys,
+		"targetDoc":  targetKeys,
+		"processDoc": processKeys,
+		"proxyDoc":   proxyKeys,
+		"trafficDoc": trafficKeys,
+		"requestObj": requestKeys,
+		"checkObj":   checkKeys,
+		"probeObj":   probeKeys,
+		"selectObj":  selectKeys,
+		"faultDoc":   faultKeys,
+	} {
+		if diff := cmp.Diff(sorted(parser), keys(def)); diff != "" {
+			t.Errorf("%s: schema and parser differ (-parser +schema):\n%s", def, diff)
+		}
+	}
+}
