@@ -92,7 +92,9 @@ DIR/result.json; the verdict is the exit code.
 				fmt.Fprintln(c.ErrOrStderr(), "interrupted: rolling back (interrupt again to exit at once)")
 				cancel()
 				if _, ok := <-sigs; ok {
-					fmt.Fprintf(c.ErrOrStderr(), "exiting now: run 'faultline recover %s' to undo what is left\n", out)
+					// The rollback under way gets a short bound to finish.
+					fmt.Fprintf(c.ErrOrStderr(), "exiting within 2 s: if anything is left, run 'faultline recover %s'\n", out)
+					time.Sleep(2 * time.Second)
 					os.Exit(ExitAborted)
 				}
 			}()
