@@ -130,6 +130,7 @@ type run struct {
 	faults  []*fault
 	res     *Result
 	probeHC *http.Client
+	samples *json.Encoder             // samples.jsonl, a line per tick
 	traffic []experiment.Request      // the traffic's requests, addresses filled in
 	probes  map[int]*experiment.Probe // steady_state index → probe, addresses filled in
 }
@@ -162,10 +163,16 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 		return nil, err
 	}
 	defer logf.Close()
+	samplesf, err := os.Create(filepath.Join(opts.OutDir, "samples.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	defer samplesf.Close()
 	r := &run{
 		x: x, opts: opts, j: j, procLog: logf,
 		id:      strconv.FormatInt(time.Now().Unix()%1_000_000, 36) + strconv.FormatInt(opts.Seed&0xfff, 36),
 		rand:    rand.New(rand.NewPCG(uint64(opts.Seed), 0xfa17)),
+		samples: json.NewEncoder(samplesf),
 		targets: map[string]*target{},
 		col:     newCollector(),
 		probeHC: &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
@@ -364,16 +371,36 @@ func (r *run) tickFor(ctx context.Context, d time.Duration, phase string, onTick
 	}
 }
 
+// Sample is one line of samples.jsonl: the traffic over one tick.
+type Sample struct {
+	Time         Stamp    `json:"time"`
+	Phase        string   `json:"phase"`
+	Requests     int64    `json:"requests"`
+	Errors       int64    `json:"errors"`
+	ErrorRate    float64  `json:"error_rate"`
+	Throughput   float64  `json:"throughput"`
+	P50          float64  `json:"p50"`
+	P95          float64  `json:"p95"`
+	P99          float64  `json:"p99"`
+	Max          float64  `json:"max"`
+	ActiveFaults []string `json:"active_faults"`
+}
+
+// progressLine records the last tick in samples.jsonl and shows it.
 func (r *run) progressLine(phase string, now, end time.Time) {
-	if r.opts.Progress == nil {
-		return
-	}
 	s := r.col.window(now.Add(-r.opts.Tick), now, "")
-	var active []string
+	active := []string{}
 	for _, f := range r.faults {
 		if f.revert != nil {
 			active = append(active, f.spec.Name)
 		}
+	}
+	if r.samples != nil {
+		_ = r.samples.Encode(Sample{Time: Stamp(now), Phase: phase, Requests: s.Count, Errors: s.Errors, ErrorRate: s.ErrorRate,
+			Throughput: s.Throughput, P50: s.P50.Seconds(), P95: s.P95.Seconds(), P99: s.P99.Seconds(), Max: s.Max.Seconds(), ActiveFaults: active})
+	}
+	if r.opts.Progress == nil {
+		return
 	}
 	faults := "none"
 	if len(active) > 0 {

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/faultline/faultline/internal/cli"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/proxy"
 )
 
 // sleepers starts a process tree a fault can stop; the pattern matches its
@@ -171,5 +173,51 @@ func TestRunRefusesRemoteTargetsUnlessAllowed(t *testing.T) {
 	}
 	if code, _, stderr := run(t, "run", path, "--allow-no-stop", "--dry-run", "--allow-remote"); code != 0 {
 		t.Fatalf("with --allow-remote = %d %q", code, stderr)
+	}
+}
+
+func TestRecoverRemovesRemoteToxics(t *testing.T) {
+	srv := proxy.NewServer(proxy.ServerOptions{Seed: 1})
+	hs := httptest.NewServer(srv.Handler())
+	defer func() { hs.Close(); srv.Close() }()
+	p, err := srv.Create(proxy.ProxyConfig{Name: "db", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AddToxic(proxy.Toxic{Name: "faultline-r1-slow", Effect: proxy.Latency{Delay: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AddToxic(proxy.Toxic{Name: "mine", Effect: proxy.Noop{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Create(proxy.ProxyConfig{Name: "down", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	_ = os.MkdirAll(dir, 0o755)
+	j, err := journal.Create(filepath.Join(dir, "journal.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []journal.Event{
+		{Type: journal.RunStart},
+		{Type: journal.Intent, ID: "1", Name: "slow", Undo: &journal.Undo{Kind: "remove_toxic", API: hs.URL, Proxy: "db", Toxic: "faultline-r1-slow"}},
+		{Type: journal.Done, ID: "1"},
+		{Type: journal.Intent, ID: "2", Name: "outage", Undo: &journal.Undo{Kind: "enable_proxy", API: hs.URL, Proxy: "down"}},
+	} {
+		if err := j.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	code, out, errOut := run(t, "recover", dir)
+	if code != 0 {
+		t.Fatalf("recover = %d\n%s\n%s", code, out, errOut)
+	}
+	if tx := p.Toxics(); len(tx) != 1 || tx[0].Name != "mine" {
+		t.Fatalf("toxics after recover = %+v, want only the user's", tx)
+	}
+	if d, _ := srv.Get("down"); !d.Enabled() {
+		t.Fatal("the proxy taken down was not enabled again")
 	}
 }
