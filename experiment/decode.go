@@ -152,6 +152,10 @@ func (d *decoder) duration(n *yaml.Node, field string) time.Duration {
 			return 0
 		}
 		if v, err := time.ParseDuration(n.Value); err == nil {
+			if v < 0 {
+				d.errorf(n, field, "must be >= 0, got %s", n.Value)
+				return 0
+			}
 			return v
 		}
 	}
@@ -162,8 +166,8 @@ func (d *decoder) duration(n *yaml.Node, field string) time.Duration {
 // positive reads a duration that must be > 0.
 func (d *decoder) positive(n *yaml.Node, field string) time.Duration {
 	v := d.duration(n, field)
-	if v <= 0 && n.Kind == yaml.ScalarNode {
-		if _, err := time.ParseDuration(n.Value); err == nil || n.Value == "0" {
+	if n.Kind == yaml.ScalarNode {
+		if p, err := time.ParseDuration(n.Value); n.Value == "0" || err == nil && p == 0 {
 			d.errorf(n, field, "must be > 0, got %s", n.Value)
 		}
 	}

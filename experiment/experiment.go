@@ -3,6 +3,8 @@ package experiment
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -640,4 +642,55 @@ func validPromExpect(s string) bool {
 	}
 	_, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 	return err == nil
+}
+
+// OffLoopback lists the addresses the experiment reaches that are not on
+// this machine's loopback; references to its own targets ({NAME.addr})
+// count as loopback.
+func (x *Experiment) OffLoopback() []string {
+	var out []string
+	check := func(what, addr string) {
+		if strings.Contains(addr, "{") {
+			return // {T.port} and the like: a target of this run, on loopback
+		}
+		host := addr
+		if u, err := url.Parse(addr); err == nil && u.Host != "" {
+			host = u.Hostname()
+		} else if h, _, err := net.SplitHostPort(addr); err == nil {
+			host = h
+		}
+		if host == "localhost" {
+			return
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return
+		}
+		out = append(out, what+" "+addr)
+	}
+	for _, t := range x.Targets {
+		if p := t.Proxy; p != nil {
+			if p.API != "" {
+				check("proxy API", p.API)
+			} else {
+				check("proxy listen", p.Listen)
+				check("proxy upstream", p.Upstream)
+			}
+		}
+	}
+	if x.Traffic != nil {
+		for _, r := range x.Traffic.Requests {
+			check("traffic", r.URL)
+		}
+	}
+	for _, c := range x.SteadyState {
+		if p := c.Probe; p != nil {
+			switch p.Kind {
+			case "tcp":
+				check("probe", p.Address)
+			case "http", "prometheus":
+				check("probe", p.URL)
+			}
+		}
+	}
+	return out
 }

@@ -36,6 +36,9 @@ type Event struct {
 	Undo    *Undo           `json:"undo,omitempty"`
 	Message string          `json:"message,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	// Runner is the process writing the journal, on run_start: recover
+	// leaves alone a run whose runner is still alive.
+	Runner *Proc `json:"runner,omitempty"`
 }
 
 // Undo says how to reverse one change, with no state but itself.
@@ -163,6 +166,16 @@ func Pending(events []Event) []Event {
 		}
 	}
 	return out
+}
+
+// Runner returns the process that wrote the journal, from its run_start.
+func Runner(events []Event) *Proc {
+	for _, e := range events {
+		if e.Type == RunStart {
+			return e.Runner
+		}
+	}
+	return nil
 }
 
 // Clean reports whether the journal ends with run_end.

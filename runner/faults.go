@@ -193,6 +193,9 @@ func (r *run) injectSignal(f *fault, t *target, sig syscall.Signal) error {
 	}
 	var procs []journal.Proc
 	for _, in := range ins {
+		if sig != syscall.SIGSTOP {
+			in.expectExit.Store(true)
+		}
 		tree, err := process.Tree(in.proc.PID)
 		if err != nil {
 			return fmt.Errorf("target %s[%d]: %w", t.spec.Name, in.index, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/load"
+	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 )
 
@@ -80,6 +81,8 @@ type CheckRecord struct {
 	Unit      string   `json:"unit,omitempty"`
 	Threshold *float64 `json:"threshold,omitempty"`
 	Detail    string   `json:"detail,omitempty"`
+	// Fired marks a stop condition that was met and aborted the run.
+	Fired bool `json:"fired,omitempty"`
 }
 
 // FaultRecord is what a fault did.
@@ -130,7 +133,9 @@ type run struct {
 	faults  []*fault
 	res     *Result
 	probeHC *http.Client
-	samples *json.Encoder             // samples.jsonl, a line per tick
+	samples *json.Encoder // samples.jsonl, a line per tick
+	exitsMu sync.Mutex
+	exits   []string                  // launched processes that exited on their own
 	traffic []experiment.Request      // the traffic's requests, addresses filled in
 	probes  map[int]*experiment.Probe // steady_state index → probe, addresses filled in
 }
@@ -182,7 +187,8 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 	if r.res.Vars == nil {
 		r.res.Vars = map[string]string{}
 	}
-	_ = r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Message: fmt.Sprintf("file=%s seed=%d run=%s", x.File, opts.Seed, r.id)})
+	self, _ := process.Identify(os.Getpid())
+	_ = r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Runner: &self, Message: fmt.Sprintf("file=%s seed=%d run=%s", x.File, opts.Seed, r.id)})
 
 	// Whatever happens below, faults are reverted and what was launched is
 	// stopped; a panic is turned into an ERROR verdict after that.
@@ -262,11 +268,11 @@ func (r *run) execute(ctx context.Context) {
 
 	r.enterPhase("baseline")
 	if !r.tickFor(ctx, r.x.Baseline, "baseline", nil) {
-		r.verdict(Aborted, "interrupted during the baseline")
+		r.verdict(Aborted, "interrupted during the baseline: nothing was injected")
 		return
 	}
 	if held := r.judge("baseline"); !held {
-		r.verdict(Error, "steady state did not hold before injection: nothing was injected")
+		r.verdict(Error, "steady state did not hold before injection, so nothing was injected: "+r.broken("baseline"))
 		return
 	}
 
@@ -292,22 +298,26 @@ func (r *run) execute(ctx context.Context) {
 		}
 		if c := r.stopCondition(now); c != "" {
 			stopped = true
-			r.verdict(Aborted, "stop condition fired: "+c)
+			r.verdict(Aborted, "stop condition fired: "+c+" (the fault was reverted at once)")
 			return true
 		}
 		return false
 	}
 	if !r.tickFor(ctx, r.x.Inject, "inject", onTick) && !stopped && injectErr == nil {
+		// Revert at once, before the traffic winds down.
+		r.enterPhase("rollback")
+		r.rollback()
 		r.verdict(Aborted, "interrupted during injection")
-		r.judge("inject")
 		return
 	}
 	if injectErr != nil {
+		r.enterPhase("rollback")
+		r.rollback()
 		r.verdict(Error, injectErr.Error())
 		return
 	}
 	if !r.judge("inject") {
-		r.verdict(Failed, "steady state did not hold during injection")
+		r.verdict(Failed, "steady state did not hold during injection: "+r.broken("inject"))
 	}
 
 	r.enterPhase("rollback")
@@ -443,6 +453,38 @@ func (r *run) judge(phase string) bool {
 	return held
 }
 
+// broken says which checks of a phase did not hold, with their values.
+func (r *run) broken(phase string) string {
+	var out []string
+	for _, c := range r.res.Checks {
+		if c.Phase != phase || c.Held || c.Fired {
+			continue
+		}
+		s := c.Condition
+		switch {
+		case c.Value != nil && c.Threshold != nil:
+			s += fmt.Sprintf(" (measured %s, limit %s)", showValue(*c.Value, c.Unit), showValue(*c.Threshold, c.Unit))
+		case c.Detail != "":
+			s += " (" + c.Detail + ")"
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, "; ")
+}
+
+// showValue writes a check's value in its unit.
+func showValue(v float64, unit string) string {
+	switch unit {
+	case "ratio":
+		return fmt.Sprintf("%.2f%%", v*100)
+	case "s":
+		return time.Duration(v * float64(time.Second)).Round(10 * time.Microsecond).String()
+	case "/s":
+		return fmt.Sprintf("%.1f/s", v)
+	}
+	return fmt.Sprint(v)
+}
+
 func (r *run) phaseStart(phase string) time.Time {
 	for _, p := range r.res.Phases {
 		if p.Name == phase {
@@ -520,8 +562,9 @@ func (r *run) stopCondition(now time.Time) string {
 			}
 		}
 		if fired {
-			v := metricValue(c, r.col.window(now.Add(-r.opts.Tick), now, c.Of))
-			r.res.Checks = append(r.res.Checks, CheckRecord{Condition: c.Text, Phase: "inject", Held: true, Value: &v, Unit: unit(c), Detail: "stop condition fired"})
+			v, limit := metricValue(c, r.col.window(now.Add(-r.opts.Tick), now, c.Of)), c.Value
+			r.res.Checks = append(r.res.Checks, CheckRecord{Condition: c.Text, Phase: "inject", Held: true, Fired: true,
+				Value: &v, Threshold: &limit, Unit: unit(c), Detail: "stop condition fired"})
 			return c.Text
 		}
 	}
@@ -681,6 +724,9 @@ func (r *run) finish() {
 	if r.res.Verdict == "" {
 		r.res.Verdict = Passed
 	}
+	r.exitsMu.Lock()
+	r.res.Reasons = append(r.res.Reasons, r.exits...)
+	r.exitsMu.Unlock()
 	for _, f := range r.faults {
 		r.res.Faults = append(r.res.Faults, FaultRecord{
 			Name: f.spec.Name, Target: f.spec.Target, Action: f.spec.Action.Kind(), Hit: nonNil(f.hit),

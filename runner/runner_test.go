@@ -280,3 +280,33 @@ recovery: 1s
 		t.Fatalf("freeze of zone b hit %v, want web[1] (zone b by round-robin)", freeze.Hit)
 	}
 }
+
+func TestLaunchedProcessExitingOnItsOwnIsReported(t *testing.T) {
+	src := `
+name: crash
+targets:
+  crash:
+    process:
+      command: [sh, -c, "echo starting; sleep 0.3; exit 7"]
+faults:
+  - {name: nothing, exec: {inject: ["true"], revert: ["true"]}, duration: 600ms}
+baseline: 100ms
+recovery: 1s
+`
+	x, err := experiment.Parse("crash.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	res, err := runner.Run(context.Background(), x, runner.Options{OutDir: dir, Seed: 1, Tick: 100 * time.Millisecond, RecoveryWindow: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(res.Reasons, "\n"), "crash[0]") || !strings.Contains(strings.Join(res.Reasons, "\n"), "exit status 7") {
+		t.Fatalf("reasons %q do not report the exit", res.Reasons)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "processes.log"))
+	if !strings.Contains(string(log), "crash[0] starting") {
+		t.Fatalf("processes.log = %q, want its lines prefixed with the instance", log)
+	}
+}

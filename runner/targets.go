@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +33,8 @@ type instance struct {
 	proc     journal.Proc
 	done     chan struct{} // closed when a launched process exits
 	launchID string        // journal id of its launch
+	// expectExit is set before the run itself kills or stops the process.
+	expectExit atomic.Bool
 }
 
 // target is an experiment target as the run holds it.
@@ -215,13 +219,22 @@ func findProcesses(p *experiment.ProcessTarget) ([]int, error) {
 // recover can stop it too.
 func (r *run) launch(ctx context.Context, t *target, in *instance) error {
 	cmd := exec.Command(in.args[0], in.args[1:]...)
-	cmd.Stdout, cmd.Stderr = r.procLog, r.procLog
+	out := &prefixWriter{w: r.procLog, prefix: fmt.Sprintf("%s[%d] ", t.spec.Name, in.index)}
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("target %s[%d]: start %s: %w", t.spec.Name, in.index, in.args[0], err)
 	}
 	in.cmd, in.done = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(in.done) }()
+	in.expectExit.Store(false)
+	done := in.done
+	go func() {
+		err := cmd.Wait()
+		if !in.expectExit.Load() {
+			r.unexpectedExit(t, in, cmd.Process.Pid, err)
+		}
+		close(done)
+	}()
 	in.proc, _ = process.Identify(cmd.Process.Pid)
 	id := r.nextID()
 	_ = r.j.Append(journal.Event{Type: journal.Intent, ID: id, Name: fmt.Sprintf("launch %s[%d]", t.spec.Name, in.index),
@@ -230,7 +243,49 @@ func (r *run) launch(ctx context.Context, t *target, in *instance) error {
 	if in.ready == "" {
 		return nil
 	}
-	return waitReady(ctx, in.ready, in.done, 30*time.Second)
+	if err := waitReady(ctx, in.ready, in.done, 30*time.Second); err != nil {
+		return fmt.Errorf("target %s[%d] (pid %d): %w; its output is in processes.log", t.spec.Name, in.index, in.proc.PID, err)
+	}
+	return nil
+}
+
+// unexpectedExit records a launched process that exited on its own.
+func (r *run) unexpectedExit(t *target, in *instance, pid int, err error) {
+	status := "exit status 0"
+	if err != nil {
+		status = err.Error()
+	}
+	msg := fmt.Sprintf("%s[%d] (pid %d) exited on its own: %s; its output is in processes.log", t.spec.Name, in.index, pid, status)
+	_ = r.journal(journal.Event{Type: journal.Note, Message: msg})
+	r.progressf("%s", msg)
+	r.exitsMu.Lock()
+	r.exits = append(r.exits, msg)
+	r.exitsMu.Unlock()
+}
+
+// prefixWriter starts every line with a prefix and the time.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	mid    bool // within a line
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	var out []byte
+	for _, c := range b {
+		if !p.mid {
+			out = append(out, time.Now().Format("15:04:05.000 ")+p.prefix...)
+			p.mid = true
+		}
+		out = append(out, c)
+		if c == '\n' {
+			p.mid = false
+		}
+	}
+	if _, err := p.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // waitReady polls a URL (until 2xx) or tcp://HOST:PORT (until it connects).
@@ -274,6 +329,7 @@ func stopInstance(in *instance, grace time.Duration) {
 	if in.cmd == nil || in.done == nil {
 		return
 	}
+	in.expectExit.Store(true)
 	_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGTERM)
 	_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGCONT) // a stopped process cannot handle SIGTERM
 	select {

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -65,7 +63,7 @@ DIR/result.json; the verdict is the exit code.
 			if err != nil {
 				return fileErrors(c.ErrOrStderr(), args[0], err)
 			}
-			if remote := offLoopback(x); len(remote) > 0 && !allowRemote {
+			if remote := x.OffLoopback(); len(remote) > 0 && !allowRemote {
 				return usagef("%s reaches beyond this machine (%s): pass --allow-remote if that is intended", args[0], strings.Join(remote, ", "))
 			}
 			var seed int64
@@ -98,6 +96,9 @@ DIR/result.json; the verdict is the exit code.
 					os.Exit(ExitAborted)
 				}
 			}()
+			if _, err := os.Stat(filepath.Join(out, "journal.jsonl")); err == nil {
+				return usagef("--out %s holds a run already: give another directory", out)
+			}
 			progress := c.ErrOrStderr()
 			fmt.Fprintf(progress, "faultline run %s: %q, seed in result, output in %s\n", args[0], x.Name, out)
 			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Progress: progress})
@@ -122,56 +123,6 @@ DIR/result.json; the verdict is the exit code.
 	f.BoolVar(&allowNoStop, "allow-no-stop", false, "accept an experiment without stop conditions")
 	f.BoolVar(&allowRemote, "allow-remote", false, "allow targets, traffic and probes off loopback")
 	return cmd
-}
-
-// offLoopback lists the addresses an experiment reaches that are not on
-// this machine's loopback.
-func offLoopback(x *experiment.Experiment) []string {
-	var out []string
-	check := func(what, addr string) {
-		if strings.Contains(addr, "{") {
-			return // {T.port} and the like: a target of this run, on loopback
-		}
-		host := addr
-		if u, err := url.Parse(addr); err == nil && u.Host != "" {
-			host = u.Hostname()
-		} else if h, _, err := net.SplitHostPort(addr); err == nil {
-			host = h
-		}
-		if host == "localhost" {
-			return
-		}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-			return
-		}
-		out = append(out, what+" "+addr)
-	}
-	for _, t := range x.Targets {
-		if p := t.Proxy; p != nil {
-			if p.API != "" {
-				check("proxy API", p.API)
-			} else {
-				check("proxy listen", p.Listen)
-				check("proxy upstream", p.Upstream)
-			}
-		}
-	}
-	if x.Traffic != nil {
-		for _, r := range x.Traffic.Requests {
-			check("traffic", r.URL)
-		}
-	}
-	for _, c := range x.SteadyState {
-		if p := c.Probe; p != nil {
-			switch p.Kind {
-			case "tcp":
-				check("probe", p.Address)
-			case "http", "prometheus":
-				check("probe", p.URL)
-			}
-		}
-	}
-	return out
 }
 
 func parseVars(vars []string) (map[string]string, error) {
@@ -220,7 +171,10 @@ func printVerdict(w io.Writer, res *runner.Result, out string) {
 	}
 	for _, c := range res.Checks {
 		mark := "held  "
-		if !c.Held {
+		switch {
+		case c.Fired:
+			mark = "FIRED "
+		case !c.Held:
 			mark = "BROKEN"
 		}
 		detail := c.Detail
@@ -360,6 +314,10 @@ harmless. Exit 0 when everything is undone, 4 when something could not be.`,
 				path = args[0]
 			}
 			dirs, err := runDirs(path)
+			if errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(c.OutOrStdout(), "%s: no such directory, nothing to recover\n", path)
+				return nil
+			}
 			if err != nil {
 				return failure(err)
 			}
@@ -404,6 +362,12 @@ func recoverRun(ctx context.Context, w io.Writer, dir string) int {
 	if journal.Clean(events) {
 		fmt.Fprintf(w, "%s: ended cleanly, nothing to do\n", dir)
 		return 0
+	}
+	if p := journal.Runner(events); p != nil {
+		if _, err := process.State(*p); err == nil {
+			fmt.Fprintf(w, "%s: still running (pid %d): not touched; it rolls back by itself, or stop it first\n", dir, p.PID)
+			return 0
+		}
 	}
 	jf, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

@@ -221,3 +221,25 @@ func TestRecoverRemovesRemoteToxics(t *testing.T) {
 		t.Fatal("the proxy taken down was not enabled again")
 	}
 }
+
+// TestRecoverLeavesALiveRunAlone: recover must not undo the faults of a
+// run whose runner is still alive.
+func TestRecoverLeavesALiveRunAlone(t *testing.T) {
+	bin := binary(t)
+	cmd, marker := sleepers(t)
+	file := writeFreeze(t, marker)
+	out := filepath.Join(t.TempDir(), "run")
+	runner := exec.Command(bin, "run", file, "--allow-no-stop", "--out", out)
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = runner.Process.Kill(); _ = runner.Wait() }()
+	waitFor(t, "the stop fault", func() bool { return stopped(t, cmd.Process.Pid) })
+	code, stdout, _ := run(t, "recover", filepath.Dir(out))
+	if code != 0 || !strings.Contains(stdout, "still running") {
+		t.Fatalf("recover during a run = %d %q, want it left alone", code, stdout)
+	}
+	if !stopped(t, cmd.Process.Pid) {
+		t.Fatal("recover resumed the processes of a live run")
+	}
+}

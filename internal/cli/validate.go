@@ -12,8 +12,8 @@ import (
 
 func newValidateCmd() *cobra.Command {
 	var (
-		vars        []string
-		allowNoStop bool
+		vars                     []string
+		allowNoStop, allowRemote bool
 	)
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
@@ -25,7 +25,7 @@ suggests the closest known one. Exit 0 when every file is valid, 2 otherwise.
 ${NAME} in a file comes from --var NAME=VALUE or the environment; an
 undefined one is a problem. An experiment needs at least one fault and one
 stop condition (--allow-no-stop waives the second).`,
-		Example: `  faultline validate examples/experiments/*.yaml
+		Example: `  faultline validate experiments/*.yaml
   faultline validate --var HOST=127.0.0.1 slow-payment.yaml`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -57,6 +57,11 @@ stop condition (--allow-no-stop waives the second).`,
 					}
 					continue
 				}
+				if remote := x.OffLoopback(); len(remote) > 0 && !allowRemote {
+					bad++
+					fmt.Fprintf(c.ErrOrStderr(), "%s: reaches beyond this machine (%s): faultline run refuses it without --allow-remote\n", file, strings.Join(remote, ", "))
+					continue
+				}
 				fmt.Fprintf(c.OutOrStdout(), "%s: valid: %q, %d targets, %d faults; baseline %v, inject %v, recovery up to %v\n",
 					file, x.Name, len(x.Targets), len(x.Faults), x.Baseline, x.Inject, x.Recovery)
 			}
@@ -68,6 +73,7 @@ stop condition (--allow-no-stop waives the second).`,
 	}
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "`NAME=VALUE` for ${NAME} in the files, repeatable")
 	cmd.Flags().BoolVar(&allowNoStop, "allow-no-stop", false, "accept experiments without stop conditions")
+	cmd.Flags().BoolVar(&allowRemote, "allow-remote", false, "accept targets, traffic and probes off loopback")
 	return cmd
 }
 
