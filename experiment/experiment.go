@@ -202,6 +202,9 @@ func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 			line, _ = strconv.Atoi(m[1])
 		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if strings.Contains(msg, "did not find expected") {
+			msg += " (a value holding { } or , inside [ ] or { } needs quotes)"
+		}
 		return nil, errors.Join(&Error{File: file, Pos: Pos{line, 1}, Msg: "not valid YAML: " + msg})
 	}
 	if len(doc.Content) == 0 {

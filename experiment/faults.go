@@ -325,7 +325,10 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 	}
 	d.checkRefs(root, targets)
 	if x.Inject == 0 {
-		if latestEnd == 0 && len(x.Faults) > 0 {
+		// Not when other problems are there: a misspelt duration would
+		// cause this one too.
+		faultErrs := slices.ContainsFunc(d.errs, func(e error) bool { return strings.HasPrefix(e.(*Error).Field, "faults") })
+		if latestEnd == 0 && len(x.Faults) > 0 && !faultErrs {
 			d.errorf(root, "inject", "the inject phase has no end: give inject: DURATION, or a duration to at least one fault")
 		}
 		x.Inject = latestEnd

@@ -700,7 +700,12 @@ func (r *run) teardown() {
 	if r.res.Phases == nil || r.res.Phases[len(r.res.Phases)-1].Name != "teardown" {
 		r.enterPhase("teardown")
 	}
-	for _, t := range r.targets {
+	// Launched processes stop in the reverse of their start order.
+	for i := len(r.x.Targets) - 1; i >= 0; i-- {
+		t := r.targets[r.x.Targets[i].Name]
+		if t == nil {
+			continue
+		}
 		for _, in := range t.instances {
 			if in.cmd != nil {
 				stopInstance(in, 5*time.Second)

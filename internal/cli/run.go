@@ -248,6 +248,30 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 		}
 		fmt.Fprintf(w, "  %-24q %-10s on %-12s [%v, %s)  select %s\n", f.Name, f.Action.Kind(), f.Target, f.Start, end, describeSelect(f.Select))
 	}
+	if len(x.SteadyState) > 0 {
+		fmt.Fprintln(w, "steady state:")
+		for _, c := range x.SteadyState {
+			what := ""
+			switch {
+			case c.Condition != nil:
+				what = c.Condition.Text
+			case c.Probe.Kind == "http":
+				what = fmt.Sprintf("probe %s %s expects %s", c.Probe.Method, c.Probe.URL, c.Probe.Expect)
+			case c.Probe.Kind == "tcp":
+				what = "probe tcp " + c.Probe.Address
+			case c.Probe.Kind == "command":
+				what = "probe command " + strings.Join(c.Probe.Command, " ") + " exits " + c.Probe.Expect
+			default:
+				what = fmt.Sprintf("probe prometheus %s: %s %s", c.Probe.URL, c.Probe.Query, c.Probe.Expect)
+			}
+			fmt.Fprintf(w, "  %-50s in %s\n", what, strings.Join(c.Phases, ", "))
+		}
+	}
+	for _, f := range x.Faults {
+		if e, ok := f.Action.(experiment.Exec); ok {
+			fmt.Fprintf(w, "fault %q runs: %s; reverts with: %s\n", f.Name, strings.Join(e.Inject, " "), strings.Join(e.Revert, " "))
+		}
+	}
 	fmt.Fprintln(w, "stop when any of:")
 	for _, c := range x.StopWhen {
 		fmt.Fprintf(w, "  %s\n", c.Text)
