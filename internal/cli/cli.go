@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/state"
 )
 
 // Exit codes, the same for every command.
@@ -100,10 +101,15 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "faultline",
 		Short: "Break your own systems on purpose, with a plan, before your users do",
-		Long: `faultline is a chaos engineering toolkit: a fault-injection proxy that
-speaks Toxiproxy's API, and the commands that drive it.
+		Long: `faultline is a chaos engineering toolkit: experiments that break your
+system on purpose under real traffic and always roll back, and a
+fault-injection proxy that speaks Toxiproxy's API.
 
-Start the proxy server, put a proxy in front of a service, and add a fault:
+  faultline demo                          # see it work, in a few seconds
+  faultline run experiment.yaml           # run an experiment
+  faultline halt                          # kill switch: every run aborts and rolls back
+
+Or drive the proxy by hand:
 
   faultline serve &
   faultline proxy create redis -l 127.0.0.1:26379 -u 127.0.0.1:6379
@@ -118,9 +124,19 @@ Start the proxy server, put a proxy in front of a service, and add a fault:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newDemoCmd(), newVersionCmd(), newServeCmd(), newProxyCmd(), newToxicCmd(), newValidateCmd(), newRunCmd(), newRecoverCmd(), newSchemaCmd())
+	g := &globals{}
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "state `directory`: registered runs and the kill switch (default $FAULTLINE_STATE_DIR, else $XDG_STATE_HOME/faultline, else ~/.local/state/faultline)")
+	root.AddCommand(newDemoCmd(g), newVersionCmd(), newServeCmd(g), newProxyCmd(), newToxicCmd(), newValidateCmd(),
+		newRunCmd(g), newRecoverCmd(g), newSchemaCmd(), newHaltCmd(g), newResumeCmd(g), newStatusCmd(g))
 	return root
 }
+
+// globals are the flags every command takes.
+type globals struct {
+	stateDir string
+}
+
+func (g *globals) state() string { return state.Dir(g.stateDir) }
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{

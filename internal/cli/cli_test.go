@@ -26,6 +26,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Never the user's state directory: a halt left there would stop the tests.
+	dir, err := os.MkdirTemp("", "faultline-state")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("FAULTLINE_STATE_DIR", dir)
 	goleak.VerifyTestMain(m)
 }
 

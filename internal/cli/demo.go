@@ -17,9 +17,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/state"
 )
 
-func newDemoCmd() *cobra.Command {
+func newDemoCmd(g *globals) *cobra.Command {
 	var requests int
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -36,7 +37,12 @@ Every fault is removed at the end, also on Ctrl-C.`,
 			if requests < 1 {
 				return usagef("--requests must be at least 1, got %d", requests)
 			}
-			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			if halted, note := state.Halted(g.state()); halted {
+				return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
+			}
+			watched, stopWatch := state.Watch(c.Context(), g.state())
+			defer stopWatch()
+			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runDemo(ctx, c.OutOrStdout(), requests)
 		},

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,9 +23,10 @@ import (
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/runner"
+	"github.com/faultline/faultline/state"
 )
 
-func newRunCmd() *cobra.Command {
+func newRunCmd(g *globals) *cobra.Command {
 	var (
 		out, seedFlag                            string
 		vars                                     []string
@@ -78,7 +80,19 @@ DIR/result.json; the verdict is the exit code.
 			if out == "" {
 				out = filepath.Join("faultline-runs", fmt.Sprintf("%s-%s", x.Name, time.Now().UTC().Format("20060102T150405Z")))
 			}
-			ctx, cancel := context.WithCancel(c.Context())
+			stateDir := g.state()
+			if halted, note := state.Halted(stateDir); halted {
+				return &exitError{ExitError, fmt.Errorf("halted since %s: no run starts until 'faultline resume'", strings.TrimSpace(note))}
+			}
+			self, _ := process.Identify(os.Getpid())
+			if deregister, err := state.Register(stateDir, state.Run{Name: x.Name, Out: out, Runner: self, Started: time.Now()}); err == nil {
+				defer deregister()
+			} else {
+				fmt.Fprintf(c.ErrOrStderr(), "warning: cannot register the run in %s: %v\n", stateDir, err)
+			}
+			watched, stopWatch := state.Watch(c.Context(), stateDir)
+			defer stopWatch()
+			ctx, cancel := context.WithCancel(watched)
 			defer cancel()
 			sigs := make(chan os.Signal, 2)
 			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -104,6 +118,9 @@ DIR/result.json; the verdict is the exit code.
 			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Progress: progress})
 			if err != nil {
 				return failure(err)
+			}
+			if halted, note := state.Halted(stateDir); halted && res.Verdict == runner.Aborted {
+				res.Reasons = append(res.Reasons, "halted: "+strings.TrimSpace(note))
 			}
 			if asJSON {
 				b, _ := json.MarshalIndent(res, "", "  ")
@@ -314,7 +331,7 @@ func describeSelect(s experiment.Selection) string {
 	return out
 }
 
-func newRecoverCmd() *cobra.Command {
+func newRecoverCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "recover [PATH]",
 		Short: "Undo what a killed run left injected",
@@ -338,12 +355,31 @@ harmless. Exit 0 when everything is undone, 4 when something could not be.`,
 				path = args[0]
 			}
 			dirs, err := runDirs(path)
-			if errors.Is(err, os.ErrNotExist) {
-				fmt.Fprintf(c.OutOrStdout(), "%s: no such directory, nothing to recover\n", path)
-				return nil
+			if errors.Is(err, os.ErrNotExist) && len(args) == 0 {
+				err = nil
 			}
 			if err != nil {
 				return failure(err)
+			}
+			if len(args) == 0 {
+				// Every registered run that did not end cleanly, wherever it wrote.
+				registered, _ := state.Runs(g.state())
+				for _, run := range registered {
+					if !run.Alive() && !slices.Contains(dirs, run.Out) {
+						dirs = append(dirs, run.Out)
+					}
+				}
+				defer func() {
+					for _, run := range registered {
+						if !run.Alive() {
+							state.Forget(g.state(), run)
+						}
+					}
+				}()
+			}
+			if len(dirs) == 0 {
+				fmt.Fprintf(c.OutOrStdout(), "nothing to recover: no run directory in %s and no registered run\n", path)
+				return nil
 			}
 			failed := 0
 			for _, dir := range dirs {

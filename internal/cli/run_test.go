@@ -243,3 +243,42 @@ func TestRecoverLeavesALiveRunAlone(t *testing.T) {
 		t.Fatal("recover resumed the processes of a live run")
 	}
 }
+
+// TestHaltAbortsRunsAndRefusesNewOnes uses its own state directory.
+func TestHaltAbortsRunsAndRefusesNewOnes(t *testing.T) {
+	bin := binary(t)
+	stateDir := t.TempDir()
+	cmd, marker := sleepers(t)
+	file := writeFreeze(t, marker)
+	out := filepath.Join(t.TempDir(), "run")
+	runner := exec.Command(bin, "run", file, "--allow-no-stop", "--out", out, "--state-dir", stateDir)
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stop fault", func() bool { return stopped(t, cmd.Process.Pid) })
+	code, stdout, _ := run(t, "status", "--state-dir", stateDir)
+	if code != 0 || !strings.Contains(stdout, "freeze  pid") || !strings.Contains(stdout, "injected: freeze the workers (sigcont)") {
+		t.Fatalf("status = %d %q", code, stdout)
+	}
+	if code, stdout, _ := run(t, "halt", "--state-dir", stateDir, "--reason", "test"); code != 0 || !strings.Contains(stdout, "1 run(s) in progress") {
+		t.Fatalf("halt = %d %q", code, stdout)
+	}
+	err := runner.Wait()
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ExitCode() != cli.ExitAborted {
+		t.Fatalf("run after halt: %v, want exit %d", err, cli.ExitAborted)
+	}
+	if stopped(t, cmd.Process.Pid) {
+		t.Fatal("the halted run left the processes stopped")
+	}
+	code, _, stderr := run(t, "run", file, "--allow-no-stop", "--out", filepath.Join(t.TempDir(), "r2"), "--state-dir", stateDir)
+	if code != cli.ExitError || !strings.Contains(stderr, "halted since") {
+		t.Fatalf("run while halted = %d %q, want 4", code, stderr)
+	}
+	if code, _, _ := run(t, "resume", "--state-dir", stateDir); code != 0 {
+		t.Fatal("resume failed")
+	}
+	if code, stdout, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(stdout, "no runs in progress") {
+		t.Fatalf("status after the run = %d %q", code, stdout)
+	}
+}

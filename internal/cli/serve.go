@@ -13,15 +13,17 @@ import (
 	"os/signal"
 	"reflect"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/state"
 )
 
-func newServeCmd() *cobra.Command {
+func newServeCmd(g *globals) *cobra.Command {
 	var (
 		host, listen, config, token string
 		port                        int
@@ -66,7 +68,7 @@ connections, so no fault outlives it.`,
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
-			return serve(ctx, log, addr, config, token, seed)
+			return serve(ctx, log, addr, config, token, seed, g.state())
 		},
 	}
 	f := cmd.Flags()
@@ -79,7 +81,7 @@ connections, so no fault outlives it.`,
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, addr, config, token string, seed int64) error {
+func serve(ctx context.Context, log *slog.Logger, addr, config, token string, seed int64, stateDir string) error {
 	srv := proxy.NewServer(proxy.ServerOptions{Seed: seed, Token: token, Version: version(), Logger: log})
 	defer srv.Close()
 	if config != "" {
@@ -102,6 +104,12 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 		"proxies", len(srv.List()), "auth", token != "")
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	haltDone := make(chan struct{})
+	defer func() { <-haltDone }()
+	go func() {
+		defer close(haltDone)
+		watchHalt(ctx, log, srv, stateDir)
+	}()
 	select {
 	case err := <-errc:
 		return failure(err)
@@ -115,6 +123,30 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 		return failure(err)
 	}
 	return nil
+}
+
+// watchHalt removes every toxic of srv whenever the kill switch is
+// engaged, until ctx ends.
+func watchHalt(ctx context.Context, log *slog.Logger, srv *proxy.Server, stateDir string) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if halted, note := state.Halted(stateDir); halted {
+				removed := 0
+				for _, p := range srv.List() {
+					removed += len(p.Toxics())
+					p.RemoveAllToxics()
+				}
+				if removed > 0 {
+					log.Warn("halted: removed every toxic", "toxics", removed, "halt", strings.TrimSpace(note))
+				}
+			}
+		}
+	}
 }
 
 // logChanges logs every API request that changes something (any method

@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/state"
+)
+
+func newHaltCmd(g *globals) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "halt",
+		Short: "Kill switch: abort every run, remove every toxic, start nothing new",
+		Long: `Engage the kill switch in the state directory. Within a second every
+faultline run, demo and serve on this machine that uses the same state
+directory sees it: runs abort and roll back (exit 3), 'faultline serve'
+removes all its toxics, and new runs are refused (exit 4) until
+'faultline resume'.`,
+		Example: "  faultline halt --reason \"checkout p99 paging\"\n  faultline resume",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := state.Halt(g.state(), reason); err != nil {
+				return failure(err)
+			}
+			runs, _ := state.Runs(g.state())
+			live := 0
+			for _, r := range runs {
+				if r.Alive() {
+					live++
+				}
+			}
+			_, err := fmt.Fprintf(c.OutOrStdout(), "halted (%s): %d run(s) in progress abort and roll back within 1 s; 'faultline resume' to allow runs again\n", g.state(), live)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the halt")
+	return cmd
+}
+
+func newResumeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume",
+		Short: "Release the kill switch: runs may start again",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := state.Resume(g.state()); err != nil {
+				return failure(err)
+			}
+			_, err := fmt.Fprintln(c.OutOrStdout(), "resumed: runs may start again")
+			return err
+		},
+	}
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "List the runs in progress and what each has injected now",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			w := c.OutOrStdout()
+			if halted, note := state.Halted(g.state()); halted {
+				fmt.Fprintf(w, "HALTED since %s\n", strings.TrimSpace(note))
+			}
+			runs, err := state.Runs(g.state())
+			if err != nil {
+				return failure(err)
+			}
+			if len(runs) == 0 {
+				fmt.Fprintln(w, "no runs in progress")
+				return nil
+			}
+			for _, r := range runs {
+				status := "running"
+				if !r.Alive() {
+					status = "DEAD (its runner is gone: run 'faultline recover')"
+				}
+				fmt.Fprintf(w, "%s  pid %d  %s  %s\n", r.Name, r.Runner.PID, status, r.Out)
+				events, err := journal.ReadFile(filepath.Join(r.Out, "journal.jsonl"))
+				if err != nil {
+					continue
+				}
+				for _, e := range journal.Pending(events) {
+					if e.Undo.Kind != "kill" { // launched processes, not faults
+						fmt.Fprintf(w, "  injected: %s (%s)\n", e.Name, e.Undo.Kind)
+					}
+				}
+			}
+			return nil
+		},
+	}
+}
