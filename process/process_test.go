@@ -2,9 +2,7 @@ package process_test
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"syscall"
@@ -13,34 +11,8 @@ import (
 
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/process/processtest"
 )
-
-// startTree starts a shell with two sleeping children and waits until both
-// are there; the tree is killed when the test ends.
-func startTree(t *testing.T) *exec.Cmd {
-	t.Helper()
-	marker := fmt.Sprintf("faultline-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	cmd := exec.Command("sh", "-c", "sleep 300 & sleep 301 & wait", marker)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		tree, err := process.Tree(cmd.Process.Pid)
-		if err == nil && len(tree) == 3 {
-			return cmd
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the shell's children did not show up: %v %v", tree, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func waitState(t *testing.T, procs []journal.Proc, want byte) {
 	t.Helper()
@@ -63,7 +35,7 @@ func waitState(t *testing.T, procs []journal.Proc, want byte) {
 }
 
 func TestStopAndResumeAWholeTree(t *testing.T) {
-	cmd := startTree(t)
+	cmd, _ := processtest.Sleepers(t)
 	tree, err := process.Tree(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +51,7 @@ func TestStopAndResumeAWholeTree(t *testing.T) {
 }
 
 func TestSignalSparesARecycledPid(t *testing.T) {
-	cmd := startTree(t)
+	cmd, _ := processtest.Sleepers(t)
 	p, err := process.Identify(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +67,7 @@ func TestSignalSparesARecycledPid(t *testing.T) {
 }
 
 func TestMatchFindsByCommandLine(t *testing.T) {
-	cmd := startTree(t)
+	cmd, _ := processtest.Sleepers(t)
 	marker := cmd.Args[3]
 	pids, err := process.Match(regexp.MustCompile(regexp.QuoteMeta(marker)))
 	if err != nil {

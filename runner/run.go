@@ -463,7 +463,7 @@ func (r *run) broken(phase string) string {
 		s := c.Condition
 		switch {
 		case c.Value != nil && c.Threshold != nil:
-			s += fmt.Sprintf(" (measured %s, limit %s)", showValue(*c.Value, c.Unit), showValue(*c.Threshold, c.Unit))
+			s += fmt.Sprintf(" (measured %s, limit %s)", FormatValue(*c.Value, c.Unit), FormatValue(*c.Threshold, c.Unit))
 		case c.Detail != "":
 			s += " (" + c.Detail + ")"
 		}
@@ -472,8 +472,8 @@ func (r *run) broken(phase string) string {
 	return strings.Join(out, "; ")
 }
 
-// showValue writes a check's value in its unit.
-func showValue(v float64, unit string) string {
+// FormatValue writes a check's value in its unit (CheckRecord.Unit).
+func FormatValue(v float64, unit string) string {
 	switch unit {
 	case "ratio":
 		return fmt.Sprintf("%.2f%%", v*100)

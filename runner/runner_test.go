@@ -8,14 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/experiment"
-	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/runner"
 )
 
@@ -156,23 +155,6 @@ func TestStopConditionAbortsAndRollsBack(t *testing.T) {
 	}
 }
 
-// sleepers starts a process tree that a fault can stop, and returns a
-// unique pattern matching its root.
-func sleepers(t *testing.T) (*exec.Cmd, string) {
-	t.Helper()
-	marker := fmt.Sprintf("faultline-runner-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	cmd := exec.Command("sh", "-c", "sleep 300 & sleep 300 & wait", marker)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
-	return cmd, marker
-}
-
 func stopExperiment(t *testing.T, marker string) *experiment.Experiment {
 	t.Helper()
 	src := fmt.Sprintf(`
@@ -193,22 +175,8 @@ recovery: 1s
 	return x
 }
 
-func treeStopped(t *testing.T, pid int) bool {
-	t.Helper()
-	tree, err := process.Tree(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range tree {
-		if st, err := process.State(p); err == nil && st != 'T' {
-			return false
-		}
-	}
-	return true
-}
-
 func TestInterruptRevertsFaults(t *testing.T) {
-	cmd, marker := sleepers(t)
+	cmd, marker := processtest.Sleepers(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan *runner.Result)
@@ -220,7 +188,7 @@ func TestInterruptRevertsFaults(t *testing.T) {
 		done <- res
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for !treeStopped(t, cmd.Process.Pid) {
+	for !processtest.Stopped(t, cmd.Process.Pid) {
 		if time.Now().After(deadline) {
 			t.Fatal("the stop fault was never applied")
 		}
@@ -231,7 +199,7 @@ func TestInterruptRevertsFaults(t *testing.T) {
 	if res.Verdict != runner.Aborted {
 		t.Fatalf("verdict %s, want ABORTED", res.Verdict)
 	}
-	if treeStopped(t, cmd.Process.Pid) {
+	if processtest.Stopped(t, cmd.Process.Pid) {
 		t.Fatal("processes still stopped after the interrupted run returned")
 	}
 }

@@ -196,9 +196,9 @@ func printVerdict(w io.Writer, res *runner.Result, out string) {
 		}
 		detail := c.Detail
 		if c.Value != nil {
-			detail = formatValue(*c.Value, c.Unit)
+			detail = runner.FormatValue(*c.Value, c.Unit)
 			if c.Threshold != nil {
-				detail += " (limit " + formatValue(*c.Threshold, c.Unit) + ")"
+				detail += " (limit " + runner.FormatValue(*c.Threshold, c.Unit) + ")"
 			}
 		}
 		fmt.Fprintf(w, "  %-9s %s  %-40s %s\n", c.Phase, mark, c.Condition, detail)
@@ -220,18 +220,6 @@ func printVerdict(w io.Writer, res *runner.Result, out string) {
 		fmt.Fprintf(w, "  time to recover: %.1fs\n", *res.TimeToRecover)
 	}
 	fmt.Fprintf(w, "  seed %d; replay: faultline run %s --seed %d\n  result: %s\n", res.Seed, res.File, res.Seed, filepath.Join(out, "result.json"))
-}
-
-func formatValue(v float64, unit string) string {
-	switch unit {
-	case "ratio":
-		return fmt.Sprintf("%.2f%%", v*100)
-	case "s":
-		return time.Duration(v * float64(time.Second)).Round(10 * time.Microsecond).String()
-	case "/s":
-		return fmt.Sprintf("%.1f/s", v)
-	}
-	return fmt.Sprint(v)
 }
 
 // printPlan prints what a run would do, touching nothing.

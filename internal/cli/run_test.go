@@ -13,27 +13,9 @@ import (
 
 	"github.com/faultline/faultline/internal/cli"
 	"github.com/faultline/faultline/journal"
-	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/proxy"
 )
-
-// sleepers starts a process tree a fault can stop; the pattern matches its
-// root only.
-func sleepers(t *testing.T) (*exec.Cmd, string) {
-	t.Helper()
-	marker := fmt.Sprintf("faultline-cli-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	cmd := exec.Command("sh", "-c", "sleep 300 & sleep 300 & wait", marker)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
-	return cmd, marker
-}
 
 func writeFreeze(t *testing.T, marker string) string {
 	t.Helper()
@@ -45,46 +27,28 @@ func writeFreeze(t *testing.T, marker string) string {
 	return path
 }
 
-func stopped(t *testing.T, pid int) bool {
+// startFreeze runs the binary on a freeze experiment against fresh
+// sleepers and returns once their stop fault is in place.
+func startFreeze(t *testing.T, args ...string) (sleepers *exec.Cmd, runner *exec.Cmd, out string) {
 	t.Helper()
-	tree, err := process.Tree(pid)
-	if err != nil {
+	sleepers, marker := processtest.Sleepers(t)
+	out = filepath.Join(t.TempDir(), "run")
+	runner = exec.Command(binary(t), append([]string{"run", writeFreeze(t, marker), "--allow-no-stop", "--out", out}, args...)...)
+	if err := runner.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range tree {
-		if st, err := process.State(p); err == nil && st != 'T' {
-			return false
-		}
-	}
-	return len(tree) > 0
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+	processtest.WaitFor(t, "the stop fault", func() bool { return processtest.Stopped(t, sleepers.Process.Pid) })
+	return sleepers, runner, out
 }
 
 // TestRecoverAfterSIGKILL kills the runner while a fault is in place:
 // the processes stay stopped until faultline recover resumes them.
 func TestRecoverAfterSIGKILL(t *testing.T) {
-	bin := binary(t)
-	cmd, marker := sleepers(t)
-	file := writeFreeze(t, marker)
-	out := filepath.Join(t.TempDir(), "run")
-	runner := exec.Command(bin, "run", file, "--allow-no-stop", "--out", out)
-	if err := runner.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the stop fault", func() bool { return stopped(t, cmd.Process.Pid) })
+	cmd, runner, out := startFreeze(t)
 	_ = runner.Process.Kill() // SIGKILL: no rollback
 	_ = runner.Wait()
-	if !stopped(t, cmd.Process.Pid) {
+	if !processtest.Stopped(t, cmd.Process.Pid) {
 		t.Fatal("the processes resumed without recover: the test proves nothing")
 	}
 	events, err := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
@@ -96,7 +60,7 @@ func TestRecoverAfterSIGKILL(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "freeze the workers: resumed 3 process(es)") {
 		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)
 	}
-	if stopped(t, cmd.Process.Pid) {
+	if processtest.Stopped(t, cmd.Process.Pid) {
 		t.Fatal("still stopped after recover")
 	}
 	code, stdout, _ = run(t, "recover", filepath.Dir(out))
@@ -106,22 +70,14 @@ func TestRecoverAfterSIGKILL(t *testing.T) {
 }
 
 func TestRunSIGTERMRollsBack(t *testing.T) {
-	bin := binary(t)
-	cmd, marker := sleepers(t)
-	file := writeFreeze(t, marker)
-	out := filepath.Join(t.TempDir(), "run")
-	runner := exec.Command(bin, "run", file, "--allow-no-stop", "--out", out)
-	if err := runner.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the stop fault", func() bool { return stopped(t, cmd.Process.Pid) })
+	cmd, runner, out := startFreeze(t)
 	_ = runner.Process.Signal(syscall.SIGTERM)
 	err := runner.Wait()
 	var ee *exec.ExitError
 	if err == nil || !asExit(err, &ee) || ee.ExitCode() != cli.ExitAborted {
 		t.Fatalf("run after SIGTERM: %v, want exit %d", err, cli.ExitAborted)
 	}
-	if stopped(t, cmd.Process.Pid) {
+	if processtest.Stopped(t, cmd.Process.Pid) {
 		t.Fatal("processes still stopped after the run exited")
 	}
 	events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
@@ -137,7 +93,7 @@ func asExit(err error, ee **exec.ExitError) bool {
 }
 
 func TestRunDryRunTouchesNothing(t *testing.T) {
-	cmd, marker := sleepers(t)
+	cmd, marker := processtest.Sleepers(t)
 	file := writeFreeze(t, marker)
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -146,7 +102,7 @@ func TestRunDryRunTouchesNothing(t *testing.T) {
 		!strings.Contains(stdout, `"freeze the workers"`) || !strings.Contains(stdout, "nothing was started or touched") {
 		t.Fatalf("dry run = %d\n%s\n%s", code, stdout, stderr)
 	}
-	if stopped(t, cmd.Process.Pid) {
+	if processtest.Stopped(t, cmd.Process.Pid) {
 		t.Fatal("the dry run stopped the processes")
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -225,37 +181,21 @@ func TestRecoverRemovesRemoteToxics(t *testing.T) {
 // TestRecoverLeavesALiveRunAlone: recover must not undo the faults of a
 // run whose runner is still alive.
 func TestRecoverLeavesALiveRunAlone(t *testing.T) {
-	bin := binary(t)
-	cmd, marker := sleepers(t)
-	file := writeFreeze(t, marker)
-	out := filepath.Join(t.TempDir(), "run")
-	runner := exec.Command(bin, "run", file, "--allow-no-stop", "--out", out)
-	if err := runner.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = runner.Process.Kill(); _ = runner.Wait() }()
-	waitFor(t, "the stop fault", func() bool { return stopped(t, cmd.Process.Pid) })
+	cmd, _, out := startFreeze(t)
 	code, stdout, _ := run(t, "recover", filepath.Dir(out))
 	if code != 0 || !strings.Contains(stdout, "still running") {
 		t.Fatalf("recover during a run = %d %q, want it left alone", code, stdout)
 	}
-	if !stopped(t, cmd.Process.Pid) {
+	if !processtest.Stopped(t, cmd.Process.Pid) {
 		t.Fatal("recover resumed the processes of a live run")
 	}
 }
 
 // TestHaltAbortsRunsAndRefusesNewOnes uses its own state directory.
 func TestHaltAbortsRunsAndRefusesNewOnes(t *testing.T) {
-	bin := binary(t)
 	stateDir := t.TempDir()
-	cmd, marker := sleepers(t)
-	file := writeFreeze(t, marker)
-	out := filepath.Join(t.TempDir(), "run")
-	runner := exec.Command(bin, "run", file, "--allow-no-stop", "--out", out, "--state-dir", stateDir)
-	if err := runner.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the stop fault", func() bool { return stopped(t, cmd.Process.Pid) })
+	cmd, runner, _ := startFreeze(t, "--state-dir", stateDir)
+	file := runner.Args[2]
 	code, stdout, _ := run(t, "status", "--state-dir", stateDir)
 	if code != 0 || !strings.Contains(stdout, "freeze  pid") || !strings.Contains(stdout, "injected: freeze the workers (sigcont)") {
 		t.Fatalf("status = %d %q", code, stdout)
@@ -268,7 +208,7 @@ func TestHaltAbortsRunsAndRefusesNewOnes(t *testing.T) {
 	if !asExit(err, &ee) || ee.ExitCode() != cli.ExitAborted {
 		t.Fatalf("run after halt: %v, want exit %d", err, cli.ExitAborted)
 	}
-	if stopped(t, cmd.Process.Pid) {
+	if processtest.Stopped(t, cmd.Process.Pid) {
 		t.Fatal("the halted run left the processes stopped")
 	}
 	code, _, stderr := run(t, "run", file, "--allow-no-stop", "--out", filepath.Join(t.TempDir(), "r2"), "--state-dir", stateDir)
