@@ -461,3 +461,38 @@ func TestToxicityIsDrawnPerConnection(t *testing.T) {
 		t.Fatalf("%d of %d connections reset with toxicity 0.5", reset, n)
 	}
 }
+
+// TestBulkThroughToxicsKeepsBytes sends bulk data through toxics that only
+// cut and time it (the path that moves waiting bytes kernel to kernel).
+func TestBulkThroughToxicsKeepsBytes(t *testing.T) {
+	p := proxytest.New(t, echoServer(t))
+	for _, s := range []proxy.Stream{proxy.Upstream, proxy.Downstream} {
+		proxytest.AddToxic(t, p, proxy.Toxic{Stream: s, Name: "l" + s.String(), Effect: proxy.Latency{}})
+		proxytest.AddToxic(t, p, proxy.Toxic{Stream: s, Name: "b" + s.String(), Effect: proxy.Bandwidth{Rate: 100_000_000}})
+		proxytest.AddToxic(t, p, proxy.Toxic{Stream: s, Name: "d" + s.String(), Effect: proxy.LimitData{Bytes: 1 << 60}})
+	}
+	if err := echoAndCompare(dial(t, p.Listen()), 32<<20); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBulkLimitDataCutsExactly(t *testing.T) {
+	const limit = 300_001
+	got := make(chan int64, 1)
+	up := server(t, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	})
+	p := proxytest.New(t, up)
+	proxytest.AddToxic(t, p, proxy.Toxic{Stream: proxy.Upstream, Effect: proxy.LimitData{Bytes: limit}})
+	c := dial(t, p.Listen())
+	_, _ = c.Write(make([]byte, 4<<20)) // fails once the proxy closes: expected
+	select {
+	case n := <-got:
+		if n != limit {
+			t.Fatalf("upstream got %d bytes, want exactly %d", n, limit)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the upstream connection was not closed after the limit")
+	}
+}
