@@ -45,6 +45,7 @@ fuzz:
 bench:
 	./bench/run.sh
 	./bench/load.sh
+	./bench/runner.sh
 
 clean:
 	rm -rf bin

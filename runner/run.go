@@ -298,6 +298,7 @@ func (r *run) execute(ctx context.Context) {
 		}
 		if c := r.stopCondition(now); c != "" {
 			stopped = true
+			_ = r.journal(journal.Event{Type: journal.Note, Name: "stop_condition", Message: c})
 			r.verdict(Aborted, "stop condition fired: "+c+" (the fault was reverted at once)")
 			return true
 		}
