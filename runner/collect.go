@@ -130,21 +130,22 @@ func (c *collector) window(from, to time.Time, of string) load.Summary {
 	return st.Summary(to.Sub(from))
 }
 
-// probesHeld reports whether every probe run in [from, to) passed; ok is
-// false when none ran.
-func (c *collector) probesHeld(check int, from, to time.Time) (held, ok bool, what string) {
+// probesHeld reports whether every run of a probe in [from, to) passed,
+// how many ran and passed, and the last failure.
+func (c *collector) probesHeld(check int, from, to time.Time) (held bool, ran, passed int, failure string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	held = true
 	for _, o := range c.probes {
 		if o.check == check && !o.at.Before(from) && o.at.Before(to) {
-			ok = true
-			if !o.ok {
-				held, what = false, o.what
+			ran++
+			if o.ok {
+				passed++
+			} else {
+				failure = o.what
 			}
 		}
 	}
-	return held, ok, what
+	return ran > 0 && passed == ran, ran, passed, failure
 }
 
 // metricValue is a condition's metric in base units on a summary.

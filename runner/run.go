@@ -463,6 +463,8 @@ func (r *run) broken(phase string) string {
 		}
 		s := c.Condition
 		switch {
+		case c.Value != nil && c.Threshold != nil && c.Detail != "":
+			s += fmt.Sprintf(" (measured %s, limit %s: %s)", FormatValue(*c.Value, c.Unit), FormatValue(*c.Threshold, c.Unit), c.Detail)
 		case c.Value != nil && c.Threshold != nil:
 			s += fmt.Sprintf(" (measured %s, limit %s)", FormatValue(*c.Value, c.Unit), FormatValue(*c.Threshold, c.Unit))
 		case c.Detail != "":
@@ -499,16 +501,21 @@ func (r *run) phaseStart(phase string) time.Time {
 // giving the traffic there.
 func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of string) (load.Summary, bool), from, to time.Time) CheckRecord {
 	if c.Probe != nil {
-		held, ran, what := r.col.probesHeld(i, from, to)
+		held, ran, passed, failure := r.col.probesHeld(i, from, to)
 		p := c.Probe
 		if filled := r.probes[i]; filled != nil {
 			p = filled
 		}
 		desc := probeText(p)
-		if !ran {
+		if ran == 0 {
 			return CheckRecord{Condition: desc, Phase: phase, Held: false, Detail: "the probe did not run"}
 		}
-		return CheckRecord{Condition: desc, Phase: phase, Held: held, Detail: what}
+		share, all := float64(passed)/float64(ran), 1.0
+		detail := fmt.Sprintf("passed %d of %d", passed, ran)
+		if failure != "" {
+			detail += "; last failure: " + failure
+		}
+		return CheckRecord{Condition: desc, Phase: phase, Held: held, Value: &share, Threshold: &all, Unit: "ratio", Detail: detail}
 	}
 	cond := *c.Condition
 	s, ok := summary(cond.Of)

@@ -200,6 +200,9 @@ func printVerdict(w io.Writer, res *runner.Result, out string) {
 			if c.Threshold != nil {
 				detail += " (limit " + runner.FormatValue(*c.Threshold, c.Unit) + ")"
 			}
+			if c.Detail != "" && !c.Fired {
+				detail += ": " + c.Detail
+			}
 		}
 		fmt.Fprintf(w, "  %-9s %s  %-40s %s\n", c.Phase, mark, c.Condition, detail)
 	}
