@@ -211,7 +211,7 @@ func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "empty file: an experiment needs at least name, targets, faults and stop_when"})
 	}
 	root := doc.Content[0]
-	expandVars(d, root, opts.Vars)
+	expandVars(d, root, opts.Vars, "")
 	x := &Experiment{File: file, Baseline: DefaultBaseline, Recovery: DefaultRecovery, MaxTargets: DefaultMaxTargets, MaxDuration: DefaultMaxDuration}
 	f := d.mapping(root, "", topKeys...)
 	if n := f.get("version"); n != nil {
@@ -304,8 +304,8 @@ func ParseFile(path string, opts Options) (*Experiment, error) {
 var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandVars replaces ${NAME} in every scalar, from vars or the
-// environment; an undefined one is an error at its place.
-func expandVars(d *decoder, n *yaml.Node, vars map[string]string) {
+// environment; an undefined one is an error at its place and field.
+func expandVars(d *decoder, n *yaml.Node, vars map[string]string, field string) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		n.Value = varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
 			name := varRE.FindStringSubmatch(m)[1]
@@ -315,12 +315,19 @@ func expandVars(d *decoder, n *yaml.Node, vars map[string]string) {
 			if v, ok := os.LookupEnv(name); ok {
 				return v
 			}
-			d.errorf(n, "", "${%s} is not defined: give --var %s=VALUE or set it in the environment", name, name)
+			d.errorf(n, field, "${%s} is not defined: give --var %s=VALUE or set it in the environment", name, name)
 			return m
 		})
 	}
-	for _, c := range n.Content {
-		expandVars(d, c, vars)
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			expandVars(d, n.Content[i+1], vars, join(field, n.Content[i].Value))
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			expandVars(d, c, vars, fmt.Sprintf("%s[%d]", field, i))
+		}
 	}
 }
 
