@@ -130,7 +130,8 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 			if !ok {
 				return nil
 			}
-			intended := began.Add(time.Duration(res.Seq) * period)
+			// The pacer sends hit n (from 0) at (n+1) periods.
+			intended := began.Add(time.Duration(res.Seq+1) * period)
 			end := res.Timestamp.Add(res.Latency)
 			r := Result{
 				Request:  names[res.Method+" "+res.URL],

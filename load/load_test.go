@@ -145,3 +145,22 @@ func TestSummary(t *testing.T) {
 		t.Fatalf("p50 %v p99 %v max %v, want 50ms 99ms 100ms within 1%%", sum.P50, sum.P99, sum.Max)
 	}
 }
+
+// TestIntendedStartIsWhenTheRequestWasDue: against a fast server at a low
+// rate, latency must be far below the gap between requests; counting from
+// the wrong due time would add about one gap to every request.
+func TestIntendedStartIsWhenTheRequestWasDue(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	res := run(t, load.Config{Rate: 10, Requests: []load.Request{{URL: srv.URL}}}, 700*time.Millisecond)
+	s := load.NewStats()
+	for _, r := range res {
+		s.Add(r)
+		if r.Latency < 0 || r.Sent.Before(r.Intended.Add(-time.Millisecond)) {
+			t.Fatalf("request sent at %v, before it was due at %v", r.Sent, r.Intended)
+		}
+	}
+	if p50 := s.Summary(time.Second).P50; len(res) < 3 || p50 > 50*time.Millisecond {
+		t.Fatalf("p50 %v over %d requests to an instant server at 10/s, want far below the 100ms gap", p50, len(res))
+	}
+}

@@ -34,6 +34,20 @@ type collector struct {
 	phases  map[string]*phaseStats
 	samples []sample
 	probes  []probeOutcome
+	// trafficStart and rate tell how many requests were due by now, so
+	// that those not finished yet can be shown.
+	trafficStart time.Time
+	rate         float64
+}
+
+// inFlight estimates the requests due by now that have not finished.
+func (c *collector) inFlight(now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.trafficStart.IsZero() {
+		return 0
+	}
+	return max(0, int(now.Sub(c.trafficStart).Seconds()*c.rate)-len(c.samples))
 }
 
 type phaseStats struct {

@@ -418,8 +418,8 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 		faults = strings.Join(active, ", ")
 	}
 	left := max(end.Sub(now), 0).Round(time.Second)
-	r.progressf("%-8s %5s left  %4.0f req/s  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
-		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults)
+	r.progressf("%-8s %5s left  %4.0f req/s done, %d in flight  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
+		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), r.col.inFlight(now), s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults)
 }
 
 func (r *run) runProbes(ctx context.Context) {
@@ -693,6 +693,9 @@ func (r *run) startTraffic() func() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	r.col.mu.Lock()
+	r.col.trafficStart, r.col.rate = time.Now(), cfg.Rate
+	r.col.mu.Unlock()
 	go func() {
 		defer close(done)
 		_ = load.Run(ctx, cfg, r.col.add)
