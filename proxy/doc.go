@@ -12,9 +12,10 @@
 //	p.AddToxic(proxy.Toxic{Effect: proxy.Latency{Delay: 100 * time.Millisecond}})
 //	// connect to p.Listen() instead of dbAddr
 //
-// A connection without active toxics is copied kernel to kernel (splice);
-// with toxics it costs two goroutines whatever their number, and buffers
-// come from a pool only while bytes are in flight. Toxics are added,
+// Small reads are copied through a pooled buffer taken only while bytes
+// are in flight; bulk already waiting in the socket goes kernel to kernel
+// (splice), through toxics too when they pass it at once. A connection
+// costs two goroutines whatever the number of its toxics. Toxics are added,
 // changed and removed on live connections without losing, duplicating or
 // reordering a byte. Unlike Toxiproxy, a half-close (shutdown of one
 // direction) is passed through, and invalid attribute values are refused

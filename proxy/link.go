@@ -22,6 +22,10 @@ import (
 //	                                (compute due times,         └─ later ─▶ queue ─▶ writer ─▶ dst
 //	                                 split, drop, end)
 //
+//	           and while a full chunk is waiting, the toxics run over its
+//	           length alone (stepBulk): what they pass at once is spliced,
+//	           what they drop is read and dropped, else the chunk is read.
+//
 // Toxics are not goroutines: each one rewrites a batch (pieces of the chunk,
 // each with the time it may be written, and how the stream ends), so a link
 // with any number of toxics costs the same two goroutines, and an idle link
