@@ -267,7 +267,7 @@ func (r *run) execute(ctx context.Context) {
 	defer stopTraffic()
 
 	r.enterPhase("baseline")
-	if !r.tickFor(ctx, r.x.Baseline, "baseline", nil) {
+	if !r.tickFor(ctx, r.x.Baseline, "baseline", nil, nil) {
 		r.verdict(Aborted, "interrupted during the baseline: nothing was injected")
 		return
 	}
@@ -304,7 +304,25 @@ func (r *run) execute(ctx context.Context) {
 		}
 		return false
 	}
-	if !r.tickFor(ctx, r.x.Inject, "inject", onTick) && !stopped && injectErr == nil {
+	next := func() time.Time { // the next fault start or end
+		var n time.Time
+		for _, f := range r.faults {
+			var at time.Time
+			switch {
+			case f.injectedAt.IsZero() && f.err == "":
+				at = start.Add(f.spec.Start)
+			case f.revert != nil && f.spec.Duration > 0:
+				at = start.Add(f.spec.Start + f.spec.Duration)
+			default:
+				continue
+			}
+			if n.IsZero() || at.Before(n) {
+				n = at
+			}
+		}
+		return n
+	}
+	if !r.tickFor(ctx, r.x.Inject, "inject", onTick, next) && !stopped && injectErr == nil {
 		// Revert at once, before the traffic winds down.
 		r.enterPhase("rollback")
 		r.rollback()
@@ -355,16 +373,29 @@ func (r *run) rollback() {
 	}
 }
 
-// tickFor waits d, calling onTick every tick (which may end the wait by
-// returning true) and running the probes. It reports false if ctx ended it.
-func (r *run) tickFor(ctx context.Context, d time.Duration, phase string, onTick func(time.Time) bool) bool {
+// tickFor waits d, calling onTick every tick and at each time next names
+// (a fault's start or end, so faults keep their schedule between ticks);
+// onTick may end the wait by returning true. Probes run every tick. It
+// reports false if ctx ended the wait.
+func (r *run) tickFor(ctx context.Context, d time.Duration, phase string, onTick func(time.Time) bool, next func() time.Time) bool {
 	end := time.Now().Add(d)
+	wakeAt := func() time.Duration {
+		w := end
+		if next != nil {
+			if n := next(); !n.IsZero() && n.Before(w) {
+				w = n
+			}
+		}
+		return time.Until(w)
+	}
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
 	r.runProbes(ctx)
 	if onTick != nil && onTick(time.Now()) {
 		return true
 	}
+	wake := time.NewTimer(wakeAt())
+	defer wake.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -372,13 +403,16 @@ func (r *run) tickFor(ctx context.Context, d time.Duration, phase string, onTick
 		case now := <-t.C:
 			r.runProbes(ctx)
 			r.progressLine(phase, now, end)
-			if onTick != nil && onTick(now) {
-				return true
-			}
-			if !now.Before(end) {
-				return true
-			}
+		case <-wake.C:
 		}
+		now := time.Now()
+		if onTick != nil && onTick(now) {
+			return true
+		}
+		if !now.Before(end) {
+			return true
+		}
+		wake.Reset(wakeAt())
 	}
 }
 
@@ -609,7 +643,7 @@ func (r *run) recover(ctx context.Context) {
 		}
 		return false
 	}
-	if !r.tickFor(ctx, time.Until(deadline), "recovery", onTick) {
+	if !r.tickFor(ctx, time.Until(deadline), "recovery", onTick, nil) {
 		r.verdict(Aborted, "interrupted during recovery")
 	}
 	r.res.Checks = append(r.res.Checks, last...)

@@ -278,3 +278,46 @@ recovery: 1s
 		t.Fatalf("processes.log = %q, want its lines prefixed with the instance", log)
 	}
 }
+
+// TestFaultsKeepTheirScheduleBetweenTicks: with the default 1 s tick, a
+// fault due at 300 ms for 400 ms must not wait for the next tick.
+func TestFaultsKeepTheirScheduleBetweenTicks(t *testing.T) {
+	src := `
+name: schedule
+targets:
+  link: {proxy: {listen: "127.0.0.1:0", upstream: "127.0.0.1:1"}}
+faults:
+  - {name: brief, target: link, latency: {delay: 1ms}, start: 300ms, duration: 400ms}
+inject: 2s
+baseline: 100ms
+recovery: 1s
+`
+	x, err := experiment.Parse("schedule.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := runner.Run(context.Background(), x, runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var injectStart time.Time
+	for _, p := range res.Phases {
+		if p.Name == "inject" {
+			injectStart = time.Time(p.Start)
+		}
+	}
+	f := res.Faults[0]
+	if f.InjectedAt == nil || f.RevertedAt == nil {
+		t.Fatalf("fault %+v not injected and reverted", f)
+	}
+	// Lower bounds are the schedule; the upper ones only say "before the
+	// next 1 s tick", generously.
+	in := time.Time(*f.InjectedAt).Sub(injectStart)
+	held := time.Time(*f.RevertedAt).Sub(time.Time(*f.InjectedAt))
+	if in < 300*time.Millisecond || in >= 900*time.Millisecond {
+		t.Errorf("injected %v into the inject phase, want 300ms and before the 1s tick", in)
+	}
+	if held < 400*time.Millisecond || held >= 950*time.Millisecond {
+		t.Errorf("held %v, want 400ms and well before a tick's worth more", held)
+	}
+}
