@@ -67,6 +67,25 @@ func (r *run) inject(ctx context.Context, f *fault) error {
 
 func (r *run) injectToxic(ctx context.Context, f *fault, t *target, a experiment.ProxyToxic) error {
 	var undo []func(context.Context) error
+	// Whatever was added is reverted with the fault, also when a later
+	// stream fails.
+	defer func() {
+		if len(undo) == 0 {
+			return
+		}
+		f.revert = func(ctx context.Context) error {
+			var errs []string
+			for i := len(undo) - 1; i >= 0; i-- {
+				if err := undo[i](ctx); err != nil {
+					errs = append(errs, err.Error())
+				}
+			}
+			if len(errs) > 0 {
+				return fmt.Errorf("%s", strings.Join(errs, "; "))
+			}
+			return nil
+		}
+	}()
 	tox := f.spec.Toxicity
 	for _, s := range r.streams(f.spec) {
 		name := r.toxicName(f.spec, s)
@@ -107,18 +126,6 @@ func (r *run) injectToxic(ctx context.Context, f *fault, t *target, a experiment
 		}
 	}
 	f.evidence = append(f.evidence, fmt.Sprintf("%s toxic in place on %d stream(s)", a.Effect.Type(), len(undo)))
-	f.revert = func(ctx context.Context) error {
-		var errs []string
-		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i](ctx); err != nil {
-				errs = append(errs, err.Error())
-			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%s", strings.Join(errs, "; "))
-		}
-		return nil
-	}
 	return nil
 }
 
