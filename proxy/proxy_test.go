@@ -333,8 +333,8 @@ func TestSlowCloseDelaysFIN(t *testing.T) {
 	up := server(t, func(c net.Conn) {}) // closes at once
 	p := proxytest.New(t, up)
 	proxytest.AddToxic(t, p, proxy.Toxic{Effect: proxy.SlowClose{Delay: 100 * time.Millisecond}})
+	start := time.Now() // before the dial: the upstream closes as soon as it is reached
 	c := dial(t, p.Listen())
-	start := time.Now()
 	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read = %d, %v; want EOF", n, err)
 	}

@@ -313,11 +313,11 @@ recovery: 1s
 	// Lower bounds are the schedule; the upper ones only say "before the
 	// next 1 s tick", generously.
 	in := time.Time(*f.InjectedAt).Sub(injectStart)
-	held := time.Time(*f.RevertedAt).Sub(time.Time(*f.InjectedAt))
+	out := time.Time(*f.RevertedAt).Sub(injectStart)
 	if in < 300*time.Millisecond || in >= 900*time.Millisecond {
 		t.Errorf("injected %v into the inject phase, want 300ms and before the 1s tick", in)
 	}
-	if held < 400*time.Millisecond || held >= 950*time.Millisecond {
-		t.Errorf("held %v, want 400ms and well before a tick's worth more", held)
+	if out < 700*time.Millisecond || out >= 1300*time.Millisecond {
+		t.Errorf("reverted %v into the inject phase, want 700ms (300ms + 400ms) and well before a tick's worth more", out)
 	}
 }
