@@ -31,11 +31,10 @@ type Event struct {
 	Time time.Time `json:"time"`
 	Type string    `json:"type"`
 	// ID links an Intent with its Done, Undone or Failed.
-	ID      string          `json:"id,omitempty"`
-	Name    string          `json:"name,omitempty"` // phase or fault name
-	Undo    *Undo           `json:"undo,omitempty"`
-	Message string          `json:"message,omitempty"`
-	Data    json.RawMessage `json:"data,omitempty"`
+	ID      string `json:"id,omitempty"`
+	Name    string `json:"name,omitempty"` // phase or fault name
+	Undo    *Undo  `json:"undo,omitempty"`
+	Message string `json:"message,omitempty"`
 	// Runner is the process writing the journal, on run_start: recover
 	// leaves alone a run whose runner is still alive.
 	Runner *Proc `json:"runner,omitempty"`

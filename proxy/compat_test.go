@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/proxy/proxytest"
 )
 
 // apiServer starts a proxy server's API on loopback for the test.
@@ -27,13 +27,7 @@ func apiServer(t *testing.T, opts proxy.ServerOptions) (*proxy.Server, string) {
 	if opts.Version == "" {
 		opts.Version = "git"
 	}
-	s := proxy.NewServer(opts)
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		s.Close()
-	})
-	return s, hs.URL
+	return proxytest.NewServer(t, opts)
 }
 
 func officialClient(t *testing.T) (*toxiproxy.Client, *proxy.Server) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/proxy/proxytest"
 	"github.com/faultline/faultline/runner"
 )
 
@@ -22,9 +22,7 @@ import (
 // the run's toxic is named for the run, is there during injection, and is
 // gone afterwards; the user's own toxic is left alone.
 func TestRemoteProxyTarget(t *testing.T) {
-	srv := proxy.NewServer(proxy.ServerOptions{Seed: 1})
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
+	srv, api := proxytest.NewServer(t, proxy.ServerOptions{Seed: 1})
 	p, err := srv.Create(proxy.ProxyConfig{Name: "db", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1", Enabled: true})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +38,7 @@ faults:
   - {name: slow db, target: db, latency: {delay: 50ms}, direction: both, duration: 600ms}
 baseline: 200ms
 recovery: 1s
-`, hs.URL)
+`, api)
 	x, err := experiment.Parse("remote.yaml", []byte(src), experiment.Options{AllowNoStop: true})
 	if err != nil {
 		t.Fatal(err)

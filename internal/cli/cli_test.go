@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,13 +44,8 @@ func run(t *testing.T, args ...string) (int, string, string) {
 
 func apiServer(t *testing.T) string {
 	t.Helper()
-	s := proxy.NewServer(proxy.ServerOptions{Seed: 1})
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		s.Close()
-	})
-	return hs.URL
+	_, url := proxytest.NewServer(t, proxy.ServerOptions{Seed: 1})
+	return url
 }
 
 // TestProxyAndToxicCommands drives faultline's server and the real

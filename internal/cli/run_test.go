@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/proxy/proxytest"
 )
 
 func writeFreeze(t *testing.T, marker string) string {
@@ -133,9 +133,7 @@ func TestRunRefusesRemoteTargetsUnlessAllowed(t *testing.T) {
 }
 
 func TestRecoverRemovesRemoteToxics(t *testing.T) {
-	srv := proxy.NewServer(proxy.ServerOptions{Seed: 1})
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
+	srv, api := proxytest.NewServer(t, proxy.ServerOptions{Seed: 1})
 	p, err := srv.Create(proxy.ProxyConfig{Name: "db", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1", Enabled: true})
 	if err != nil {
 		t.Fatal(err)
@@ -157,9 +155,9 @@ func TestRecoverRemovesRemoteToxics(t *testing.T) {
 	}
 	for _, e := range []journal.Event{
 		{Type: journal.RunStart},
-		{Type: journal.Intent, ID: "1", Name: "slow", Undo: &journal.Undo{Kind: "remove_toxic", API: hs.URL, Proxy: "db", Toxic: "faultline-r1-slow"}},
+		{Type: journal.Intent, ID: "1", Name: "slow", Undo: &journal.Undo{Kind: "remove_toxic", API: api, Proxy: "db", Toxic: "faultline-r1-slow"}},
 		{Type: journal.Done, ID: "1"},
-		{Type: journal.Intent, ID: "2", Name: "outage", Undo: &journal.Undo{Kind: "enable_proxy", API: hs.URL, Proxy: "down"}},
+		{Type: journal.Intent, ID: "2", Name: "outage", Undo: &journal.Undo{Kind: "enable_proxy", API: api, Proxy: "down"}},
 	} {
 		if err := j.Append(e); err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ package proxytest
 import (
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"testing"
@@ -78,4 +79,18 @@ func Toxiproxy(tb testing.TB) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// NewServer starts a proxy server's HTTP API on a free loopback port, as
+// httptest.NewServer does, and returns the server and the API's URL. The
+// API and every proxy stop when the test ends.
+func NewServer(tb testing.TB, opts proxy.ServerOptions) (*proxy.Server, string) {
+	tb.Helper()
+	s := proxy.NewServer(opts)
+	hs := httptest.NewServer(s.Handler())
+	tb.Cleanup(func() {
+		hs.Close()
+		s.Close()
+	})
+	return s, hs.URL
 }
