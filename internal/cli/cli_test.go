@@ -319,3 +319,15 @@ func TestSchemaCommandPrintsJSON(t *testing.T) {
 		t.Fatalf("schema = %d, %v, %.200q", code, err, out)
 	}
 }
+
+// TestExamplesAreValid keeps the shipped examples runnable as written.
+func TestExamplesAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	code, out, errOut := run(t, append([]string{"validate"}, files...)...)
+	if code != 0 {
+		t.Fatalf("validate examples = %d\n%s%s", code, out, errOut)
+	}
+}
