@@ -301,19 +301,23 @@ func ParseFile(path string, opts Options) (*Experiment, error) {
 	return Parse(path, data, opts)
 }
 
-var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-(?:[^{}]|\{[^{}]*\})*)?\}`)
 
 // expandVars replaces ${NAME} in every scalar, from vars or the
 // environment; an undefined one is an error at its place and field.
 func expandVars(d *decoder, n *yaml.Node, vars map[string]string, field string) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		n.Value = varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
-			name := varRE.FindStringSubmatch(m)[1]
+			g := varRE.FindStringSubmatch(m)
+			name := g[1]
 			if v, ok := vars[name]; ok {
 				return v
 			}
 			if v, ok := os.LookupEnv(name); ok {
 				return v
+			}
+			if def, ok := strings.CutPrefix(g[2], ":-"); ok {
+				return def
 			}
 			d.errorf(n, field, "${%s} is not defined: give --var %s=VALUE or set it in the environment", name, name)
 			return m

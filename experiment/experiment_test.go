@@ -109,6 +109,27 @@ func TestUndefinedVariable(t *testing.T) {
 	}
 }
 
+func TestVariableDefault(t *testing.T) {
+	src := "name: v\ntargets:\n  db: {proxy: {listen: \"${LISTEN:-127.0.0.1:0}\", upstream: \"${UP:-}127.0.0.1:1\"}}\ninject: 1s\nfaults: [{name: d, target: db, down: {}}]\nstop_when: [error_rate > 1%]\ntraffic: {rate: 1/s, requests: [\"GET http://127.0.0.1:1/\"]}\n"
+	x, err := experiment.Parse("v.yaml", []byte(src), experiment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := x.Targets[0].Proxy.Listen; got != "127.0.0.1:0" {
+		t.Errorf("default not used: listen %q", got)
+	}
+	if got := x.Targets[0].Proxy.Upstream; got != "127.0.0.1:1" {
+		t.Errorf("empty default: upstream %q", got)
+	}
+	x, err = experiment.Parse("v.yaml", []byte(src), experiment.Options{Vars: map[string]string{"LISTEN": "127.0.0.1:9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := x.Targets[0].Proxy.Listen; got != "127.0.0.1:9" {
+		t.Errorf("--var did not win over the default: listen %q", got)
+	}
+}
+
 func TestAllowNoStop(t *testing.T) {
 	src := []byte("name: n\ntargets: {db: {proxy: {listen: 127.0.0.1:0, upstream: 127.0.0.1:1}}}\nfaults: [{name: d, target: db, down: {}, duration: 1s}]\n")
 	if _, err := experiment.Parse("n.yaml", src, experiment.Options{}); err == nil || !strings.Contains(err.Error(), "no stop condition") {

@@ -195,7 +195,10 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		f := d.mapping(n, field, "signal")
 		k := Kill{Signal: "SIGKILL"}
 		if v := f.get("signal"); v != nil {
-			k.Signal = d.str(v, field+".signal")
+			k.Signal = strings.ToUpper(d.str(v, field+".signal"))
+			if !strings.HasPrefix(k.Signal, "SIG") {
+				k.Signal = "SIG" + k.Signal // KILL is SIGKILL
+			}
 			if _, ok := Signals[k.Signal]; !ok {
 				d.errorf(v, field+".signal", "unknown signal %q%s", k.Signal, suggest(k.Signal, signalNames()))
 			}

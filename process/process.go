@@ -144,15 +144,18 @@ func Match(re *regexp.Regexp) ([]int, error) {
 	return out, nil
 }
 
-// ReadPIDFile reads the pid in a pidfile.
+// ReadPIDFile reads the pid on a pidfile's first line; later lines are
+// ignored (PostgreSQL's postmaster.pid has its data directory, port and
+// more there).
 func ReadPIDFile(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
 	if err != nil || pid <= 1 {
-		return 0, fmt.Errorf("%s: want a process id, got %q", path, strings.TrimSpace(string(b)))
+		return 0, fmt.Errorf("%s: want a process id on the first line, got %q", path, strings.TrimSpace(first))
 	}
 	return pid, nil
 }

@@ -89,4 +89,9 @@ func TestReadPIDFile(t *testing.T) {
 	if _, err := process.ReadPIDFile(bad); err == nil {
 		t.Fatal("ReadPIDFile accepted a file without a pid")
 	}
+	pg := filepath.Join(dir, "postmaster.pid")
+	_ = os.WriteFile(pg, []byte("2622\n/tmp/pg/data\n1795770843\n44865\n/tmp/pg\n127.0.0.1\n  9986302         9\nready   \n"), 0o644)
+	if pid, err := process.ReadPIDFile(pg); err != nil || pid != 2622 {
+		t.Fatalf("ReadPIDFile(postmaster.pid) = %d, %v", pid, err)
+	}
 }

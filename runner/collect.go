@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,6 +123,31 @@ func (c *collector) phaseSummary(phase, of string, now time.Time) (load.Summary,
 		}
 	}
 	return st.Summary(end.Sub(p.start)), true
+}
+
+// traffic summarizes every phase that saw traffic, in phase order.
+func (c *collector) traffic(now time.Time) []TrafficRecord {
+	out := []TrafficRecord{}
+	record := func(phase, of string, sum load.Summary) TrafficRecord {
+		return TrafficRecord{Phase: phase, Request: of, Requests: sum.Count, Errors: sum.Errors, ErrorRate: sum.ErrorRate,
+			Throughput: sum.Throughput, P50: sum.P50.Seconds(), P95: sum.P95.Seconds(), P99: sum.P99.Seconds(), Max: sum.Max.Seconds()}
+	}
+	for _, ph := range []string{"setup", "baseline", "inject", "rollback", "recovery", "teardown"} {
+		sum, ok := c.phaseSummary(ph, "", now)
+		if !ok || sum.Count == 0 {
+			continue
+		}
+		out = append(out, record(ph, "", sum))
+		c.mu.Lock()
+		names := slices.Sorted(maps.Keys(c.phases[ph].byName))
+		c.mu.Unlock()
+		for _, n := range names {
+			if sum, ok := c.phaseSummary(ph, n, now); ok {
+				out = append(out, record(ph, n, sum))
+			}
+		}
+	}
+	return out
 }
 
 // window summarizes the traffic that finished in [from, to).

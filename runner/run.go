@@ -63,6 +63,24 @@ type Result struct {
 	Checks        []CheckRecord     `json:"checks"`
 	Faults        []FaultRecord     `json:"faults"`
 	TimeToRecover *float64          `json:"time_to_recover"`
+	// Traffic summarizes each phase's traffic: all requests, then each
+	// named request.
+	Traffic []TrafficRecord `json:"traffic"`
+}
+
+// TrafficRecord summarizes the traffic that finished in one phase, for
+// every request (Request empty) or one named request. Latencies in seconds.
+type TrafficRecord struct {
+	Phase      string  `json:"phase"`
+	Request    string  `json:"request,omitempty"`
+	Requests   int64   `json:"requests"`
+	Errors     int64   `json:"errors"`
+	ErrorRate  float64 `json:"error_rate"`
+	Throughput float64 `json:"throughput"`
+	P50        float64 `json:"p50"`
+	P95        float64 `json:"p95"`
+	P99        float64 `json:"p99"`
+	Max        float64 `json:"max"`
 }
 
 // PhaseRecord is a phase's span.
@@ -182,7 +200,7 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 		col:     newCollector(),
 		probeHC: &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
 		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: opts.Seed, Vars: opts.Vars,
-			Started: Stamp(time.Now()), Reasons: []string{}, Checks: []CheckRecord{}, Faults: []FaultRecord{}},
+			Started: Stamp(time.Now()), Reasons: []string{}, Checks: []CheckRecord{}, Faults: []FaultRecord{}, Traffic: []TrafficRecord{}},
 	}
 	if r.res.Vars == nil {
 		r.res.Vars = map[string]string{}
@@ -515,7 +533,11 @@ func FormatValue(v float64, unit string) string {
 	case "ratio":
 		return fmt.Sprintf("%.2f%%", v*100)
 	case "s":
-		return time.Duration(v * float64(time.Second)).Round(10 * time.Microsecond).String()
+		d := time.Duration(v * float64(time.Second))
+		if d >= time.Second {
+			return d.Round(time.Millisecond).String()
+		}
+		return d.Round(10 * time.Microsecond).String()
 	case "/s":
 		return fmt.Sprintf("%.1f/s", v)
 	}
@@ -771,6 +793,9 @@ func (r *run) finish() {
 		r.res.Phases[n-1].End = Stamp(now)
 	}
 	r.res.Ended = Stamp(now)
+	if r.x.Traffic != nil {
+		r.res.Traffic = r.col.traffic(now)
+	}
 	if r.res.Verdict == "" {
 		r.res.Verdict = Passed
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -54,10 +55,11 @@ func (t *target) tag(i int, key string) (string, bool) {
 	return vals[i%len(vals)], true
 }
 
-// fill replaces {port}, {instance} and {self} in s.
-func fill(s string, in *instance, self string) string {
+// fill replaces {port}, {instance}, {self} and {run_dir} in s.
+func fill(s string, in *instance, self, runDir string) string {
 	s = strings.ReplaceAll(s, "{port}", strconv.Itoa(in.port))
 	s = strings.ReplaceAll(s, "{instance}", strconv.Itoa(in.index))
+	s = strings.ReplaceAll(s, "{run_dir}", runDir)
 	return strings.ReplaceAll(s, "{self}", self)
 }
 
@@ -110,10 +112,11 @@ func (r *run) fillRefs(s string) (string, error) {
 // traffic's and probes' addresses, once every target has its ports.
 func (r *run) resolveRefs() error {
 	self, _ := os.Executable()
+	runDir, _ := filepath.Abs(r.opts.OutDir)
 	var errs []error
 	fillAll := func(s string, in *instance) string {
 		if in != nil {
-			s = fill(s, in, self)
+			s = fill(s, in, self, runDir)
 		}
 		out, err := r.fillRefs(s)
 		errs = append(errs, err)

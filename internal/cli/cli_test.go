@@ -270,10 +270,10 @@ func freeAddr(t *testing.T) string {
 
 // TestDemoShowsEachFault runs the walkthrough: every step must show the
 // effect its fault has on a real HTTP client, and recovery must be clean.
-func TestDemoShowsEachFault(t *testing.T) {
-	code, out, errOut := run(t, "demo", "--requests", "6")
+func TestTourShowsEachFault(t *testing.T) {
+	code, out, errOut := run(t, "tour", "--requests", "6")
 	if code != 0 {
-		t.Fatalf("demo = %d\n%s\n%s", code, out, errOut)
+		t.Fatalf("tour = %d\n%s\n%s", code, out, errOut)
 	}
 	lines := map[string]string{}
 	for _, l := range strings.Split(out, "\n") {
@@ -292,7 +292,7 @@ func TestDemoShowsEachFault(t *testing.T) {
 		"faults removed":    " 6      0 ",
 	} {
 		if !strings.Contains(lines[step], want) {
-			t.Errorf("demo step %q: line %q lacks %q\n%s", step, lines[step], want, out)
+			t.Errorf("tour step %q: line %q lacks %q\n%s", step, lines[step], want, out)
 		}
 	}
 }
@@ -323,10 +323,12 @@ func TestSchemaCommandPrintsJSON(t *testing.T) {
 // TestExamplesAreValid keeps the shipped examples runnable as written.
 func TestExamplesAreValid(t *testing.T) {
 	files, _ := filepath.Glob("../../examples/*.yaml")
-	if len(files) == 0 {
-		t.Fatal("no examples")
+	shop, _ := filepath.Glob("../../examples/experiments/*.yaml")
+	if len(files) == 0 || len(shop) < 5 {
+		t.Fatalf("examples missing: %v %v", files, shop)
 	}
-	code, out, errOut := run(t, append([]string{"validate"}, files...)...)
+	// DB_PIDFILE is the one variable without a default (db-primary-down).
+	code, out, errOut := run(t, append([]string{"validate", "--var", "DB_PIDFILE=/run/pg.pid"}, append(files, shop...)...)...)
 	if code != 0 {
 		t.Fatalf("validate examples = %d\n%s%s", code, out, errOut)
 	}

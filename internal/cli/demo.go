@@ -1,217 +1,370 @@
 package cli
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/examples/experiments"
+	"github.com/faultline/faultline/examples/shop"
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/runner"
 	"github.com/faultline/faultline/state"
 )
 
 func newDemoCmd(g *globals) *cobra.Command {
-	var requests int
+	var o demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Walk through fault injection against a small service, in one command",
-		Long: `Starts a small HTTP service and a faultline proxy in front of it, all on
-loopback and in this process, then sends real requests through the proxy while
-it injects one fault after another: latency, a black hole (timeout), connection
-resets, the service going down. Each step shows what a client sees, and the
-'faultline toxic' command that does the same against 'faultline serve'.
-Every fault is removed at the end, also on Ctrl-C.`,
-		Example: "  faultline demo\n  faultline demo --requests 50",
-		Args:    noArgs,
+		Short: "Break a small shop on purpose, before and after a fix: the whole story in one command",
+		Long: `Runs the demo shop's experiments (examples/experiments) against its fragile
+build and then its resilient one, and ends with a table: experiment x build,
+verdict, p99 and error rate during the fault, time to recover, and the finding.
+
+  cache-dies       kill the Redis cache; restarted when the fault ends
+  db-primary-down  freeze PostgreSQL (SIGSTOP) for 10 s
+  slow-payment     the card processor answers 8 s late
+  half-instances   kill 50 % of the checkout instances
+  zone-outage      kill every instance in zone a
+
+The fragile build should fail each (FAILED, or ABORTED when a stop condition
+fires); the resilient build should pass each. Everything runs on free
+loopback ports: the shop's parts come from this binary, the database is
+PostgreSQL when installed (else SQLite, and db-primary-down is skipped), the
+cache is Debian's redis-server when installed (else an embedded one).
+Nothing is left running or injected, also on Ctrl-C.
+
+Each run is an ordinary run directory (result.json, journal.jsonl,
+samples.jsonl, processes.log) under --out: DIR/EXPERIMENT/BUILD/, with
+DIR/summary.json for all of them.
+
+Exit codes: 0 when every fragile run found its weakness and every resilient
+run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
+		Example: `  faultline demo
+  faultline demo --only slow-payment
+  faultline demo --out demo-runs --real`,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if requests < 1 {
-				return usagef("--requests must be at least 1, got %d", requests)
+			for _, n := range o.only {
+				if !slices.Contains(experiments.Order, n) {
+					return usagef("--only %q: no such experiment; known: %s", n, strings.Join(experiments.Order, ", "))
+				}
 			}
-			if halted, note := state.Halted(g.state()); halted {
+			stateDir := g.state()
+			if halted, note := state.Halted(stateDir); halted {
 				return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
 			}
-			watched, stopWatch := state.Watch(c.Context(), g.state())
+			watched, stopWatch := state.Watch(c.Context(), stateDir)
 			defer stopWatch()
 			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runDemo(ctx, c.OutOrStdout(), requests)
+			if o.out == "" {
+				o.out = filepath.Join("faultline-runs", "demo-"+time.Now().UTC().Format("20060102T150405Z"))
+			}
+			o.stateDir = stateDir
+			sum, err := runShopDemo(ctx, c.OutOrStdout(), c.ErrOrStderr(), o)
+			if err != nil {
+				return failure(err)
+			}
+			switch {
+			case ctx.Err() != nil:
+				return &exitError{ExitAborted, fmt.Errorf("interrupted: every fault was reverted; runs so far are in %s", o.out)}
+			case !sum.AsExpected:
+				return &exitError{ExitFailed, fmt.Errorf("not every run ended as expected: see the table")}
+			}
+			return nil
 		},
 	}
-	cmd.Flags().IntVar(&requests, "requests", 10, "requests sent in each step")
+	f := cmd.Flags()
+	f.StringSliceVar(&o.only, "only", nil, "run only the experiment `NAME` (repeatable, or comma-separated)")
+	f.StringVar(&o.out, "out", "", "`directory` for every run (default faultline-runs/demo-UTCSTAMP)")
+	f.BoolVar(&o.real, "real", false, "insist on real PostgreSQL and redis-server: fail instead of falling back")
+	f.BoolVar(&o.all, "all", false, "also run the experiments of the wider checklist, where built")
+	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
 	return cmd
 }
 
-// demoTimeout is the demo client's timeout per request.
-const demoTimeout = 500 * time.Millisecond
-
-// demoStep is one fault of the walkthrough.
-type demoStep struct {
-	title, cli string
-	apply      func(*proxy.Proxy) error
+type demoOptions struct {
+	only     []string
+	out      string
+	real     bool
+	all      bool
+	quiet    bool
+	stateDir string
 }
 
-func runDemo(ctx context.Context, w io.Writer, requests int) error {
-	svc, err := startInventory()
-	if err != nil {
-		return failure(err)
-	}
-	defer svc.Close()
-	srv := proxy.NewServer(proxy.ServerOptions{Seed: 1})
-	defer srv.Close() // rollback on every way out: proxies stop, toxics go
-	p, err := srv.Create(proxy.ProxyConfig{Name: "inventory", Listen: "127.0.0.1:0", Upstream: svc.Addr().String(), Enabled: true})
-	if err != nil {
-		return failure(err)
-	}
-	client := &http.Client{Timeout: demoTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
-	url := "http://" + p.Listen() + "/items"
-
-	fmt.Fprintf(w, "faultline demo: an inventory service on %s, a faultline proxy in front of it on %s.\n", svc.Addr(), p.Listen())
-	fmt.Fprintf(w, "Each step sends %d requests (a new connection each, %v client timeout) through the proxy.\n\n", requests, demoTimeout)
-	addToxic := func(t proxy.Toxic) func(*proxy.Proxy) error {
-		return func(p *proxy.Proxy) error { _, err := p.AddToxic(t); return err }
-	}
-	steps := []demoStep{
-		{"no fault (baseline)", "", func(*proxy.Proxy) error { return nil }},
-		{"latency 200 ms ± 20 ms on replies", "faultline toxic add inventory -t latency -a latency=200 -a jitter=20",
-			addToxic(proxy.Toxic{Effect: proxy.Latency{Delay: 200 * time.Millisecond, Jitter: 20 * time.Millisecond}})},
-		{"half of the requests black-holed (timeout, toxicity 0.5)", "faultline toxic add inventory -t timeout -u --toxicity 0.5",
-			addToxic(proxy.Toxic{Stream: proxy.Upstream, Toxicity: new(float32(0.5)), Effect: proxy.Timeout{}})},
-		{"connections reset (reset_peer on requests)", "faultline toxic add inventory -t reset_peer -u",
-			addToxic(proxy.Toxic{Stream: proxy.Upstream, Effect: proxy.ResetPeer{}})},
-		{"the service is down (proxy disabled)", "faultline proxy toggle inventory",
-			func(p *proxy.Proxy) error { return p.Update(p.Listen(), p.Upstream(), false) }},
-		{"all faults removed (recovery)", "curl -X POST http://127.0.0.1:8474/reset",
-			func(*proxy.Proxy) error { return srv.Reset() }},
-	}
-	fmt.Fprintf(w, "%-58s %5s %6s %9s %9s  %s\n", "STEP", "OK", "ERRORS", "P50", "MAX", "WHAT THE CLIENT SAW")
-	for i, st := range steps {
-		if i > 0 && i < len(steps)-1 {
-			// Each fault on its own: undo the previous one first.
-			if err := srv.Reset(); err != nil {
-				return failure(err)
-			}
-		}
-		if err := st.apply(p); err != nil {
-			return failure(fmt.Errorf("%s: %w", st.title, err))
-		}
-		r := measure(ctx, client, url, requests)
-		if ctx.Err() != nil {
-			fmt.Fprintln(w, "\ninterrupted: every fault removed")
-			return &exitError{ExitAborted, errors.New("interrupted")}
-		}
-		fmt.Fprintf(w, "%-58s %5d %6d %9s %9s  %s\n", st.title, r.ok, r.errors, r.p50, r.max, r.summary())
-		if st.cli != "" {
-			fmt.Fprintf(w, "%-58s %s\n", "", "  ↳ same with the server: "+st.cli)
-		}
-	}
-	fmt.Fprintln(w, "\nP50 and MAX are over every request of a step, failed ones included.")
-	fmt.Fprintln(w, "Every fault is removed. Try it on your own service: run 'faultline serve',")
-	fmt.Fprintln(w, "'faultline proxy create NAME -l LISTEN -u UPSTREAM', point your client at LISTEN, and add toxics.")
-	return nil
+// demoSummary is DIR/summary.json.
+type demoSummary struct {
+	Started    runner.Stamp `json:"started"`
+	Ended      runner.Stamp `json:"ended"`
+	Database   string       `json:"database"`
+	Cache      string       `json:"cache"`
+	Runs       []demoRow    `json:"runs"`
+	Skipped    []demoSkip   `json:"skipped"`
+	AsExpected bool         `json:"as_expected"`
 }
 
-// startInventory serves a small JSON API on loopback.
-func startInventory() (net.Listener, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+type demoRow struct {
+	Experiment    string   `json:"experiment"`
+	Build         string   `json:"build"`
+	Verdict       string   `json:"verdict"`
+	Expected      bool     `json:"expected"` // fragile found the weakness, resilient passed
+	P99           *float64 `json:"inject_p99"`
+	ErrorRate     *float64 `json:"inject_error_rate"`
+	TimeToRecover *float64 `json:"time_to_recover"`
+	Finding       string   `json:"finding"`
+	Dir           string   `json:"dir"`
+	Broken        []string `json:"broken"` // "PHASE: CONDITION" of every check that did not hold, and fired stop conditions
+}
+
+type demoSkip struct {
+	Experiment string `json:"experiment"`
+	Reason     string `json:"reason"`
+}
+
+// demoZones places the instances of the zone slots a, b, c: the fragile
+// shop runs every instance in zone a.
+var demoZones = map[shop.Build][3]string{shop.Fragile: {"a", "a", "a"}, shop.Resilient: {"a", "b", "c"}}
+
+func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (*demoSummary, error) {
+	sum := &demoSummary{Started: runner.Stamp(time.Now()), Runs: []demoRow{}, Skipped: []demoSkip{}}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /items", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"items":[{"sku":"A1","stock":12},{"sku":"B2","stock":0}]}`)
-	})
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
-	return ln, nil
-}
-
-type demoResult struct {
-	ok, errors int
-	p50, max   time.Duration
-	reasons    map[string]int
-}
-
-func (r demoResult) summary() string {
-	var parts []string
-	for reason, n := range r.reasons {
-		parts = append(parts, fmt.Sprintf("%d× %s", n, reason))
+	// The cache: Debian's redis-server, else the embedded one.
+	cacheServer := "redis"
+	sum.Cache = "redis-server (" + shop.RedisServer() + ")"
+	if shop.RedisServer() == "" {
+		if o.real {
+			return nil, fmt.Errorf("--real: redis-server is not installed (apt-get install redis-server)")
+		}
+		cacheServer, sum.Cache = "embedded", "embedded Redis-protocol server (redis-server is not installed)"
 	}
-	slices.Sort(parts)
-	if r.ok > 0 {
-		parts = append([]string{fmt.Sprintf("%d× 200 OK", r.ok)}, parts...)
+	// The database: PostgreSQL in a temporary directory, else SQLite.
+	var pg *shop.Postgres
+	if _, err := shop.FindPostgres(); err == nil {
+		fmt.Fprintln(stderr, "demo: starting PostgreSQL in a temporary directory")
+		logf, _ := os.Create(filepath.Join(o.out, "postgres.log"))
+		if logf != nil {
+			defer logf.Close()
+		}
+		pg, err = shop.StartPostgres(ctx, shop.PostgresConfig{Log: logf})
+		if err != nil {
+			if o.real {
+				return nil, fmt.Errorf("--real: %w", err)
+			}
+			fmt.Fprintf(stderr, "demo: PostgreSQL did not start (%v): using SQLite\n", err)
+		} else {
+			defer pg.Stop()
+			sum.Database = fmt.Sprintf("PostgreSQL on %s (pid %d)", pg.Addr(), pg.PID())
+		}
+	} else if o.real {
+		return nil, fmt.Errorf("--real: %w", err)
 	}
-	return strings.Join(parts, ", ")
-}
-
-func measure(ctx context.Context, client *http.Client, url string, n int) demoResult {
-	r := demoResult{reasons: map[string]int{}}
-	var lat []time.Duration
-	for range n {
+	if pg == nil {
+		sum.Database = "SQLite (PostgreSQL is not installed)"
+	}
+	fmt.Fprintf(stderr, "demo: database %s; cache %s; runs in %s\n", sum.Database, sum.Cache, o.out)
+	names := experiments.Order
+	if len(o.only) > 0 {
+		names = o.only
+	}
+	if o.all {
+		fmt.Fprintln(stderr, "demo: --all: the wider checklist's experiments are not built yet; running the shop's five")
+	}
+	for _, name := range names {
 		if ctx.Err() != nil {
 			break
 		}
-		start := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = errors.New(resp.Status)
-			}
-		}
-		d := time.Since(start)
-		lat = append(lat, d)
-		r.max = max(r.max, d)
-		if err != nil {
-			r.errors++
-			r.reasons[errorReason(err)]++
+		if name == "db-primary-down" && pg == nil {
+			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs PostgreSQL (a database server process to freeze): apt-get install postgresql"})
+			fmt.Fprintf(stderr, "demo: skipping %s: it needs PostgreSQL\n", name)
 			continue
 		}
-		r.ok++
+		for _, build := range []shop.Build{shop.Fragile, shop.Resilient} {
+			if ctx.Err() != nil {
+				break
+			}
+			row, err := demoRun(ctx, stderr, o, pg, cacheServer, name, build)
+			if err != nil {
+				return nil, fmt.Errorf("%s (%s): %w", name, build, err)
+			}
+			sum.Runs = append(sum.Runs, row)
+			mark := "as expected"
+			if !row.Expected {
+				mark = "NOT as expected"
+			}
+			fmt.Fprintf(stderr, "demo: %s %s: %s (%s): %s\n", name, build, row.Verdict, mark, row.Finding)
+		}
 	}
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		r.p50 = roundDuration(lat[len(lat)/2])
-		r.max = roundDuration(r.max)
+	sum.Ended = runner.Stamp(time.Now())
+	sum.AsExpected = len(sum.Runs) > 0 && ctx.Err() == nil
+	for _, r := range sum.Runs {
+		sum.AsExpected = sum.AsExpected && r.Expected
 	}
-	return r
+	b, _ := json.MarshalIndent(sum, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "summary.json"), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	printDemoTable(stdout, sum, o.out)
+	return sum, nil
 }
 
-// roundDuration keeps three significant figures or so.
-func roundDuration(d time.Duration) time.Duration {
-	switch {
-	case d >= 100*time.Millisecond:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
+// demoRun runs one experiment against one build.
+func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Postgres, cacheServer, name string, build shop.Build) (demoRow, error) {
+	row := demoRow{Experiment: name, Build: string(build), Dir: filepath.Join(o.out, name, string(build)), Broken: []string{}}
+	data, err := experiments.File(name)
+	if err != nil {
+		return row, err
 	}
-	return d.Round(time.Microsecond)
+	z := demoZones[build]
+	vars := map[string]string{"BUILD": string(build), "CACHE_SERVER": cacheServer, "ZONE1": z[0], "ZONE2": z[1], "ZONE3": z[2]}
+	if pg != nil {
+		db := strings.ReplaceAll(name, "-", "_") + "_" + string(build)
+		if err := pg.CreateDatabase(ctx, db); err != nil {
+			return row, fmt.Errorf("create database %s: %w", db, err)
+		}
+		vars["DB_URL"], vars["DB_PIDFILE"] = pg.URL(db), pg.PIDFile
+	}
+	x, err := experiment.Parse(experiments.Path(name), data, experiment.Options{Vars: vars})
+	if err != nil {
+		return row, err
+	}
+	if err := os.MkdirAll(filepath.Dir(row.Dir), 0o755); err != nil {
+		return row, err
+	}
+	self, _ := process.Identify(os.Getpid())
+	if deregister, err := state.Register(o.stateDir, state.Run{Name: x.Name, Out: row.Dir, Runner: self, Started: time.Now()}); err == nil {
+		defer deregister()
+	}
+	fmt.Fprintf(stderr, "\ndemo: %s against the %s shop: %s\n", name, build, x.Hypothesis)
+	var progress io.Writer = &linePrefixer{w: stderr, prefix: fmt.Sprintf("[%s/%s] ", name, build)}
+	if o.quiet {
+		progress = io.Discard
+	}
+	res, err := runner.Run(ctx, x, runner.Options{OutDir: row.Dir, Vars: vars, Progress: progress})
+	if err != nil {
+		return row, err
+	}
+	row.Verdict, row.TimeToRecover = res.Verdict, res.TimeToRecover
+	for _, t := range res.Traffic {
+		if t.Phase == "inject" && t.Request == "" {
+			row.P99, row.ErrorRate = &t.P99, &t.ErrorRate
+		}
+	}
+	for _, c := range res.Checks {
+		if !c.Held || c.Fired {
+			row.Broken = append(row.Broken, c.Phase+": "+c.Condition)
+		}
+	}
+	switch build {
+	case shop.Fragile:
+		row.Expected = res.Verdict == runner.Failed || res.Verdict == runner.Aborted
+	default:
+		row.Expected = res.Verdict == runner.Passed
+	}
+	row.Finding = finding(res)
+	return row, nil
 }
 
-// errorReason says in a few words what a client error was.
-func errorReason(err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "connection reset"
-	case errors.As(err, &ne) && ne.Timeout():
-		return "timed out"
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed"
+// finding says in one line why a run ended as it did.
+func finding(res *runner.Result) string {
+	if res.Verdict == runner.Passed {
+		return "the hypothesis held in every phase"
 	}
-	return err.Error()
+	var parts []string
+	for _, c := range res.Checks {
+		if c.Fired {
+			parts = append(parts, "stopped: "+c.Condition)
+		}
+	}
+	more := 0
+	for _, c := range res.Checks {
+		if c.Held || c.Fired {
+			continue
+		}
+		if len(parts) == 2 {
+			more++
+			continue
+		}
+		v := c.Detail
+		if c.Value != nil {
+			v = runner.FormatValue(*c.Value, c.Unit)
+		}
+		parts = append(parts, fmt.Sprintf("%s broke in %s (%s)", c.Condition, c.Phase, v))
+	}
+	if more > 0 {
+		parts = append(parts, fmt.Sprintf("%d more", more))
+	}
+	if len(parts) == 0 && len(res.Reasons) > 0 {
+		parts = append(parts, res.Reasons[0])
+	}
+	return strings.Join(parts, "; ")
+}
+
+func printDemoTable(w io.Writer, sum *demoSummary, out string) {
+	fmt.Fprintf(w, "\nfaultline demo: %d runs; database %s; cache %s\n\n", len(sum.Runs), sum.Database, sum.Cache)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EXPERIMENT\tBUILD\tVERDICT\tP99 (FAULT)\tERRORS (FAULT)\tRECOVERED IN\tFINDING")
+	for _, r := range sum.Runs {
+		p99, errs, ttr := "-", "-", "never"
+		if r.P99 != nil {
+			p99 = runner.FormatValue(*r.P99, "s")
+		}
+		if r.ErrorRate != nil {
+			errs = runner.FormatValue(*r.ErrorRate, "ratio")
+		}
+		if r.TimeToRecover != nil {
+			ttr = fmt.Sprintf("%.1fs", *r.TimeToRecover)
+		}
+		verdict := r.Verdict
+		if !r.Expected {
+			verdict += " (!)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Experiment, r.Build, verdict, p99, errs, ttr, r.Finding)
+	}
+	_ = tw.Flush()
+	for _, s := range sum.Skipped {
+		fmt.Fprintf(w, "skipped %s: %s\n", s.Experiment, s.Reason)
+	}
+	fmt.Fprintf(w, "\nFragile runs should end FAILED or ABORTED (the experiment found the weakness),\nresilient runs PASSED; (!) marks a run that did not.\nEach run's directory: %s/EXPERIMENT/BUILD (result.json, journal.jsonl, samples.jsonl, processes.log)\nAll runs: %s\n",
+		out, filepath.Join(out, "summary.json"))
+}
+
+// linePrefixer starts every line written with a prefix.
+type linePrefixer struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    bytes.Buffer
+}
+
+func (p *linePrefixer) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf.Write(b)
+	for {
+		line, err := p.buf.ReadBytes('\n')
+		if err != nil {
+			p.buf.Write(line) // keep the partial line for later
+			return len(b), nil
+		}
+		if _, err := io.WriteString(p.w, p.prefix+string(line)); err != nil {
+			return 0, err
+		}
+	}
 }

@@ -1,0 +1,513 @@
+package shop
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+)
+
+// CheckoutConfig configures one checkout API instance.
+type CheckoutConfig struct {
+	Listen   string // HOST:PORT
+	Build    Build
+	DB       string // postgres://... or sqlite:PATH
+	Cache    string // the Redis server, HOST:PORT
+	Payments string // the card processor's base URL
+	Zone     string // reported by /health
+	// Workers is how many requests are served at once, like a server's
+	// thread pool (default 16). Requests beyond it wait for a worker.
+	Workers int
+	Logger  *slog.Logger
+}
+
+// Checkout is the checkout API: GET /products, POST /checkout,
+// GET /orders/{id}, GET /stats, GET /health, GET /metrics.
+type Checkout struct {
+	cfg       CheckoutConfig
+	log       *slog.Logger
+	store     *Store
+	cache     *redis.Client
+	pay       *http.Client
+	cacheCB   *gobreaker.CircuitBreaker[[]byte]
+	payCB     *gobreaker.CircuitBreaker[struct{}]
+	slots     chan struct{}
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	payments  *prometheus.CounterVec
+	breakers  *prometheus.GaugeVec
+	closeOnce sync.Once
+}
+
+const productsKey = "shop:products"
+
+// NewCheckout prepares an instance; Run serves it.
+func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if _, err := ParseBuild(string(cfg.Build)); err != nil {
+		return nil, err
+	}
+	dbURL := cfg.DB
+	if cfg.Build == Resilient && strings.HasPrefix(dbURL, "postgres") && !strings.Contains(dbURL, "connect_timeout") {
+		dbURL += sep(dbURL) + "connect_timeout=1"
+	}
+	store, err := OpenStore(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	c := &Checkout{cfg: cfg, log: cfg.Logger, store: store, slots: make(chan struct{}, cfg.Workers), reg: prometheus.NewRegistry()}
+	ropts := &redis.Options{Addr: cfg.Cache, Protocol: 2, DisableIdentity: true}
+	if cfg.Build == Resilient {
+		store.DB().SetMaxOpenConns(20)
+		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = cacheTimeout, cacheTimeout, cacheTimeout
+		ropts.MaxRetries = -1 // the breaker decides, not a hidden retry loop
+		c.pay = &http.Client{Timeout: payTimeout}
+	} else {
+		store.DB().SetMaxOpenConns(10)
+		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // no timeouts: the "before"
+		ropts.MaxRetries = -1
+		c.pay = &http.Client{}
+	}
+	redis.SetLogger(quietRedis{}) // its dial errors reach us as errors, and /health names them
+	c.cache = redis.NewClient(ropts)
+	c.metrics()
+	c.cacheCB = newBreaker[[]byte]("cache", 3, time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("cache").Set(float64(s)) })
+	c.payCB = newBreaker[struct{}]("payments", 3, 2*time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("payments").Set(float64(s)) })
+	return c, nil
+}
+
+// quietRedis drops the Redis client's own log lines.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func sep(url string) string {
+	if strings.Contains(url, "?") {
+		return "&"
+	}
+	return "?"
+}
+
+func (c *Checkout) metrics() {
+	c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shop_requests_total", Help: "Requests served, by route and status code."}, []string{"route", "code"})
+	c.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shop_request_duration_seconds", Help: "Time to serve a request, waiting for a worker included.",
+		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"route"})
+	c.payments = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shop_payments_total", Help: "Checkout payments by outcome: paid, queued, lost."}, []string{"outcome"})
+	c.breakers = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shop_circuit_breaker_state", Help: "0 closed, 1 half-open, 2 open."}, []string{"breaker"})
+	c.reg.MustRegister(c.requests, c.latency, c.payments, c.breakers)
+}
+
+// Handler serves the API. Requests to /products, /checkout and /orders
+// share the instance's workers; /health, /stats and /metrics do not.
+func (c *Checkout) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /products", c.route("products", true, c.products))
+	mux.Handle("POST /checkout", c.route("checkout", true, c.checkout))
+	mux.Handle("GET /orders/{id}", c.route("order", true, c.order))
+	mux.Handle("GET /stats", c.route("stats", false, c.stats))
+	mux.Handle("GET /health", c.route("health", false, c.health))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// statusWriter remembers the status code.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (c *Checkout) route(name string, pooled bool, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		if pooled {
+			select {
+			case c.slots <- struct{}{}:
+				defer func() { <-c.slots }()
+			case <-r.Context().Done():
+				c.requests.WithLabelValues(name, "499").Inc()
+				return
+			}
+		}
+		h(sw, r)
+		c.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		c.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, map[string]any{"error": fmt.Sprintf(format, args...), "status": code})
+}
+
+// ctx is the context of an outbound call: the request's in the resilient
+// build; in the fragile one, a context that never ends, as in code that
+// passes context.Background() everywhere.
+func (c *Checkout) ctx(r *http.Request) context.Context {
+	if c.cfg.Build == Resilient {
+		return r.Context()
+	}
+	return context.Background()
+}
+
+func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
+	ctx := c.ctx(r)
+	if c.cfg.Build == Fragile {
+		b, err := c.cache.Get(ctx, productsKey).Bytes()
+		if err == nil {
+			writeRaw(w, b)
+			return
+		}
+		if !errors.Is(err, redis.Nil) {
+			writeError(w, http.StatusInternalServerError, "cache: %v", err)
+			return
+		}
+		ps, err := c.store.Products(ctx)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "database: %v", err)
+			return
+		}
+		b, _ = json.Marshal(ps)
+		if err := c.cache.Set(ctx, productsKey, b, 10*time.Minute).Err(); err != nil {
+			writeError(w, http.StatusInternalServerError, "cache: %v", err)
+			return
+		}
+		writeRaw(w, b)
+		return
+	}
+	// Resilient: the cache behind a breaker with a short timeout; on a miss
+	// or any cache trouble, the database (reads retried with backoff).
+	b, err := c.cacheCB.Execute(func() ([]byte, error) {
+		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+		defer cancel()
+		b, err := c.cache.Get(cctx, productsKey).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil // a miss is not a failure
+		}
+		return b, err
+	})
+	if err == nil && b != nil {
+		writeRaw(w, b)
+		return
+	}
+	ps, err := retryRead(ctx, c.store.Products)
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "catalogue unavailable: %v", err)
+		return
+	}
+	b, _ = json.Marshal(ps)
+	_, _ = c.cacheCB.Execute(func() ([]byte, error) {
+		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+		defer cancel()
+		return nil, c.cache.Set(cctx, productsKey, b, 10*time.Minute).Err()
+	})
+	writeRaw(w, b)
+}
+
+func writeRaw(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+type checkoutRequest struct {
+	ProductID int64 `json:"product_id"`
+}
+
+func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
+	var req checkoutRequest
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "body: %v", err)
+			return
+		}
+	}
+	if req.ProductID == 0 {
+		req.ProductID = 1
+	}
+	ctx := c.ctx(r)
+	dctx, cancel := withTimeout(ctx, c.timeout(dbTimeout))
+	order, err := c.store.CreateOrder(dctx, req.ProductID)
+	cancel()
+	switch {
+	case errors.Is(err, ErrNoProduct):
+		writeError(w, http.StatusNotFound, "product %d: %v", req.ProductID, err)
+		return
+	case err != nil:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "cannot write the order: %v", err)
+		return
+	}
+	if c.cfg.Build == Fragile {
+		// Synchronous payment without a timeout: as slow as the processor.
+		if err := c.charge(ctx, order); err != nil {
+			_ = c.store.SetStatus(ctx, order.ID, StatusLost)
+			c.payments.WithLabelValues(StatusLost).Inc()
+			writeError(w, http.StatusBadGateway, "order %d: payment failed: %v", order.ID, err)
+			return
+		}
+		_ = c.store.SetStatus(ctx, order.ID, StatusPaid)
+		c.payments.WithLabelValues(StatusPaid).Inc()
+		order.Status = StatusPaid
+		writeJSON(w, http.StatusCreated, order)
+		return
+	}
+	// Resilient: charge behind a breaker with a timeout; when the processor
+	// is slow or the breaker open, queue the payment for the worker.
+	_, err = c.payCB.Execute(func() (struct{}, error) {
+		pctx, cancel := context.WithTimeout(ctx, payTimeout)
+		defer cancel()
+		return struct{}{}, c.charge(pctx, order)
+	})
+	status, code := StatusPaid, http.StatusCreated
+	if err != nil {
+		status, code = StatusQueued, http.StatusAccepted
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+	defer cancel()
+	if err := c.store.SetStatus(sctx, order.ID, status); err != nil {
+		c.log.Warn("order status not saved", "order", order.ID, "status", status, "err", err)
+	}
+	c.payments.WithLabelValues(status).Inc()
+	order.Status = status
+	writeJSON(w, code, order)
+}
+
+// timeout is d in the resilient build and none in the fragile one.
+func (c *Checkout) timeout(d time.Duration) time.Duration {
+	if c.cfg.Build == Resilient {
+		return d
+	}
+	return 0
+}
+
+// charge asks the card processor to charge an order; the order id is the
+// idempotency key, so charging again is safe.
+func (c *Checkout) charge(ctx context.Context, o Order) error {
+	body, _ := json.Marshal(map[string]int64{"order_id": o.ID, "amount_cents": o.AmountCents})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.cfg.Payments, "/")+"/charge", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "order-"+strconv.FormatInt(o.ID, 10))
+	resp, err := c.pay.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("card processor: %s", resp.Status)
+	}
+	return nil
+}
+
+func (c *Checkout) order(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "order id %q: want a number", r.PathValue("id"))
+		return
+	}
+	read := c.store.Order
+	if c.cfg.Build == Resilient {
+		read = func(ctx context.Context, id int64) (Order, error) {
+			return retryRead(ctx, func(ctx context.Context) (Order, error) { return c.store.Order(ctx, id) })
+		}
+	}
+	o, err := read(c.ctx(r), id)
+	switch {
+	case errors.Is(err, ErrNoOrder):
+		writeError(w, http.StatusNotFound, "order %d: %v", id, err)
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "order %d: %v", id, err)
+	default:
+		writeJSON(w, http.StatusOK, o)
+	}
+}
+
+func (c *Checkout) stats(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := withTimeout(c.ctx(r), c.timeout(time.Second))
+	defer cancel()
+	st, err := c.store.Stats(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "stats: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// health checks the database and the cache, each with its own short
+// timeout, in both builds: 200, or 503 naming what is unhealthy.
+func (c *Checkout) health(w http.ResponseWriter, r *http.Request) {
+	var mu sync.Mutex
+	bad := map[string]string{}
+	var wg sync.WaitGroup
+	check := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+			defer cancel()
+			if err := f(ctx); err != nil {
+				mu.Lock()
+				bad[name] = err.Error()
+				mu.Unlock()
+			}
+		})
+	}
+	check("database", c.store.Ping)
+	check("cache", func(ctx context.Context) error { return c.cache.Ping(ctx).Err() })
+	wg.Wait()
+	body := map[string]any{"status": "ok", "build": c.cfg.Build, "zone": c.cfg.Zone}
+	if len(bad) > 0 {
+		body["status"], body["unhealthy"] = "unhealthy", bad
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// payQueued charges queued orders, oldest first; it stops at the first
+// failure (the breaker is likely open).
+func (c *Checkout) payQueued(ctx context.Context) (int, error) {
+	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	orders, err := c.store.Queued(qctx, 20)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	paid := 0
+	for _, o := range orders {
+		_, err := c.payCB.Execute(func() (struct{}, error) {
+			pctx, cancel := context.WithTimeout(ctx, payTimeout)
+			defer cancel()
+			return struct{}{}, c.charge(pctx, o)
+		})
+		if err != nil {
+			return paid, err
+		}
+		sctx, cancel := context.WithTimeout(ctx, dbTimeout)
+		err = c.store.SetStatus(sctx, o.ID, StatusPaid)
+		cancel()
+		if err != nil {
+			return paid, err
+		}
+		paid++
+	}
+	return paid, nil
+}
+
+// worker confirms queued payments until ctx ends, backing off (with
+// jitter) while the processor or the database fails.
+func (c *Checkout) worker(ctx context.Context) {
+	b := newBackOff(workerInterval, 4*time.Second)
+	wait := workerInterval
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		n, err := c.payQueued(ctx)
+		if n > 0 {
+			c.log.Info("queued payments confirmed", "orders", n)
+		}
+		if err != nil && ctx.Err() == nil {
+			wait = b.NextBackOff()
+			if wait == backoff.Stop {
+				wait = 4 * time.Second
+			}
+			continue
+		}
+		b.Reset()
+		wait = workerInterval
+	}
+}
+
+// Run listens, prepares the database (retrying while it comes up), and
+// serves until ctx ends. The resilient build also runs the payment worker.
+func (c *Checkout) Run(ctx context.Context) error {
+	defer c.close()
+	ln, err := net.Listen("tcp", c.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	_, err = backoff.Retry(ctx, func() (struct{}, error) {
+		mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return struct{}{}, c.store.Migrate(mctx)
+	}, backoff.WithBackOff(newBackOff(100*time.Millisecond, time.Second)), backoff.WithMaxElapsedTime(30*time.Second))
+	if err != nil {
+		return fmt.Errorf("database %s: %w", redactURL(c.cfg.DB), err)
+	}
+	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	wctx, stopWorker := context.WithCancel(ctx)
+	defer stopWorker()
+	if c.cfg.Build == Resilient {
+		wg.Go(func() { c.worker(wctx) })
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	c.log.Info("checkout serving", "listen", ln.Addr().String(), "build", c.cfg.Build, "zone", c.cfg.Zone)
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+		err = nil
+	}
+	stopWorker()
+	wg.Wait()
+	return err
+}
+
+func (c *Checkout) close() {
+	c.closeOnce.Do(func() {
+		_ = c.cache.Close()
+		_ = c.store.Close()
+	})
+}
+
+// redactURL hides a password in a database URL.
+func redactURL(u string) string {
+	if i, j := strings.Index(u, "://"), strings.LastIndex(u, "@"); i >= 0 && j > i {
+		if k := strings.Index(u[i+3:j], ":"); k >= 0 {
+			return u[:i+3+k] + ":***" + u[j:]
+		}
+	}
+	return u
+}

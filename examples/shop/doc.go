@@ -1,0 +1,41 @@
+// Package shop is the small e-commerce backend that faultline's demo and
+// example experiments break on purpose. It comes in two builds:
+//
+//   - Fragile, the "before": no timeouts on outbound calls, payment charged
+//     synchronously, cache errors fail the request, a round-robin balancer
+//     without health checks.
+//   - Resilient, the "after": a timeout on every outbound call, circuit
+//     breakers (sony/gobreaker) and retries with exponential backoff and
+//     jitter (cenkalti/backoff), cache → database fallback, payments queued
+//     and confirmed by a background worker when the card processor is slow,
+//     and a balancer with active health checks that retries on another
+//     instance.
+//
+// Its parts are a checkout API (Checkout), a card processor (Payments), a
+// balancer (Balancer), a cache server (RunCache: Debian's redis-server when
+// installed, else an embedded Redis-protocol server) and a PostgreSQL
+// server in a temporary directory (StartPostgres). The store is PostgreSQL,
+// or SQLite through a pure-Go driver where PostgreSQL is missing. Every part
+// runs from the faultline binary ('faultline shop ...'), so the demo needs
+// no build step.
+package shop
+
+import "fmt"
+
+// Build is the shop's build: Fragile or Resilient.
+type Build string
+
+// The two builds.
+const (
+	Fragile   Build = "fragile"
+	Resilient Build = "resilient"
+)
+
+// ParseBuild checks a build name.
+func ParseBuild(s string) (Build, error) {
+	switch Build(s) {
+	case Fragile, Resilient:
+		return Build(s), nil
+	}
+	return "", fmt.Errorf("unknown build %q: want fragile or resilient", s)
+}

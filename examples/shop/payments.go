@@ -1,0 +1,75 @@
+package shop
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+)
+
+// Payments is the card processor: an external API stand-in.
+// POST /charge {"order_id": N, "amount_cents": N} charges once per
+// Idempotency-Key (else per order id): a repeated request gets the first
+// charge back. GET /stats counts charges and replays; GET /health.
+type Payments struct {
+	mu      sync.Mutex
+	charges map[string]charge
+	replays int
+}
+
+type charge struct {
+	ID          string `json:"charge_id"`
+	OrderID     int64  `json:"order_id"`
+	AmountCents int64  `json:"amount_cents"`
+	Status      string `json:"status"`
+}
+
+// NewPayments returns a card processor with no charges.
+func NewPayments() *Payments { return &Payments{charges: map[string]charge{}} }
+
+// Handler serves the processor's API.
+func (p *Payments) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /charge", p.charge)
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]int{"charges": len(p.charges), "replays": p.replays})
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return mux
+}
+
+func (p *Payments) charge(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		OrderID     int64 `json:"order_id"`
+		AmountCents int64 `json:"amount_cents"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "body: %v", err)
+		return
+	}
+	if req.OrderID <= 0 || req.AmountCents <= 0 {
+		writeError(w, http.StatusBadRequest, "order_id and amount_cents must be positive")
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		key = "order-" + strconv.FormatInt(req.OrderID, 10)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.charges[key]; ok {
+		p.replays++
+		writeJSON(w, http.StatusOK, c)
+		return
+	}
+	c := charge{ID: fmt.Sprintf("ch_%d", len(p.charges)+1), OrderID: req.OrderID, AmountCents: req.AmountCents, Status: "succeeded"}
+	p.charges[key] = c
+	writeJSON(w, http.StatusOK, c)
+}

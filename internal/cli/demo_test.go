@@ -1,0 +1,175 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/faultline/faultline/examples/shop"
+	"github.com/faultline/faultline/process"
+)
+
+// needRealServers skips without PostgreSQL and redis-server, except under
+// CI=true, where make test installs them.
+func needRealServers(t *testing.T) {
+	t.Helper()
+	_, pgErr := shop.FindPostgres()
+	if pgErr == nil && shop.RedisServer() != "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("PostgreSQL or redis-server missing: make test installs them (%v)", pgErr)
+	}
+	t.Skip("PostgreSQL or redis-server is not installed")
+}
+
+type demoSummary struct {
+	Database   string `json:"database"`
+	AsExpected bool   `json:"as_expected"`
+	Runs       []struct {
+		Experiment string   `json:"experiment"`
+		Build      string   `json:"build"`
+		Verdict    string   `json:"verdict"`
+		Expected   bool     `json:"expected"`
+		Broken     []string `json:"broken"`
+		Dir        string   `json:"dir"`
+	} `json:"runs"`
+}
+
+// The demo's promise, against real PostgreSQL and Redis: each experiment
+// finds its weakness in the fragile build, for the documented reason, and
+// the resilient build passes it.
+func TestDemoFragileFailsResilientPasses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ten experiments (about 3 minutes)")
+	}
+	needRealServers(t)
+	bin := binary(t)
+	out := t.TempDir()
+	cmd := exec.Command(bin, "demo", "--real", "--quiet", "--out", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	var sum demoSummary
+	b, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &sum)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 10 {
+		t.Fatalf("summary: database %q, as expected %v, %d runs\n%s", sum.Database, sum.AsExpected, len(sum.Runs), stdout.String())
+	}
+	// The check each fragile run must break: the weakness it documents.
+	reason := map[string]string{
+		"cache-dies":      "inject: error_rate < 1%",
+		"db-primary-down": "inject: latency p99 < 1s",
+		"slow-payment":    "inject: latency p99 of checkout < 3.5s",
+		"half-instances":  "inject: error_rate < 1%",
+		"zone-outage":     "inject: error_rate < 1%",
+	}
+	for _, r := range sum.Runs {
+		switch r.Build {
+		case "fragile":
+			if r.Verdict != "FAILED" && r.Verdict != "ABORTED" || !contains(r.Broken, reason[r.Experiment]) {
+				t.Errorf("%s fragile: %s, broken %q; want FAILED or ABORTED with %q broken", r.Experiment, r.Verdict, r.Broken, reason[r.Experiment])
+			}
+		case "resilient":
+			if r.Verdict != "PASSED" || len(r.Broken) > 0 {
+				t.Errorf("%s resilient: %s, broken %q; want PASSED", r.Experiment, r.Verdict, r.Broken)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(r.Dir, "result.json")); err != nil {
+			t.Errorf("%s %s: %v", r.Experiment, r.Build, err)
+		}
+	}
+	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage"} {
+		if !regexp.MustCompile(`(?m)^` + name + `\s+fragile\s+(FAILED|ABORTED)\s`).MatchString(stdout.String()) ||
+			!regexp.MustCompile(`(?m)^`+name+`\s+resilient\s+PASSED\s`).MatchString(stdout.String()) {
+			t.Errorf("table lacks %s's rows:\n%s", name, stdout.String())
+		}
+	}
+	assertNothingLeft(t, bin, stderr.String())
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// assertNothingLeft checks that no process of the shop (launched from
+// bin) and not the demo's PostgreSQL outlived the demo.
+func assertNothingLeft(t *testing.T, bin, stderr string) {
+	t.Helper()
+	left, err := process.Match(regexp.MustCompile(regexp.QuoteMeta(bin) + " shop "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("shop processes left running: %v", left)
+	}
+	if m := regexp.MustCompile(`PostgreSQL on \S+ \(pid (\d+)\)`).FindStringSubmatch(stderr); m != nil {
+		pid, _ := strconv.Atoi(m[1])
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("PostgreSQL (pid %d) left running", pid)
+		}
+	} else {
+		t.Errorf("demo did not say which PostgreSQL it started:\n%s", stderr)
+	}
+}
+
+// Ctrl-C in the middle of a fault: the demo reverts it, stops everything
+// it started, and exits 3.
+func TestDemoInterrupted(t *testing.T) {
+	needRealServers(t)
+	bin := binary(t)
+	out := t.TempDir()
+	cmd := exec.Command(bin, "demo", "--only", "half-instances", "--quiet", "--out", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	journal := filepath.Join(out, "half-instances", "fragile", "journal.jsonl")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(journal)
+		if bytes.Contains(b, []byte(`"name":"kill half the instances"`)) {
+			break // the fault is being injected
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("fault never injected:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling the journal
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("demo after Ctrl-C: %v, want exit 3\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	b, _ := os.ReadFile(journal)
+	if !bytes.Contains(b, []byte(`"type":"run_end"`)) {
+		t.Errorf("journal has no run_end after the interrupt:\n%s", b)
+	}
+	assertNothingLeft(t, bin, stderr.String())
+}

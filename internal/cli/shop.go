@@ -1,0 +1,241 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faultline/faultline/examples/shop"
+)
+
+func newShopCmd() *cobra.Command {
+	cmd := group(&cobra.Command{
+		Use:   "shop",
+		Short: "Run the demo shop's parts: checkout, payments, balancer, cache, postgres",
+		Long: `The demo shop is the small e-commerce backend that 'faultline demo' and the
+experiments in examples/experiments break on purpose. Each part runs from the
+faultline binary, so experiments launch them with {self} and nothing needs a
+build step. Every part takes --build fragile|resilient where it matters:
+
+  fragile    no timeouts on outbound calls, synchronous payment, cache errors
+             fail the request, round-robin balancer without health checks
+  resilient  timeouts everywhere, circuit breakers, retries with backoff and
+             jitter, cache -> database fallback, queued payments confirmed by
+             a worker, balancer with health checks and retry elsewhere
+
+Every part stops on SIGTERM or Ctrl-C.`,
+		Example: `  faultline shop postgres                      # prints DB_URL and DB_PIDFILE
+  faultline shop cache --listen 127.0.0.1:16379
+  faultline shop payments --listen 127.0.0.1:18090
+  faultline shop checkout --build resilient --listen 127.0.0.1:18081 \
+      --db sqlite:/tmp/shop.db --cache 127.0.0.1:16379 --payments http://127.0.0.1:18090
+  faultline shop balancer --build resilient --listen 127.0.0.1:18080 --backends 127.0.0.1:18081`,
+	})
+	cmd.AddCommand(newShopCheckoutCmd(), newShopPaymentsCmd(), newShopBalancerCmd(), newShopCacheCmd(), newShopPostgresCmd())
+	return cmd
+}
+
+// serveUntilSignal runs f until SIGTERM or Ctrl-C.
+func serveUntilSignal(c *cobra.Command, f func(context.Context) error) error {
+	ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := f(ctx); err != nil {
+		return &exitError{ExitError, err}
+	}
+	return nil
+}
+
+func shopLogger(c *cobra.Command, part string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil)).With("part", part)
+}
+
+func buildFlag(cmd *cobra.Command, b *string) {
+	cmd.Flags().StringVar(b, "build", "fragile", "`fragile` (the before) or resilient (the after)")
+}
+
+func newShopCheckoutCmd() *cobra.Command {
+	var cfg shop.CheckoutConfig
+	var build string
+	cmd := &cobra.Command{
+		Use:   "checkout",
+		Short: "Run one checkout API instance",
+		Long: `Serves GET /products (cache, then database), POST /checkout {"product_id": N}
+(writes the order, charges the card), GET /orders/{id}, GET /stats (orders
+created, paid, queued, pending, lost), GET /health (database and cache, each
+with its own short timeout; 503 names what is unhealthy) and GET /metrics.`,
+		Example: `  faultline shop checkout --build resilient --listen 127.0.0.1:18081 \
+      --db postgres://shop@127.0.0.1:15432/shop --cache 127.0.0.1:16379 --payments http://127.0.0.1:18090`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			b, err := shop.ParseBuild(build)
+			if err != nil {
+				return usagef("--build: %v", err)
+			}
+			cfg.Build = b
+			for flag, v := range map[string]string{"--db": cfg.DB, "--cache": cfg.Cache, "--payments": cfg.Payments} {
+				if v == "" {
+					return usagef("%s is required", flag)
+				}
+			}
+			cfg.Logger = shopLogger(c, "checkout")
+			co, err := shop.NewCheckout(cfg)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			return serveUntilSignal(c, co.Run)
+		},
+	}
+	buildFlag(cmd, &build)
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "`HOST:PORT` to serve on")
+	f.StringVar(&cfg.DB, "db", "", "database `URL`: postgres://USER@HOST:PORT/DB or sqlite:PATH")
+	f.StringVar(&cfg.Cache, "cache", "", "Redis `HOST:PORT`")
+	f.StringVar(&cfg.Payments, "payments", "", "card processor base `URL`")
+	f.StringVar(&cfg.Zone, "zone", "", "`zone` this instance runs in, reported by /health")
+	f.IntVar(&cfg.Workers, "workers", 16, "requests served at once; more wait for a worker")
+	return cmd
+}
+
+func newShopPaymentsCmd() *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "payments",
+		Short: "Run the card processor (POST /charge, idempotent by Idempotency-Key)",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			srv := &http.Server{Addr: listen, Handler: shop.NewPayments().Handler(), ReadHeaderTimeout: 5 * time.Second}
+			return serveUntilSignal(c, func(ctx context.Context) error { return serveHTTP(ctx, srv) })
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8090", "`HOST:PORT` to serve on")
+	return cmd
+}
+
+// serveHTTP serves srv until ctx ends.
+func serveHTTP(ctx context.Context, srv *http.Server) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
+
+func newShopBalancerCmd() *cobra.Command {
+	var cfg shop.BalancerConfig
+	var build, backends string
+	cmd := &cobra.Command{
+		Use:   "balancer",
+		Short: "Run the balancer in front of the checkout instances",
+		Long: `Fragile: round robin over every instance, one attempt, no timeouts.
+Resilient: round robin over the instances whose /health answers 200 (all of
+them when none does), and a failed request is tried on another instance when
+that is safe: the connection was refused, or the method is idempotent.`,
+		Example: `  faultline shop balancer --build resilient --listen 127.0.0.1:18080 \
+      --backends 127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			b, err := shop.ParseBuild(build)
+			if err != nil {
+				return usagef("--build: %v", err)
+			}
+			cfg.Build = b
+			for _, a := range strings.Split(backends, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					cfg.Backends = append(cfg.Backends, a)
+				}
+			}
+			cfg.Logger = shopLogger(c, "balancer")
+			bal, err := shop.NewBalancer(cfg)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			return serveUntilSignal(c, bal.Run)
+		},
+	}
+	buildFlag(cmd, &build)
+	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:8000", "`HOST:PORT` to serve on")
+	cmd.Flags().StringVar(&backends, "backends", "", "comma-separated `HOST:PORT` of the checkout instances")
+	return cmd
+}
+
+func newShopCacheCmd() *cobra.Command {
+	var listen, server string
+	cmd := &cobra.Command{
+		Use:   "cache",
+		Short: "Run the cache: Debian's redis-server when installed, else an embedded one",
+		Long: `Runs the shop's Redis cache on --listen. With --server auto (the default) it
+becomes redis-server when that is installed (the process is replaced, so a
+fault that kills this pid kills Redis itself), else it serves the Redis
+protocol from this process (miniredis). --server redis insists on the real one.`,
+		Example: "  faultline shop cache --listen 127.0.0.1:16379\n  faultline shop cache --listen 127.0.0.1:16379 --server embedded",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			real := shop.RedisServer()
+			switch server {
+			case "auto", "redis", "embedded":
+			default:
+				return usagef("--server %q: want auto, redis or embedded", server)
+			}
+			if server == "redis" && real == "" {
+				return &exitError{ExitError, fmt.Errorf("--server redis: redis-server is not installed (apt-get install redis-server)")}
+			}
+			if server != "embedded" && real != "" {
+				args, err := shop.RedisArgs(listen)
+				if err != nil {
+					return usagef("--listen %q: %v", listen, err)
+				}
+				return &exitError{ExitError, syscall.Exec(real, args, os.Environ())}
+			}
+			return serveUntilSignal(c, func(ctx context.Context) error { return shop.RunEmbeddedCache(ctx, listen) })
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:6379", "`HOST:PORT` to serve on")
+	cmd.Flags().StringVar(&server, "server", "auto", "`auto`, redis (Debian's redis-server) or embedded")
+	return cmd
+}
+
+func newShopPostgresCmd() *cobra.Command {
+	var port int
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "postgres",
+		Short: "Run PostgreSQL in a temporary directory, for the shop's experiments",
+		Long: `Initialises a database cluster and runs PostgreSQL on 127.0.0.1 (as the
+"postgres" user when run as root), creates the database "shop", and prints the
+variables that the example experiments take. The directory is removed on exit.`,
+		Example: "  faultline shop postgres --port 15432\n  faultline run examples/experiments/cache-dies.yaml --var BUILD=fragile --var DB_URL=... ",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return serveUntilSignal(c, func(ctx context.Context) error {
+				pg, err := shop.StartPostgres(ctx, shop.PostgresConfig{Port: port, Dir: dir})
+				if err != nil {
+					return err
+				}
+				defer pg.Stop()
+				if err := pg.CreateDatabase(ctx, "shop"); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "PostgreSQL ready (pid %d); for the experiments:\n  --var DB_URL=%s --var DB_PIDFILE=%s\nCtrl-C stops it.\n",
+					pg.PID(), pg.URL("shop"), pg.PIDFile)
+				<-ctx.Done()
+				return nil
+			})
+		},
+	}
+	cmd.Flags().IntVar(&port, "port", 0, "`port` (default: a free one)")
+	cmd.Flags().StringVar(&dir, "dir", "", "data `directory` to keep (default: a temporary one, removed on exit)")
+	return cmd
+}
