@@ -18,4 +18,6 @@ var Order = []string{"cache-dies", "db-primary-down", "slow-payment", "half-inst
 func File(name string) ([]byte, error) { return fs.ReadFile(files, name+".yaml") }
 
 // Path is where the file lives in the repository, for messages.
-func Path(name string) string { return "examples/experiments/" + strings.TrimSuffix(name, ".yaml") + ".yaml" }
+func Path(name string) string {
+	return "examples/experiments/" + strings.TrimSuffix(name, ".yaml") + ".yaml"
+}

@@ -97,7 +97,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage"} {
-		if !regexp.MustCompile(`(?m)^` + name + `\s+fragile\s+(FAILED|ABORTED)\s`).MatchString(stdout.String()) ||
+		if !regexp.MustCompile(`(?m)^`+name+`\s+fragile\s+(FAILED|ABORTED)\s`).MatchString(stdout.String()) ||
 			!regexp.MustCompile(`(?m)^`+name+`\s+resilient\s+PASSED\s`).MatchString(stdout.String()) {
 			t.Errorf("table lacks %s's rows:\n%s", name, stdout.String())
 		}
