@@ -40,6 +40,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIToxicJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIProxyJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./examples/shop -run '^$$' -fuzz FuzzPaymentsCharge -fuzztime $(FUZZTIME)
 
 ## bench: proxy and load engine figures, written to bench/results/
 bench:

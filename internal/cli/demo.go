@@ -56,9 +56,19 @@ Exit codes: 0 when every fragile run found its weakness and every resilient
 run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 		Example: `  faultline demo
   faultline demo --only slow-payment
-  faultline demo --out demo-runs --real`,
+  faultline demo --out demo-runs --real
+  faultline demo --db sqlite --cache embedded    # as on a machine without either`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if o.real {
+				o.db, o.cache = "postgres", "redis"
+			}
+			if !slices.Contains([]string{"auto", "postgres", "sqlite"}, o.db) {
+				return usagef("--db %q: want auto, postgres or sqlite", o.db)
+			}
+			if !slices.Contains([]string{"auto", "redis", "embedded"}, o.cache) {
+				return usagef("--cache %q: want auto, redis or embedded", o.cache)
+			}
 			for _, n := range o.only {
 				if !slices.Contains(experiments.Order, n) {
 					return usagef("--only %q: no such experiment; known: %s", n, strings.Join(experiments.Order, ", "))
@@ -93,18 +103,21 @@ run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 	f.StringSliceVar(&o.only, "only", nil, "run only the experiment `NAME` (repeatable, or comma-separated)")
 	f.StringVar(&o.out, "out", "", "`directory` for every run (default faultline-runs/demo-UTCSTAMP)")
 	f.BoolVar(&o.real, "real", false, "insist on real PostgreSQL and redis-server: fail instead of falling back")
+	f.StringVar(&o.db, "db", "auto", "`auto` (PostgreSQL when installed, else SQLite), postgres or sqlite")
+	f.StringVar(&o.cache, "cache", "auto", "`auto` (redis-server when installed, else embedded), redis or embedded")
 	f.BoolVar(&o.all, "all", false, "also run the experiments of the wider checklist, where built")
 	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
 	return cmd
 }
 
 type demoOptions struct {
-	only     []string
-	out      string
-	real     bool
-	all      bool
-	quiet    bool
-	stateDir string
+	db, cache string
+	only      []string
+	out       string
+	real      bool
+	all       bool
+	quiet     bool
+	stateDir  string
 }
 
 // demoSummary is DIR/summary.json.
@@ -147,36 +160,39 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 	}
 	// The cache: Debian's redis-server, else the embedded one.
 	cacheServer := "redis"
-	sum.Cache = "redis-server (" + shop.RedisServer() + ")"
-	if shop.RedisServer() == "" {
-		if o.real {
-			return nil, fmt.Errorf("--real: redis-server is not installed (apt-get install redis-server)")
-		}
+	switch {
+	case o.cache == "embedded":
+		cacheServer, sum.Cache = "embedded", "embedded Redis-protocol server (--cache embedded)"
+	case shop.RedisServer() != "":
+		sum.Cache = "redis-server (" + shop.RedisServer() + ")"
+	case o.cache == "redis":
+		return nil, fmt.Errorf("--cache redis: redis-server is not installed (apt-get install redis-server)")
+	default:
 		cacheServer, sum.Cache = "embedded", "embedded Redis-protocol server (redis-server is not installed)"
 	}
 	// The database: PostgreSQL in a temporary directory, else SQLite.
 	var pg *shop.Postgres
-	if _, err := shop.FindPostgres(); err == nil {
-		fmt.Fprintln(stderr, "demo: starting PostgreSQL in a temporary directory")
-		logf, _ := os.Create(filepath.Join(o.out, "postgres.log"))
-		if logf != nil {
-			defer logf.Close()
-		}
-		pg, err = shop.StartPostgres(ctx, shop.PostgresConfig{Log: logf})
-		if err != nil {
-			if o.real {
-				return nil, fmt.Errorf("--real: %w", err)
+	sum.Database = "SQLite (--db sqlite)"
+	if o.db != "sqlite" {
+		_, err := shop.FindPostgres()
+		if err == nil {
+			fmt.Fprintln(stderr, "demo: starting PostgreSQL in a temporary directory")
+			logf, _ := os.Create(filepath.Join(o.out, "postgres.log"))
+			if logf != nil {
+				defer logf.Close()
 			}
-			fmt.Fprintf(stderr, "demo: PostgreSQL did not start (%v): using SQLite\n", err)
-		} else {
-			defer pg.Stop()
-			sum.Database = fmt.Sprintf("PostgreSQL on %s (pid %d)", pg.Addr(), pg.PID())
+			if pg, err = shop.StartPostgres(ctx, shop.PostgresConfig{Log: logf}); err == nil {
+				defer pg.Stop()
+				sum.Database = fmt.Sprintf("PostgreSQL on %s (pid %d)", pg.Addr(), pg.PID())
+			}
 		}
-	} else if o.real {
-		return nil, fmt.Errorf("--real: %w", err)
-	}
-	if pg == nil {
-		sum.Database = "SQLite (PostgreSQL is not installed)"
+		switch {
+		case err != nil && o.db == "postgres":
+			return nil, fmt.Errorf("--db postgres: %w", err)
+		case err != nil:
+			fmt.Fprintf(stderr, "demo: no PostgreSQL (%v): the shop uses SQLite\n", err)
+			sum.Database = "SQLite (PostgreSQL: " + err.Error() + ")"
+		}
 	}
 	fmt.Fprintf(stderr, "demo: database %s; cache %s; runs in %s\n", sum.Database, sum.Cache, o.out)
 	names := experiments.Order

@@ -173,3 +173,44 @@ func TestDemoInterrupted(t *testing.T) {
 	}
 	assertNothingLeft(t, bin, stderr.String())
 }
+
+// On a bare machine the demo runs on SQLite and the embedded cache, and
+// says what it skips.
+func TestDemoFallbacks(t *testing.T) {
+	bin := binary(t)
+	out := t.TempDir()
+	cmd := exec.Command(bin, "demo", "--db", "sqlite", "--cache", "embedded", "--only", "db-primary-down,half-instances", "--quiet", "--out", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{
+		"SQLite (--db sqlite)", "embedded Redis-protocol server",
+		"skipped db-primary-down: needs PostgreSQL",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if !regexp.MustCompile(`(?m)^half-instances\s+fragile\s+FAILED`).MatchString(stdout.String()) ||
+		!regexp.MustCompile(`(?m)^half-instances\s+resilient\s+PASSED`).MatchString(stdout.String()) {
+		t.Errorf("half-instances on SQLite:\n%s\n%s", stdout.String(), stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(out, "half-instances", "resilient", "shop.db")); err != nil {
+		t.Errorf("the resilient run's SQLite database: %v", err)
+	}
+}
+
+func TestDemoUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"demo", "--only", "no-such"},
+		{"demo", "--db", "mysql"},
+		{"demo", "--cache", "memcached"},
+		{"demo", "extra"},
+	} {
+		if code, _, errOut := run(t, args...); code != 2 || errOut == "" {
+			t.Errorf("%q = %d, %q; want exit 2 with a message", args, code, errOut)
+		}
+	}
+}
