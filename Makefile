@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIToxicJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIProxyJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./examples/shop -run '^$$' -fuzz FuzzPaymentsCharge -fuzztime $(FUZZTIME)
+	$(GO) test ./report -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 
 ## bench: proxy and load engine figures, written to bench/results/
 bench:

@@ -558,16 +558,17 @@ func (r *run) phaseStart(phase string) time.Time {
 func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of string) (load.Summary, bool), from, to time.Time) CheckRecord {
 	if c.Probe != nil {
 		held, ran, passed, failure := r.col.probesHeld(i, from, to)
-		p := c.Probe
-		if filled := r.probes[i]; filled != nil {
-			p = filled
+		// The condition as written ({front.addr}, not a port of the day),
+		// so that runs compare; the address it reached goes in the detail.
+		desc, at := probeText(c.Probe), ""
+		if filled := r.probes[i]; filled != nil && probeText(filled) != desc {
+			at = " (" + strings.TrimPrefix(probeText(filled), "probe ") + ")"
 		}
-		desc := probeText(p)
 		if ran == 0 {
-			return CheckRecord{Condition: desc, Phase: phase, Held: false, Detail: "the probe did not run"}
+			return CheckRecord{Condition: desc, Phase: phase, Held: false, Detail: "the probe did not run" + at}
 		}
 		share, all := float64(passed)/float64(ran), 1.0
-		detail := fmt.Sprintf("passed %d of %d", passed, ran)
+		detail := fmt.Sprintf("passed %d of %d%s", passed, ran, at)
 		if failure != "" {
 			detail += "; last failure: " + failure
 		}

@@ -9,7 +9,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 # Debian packages the tests use: the real servers they run on loopback.
-pkgs=(prometheus postgresql redis-server)
+pkgs=(prometheus postgresql redis-server chromium libxml2-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

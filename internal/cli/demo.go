@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/faultline/faultline/examples/shop"
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/report"
 	"github.com/faultline/faultline/runner"
 	"github.com/faultline/faultline/state"
 )
@@ -128,6 +130,7 @@ type demoSummary struct {
 	Cache      string       `json:"cache"`
 	Runs       []demoRow    `json:"runs"`
 	Skipped    []demoSkip   `json:"skipped"`
+	Compares   []string     `json:"compares"`
 	AsExpected bool         `json:"as_expected"`
 }
 
@@ -154,7 +157,7 @@ type demoSkip struct {
 var demoZones = map[shop.Build][3]string{shop.Fragile: {"a", "a", "a"}, shop.Resilient: {"a", "b", "c"}}
 
 func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (*demoSummary, error) {
-	sum := &demoSummary{Started: runner.Stamp(time.Now()), Runs: []demoRow{}, Skipped: []demoSkip{}}
+	sum := &demoSummary{Started: runner.Stamp(time.Now()), Runs: []demoRow{}, Skipped: []demoSkip{}, Compares: []string{}}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return nil, err
 	}
@@ -226,6 +229,20 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 			}
 			fmt.Fprintf(stderr, "demo: %s %s: %s (%s): %s\n", name, build, row.Verdict, mark, row.Finding)
 		}
+		if n := len(sum.Runs); n >= 2 && sum.Runs[n-2].Experiment == name && sum.Runs[n-1].Experiment == name {
+			path := filepath.Join(o.out, name, "compare.html")
+			a, errA := report.Load(sum.Runs[n-2].Dir)
+			b, errB := report.Load(sum.Runs[n-1].Dir)
+			err := errors.Join(errA, errB)
+			if err == nil {
+				err = writeCompare(path, a, b)
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "demo: %s: comparison not written: %v\n", name, err)
+			} else {
+				sum.Compares = append(sum.Compares, path)
+			}
+		}
 	}
 	sum.Ended = runner.Stamp(time.Now())
 	sum.AsExpected = len(sum.Runs) > 0 && ctx.Err() == nil
@@ -276,6 +293,7 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 	if err != nil {
 		return row, err
 	}
+	writeReports(stderr, row.Dir)
 	row.Verdict, row.TimeToRecover = res.Verdict, res.TimeToRecover
 	for _, t := range res.Traffic {
 		if t.Phase == "inject" && t.Request == "" {
@@ -357,8 +375,12 @@ func printDemoTable(w io.Writer, sum *demoSummary, out string) {
 	for _, s := range sum.Skipped {
 		fmt.Fprintf(w, "skipped %s: %s\n", s.Experiment, s.Reason)
 	}
-	fmt.Fprintf(w, "\nFragile runs should end FAILED or ABORTED (the experiment found the weakness),\nresilient runs PASSED; (!) marks a run that did not.\nEach run's directory: %s/EXPERIMENT/BUILD (result.json, journal.jsonl, samples.jsonl, processes.log)\nAll runs: %s\n",
-		out, filepath.Join(out, "summary.json"))
+	fmt.Fprintf(w, "\nFragile runs should end FAILED or ABORTED (the experiment found the weakness),\nresilient runs PASSED; (!) marks a run that did not.\nEach run: %s/EXPERIMENT/BUILD/report.html (and result.json, junit.xml, summary.md, journal.jsonl)\n",
+		out)
+	for _, c := range sum.Compares {
+		fmt.Fprintf(w, "Side by side: %s\n", c)
+	}
+	fmt.Fprintf(w, "All runs: %s\n", filepath.Join(out, "summary.json"))
 }
 
 // linePrefixer starts every line written with a prefix.

@@ -92,8 +92,13 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 				t.Errorf("%s resilient: %s, broken %q; want PASSED", r.Experiment, r.Verdict, r.Broken)
 			}
 		}
-		if _, err := os.Stat(filepath.Join(r.Dir, "result.json")); err != nil {
-			t.Errorf("%s %s: %v", r.Experiment, r.Build, err)
+		for _, f := range []string{"result.json", "report.html", "junit.xml", "summary.md"} {
+			if _, err := os.Stat(filepath.Join(r.Dir, f)); err != nil {
+				t.Errorf("%s %s: %v", r.Experiment, r.Build, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(out, r.Experiment, "compare.html")); err != nil {
+			t.Errorf("%s: %v", r.Experiment, err)
 		}
 	}
 	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage"} {
@@ -212,5 +217,53 @@ func TestDemoUsage(t *testing.T) {
 		if code, _, errOut := run(t, args...); code != 2 || errOut == "" {
 			t.Errorf("%q = %d, %q; want exit 2 with a message", args, code, errOut)
 		}
+	}
+}
+
+// copyRun copies a run directory of the report package's test data.
+func copyRun(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"journal.jsonl", "result.json", "samples.jsonl"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "report", "testdata", name, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	return dir
+}
+
+func TestReportAndCompareCommands(t *testing.T) {
+	dir := copyRun(t, "failed")
+	code, out, errOut := run(t, "report", dir)
+	if code != 0 || !strings.Contains(out, filepath.Join(dir, "report.html")) {
+		t.Fatalf("report = %d %q %q", code, out, errOut)
+	}
+	for _, f := range []string{"report.html", "junit.xml", "summary.md"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	for format, want := range map[string]string{"md": "## ❌ FAILED: `slow-payment`", "junit": "<testsuites", "json": `"verdict": "FAILED"`, "html": `id="verdict">FAILED<`} {
+		code, out, errOut := run(t, "report", dir, "--format", format)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("report --format %s = %d, %q; output lacks %q", format, code, errOut, want)
+		}
+	}
+	for _, args := range [][]string{{"report", dir, "--format", "pdf"}, {"report", t.TempDir()}, {"report"}, {"compare", dir}} {
+		if code, _, errOut := run(t, args...); code != 2 || errOut == "" {
+			t.Errorf("%q = %d, want 2 with a message", args, code)
+		}
+	}
+	other := copyRun(t, "aborted")
+	html := filepath.Join(t.TempDir(), "cmp.html")
+	code, out, errOut = run(t, "compare", dir, other, "-o", html)
+	b, _ := os.ReadFile(html)
+	if code != 0 || !strings.Contains(string(b), `id="verdict-b"`) || !strings.Contains(string(b), "ABORTED") {
+		t.Fatalf("compare = %d %q %q", code, out, errOut)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/report"
 	"github.com/faultline/faultline/runner"
 	"github.com/faultline/faultline/state"
 )
@@ -122,6 +123,7 @@ DIR/result.json; the verdict is the exit code.
 			if halted, note := state.Halted(stateDir); halted && res.Verdict == runner.Aborted {
 				res.Reasons = append(res.Reasons, "halted: "+strings.TrimSpace(note))
 			}
+			writeReports(progress, out)
 			if asJSON {
 				b, _ := json.MarshalIndent(res, "", "  ")
 				fmt.Fprintf(c.OutOrStdout(), "%s\n", b)
@@ -140,6 +142,19 @@ DIR/result.json; the verdict is the exit code.
 	f.BoolVar(&allowNoStop, "allow-no-stop", false, "accept an experiment without stop conditions")
 	f.BoolVar(&allowRemote, "allow-remote", false, "allow targets, traffic and probes off loopback")
 	return cmd
+}
+
+// writeReports renders a finished run's report.html, junit.xml and
+// summary.md; a failure is reported, not fatal: the run's outcome stands.
+func writeReports(progress io.Writer, out string) {
+	report.Version = version()
+	r, err := report.Load(out)
+	if err == nil {
+		err = r.WriteAll()
+	}
+	if err != nil {
+		fmt.Fprintf(progress, "warning: reports not written: %v ('faultline report %s' tries again)\n", err, out)
+	}
 }
 
 func parseVars(vars []string) (map[string]string, error) {
@@ -222,7 +237,7 @@ func printVerdict(w io.Writer, res *runner.Result, out string) {
 	if res.TimeToRecover != nil {
 		fmt.Fprintf(w, "  time to recover: %.1fs\n", *res.TimeToRecover)
 	}
-	fmt.Fprintf(w, "  seed %d; replay: faultline run %s --seed %d\n  result: %s\n", res.Seed, res.File, res.Seed, filepath.Join(out, "result.json"))
+	fmt.Fprintf(w, "  replay: %s\n  result: %s\n  report: %s\n", report.ReplayCommand(*res), filepath.Join(out, "result.json"), filepath.Join(out, "report.html"))
 }
 
 // printPlan prints what a run would do, touching nothing.

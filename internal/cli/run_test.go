@@ -84,6 +84,12 @@ func TestRunSIGTERMRollsBack(t *testing.T) {
 	if !journal.Clean(events) || len(journal.Pending(events)) != 0 {
 		t.Fatal("journal does not show a clean, fully reverted run")
 	}
+	// Every run writes its reports, an aborted one too.
+	for _, f := range []string{"report.html", "junit.xml", "summary.md"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("after the run: %v", err)
+		}
+	}
 }
 
 func asExit(err error, ee **exec.ExitError) bool {

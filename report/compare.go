@@ -1,0 +1,157 @@
+package report
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"path/filepath"
+	"slices"
+)
+
+// compareRow is one condition in one phase, in both runs.
+type compareRow struct {
+	Condition, Phase string
+	A, B             checkCell
+}
+
+type compareSide struct {
+	R        *Run
+	Link     string // to its report.html, relative to compare.html
+	Label    string
+	Class    string
+	Headline string
+	TTR      string
+}
+
+type compareData struct {
+	A, B    compareSide
+	Rows    []compareRow
+	Charts  []template.HTML
+	Style   template.CSS
+	Version string
+}
+
+// label names a run in a comparison: its directory's name.
+func label(r *Run) string { return filepath.Base(filepath.Clean(r.Dir)) }
+
+func side(r *Run) compareSide {
+	s := compareSide{R: r, Label: label(r), Class: verdictClass(r.Result.Verdict), Headline: headline(r.Result.Verdict), TTR: "not recovered"}
+	if r.Result.TimeToRecover != nil {
+		s.TTR = fmt.Sprintf("recovered %.1f s after the rollback", *r.Result.TimeToRecover)
+	}
+	return s
+}
+
+// injectStart is where the comparison's timelines are aligned.
+func (r *Run) injectStart() float64 {
+	from, _, _ := r.phase("inject")
+	return from
+}
+
+// Compare writes compare.html: two runs of an experiment (before and after
+// a fix, fragile and resilient) side by side, their timelines overlaid and
+// aligned on the start of injection. outDir is where compare.html goes,
+// for the links to each run's report.
+func Compare(w io.Writer, a, b *Run, outDir string) error {
+	d := compareData{A: side(a), B: side(b), Style: template.CSS(styleCSS), Version: Version} //nolint:gosec // our own stylesheet
+	for _, s := range []*compareSide{&d.A, &d.B} {
+		s.Link = filepath.Join(s.R.Dir, "report.html")
+		if abs, err := filepath.Abs(s.Link); err == nil {
+			if base, err := filepath.Abs(outDir); err == nil {
+				if rel, err := filepath.Rel(base, abs); err == nil {
+					s.Link = rel
+				}
+			}
+		}
+	}
+	if d.A.Label == d.B.Label {
+		d.A.Label, d.B.Label = "A: "+d.A.Label, "B: "+d.B.Label
+	}
+	type key struct{ cond, phase string }
+	var order []key
+	cells := map[key]*compareRow{}
+	add := func(r *Run, which int) {
+		for _, c := range r.Result.Checks {
+			k := key{c.Condition, c.Phase}
+			if c.Fired {
+				k.cond = "stop when " + c.Condition
+			}
+			row := cells[k]
+			if row == nil {
+				row = &compareRow{Condition: k.cond, Phase: c.Phase}
+				cells[k] = row
+				order = append(order, k)
+			}
+			cell := checkCell{Present: true, Held: c.Held && !c.Fired, Fired: c.Fired, Text: cellText(c), Detail: c.Detail}
+			if which == 0 {
+				row.A = cell
+			} else {
+				row.B = cell
+			}
+		}
+	}
+	add(a, 0)
+	add(b, 1)
+	slices.SortStableFunc(order, func(x, y key) int { return slices.Index(checkPhases, x.phase) - slices.Index(checkPhases, y.phase) })
+	for _, k := range order {
+		d.Rows = append(d.Rows, *cells[k])
+	}
+	sa, sb := a.injectStart(), b.injectStart()
+	xMin := min(-sa, -sb)
+	xMax := max(a.duration()-sa, b.duration()-sb)
+	mk := func(id, title, unit string, m metric, f func(float64) string, atLeast float64) template.HTML {
+		c := chart{id: id, title: title, unit: unit, xLabel: "seconds since injection started", xMin: xMin, xMax: xMax,
+			bands: a.bands(sa), markers: a.markers(sa), yFormat: f, yMaxAtLeast: atLeast}
+		c.series = []series{
+			{name: d.A.Label + " " + m.name, color: vermilion, pts: a.points(m, sa)},
+			{name: d.B.Label + " " + m.name, color: blue, dash: true, pts: b.points(m, sb)},
+		}
+		return template.HTML(c.svg()) //nolint:gosec // built by chart.svg, which escapes every text
+	}
+	if len(a.Samples)+len(b.Samples) > 0 {
+		d.Charts = []template.HTML{
+			mk("errors", "Error rate", "errors", errorMetrics[0], fmtPercent, 0.01),
+			mk("latency", "Latency p99", "latency", latencyMetrics[2], fmtMillis, 0.001),
+			mk("rate", "Requests per second", "per second", rateMetrics[0], fmtRate, 1),
+		}
+	}
+	return compareTmpl.Execute(w, d)
+}
+
+var compareTmpl = template.Must(template.New("compare").Funcs(funcs).Parse(compareHTML))
+
+const compareHTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.A.R.Result.Name}}: {{.A.Label}} {{.A.R.Result.Verdict}} vs {{.B.Label}} {{.B.R.Result.Verdict}} · faultline</title>
+<style>{{.Style}}</style>
+</head>
+<body>
+<header class="verdict error"><div><h1>{{.A.R.Result.Name}}: {{.A.Label}} and {{.B.Label}} side by side</h1>
+{{with .A.R.Result.Hypothesis}}<p class="headline">{{.}}</p>{{end}}</div></header>
+<main>
+<section class="compare-verdicts">
+  <div class="v {{.A.Class}}" id="verdict-a"><strong>{{.A.Label}}: {{.A.R.Result.Verdict}}</strong><br>{{.A.Headline}}<br>{{.A.TTR}}</div>
+  <div class="v {{.B.Class}}" id="verdict-b"><strong>{{.B.Label}}: {{.B.R.Result.Verdict}}</strong><br>{{.B.Headline}}<br>{{.B.TTR}}</div>
+</section>
+<section>
+<h2>Checks</h2>
+<table class="checks"><thead><tr><th>phase</th><th>condition</th><th>{{.A.Label}}</th><th>{{.B.Label}}</th></tr></thead>
+<tbody>{{range .Rows}}<tr><td>{{.Phase}}</td><td class="cond"><code>{{.Condition}}</code></td>
+{{with .A}}{{if .Present}}<td class="{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}"><span class="mark">{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}</span> {{.Text}}</td>{{else}}<td class="na">–</td>{{end}}{{end}}
+{{with .B}}{{if .Present}}<td class="{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}"><span class="mark">{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}</span> {{.Text}}</td>{{else}}<td class="na">–</td>{{end}}{{end}}</tr>
+{{end}}</tbody></table>
+</section>
+{{if .Charts}}<section class="timelines"><h2>Timelines, overlaid</h2>
+<p class="legend-note">{{.A.Label}} solid, {{.B.Label}} dashed; aligned on the start of injection; shaded windows are {{.A.Label}}'s</p>
+{{range .Charts}}{{.}}{{end}}</section>{{end}}
+<section><h2>Runs</h2><ul>
+<li>{{.A.Label}}: <code>{{.A.R.Dir}}</code> (<a href="{{.A.Link}}">report</a>)</li>
+<li>{{.B.Label}}: <code>{{.B.R.Dir}}</code> (<a href="{{.B.Link}}">report</a>)</li></ul></section>
+</main>
+<footer>faultline {{.Version}}</footer>
+</body>
+</html>
+`

@@ -1,0 +1,202 @@
+// Package report turns a run directory into what people read: a
+// self-contained HTML report with timelines (report.html), JUnit XML for CI
+// (junit.xml), a Markdown summary for pull requests (summary.md), and a
+// side-by-side comparison of two runs (compare.html).
+//
+// Reports read the run directory only (result.json, samples.jsonl,
+// journal.jsonl), never the experiment file or a live target, so a run
+// copied from CI renders the same anywhere.
+package report
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/runner"
+)
+
+// Run is a run directory as read back.
+type Run struct {
+	Dir     string
+	Result  runner.Result
+	Samples []runner.Sample
+	Events  []journal.Event
+	// Complete is false when the run never wrote result.json (its runner
+	// was killed): Result is then rebuilt from the journal.
+	Complete bool
+}
+
+// Incomplete is the verdict of a run that did not finish.
+const Incomplete = "INCOMPLETE"
+
+// Load reads a run directory.
+func Load(dir string) (*Run, error) {
+	r := &Run{Dir: dir}
+	events, err := journal.ReadFile(filepath.Join(dir, "journal.jsonl"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: not a run directory (no journal.jsonl)", dir)
+		}
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "journal.jsonl"), err)
+	}
+	r.Events = events
+	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &r.Result); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "result.json"), err)
+		}
+		r.Complete = true
+	case errors.Is(err, os.ErrNotExist):
+		r.Result = fromJournal(events)
+	default:
+		return nil, err
+	}
+	if r.Samples, err = readSamples(filepath.Join(dir, "samples.jsonl")); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func readSamples(path string) ([]runner.Sample, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []runner.Sample
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		var s runner.Sample
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			return out, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// fromJournal rebuilds what it can of a result from the journal of a run
+// that did not finish.
+func fromJournal(events []journal.Event) runner.Result {
+	res := runner.Result{Verdict: Incomplete, Vars: map[string]string{}, Checks: []runner.CheckRecord{}, Faults: []runner.FaultRecord{}}
+	res.Reasons = []string{"the run did not finish (its journal has no run_end): 'faultline recover DIR' undoes what it left"}
+	var last time.Time
+	for _, e := range events {
+		last = e.Time
+		switch e.Type {
+		case journal.RunStart:
+			res.Name, res.Started = e.Name, runner.Stamp(e.Time)
+			for _, kv := range strings.Fields(e.Message) {
+				if k, v, ok := strings.Cut(kv, "="); ok && k == "file" {
+					res.File = v
+				} else if ok && k == "seed" {
+					fmt.Sscan(v, &res.Seed) //nolint:errcheck
+				}
+			}
+		case journal.Phase:
+			if n := len(res.Phases); n > 0 {
+				res.Phases[n-1].End = runner.Stamp(e.Time)
+			}
+			res.Phases = append(res.Phases, runner.PhaseRecord{Name: e.Name, Start: runner.Stamp(e.Time)})
+		case journal.Intent:
+			if e.Name != "" && !strings.HasPrefix(e.Name, "launch ") {
+				at := runner.Stamp(e.Time)
+				res.Faults = append(res.Faults, runner.FaultRecord{Name: e.Name, Hit: []string{e.Message}, InjectedAt: &at, Evidence: []string{}})
+			}
+		}
+	}
+	if n := len(res.Phases); n > 0 && time.Time(res.Phases[n-1].End).IsZero() {
+		res.Phases[n-1].End = runner.Stamp(last)
+	}
+	res.Ended = runner.Stamp(last)
+	return res
+}
+
+// WriteAll writes report.html, junit.xml and summary.md into the run
+// directory.
+func (r *Run) WriteAll() error {
+	for _, f := range []struct {
+		name  string
+		write func(*os.File) error
+	}{
+		{"report.html", func(f *os.File) error { return r.HTML(f) }},
+		{"junit.xml", func(f *os.File) error { return r.JUnit(f) }},
+		{"summary.md", func(f *os.File) error { return r.Markdown(f, "report.html") }},
+	} {
+		path := filepath.Join(r.Dir, f.name)
+		tmp, err := os.CreateTemp(r.Dir, "."+f.name+"-*")
+		if err != nil {
+			return err
+		}
+		err = f.write(tmp)
+		if err == nil {
+			err = tmp.Chmod(0o644)
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), path)
+		}
+		if err != nil {
+			os.Remove(tmp.Name())
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// since is t in seconds after the run started.
+func (r *Run) since(t runner.Stamp) float64 {
+	return time.Time(t).Sub(time.Time(r.Result.Started)).Seconds()
+}
+
+// phase returns the span of a phase in seconds since the start.
+func (r *Run) phase(name string) (from, to float64, ok bool) {
+	for _, p := range r.Result.Phases {
+		if p.Name == name {
+			return r.since(p.Start), r.since(p.End), true
+		}
+	}
+	return 0, 0, false
+}
+
+// duration is the run's length in seconds.
+func (r *Run) duration() float64 { return r.since(r.Result.Ended) }
+
+// Replay is the command that runs the experiment again with the same
+// random choices.
+func (r *Run) Replay() string { return ReplayCommand(r.Result) }
+
+// ReplayCommand is the command that runs res's experiment again with the
+// same seed and variables.
+func ReplayCommand(res runner.Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "faultline run %s --seed %d", shellQuote(res.File), res.Seed)
+	for _, k := range sortedKeys(res.Vars) {
+		b.WriteString(" --var " + shellQuote(k+"="+res.Vars[k]))
+	}
+	return b.String()
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,@%+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

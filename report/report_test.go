@@ -1,0 +1,250 @@
+package report_test
+
+import (
+	"bytes"
+	"encoding/xml"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/faultline/faultline/report"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func load(t *testing.T, name string) *report.Run {
+	t.Helper()
+	r, err := report.Load(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// golden compares got with testdata/golden/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./report -update writes it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got; -update rewrites it):\n%s", path, diff)
+	}
+}
+
+func TestGoldenMarkdownAndJUnit(t *testing.T) {
+	report.Version = "test"
+	for _, name := range []string{"failed", "aborted", "incomplete"} {
+		t.Run(name, func(t *testing.T) {
+			r := load(t, name)
+			var md, junit bytes.Buffer
+			if err := r.Markdown(&md, "report.html"); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.JUnit(&junit); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".md", md.Bytes())
+			golden(t, name+".xml", junit.Bytes())
+		})
+	}
+}
+
+// The structure JUnit consumers read: testsuites > testsuite[name, tests,
+// failures, errors, time] > testcase[name, classname, time] > failure[message].
+func TestJUnitStructure(t *testing.T) {
+	var buf bytes.Buffer
+	if err := load(t, "failed").JUnit(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName xml.Name `xml:"testsuites"`
+		Suites  []struct {
+			Name     string `xml:"name,attr"`
+			Tests    int    `xml:"tests,attr"`
+			Failures int    `xml:"failures,attr"`
+			Errors   int    `xml:"errors,attr"`
+			Time     string `xml:"time,attr"`
+			Cases    []struct {
+				Name      string `xml:"name,attr"`
+				Classname string `xml:"classname,attr"`
+				Time      string `xml:"time,attr"`
+				Failure   *struct {
+					Message string `xml:"message,attr"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Suites) != 1 {
+		t.Fatalf("%d suites", len(doc.Suites))
+	}
+	s := doc.Suites[0]
+	if s.Name != "slow-payment" || s.Tests != len(s.Cases) || s.Tests != 10 || s.Failures != 3 || s.Errors != 0 || s.Time == "" {
+		t.Fatalf("suite %s: tests %d (cases %d), failures %d, errors %d, time %q", s.Name, s.Tests, len(s.Cases), s.Failures, s.Errors, s.Time)
+	}
+	failed := map[string]string{}
+	for _, c := range s.Cases {
+		if c.Classname != "faultline.slow-payment" || c.Time == "" {
+			t.Errorf("case %q: classname %q, time %q", c.Name, c.Classname, c.Time)
+		}
+		if c.Failure != nil {
+			failed[c.Name] = c.Failure.Message
+		}
+	}
+	if msg := failed["inject: latency p99 of checkout < 3.5s"]; msg != "measured 4.006s (limit 3.5s)" {
+		t.Errorf("failure of the checkout latency check: %q (all: %v)", msg, failed)
+	}
+}
+
+// junit.xml validates against the schema the project ships, with xmllint.
+func TestJUnitSchema(t *testing.T) {
+	if _, err := exec.LookPath("xmllint"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("xmllint is not installed: make test installs libxml2-utils")
+		}
+		t.Skip("xmllint is not installed")
+	}
+	for _, name := range []string{"failed", "aborted", "incomplete"} {
+		path := filepath.Join(t.TempDir(), "junit.xml")
+		var buf bytes.Buffer
+		if err := load(t, name).JUnit(&buf); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.WriteFile(path, buf.Bytes(), 0o644)
+		if out, err := exec.Command("xmllint", "--noout", "--schema", "junit.xsd", path).CombinedOutput(); err != nil {
+			t.Errorf("%s: xmllint: %v\n%s", name, err, out)
+		}
+	}
+	// The schema is not a rubber stamp: a testcase without its classname fails.
+	bad := filepath.Join(t.TempDir(), "bad.xml")
+	_ = os.WriteFile(bad, []byte(`<testsuites><testsuite name="x" tests="1" failures="0" errors="0" time="1"><testcase name="c" time="1"/></testsuite></testsuites>`), 0o644)
+	if err := exec.Command("xmllint", "--noout", "--schema", "junit.xsd", bad).Run(); err == nil {
+		t.Error("xmllint accepted a testcase without classname")
+	}
+}
+
+func TestIncompleteRunFromJournal(t *testing.T) {
+	r := load(t, "incomplete")
+	if r.Complete || r.Result.Verdict != report.Incomplete || r.Result.Name != "half-instances" || len(r.Result.Phases) != 3 {
+		t.Fatalf("incomplete run: complete %v, verdict %s, name %q, phases %+v", r.Complete, r.Result.Verdict, r.Result.Name, r.Result.Phases)
+	}
+	if len(r.Result.Faults) != 1 || r.Result.Faults[0].Name != "kill half the instances" {
+		t.Fatalf("faults: %+v", r.Result.Faults)
+	}
+	var html bytes.Buffer
+	if err := r.HTML(&html); err != nil || !strings.Contains(html.String(), "INCOMPLETE") {
+		t.Fatalf("HTML of an incomplete run: %v", err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	if _, err := report.Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a run directory") {
+		t.Errorf("empty directory: %v", err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"journal.jsonl", "result.json"} {
+		b, _ := os.ReadFile(filepath.Join("testdata", "failed", f))
+		_ = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "samples.jsonl"), []byte("{\"phase\":\"baseline\"}\n{not json\n"), 0o644)
+	if _, err := report.Load(dir); err == nil || !strings.Contains(err.Error(), "samples.jsonl:2") {
+		t.Errorf("bad samples line: %v", err)
+	}
+}
+
+// written copies a test run to a temporary directory and writes its
+// reports there.
+func written(t *testing.T, name string) (string, *report.Run) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"journal.jsonl", "result.json", "samples.jsonl"} {
+		b, _ := os.ReadFile(filepath.Join("testdata", name, f))
+		_ = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	r, err := report.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteAll(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, r
+}
+
+func TestWriteAll(t *testing.T) {
+	dir, _ := written(t, "aborted")
+	for _, f := range []string{"report.html", "junit.xml", "summary.md"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || st.Size() == 0 || st.Mode().Perm() != 0o644 {
+			t.Errorf("%s: %v %v", f, st, err)
+		}
+	}
+	html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	for _, want := range []string{`id="verdict">ABORTED<`, `data-marker="stop: error_rate &gt; 90% for 2s"`, `data-band="fault" data-label="zone a outage"`} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks %s", want)
+		}
+	}
+	if strings.Contains(string(html), "http://") && strings.Contains(string(html), "<script src") {
+		t.Error("report.html loads a script")
+	}
+}
+
+// FuzzLoad feeds a run directory's three files, each seeded with a few
+// lines of a real run, to Load and every renderer: an error is fine, a
+// panic or a hang is not.
+func FuzzLoad(f *testing.F) {
+	head := func(name, file string, n int) []byte {
+		b, _ := os.ReadFile(filepath.Join("testdata", name, file))
+		lines := bytes.SplitAfter(b, []byte("\n"))
+		return bytes.Join(lines[:min(n, len(lines))], nil)
+	}
+	r, _ := os.ReadFile(filepath.Join("testdata", "aborted", "result.json"))
+	f.Add(r, head("aborted", "samples.jsonl", 3), head("aborted", "journal.jsonl", 4))
+	f.Add([]byte(`{"phases":[{"name":"inject","start":"x"}]}`), []byte(`{"time":"2026-01-01T00:00:00Z","p99":-1}`), []byte(`{"type":"run_start"}`))
+	f.Add([]byte{}, []byte(`{"time":"2026-01-01T00:00:00Z","p99":1e300}`), []byte(`{"type":"phase","name":"inject","time":"0001-01-01T00:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, result, samples, journal []byte) {
+		dir := t.TempDir()
+		_ = os.WriteFile(filepath.Join(dir, "samples.jsonl"), samples, 0o644)
+		_ = os.WriteFile(filepath.Join(dir, "journal.jsonl"), journal, 0o644)
+		if len(result) > 0 {
+			_ = os.WriteFile(filepath.Join(dir, "result.json"), result, 0o644)
+		}
+		r, err := report.Load(dir)
+		if err != nil {
+			return // a clear error is the right answer to bad input
+		}
+		var b bytes.Buffer
+		if err := r.HTML(&b); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.JUnit(&b); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Markdown(&b, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := report.Compare(&b, r, r, dir); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
