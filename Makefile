@@ -42,6 +42,8 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzAPIProxyJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./examples/shop -run '^$$' -fuzz FuzzPaymentsCharge -fuzztime $(FUZZTIME)
 	$(GO) test ./report -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy -run '^$$' -fuzz FuzzJSONPath -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy -run '^$$' -fuzz FuzzHTTPStage -fuzztime $(FUZZTIME)
 
 ## bench: proxy and load engine figures, written to bench/results/
 bench:

@@ -185,7 +185,8 @@ var (
 	selectKeys  = []string{"tags", "count", "percent"}
 )
 
-var actionKeys = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "down", "kill", "stop", "exec"}
+var actionKeys = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
+	"http_status", "http_latency", "http_body", "http_header", "down", "kill", "stop", "exec"}
 
 var topKeys = []string{"version", "name", "description", "hypothesis", "targets", "traffic", "steady_state",
 	"baseline", "inject", "faults", "recovery", "stop_when", "max_targets", "max_duration"}

@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"fmt"
+	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -185,6 +186,35 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		e = proxy.Slicer{AverageSize: int(num(f, "average_size")), SizeVariation: int(num(f, "size_variation")), Delay: dur(f, "delay")}
 	case "limit_data":
 		e = proxy.LimitData{Bytes: num(d.mapping(n, field, "bytes"), "bytes")}
+	case "http_status":
+		f := d.mapping(n, field, "status", "body", "retry_after", "first", "every", "method", "path")
+		if f.get("status") == nil {
+			d.errorf(n, field+".status", "required, e.g. http_status: {status: 503, path: /charge}")
+		}
+		hs := proxy.HTTPStatus{HTTPMatch: d.httpMatch(f, field), Status: int(num(f, "status")), Body: d.optStr(f, "body", field),
+			RetryAfter: int(num(f, "retry_after")), First: int(num(f, "first")), Every: int(num(f, "every"))}
+		if f.get("status") == nil {
+			hs.Status = http.StatusServiceUnavailable // reported as required above, once
+		}
+		e = hs
+	case "http_latency":
+		f := d.mapping(n, field, "delay", "jitter", "phase", "method", "path")
+		if f.get("delay") == nil {
+			d.errorf(n, field+".delay", "required, e.g. http_latency: {delay: 2s, path: /charge}")
+		}
+		e = proxy.HTTPLatency{HTTPMatch: d.httpMatch(f, field), Delay: dur(f, "delay"), Jitter: dur(f, "jitter"), Phase: d.optStr(f, "phase", field)}
+	case "http_body":
+		f := d.mapping(n, field, "null", "drop", "rename", "retype", "garble", "truncate", "method", "path")
+		b := proxy.HTTPBody{HTTPMatch: d.httpMatch(f, field), Garble: int(num(f, "garble")), Truncate: -1,
+			Null: d.optList(f, "null", field), Drop: d.optList(f, "drop", field), Retype: d.optList(f, "retype", field), Rename: d.optMap(f, "rename", field)}
+		if f.get("truncate") != nil {
+			b.Truncate = int(num(f, "truncate"))
+		}
+		e = b
+	case "http_header":
+		f := d.mapping(n, field, "drop", "set", "add", "phase", "method", "path")
+		e = proxy.HTTPHeader{HTTPMatch: d.httpMatch(f, field), Phase: d.optStr(f, "phase", field),
+			Drop: d.optList(f, "drop", field), Set: d.optMap(f, "set", field), Add: d.optMap(f, "add", field)}
 	case "down":
 		d.mapping(n, field)
 		return Down{}
@@ -222,6 +252,44 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		d.errorf(n, field, "%v", err)
 	}
 	return ProxyToxic{Effect: e}
+}
+
+// HTTPAction reports whether a fault's action is an HTTP toxic: its proxy
+// then reads HTTP from the start.
+func HTTPAction(a Action) bool {
+	t, ok := a.(ProxyToxic)
+	return ok && strings.HasPrefix(t.Effect.Type(), "http_")
+}
+
+func (d *decoder) httpMatch(f fields, field string) proxy.HTTPMatch {
+	return proxy.HTTPMatch{Method: d.optStr(f, "method", field), Path: d.optStr(f, "path", field)}
+}
+
+func (d *decoder) optStr(f fields, k, field string) string {
+	if v := f.get(k); v != nil {
+		return d.str(v, field+"."+k)
+	}
+	return ""
+}
+
+func (d *decoder) optList(f fields, k, field string) []string {
+	if v := f.get(k); v != nil {
+		return d.strList(v, field+"."+k, true)
+	}
+	return nil
+}
+
+func (d *decoder) optMap(f fields, k, field string) map[string]string {
+	v := f.get(k)
+	if v == nil {
+		return nil
+	}
+	m := map[string]string{}
+	mf := d.mapping(v, field+"."+k)
+	for _, key := range mf.keys {
+		m[key.Value] = d.str(mf.get(key.Value), field+"."+k+"."+key.Value)
+	}
+	return m
 }
 
 // Signals a kill fault may send.

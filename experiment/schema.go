@@ -74,25 +74,29 @@ type (
 		Prometheus string   `json:"prometheus,omitempty"`
 	}
 	faultDoc struct {
-		Name         string      `json:"name"`
-		Target       string      `json:"target,omitempty"`
-		Start        durationDoc `json:"start,omitempty"`
-		Duration     durationDoc `json:"duration,omitempty"`
-		Select       selectDoc   `json:"select,omitempty"`
-		Direction    string      `json:"direction,omitempty" jsonschema:"enum=upstream,enum=downstream,enum=both"`
-		Toxicity     float64     `json:"toxicity,omitempty" jsonschema:"minimum=0,maximum=1"`
-		Irreversible bool        `json:"irreversible,omitempty"`
-		Latency      *latencyDoc `json:"latency,omitempty"`
-		Bandwidth    *rateDoc    `json:"bandwidth,omitempty"`
-		SlowClose    *delayDoc   `json:"slow_close,omitempty"`
-		Timeout      *timeoutDoc `json:"timeout,omitempty"`
-		ResetPeer    *timeoutDoc `json:"reset_peer,omitempty"`
-		Slicer       *slicerDoc  `json:"slicer,omitempty"`
-		LimitData    *bytesDoc   `json:"limit_data,omitempty"`
-		Down         *struct{}   `json:"down,omitempty"`
-		Kill         *killDoc    `json:"kill,omitempty"`
-		Stop         *struct{}   `json:"stop,omitempty"`
-		Exec         *execDoc    `json:"exec,omitempty"`
+		Name         string          `json:"name"`
+		Target       string          `json:"target,omitempty"`
+		Start        durationDoc     `json:"start,omitempty"`
+		Duration     durationDoc     `json:"duration,omitempty"`
+		Select       selectDoc       `json:"select,omitempty"`
+		Direction    string          `json:"direction,omitempty" jsonschema:"enum=upstream,enum=downstream,enum=both"`
+		Toxicity     float64         `json:"toxicity,omitempty" jsonschema:"minimum=0,maximum=1"`
+		Irreversible bool            `json:"irreversible,omitempty"`
+		Latency      *latencyDoc     `json:"latency,omitempty"`
+		Bandwidth    *rateDoc        `json:"bandwidth,omitempty"`
+		SlowClose    *delayDoc       `json:"slow_close,omitempty"`
+		Timeout      *timeoutDoc     `json:"timeout,omitempty"`
+		ResetPeer    *timeoutDoc     `json:"reset_peer,omitempty"`
+		Slicer       *slicerDoc      `json:"slicer,omitempty"`
+		LimitData    *bytesDoc       `json:"limit_data,omitempty"`
+		HTTPStatus   *httpStatusDoc  `json:"http_status,omitempty"`
+		HTTPLatency  *httpLatencyDoc `json:"http_latency,omitempty"`
+		HTTPBody     *httpBodyDoc    `json:"http_body,omitempty"`
+		HTTPHeader   *httpHeaderDoc  `json:"http_header,omitempty"`
+		Down         *struct{}       `json:"down,omitempty"`
+		Kill         *killDoc        `json:"kill,omitempty"`
+		Stop         *struct{}       `json:"stop,omitempty"`
+		Exec         *execDoc        `json:"exec,omitempty"`
 	}
 	latencyDoc struct {
 		Delay  durationDoc `json:"delay"`
@@ -114,6 +118,40 @@ type (
 	}
 	bytesDoc struct {
 		Bytes int64 `json:"bytes,omitempty" jsonschema:"minimum=0"`
+	}
+	httpStatusDoc struct {
+		Status     int    `json:"status" jsonschema:"minimum=100,maximum=599"`
+		Body       string `json:"body,omitempty"`
+		RetryAfter int    `json:"retry_after,omitempty" jsonschema:"minimum=0" jsonschema_description:"seconds"`
+		First      int    `json:"first,omitempty" jsonschema:"minimum=0"`
+		Every      int    `json:"every,omitempty" jsonschema:"minimum=0"`
+		Method     string `json:"method,omitempty"`
+		Path       string `json:"path,omitempty"`
+	}
+	httpLatencyDoc struct {
+		Delay  durationDoc `json:"delay"`
+		Jitter durationDoc `json:"jitter,omitempty"`
+		Phase  string      `json:"phase,omitempty" jsonschema:"enum=request,enum=response"`
+		Method string      `json:"method,omitempty"`
+		Path   string      `json:"path,omitempty"`
+	}
+	httpBodyDoc struct {
+		Null     []string          `json:"null,omitempty"`
+		Drop     []string          `json:"drop,omitempty"`
+		Rename   map[string]string `json:"rename,omitempty"`
+		Retype   []string          `json:"retype,omitempty"`
+		Garble   int               `json:"garble,omitempty" jsonschema:"minimum=0"`
+		Truncate int               `json:"truncate,omitempty" jsonschema:"minimum=0"`
+		Method   string            `json:"method,omitempty"`
+		Path     string            `json:"path,omitempty"`
+	}
+	httpHeaderDoc struct {
+		Drop   []string          `json:"drop,omitempty"`
+		Set    map[string]string `json:"set,omitempty"`
+		Add    map[string]string `json:"add,omitempty"`
+		Phase  string            `json:"phase,omitempty" jsonschema:"enum=request,enum=response"`
+		Method string            `json:"method,omitempty"`
+		Path   string            `json:"path,omitempty"`
 	}
 	killDoc struct {
 		Signal string `json:"signal,omitempty" jsonschema:"enum=SIGKILL,enum=SIGTERM,enum=SIGINT,enum=SIGQUIT,enum=SIGHUP,enum=SIGABRT,enum=SIGUSR1,enum=SIGUSR2"`

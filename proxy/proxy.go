@@ -55,6 +55,11 @@ type Config struct {
 	// Logger, if not nil, is told of failed upstream dials (at most one
 	// line a second per proxy); nil logs nothing.
 	Logger *slog.Logger
+	// Protocol "http" reads the HTTP of every connection from the start,
+	// so that HTTP toxics added later act on connections already open;
+	// without it, only connections opened while the proxy has an HTTP
+	// toxic do. Empty is plain TCP.
+	Protocol string
 }
 
 // Proxy forwards TCP connections from Listen to Upstream, applying toxics.
@@ -77,6 +82,10 @@ type Proxy struct {
 	chains   [2]*chain     // by Stream
 	conns    map[*conn]struct{}
 	serial   uint64
+	// protocol "http" sends every connection through the HTTP stage.
+	protocol   string
+	httpCounts map[uint64]*atomic.Int64 // by toxic serial
+	nonHTTP    atomic.Int64
 }
 
 // toxicEntry is one toxic as the proxy holds it; it is never modified, an
@@ -105,6 +114,7 @@ func New(cfg Config) *Proxy {
 		dialTimeout: cfg.DialTimeout,
 		log:         cfg.Logger,
 		conns:       map[*conn]struct{}{},
+		protocol:    cfg.Protocol,
 	}
 	if p.dialTimeout <= 0 {
 		p.dialTimeout = DefaultDialTimeout
@@ -279,10 +289,34 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		p.logDialFailure(upstream, err)
 		return
 	}
+	// An HTTP-mode connection: the HTTP stage talks to the real client and
+	// to one end of a loopback pair; the byte links run from the other end.
+	var front net.Conn
+	var inner *net.TCPConn
+	if p.httpMode() {
+		var outer *net.TCPConn
+		if outer, inner, err = loopbackPair(); err != nil {
+			_ = client.Close()
+			_ = sc.Close()
+			return
+		}
+		front, client = client, outer
+	}
 	c := newConn(p, client, sc.(*net.TCPConn))
+	c.front = front
 	if !p.register(c, r) {
 		c.close()
+		if inner != nil {
+			_ = inner.Close()
+		}
 		return
+	}
+	if inner != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			p.serveHTTP(front, inner, c.done)
+		}()
 	}
 	c.wg.Add(1)
 	go func() {
@@ -338,8 +372,10 @@ func (p *Proxy) Toxics() []Toxic {
 	defer p.mu.Unlock()
 	out := make([]Toxic, 0, len(p.toxics))
 	for _, s := range []Stream{Upstream, Downstream} {
-		for _, e := range p.chains[s].toxics {
-			out = append(out, e.Toxic)
+		for _, e := range p.toxics {
+			if e.Stream == s {
+				out = append(out, e.Toxic)
+			}
 		}
 	}
 	return out
@@ -457,7 +493,9 @@ func (p *Proxy) rebuildLocked() {
 	var next [2]*chain
 	next[Upstream], next[Downstream] = &chain{}, &chain{}
 	for _, e := range p.toxics {
-		next[e.Stream].toxics = append(next[e.Stream].toxics, e)
+		if !isHTTP(e.Effect) { // the HTTP stage reads those
+			next[e.Stream].toxics = append(next[e.Stream].toxics, e)
+		}
 	}
 	for s := range next {
 		if sameChain(next[s], p.chains[s]) {
@@ -468,7 +506,11 @@ func (p *Proxy) rebuildLocked() {
 			c.links[s].publish(next[s])
 		}
 	}
-	p.metrics.setToxics(len(p.chains[Upstream].toxics), len(p.chains[Downstream].toxics))
+	var n [2]int
+	for _, e := range p.toxics {
+		n[e.Stream]++
+	}
+	p.metrics.setToxics(n[Upstream], n[Downstream])
 }
 
 func sameChain(a, b *chain) bool {
@@ -494,7 +536,8 @@ func (p *Proxy) NumConns() int {
 type conn struct {
 	p              *Proxy
 	client, server *net.TCPConn
-	links          [2]link // by Stream
+	front          net.Conn // the real client behind the HTTP stage, or nil
+	links          [2]link  // by Stream
 	done           chan struct{}
 	closeOnce      sync.Once
 	ended          atomic.Int32
@@ -533,6 +576,9 @@ func (c *conn) close() {
 		discardInput(c.server)
 		_ = c.client.Close()
 		_ = c.server.Close()
+		if c.front != nil {
+			_ = c.front.Close()
+		}
 	})
 }
 

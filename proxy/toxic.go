@@ -193,10 +193,12 @@ func (e LimitData) wire() any { return &limitDataWire{e.Bytes} }
 func (Noop) wire() any        { return &noopWire{} }
 
 // ToxicTypes lists the types the proxy knows, in Toxiproxy's names.
-var ToxicTypes = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "noop"}
+var ToxicTypes = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "noop",
+	"http_status", "http_latency", "http_body", "http_header"}
 
 // Attribute is one attribute of a toxic type as the API takes it: an
-// integer in Unit.
+// integer in Unit, or text ("text"), a list ("list": JSON strings, or one
+// string with commas) or a map ("map": a JSON object, or "K=V,K=V").
 type Attribute struct {
 	Name, Unit string
 }
@@ -211,6 +213,12 @@ var ToxicAttributes = map[string][]Attribute{
 	"slicer":     {{"average_size", "bytes"}, {"size_variation", "bytes"}, {"delay", "µs"}},
 	"limit_data": {{"bytes", "bytes"}},
 	"noop":       nil,
+	"http_status": {{"status", "code"}, {"body", "text"}, {"retry_after", "s"}, {"first", "requests"}, {"every", "requests"},
+		{"method", "text"}, {"path", "text"}},
+	"http_latency": {{"latency", "ms"}, {"jitter", "ms"}, {"phase", "text"}, {"method", "text"}, {"path", "text"}},
+	"http_body": {{"null", "list"}, {"drop", "list"}, {"rename", "map"}, {"retype", "list"}, {"garble", "bytes"}, {"truncate", "bytes"},
+		{"method", "text"}, {"path", "text"}},
+	"http_header": {{"drop", "list"}, {"set", "map"}, {"add", "map"}, {"phase", "text"}, {"method", "text"}, {"path", "text"}},
 }
 
 // newEffect returns the zero effect of a type, or nil if the type is unknown.
@@ -232,6 +240,14 @@ func newEffect(typ string) Effect {
 		return LimitData{}
 	case "noop":
 		return Noop{}
+	case "http_status":
+		return HTTPStatus{Status: 503}
+	case "http_latency":
+		return HTTPLatency{}
+	case "http_body":
+		return HTTPBody{Truncate: -1}
+	case "http_header":
+		return HTTPHeader{}
 	}
 	return nil
 }
@@ -246,6 +262,12 @@ func applyAttributes(e Effect, attrs json.RawMessage) (Effect, error) {
 		}
 	}
 	var out Effect
+	if e, ok := fromHTTPWire(w); ok {
+		if err := e.validate(); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
 	switch w := w.(type) {
 	case *latencyWire:
 		out = Latency{Delay: ms(w.Latency), Jitter: ms(w.Jitter)}
@@ -396,4 +418,14 @@ func Validate(e Effect) error {
 		return invalidf("no effect")
 	}
 	return e.validate()
+}
+
+// Attributes returns an effect's attributes as the API takes and shows
+// them, for a client that adds it to a remote proxy.
+func Attributes(e Effect) map[string]any {
+	out := map[string]any{}
+	if b, err := json.Marshal(e.wire()); err == nil {
+		_ = json.Unmarshal(b, &out)
+	}
+	return out
 }

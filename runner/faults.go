@@ -99,7 +99,13 @@ func (r *run) injectToxic(ctx context.Context, f *fault, t *target, a experiment
 				return err
 			}
 			p := t.proxy
-			undo = append(undo, func(context.Context) error { return p.RemoveToxic(name) })
+			undo = append(undo, func(context.Context) error {
+				if experiment.HTTPAction(a) {
+					// Evidence that it took effect: the requests it acted on.
+					f.evidence = append(f.evidence, fmt.Sprintf("%s acted on %d request(s) on %s", a.Effect.Type(), p.ToxicHits(name), s))
+				}
+				return p.RemoveToxic(name)
+			})
 			f.hit = append(f.hit, fmt.Sprintf("proxy %s (%s, %s)", t.spec.Name, p.Listen(), s))
 		} else {
 			px := t.spec.Proxy
@@ -130,26 +136,7 @@ func (r *run) injectToxic(ctx context.Context, f *fault, t *target, a experiment
 }
 
 // wireAttributes turns an effect into the API's attributes.
-func wireAttributes(e proxy.Effect) map[string]any {
-	ms := func(d time.Duration) int64 { return d.Milliseconds() }
-	switch e := e.(type) {
-	case proxy.Latency:
-		return map[string]any{"latency": ms(e.Delay), "jitter": ms(e.Jitter)}
-	case proxy.Bandwidth:
-		return map[string]any{"rate": e.Rate}
-	case proxy.SlowClose:
-		return map[string]any{"delay": ms(e.Delay)}
-	case proxy.Timeout:
-		return map[string]any{"timeout": ms(e.Timeout)}
-	case proxy.ResetPeer:
-		return map[string]any{"timeout": ms(e.Timeout)}
-	case proxy.Slicer:
-		return map[string]any{"average_size": e.AverageSize, "size_variation": e.SizeVariation, "delay": e.Delay.Microseconds()}
-	case proxy.LimitData:
-		return map[string]any{"bytes": e.Bytes}
-	}
-	return map[string]any{}
-}
+func wireAttributes(e proxy.Effect) map[string]any { return proxy.Attributes(e) }
 
 func (r *run) injectDown(ctx context.Context, f *fault, t *target) error {
 	id := r.nextID()

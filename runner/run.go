@@ -606,7 +606,11 @@ func probeText(p *experiment.Probe) string {
 	case "command":
 		return "probe command " + strings.Join(p.Command, " ") + " exits " + p.Expect
 	}
-	return fmt.Sprintf("probe %s %s expects %s", p.Method, p.URL, p.Expect)
+	text := fmt.Sprintf("probe %s %s expects %s", p.Method, p.URL, p.Expect)
+	if p.Body != "" {
+		text += " and body ~ " + p.Body
+	}
+	return text
 }
 
 // stopCondition returns the first stop condition that fires now, or "".
@@ -708,7 +712,13 @@ func (r *run) setup(ctx context.Context) error {
 		if err := errors.Join(err1, err2); err != nil {
 			return fmt.Errorf("target %s: %w", spec.Name, err)
 		}
-		t.proxy = proxy.New(proxy.Config{Name: spec.Name, Listen: listen, Upstream: upstream, Seed: r.opts.Seed})
+		cfg := proxy.Config{Name: spec.Name, Listen: listen, Upstream: upstream, Seed: r.opts.Seed}
+		for _, f := range r.x.Faults {
+			if f.Target == spec.Name && experiment.HTTPAction(f.Action) {
+				cfg.Protocol = "http" // HTTP faults act on connections opened before them too
+			}
+		}
+		t.proxy = proxy.New(cfg)
 		if err := t.proxy.Start(); err != nil {
 			return fmt.Errorf("target %s: embedded proxy: %w", spec.Name, err)
 		}

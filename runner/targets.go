@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
@@ -154,14 +155,7 @@ func (r *run) resolveRefs() error {
 }
 
 // freePort returns a loopback port free just now.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return freeport.Get() }
 
 // setupProcess prepares a process target's instances: launched ones get
 // their ports (they start in launch); existing ones are found.

@@ -14,6 +14,10 @@ var files embed.FS
 // Order is the order the demo runs them in.
 var Order = []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage"}
 
+// Checklist are the experiments of the wider checklist (HTTP and data
+// faults), which 'faultline demo --all' runs after Order.
+var Checklist = []string{"payment-errors", "payment-malformed"}
+
 // File returns the experiment file of a name in Order.
 func File(name string) ([]byte, error) { return fs.ReadFile(files, name+".yaml") }
 

@@ -45,7 +45,7 @@ type Checkout struct {
 	cache     *redis.Client
 	pay       *http.Client
 	cacheCB   *gobreaker.CircuitBreaker[[]byte]
-	payCB     *gobreaker.CircuitBreaker[struct{}]
+	payCB     *gobreaker.CircuitBreaker[string]
 	slots     chan struct{}
 	reg       *prometheus.Registry
 	requests  *prometheus.CounterVec
@@ -93,7 +93,7 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 	c.cache = redis.NewClient(ropts)
 	c.metrics()
 	c.cacheCB = newBreaker[[]byte]("cache", 3, time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("cache").Set(float64(s)) })
-	c.payCB = newBreaker[struct{}]("payments", 3, 2*time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("payments").Set(float64(s)) })
+	c.payCB = newBreaker[string]("payments", 3, 2*time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("payments").Set(float64(s)) })
 	return c, nil
 }
 
@@ -272,13 +272,15 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.cfg.Build == Fragile {
 		// Synchronous payment without a timeout: as slow as the processor.
-		if err := c.charge(ctx, order); err != nil {
+		chargeID, err := c.charge(ctx, order)
+		if err != nil {
 			_ = c.store.SetStatus(ctx, order.ID, StatusLost)
 			c.payments.WithLabelValues(StatusLost).Inc()
 			writeError(w, http.StatusBadGateway, "order %d: payment failed: %v", order.ID, err)
 			return
 		}
-		_ = c.store.SetStatus(ctx, order.ID, StatusPaid)
+		_ = c.store.SetPaid(ctx, order.ID, chargeID)
+		order.ChargeID = chargeID
 		c.payments.WithLabelValues(StatusPaid).Inc()
 		order.Status = StatusPaid
 		writeJSON(w, http.StatusCreated, order)
@@ -286,18 +288,25 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	}
 	// Resilient: charge behind a breaker with a timeout; when the processor
 	// is slow or the breaker open, queue the payment for the worker.
-	_, err = c.payCB.Execute(func() (struct{}, error) {
+	chargeID, err := c.payCB.Execute(func() (string, error) {
 		pctx, cancel := context.WithTimeout(ctx, payTimeout)
 		defer cancel()
-		return struct{}{}, c.charge(pctx, order)
+		return c.charge(pctx, order)
 	})
 	status, code := StatusPaid, http.StatusCreated
 	if err != nil {
 		status, code = StatusQueued, http.StatusAccepted
+		c.log.Info("payment queued", "order", order.ID, "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
-	if err := c.store.SetStatus(sctx, order.ID, status); err != nil {
+	if status == StatusPaid {
+		err = c.store.SetPaid(sctx, order.ID, chargeID)
+		order.ChargeID = chargeID
+	} else {
+		err = c.store.SetStatus(sctx, order.ID, status)
+	}
+	if err != nil {
 		c.log.Warn("order status not saved", "order", order.ID, "status", status, "err", err)
 	}
 	c.payments.WithLabelValues(status).Inc()
@@ -313,26 +322,52 @@ func (c *Checkout) timeout(d time.Duration) time.Duration {
 	return 0
 }
 
-// charge asks the card processor to charge an order; the order id is the
-// idempotency key, so charging again is safe.
-func (c *Checkout) charge(ctx context.Context, o Order) error {
+// charge asks the card processor to charge an order and returns the
+// charge id; the order id is the idempotency key, so charging again is
+// safe. The resilient build checks the answer (status "succeeded" and a
+// charge id, else the outcome is unknown and the payment is queued) and
+// retries a failed attempt with backoff and jitter; the fragile build
+// takes any 200 as paid.
+func (c *Checkout) charge(ctx context.Context, o Order) (string, error) {
+	if c.cfg.Build == Fragile {
+		return c.chargeOnce(ctx, o)
+	}
+	return backoff.Retry(ctx, func() (string, error) { return c.chargeOnce(ctx, o) },
+		backoff.WithBackOff(newBackOff(50*time.Millisecond, 200*time.Millisecond)), backoff.WithMaxTries(3))
+}
+
+// errMalformed is a processor answer that does not say the charge happened.
+var errMalformed = errors.New("card processor: malformed answer")
+
+func (c *Checkout) chargeOnce(ctx context.Context, o Order) (string, error) {
 	body, _ := json.Marshal(map[string]int64{"order_id": o.ID, "amount_cents": o.AmountCents})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.cfg.Payments, "/")+"/charge", bytes.NewReader(body))
 	if err != nil {
-		return err
+		return "", backoff.Permanent(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", "order-"+strconv.FormatInt(o.ID, 10))
 	resp, err := c.pay.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("card processor: %s", resp.Status)
+		return "", fmt.Errorf("card processor: %s", resp.Status)
 	}
-	return nil
+	var answer struct {
+		ChargeID string  `json:"charge_id"`
+		Status   *string `json:"status"`
+	}
+	err = json.Unmarshal(b, &answer)
+	if c.cfg.Build == Fragile {
+		return answer.ChargeID, nil // a 200 is a payment, whatever it says
+	}
+	if err != nil || answer.Status == nil || *answer.Status != "succeeded" || answer.ChargeID == "" {
+		return "", fmt.Errorf("%w: %.200s", errMalformed, b)
+	}
+	return answer.ChargeID, nil
 }
 
 func (c *Checkout) order(w http.ResponseWriter, r *http.Request) {
@@ -409,16 +444,16 @@ func (c *Checkout) payQueued(ctx context.Context) (int, error) {
 	}
 	paid := 0
 	for _, o := range orders {
-		_, err := c.payCB.Execute(func() (struct{}, error) {
+		chargeID, err := c.payCB.Execute(func() (string, error) {
 			pctx, cancel := context.WithTimeout(ctx, payTimeout)
 			defer cancel()
-			return struct{}{}, c.charge(pctx, o)
+			return c.charge(pctx, o)
 		})
 		if err != nil {
 			return paid, err
 		}
 		sctx, cancel := context.WithTimeout(ctx, dbTimeout)
-		err = c.store.SetStatus(sctx, o.ID, StatusPaid)
+		err = c.store.SetPaid(sctx, o.ID, chargeID)
 		cancel()
 		if err != nil {
 			return paid, err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/examples/shop"
+	"github.com/faultline/faultline/internal/freeport"
 )
 
 func TestMain(m *testing.M) {
@@ -51,12 +53,11 @@ func need(t *testing.T, what string, ok bool) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
 
 // startRedis runs Debian's redis-server on a free port until the test ends.
@@ -171,8 +172,11 @@ func TestStoreOrdersAndStats(t *testing.T) {
 			if _, err := s.CreateOrder(ctx, 999); err != shop.ErrNoProduct {
 				t.Fatalf("order of an unknown product: %v", err)
 			}
-			for i, st := range []string{shop.StatusPaid, shop.StatusQueued, shop.StatusLost} {
-				if err := s.SetStatus(ctx, ids[i], st); err != nil {
+			if err := s.SetPaid(ctx, ids[0], "ch_1"); err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range []string{shop.StatusQueued, shop.StatusLost} {
+				if err := s.SetStatus(ctx, ids[i+1], st); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -184,6 +188,16 @@ func TestStoreOrdersAndStats(t *testing.T) {
 			want := shop.Stats{Created: 4, Paid: 1, Queued: 1, Pending: 1, Lost: 1}
 			if err != nil || got != want {
 				t.Fatalf("Stats = %+v, %v; want %+v", got, err, want)
+			}
+			// Paid without a charge id: the processor's word is missing.
+			if err := s.SetStatus(ctx, ids[3], shop.StatusPaid); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := s.Stats(ctx); got.Unverified != 1 || got.Paid != 2 {
+				t.Fatalf("after a paid order without a charge id: %+v", got)
+			}
+			if o, err := s.Order(ctx, ids[0]); err != nil || o.ChargeID != "ch_1" || o.Status != shop.StatusPaid {
+				t.Fatalf("Order = %+v, %v", o, err)
 			}
 			if _, err := s.Order(ctx, 12345); err != shop.ErrNoOrder {
 				t.Fatalf("unknown order: %v", err)

@@ -37,6 +37,7 @@ type Order struct {
 	ProductID   int64  `json:"product_id"`
 	AmountCents int64  `json:"amount_cents"`
 	Status      string `json:"status"`
+	ChargeID    string `json:"charge_id,omitempty"`
 }
 
 // Stats counts orders by status.
@@ -46,6 +47,9 @@ type Stats struct {
 	Queued  int64 `json:"queued"`
 	Pending int64 `json:"pending"`
 	Lost    int64 `json:"lost"`
+	// Unverified counts orders marked paid without a charge id from the
+	// card processor: money the shop cannot prove it received.
+	Unverified int64 `json:"unverified"`
 }
 
 // Store is the shop's database: PostgreSQL ("postgres://...") or SQLite
@@ -130,7 +134,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	stmts := []string{
 		"CREATE TABLE IF NOT EXISTS products (id BIGINT PRIMARY KEY, name TEXT NOT NULL, price_cents BIGINT NOT NULL)",
-		"CREATE TABLE IF NOT EXISTS orders (id " + id + ", product_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL, status TEXT NOT NULL)",
+		"CREATE TABLE IF NOT EXISTS orders (id " + id + ", product_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL, status TEXT NOT NULL, charge_id TEXT)",
 		"CREATE INDEX IF NOT EXISTS orders_status ON orders (status)",
 	}
 	for _, p := range catalogue {
@@ -194,11 +198,19 @@ func (s *Store) SetStatus(ctx context.Context, id int64, status string) error {
 	return err
 }
 
+// SetPaid marks an order paid with the card processor's charge id.
+func (s *Store) SetPaid(ctx context.Context, id int64, chargeID string) error {
+	_, err := s.db.ExecContext(ctx, s.q("UPDATE orders SET status = ?, charge_id = ? WHERE id = ?"), StatusPaid, chargeID, id)
+	return err
+}
+
 // Order reads one order.
 func (s *Store) Order(ctx context.Context, id int64) (Order, error) {
 	o := Order{ID: id}
-	err := s.db.QueryRowContext(ctx, s.q("SELECT product_id, amount_cents, status FROM orders WHERE id = ?"), id).
-		Scan(&o.ProductID, &o.AmountCents, &o.Status)
+	var charge sql.NullString
+	err := s.db.QueryRowContext(ctx, s.q("SELECT product_id, amount_cents, status, charge_id FROM orders WHERE id = ?"), id).
+		Scan(&o.ProductID, &o.AmountCents, &o.Status, &charge)
+	o.ChargeID = charge.String
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, ErrNoOrder
 	}
@@ -226,18 +238,19 @@ func (s *Store) Queued(ctx context.Context, limit int) ([]Order, error) {
 // Stats counts the orders by status.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
-	rows, err := s.db.QueryContext(ctx, "SELECT status, COUNT(*) FROM orders GROUP BY status")
+	rows, err := s.db.QueryContext(ctx, "SELECT status, COUNT(*), SUM(CASE WHEN status = 'paid' AND (charge_id IS NULL OR charge_id = '') THEN 1 ELSE 0 END) FROM orders GROUP BY status")
 	if err != nil {
 		return st, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var status string
-		var n int64
-		if err := rows.Scan(&status, &n); err != nil {
+		var n, unverified int64
+		if err := rows.Scan(&status, &n, &unverified); err != nil {
 			return st, err
 		}
 		st.Created += n
+		st.Unverified += unverified
 		switch status {
 		case StatusPaid:
 			st.Paid = n

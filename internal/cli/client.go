@@ -293,10 +293,14 @@ func parseAttrs(typ string, pairs []string) (map[string]any, error) {
 		if i < 0 {
 			return nil, usagef("--attribute %s: a %s toxic has no attribute %q; its attributes: %s", kv, typ, k, attributeHelp(typ))
 		}
-		if intErr != nil {
-			return nil, usagef("--attribute %s: %s takes a whole number (%s), got %q", kv, k, known[i].Unit, v)
+		switch unit := known[i].Unit; {
+		case unit == "text" || unit == "list" || unit == "map":
+			out[k] = v // lists as "a,b", maps as "K=V,K=V"
+		case intErr != nil:
+			return nil, usagef("--attribute %s: %s takes a whole number (%s), got %q", kv, k, unit, v)
+		default:
+			out[k] = n
 		}
-		out[k] = n
 	}
 	return out, nil
 }
@@ -309,7 +313,7 @@ func newToxicCmd() *cobra.Command {
 		Long: `Add, update and remove toxics on a proxy of a proxy server ('faultline serve' or
 any Toxiproxy 2.x). The flags follow toxiproxy-cli's.
 
-Toxic types and their attributes (whole numbers):
+Toxic types and their attributes (whole numbers unless said):
   latency      latency, jitter (ms)     delay every chunk by latency ± jitter
   bandwidth    rate (KB/s)              limit the rate; 0 lets nothing through
   slow_close   delay (ms)               delay passing on the end of the stream (FIN)
@@ -321,6 +325,19 @@ Toxic types and their attributes (whole numbers):
                                         cut data into small pieces, delay apart
   limit_data   bytes                    close the connection after this many bytes
   noop                                  do nothing (useful in tests)
+
+HTTP toxics (faultline only) act on whole HTTP/1.1 requests and responses; each
+takes method=M and path=GLOB to pick requests, and toxicity is drawn per request:
+  http_status  status, body, retry_after (s), first, every
+                                        answer status instead of forwarding: every
+                                        matched request, the first N, or every Nth
+  http_latency latency, jitter (ms), phase=request|response
+                                        delay whole requests or responses
+  http_body    null, drop, retype (JSON paths, comma-separated), rename
+               ($.a=b,...), garble (bytes), truncate (bytes)
+                                        corrupt response bodies: $.payment.status,
+                                        $.items[*].price; Content-Length stays right
+  http_header  drop (names), set, add (K=V,...), phase=request|response
 
 A toxic acts on one stream: downstream (server -> client, the default, -d) or
 upstream (client -> server, -u). To black-hole requests, put timeout on the

@@ -50,12 +50,12 @@ type demoSummary struct {
 // the resilient build passes it.
 func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs ten experiments (about 3 minutes)")
+		t.Skip("runs fourteen experiments (about 5 minutes)")
 	}
 	needRealServers(t)
 	bin := binary(t)
 	out := t.TempDir()
-	cmd := exec.Command(bin, "demo", "--real", "--quiet", "--out", out)
+	cmd := exec.Command(bin, "demo", "--all", "--real", "--quiet", "--out", out)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -70,7 +70,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 10 {
+	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 14 {
 		t.Fatalf("summary: database %q, as expected %v, %d runs\n%s", sum.Database, sum.AsExpected, len(sum.Runs), stdout.String())
 	}
 	// The check each fragile run must break: the weakness it documents.
@@ -80,6 +80,9 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 		"slow-payment":    "inject: latency p99 of checkout < 3.5s",
 		"half-instances":  "inject: error_rate < 1%",
 		"zone-outage":     "inject: error_rate < 1%",
+		"payment-errors":  "inject: error_rate < 1%",
+		// Marked paid without the processor's word.
+		"payment-malformed": `inject: probe GET http://{front.addr}/stats expects 200 and body ~ "unverified":0`,
 	}
 	for _, r := range sum.Runs {
 		switch r.Build {
@@ -101,7 +104,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Errorf("%s: %v", r.Experiment, err)
 		}
 	}
-	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage"} {
+	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage", "payment-errors", "payment-malformed"} {
 		if !regexp.MustCompile(`(?m)^`+name+`\s+fragile\s+(FAILED|ABORTED)\s`).MatchString(stdout.String()) ||
 			!regexp.MustCompile(`(?m)^`+name+`\s+resilient\s+PASSED\s`).MatchString(stdout.String()) {
 			t.Errorf("table lacks %s's rows:\n%s", name, stdout.String())

@@ -1,0 +1,346 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// maxHTTPBody is the largest body an HTTP toxic reads whole; a larger
+// message is refused with 413 (request) or 502 (response).
+const maxHTTPBody = 32 << 20
+
+// httpMode reports whether new connections go through the HTTP stage: the
+// proxy was created for HTTP, or has an HTTP toxic.
+func (p *Proxy) httpMode() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.protocol == "http" {
+		return true
+	}
+	for _, t := range p.toxics {
+		if isHTTP(t.Effect) {
+			return true
+		}
+	}
+	return false
+}
+
+// ToxicHits returns how many requests the HTTP toxic named name has
+// acted on (matched, and drawn by its toxicity); 0 for other toxics.
+func (p *Proxy) ToxicHits(name string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.findLocked(name)
+	if e == nil || p.httpCounts[e.serial] == nil {
+		return 0
+	}
+	return p.httpCounts[e.serial].Load()
+}
+
+// NonHTTPConns counts the connections of an HTTP-mode proxy that did not
+// speak HTTP and were passed through unchanged.
+func (p *Proxy) NonHTTPConns() int64 { return p.nonHTTP.Load() }
+
+// httpToxic is an HTTP toxic as one request sees it.
+type httpToxic struct {
+	effect Effect
+	n      int64 // this request's number among those it matched (first, every)
+}
+
+// httpToxicsFor returns the HTTP toxics that apply to one request: those
+// that match it, each drawn with its toxicity.
+func (p *Proxy) httpToxicsFor(method, path string) []httpToxic {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []httpToxic
+	for _, t := range p.toxics {
+		var m HTTPMatch
+		switch e := t.Effect.(type) {
+		case HTTPStatus:
+			m = e.HTTPMatch
+		case HTTPLatency:
+			m = e.HTTPMatch
+		case HTTPBody:
+			m = e.HTTPMatch
+		case HTTPHeader:
+			m = e.HTTPMatch
+		default:
+			continue
+		}
+		if !m.matches(method, path) || !t.draw(p.rand) {
+			continue
+		}
+		if p.httpCounts == nil {
+			p.httpCounts = map[uint64]*atomic.Int64{}
+		}
+		n := p.httpCounts[t.serial]
+		if n == nil {
+			n = &atomic.Int64{}
+			p.httpCounts[t.serial] = n
+		}
+		out = append(out, httpToxic{effect: t.Effect, n: n.Add(1)})
+	}
+	return out
+}
+
+// looksHTTP reports whether a stream's first bytes can start an HTTP/1.x
+// request line: an upper-case method token and a space.
+func looksHTTP(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c == ' ':
+			return i > 0
+		case c < 'A' || c > 'Z':
+			return false
+		}
+		if i > 16 {
+			return false
+		}
+	}
+	return len(b) > 0 // too short to tell: a method's first letters
+}
+
+// serveHTTP reads HTTP requests from the client, applies the HTTP toxics,
+// and forwards them through inner (whose other end goes through the byte
+// toxics to the upstream). It ends, closing both, when either side does.
+func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struct{}) {
+	defer client.Close()
+	defer inner.Close()
+	cr := bufio.NewReader(client)
+	first, err := cr.Peek(1)
+	if err != nil {
+		return
+	}
+	first, _ = cr.Peek(max(len(first), min(cr.Buffered(), 18)))
+	if !looksHTTP(first) {
+		p.nonHTTP.Add(1)
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(inner, cr)
+			_ = inner.CloseWrite()
+			close(done)
+		}()
+		_, _ = io.Copy(client, inner)
+		if tc, ok := client.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		<-done
+		return
+	}
+	ir := bufio.NewReader(inner)
+	for {
+		req, err := http.ReadRequest(cr)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				writeSimple(client, http.StatusBadRequest, "faultline: malformed HTTP request: "+err.Error(), 0)
+			}
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(req.Body, maxHTTPBody+1))
+		if err != nil {
+			writeSimple(client, http.StatusBadRequest, "faultline: request body: "+err.Error(), 0)
+			return
+		}
+		if len(body) > maxHTTPBody {
+			writeSimple(client, http.StatusRequestEntityTooLarge, "faultline: request body over 32 MiB", 0)
+			return
+		}
+		toxics := p.httpToxicsFor(req.Method, req.URL.Path)
+		keep, answered := p.requestPhase(client, req, toxics, done)
+		if !keep {
+			return
+		}
+		if answered {
+			continue
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength, req.TransferEncoding = int64(len(body)), nil
+		if err := req.Write(inner); err != nil {
+			writeSimple(client, http.StatusBadGateway, "faultline: upstream: "+err.Error(), 0)
+			return
+		}
+		resp, err := http.ReadResponse(ir, req)
+		if err != nil {
+			writeSimple(client, http.StatusBadGateway, "faultline: upstream response: "+err.Error(), 0)
+			return
+		}
+		if !p.respond(client, req, resp, toxics, done) || req.Close || resp.Close {
+			return
+		}
+	}
+}
+
+// requestPhase applies the toxics that act before forwarding. answered is
+// true when an http_status toxic answered; keep is false when the
+// connection must end.
+func (p *Proxy) requestPhase(client net.Conn, req *http.Request, toxics []httpToxic, done <-chan struct{}) (keep, answered bool) {
+	for _, t := range toxics {
+		switch e := t.effect.(type) {
+		case HTTPLatency:
+			if e.Phase == "request" && !sleep(p.httpDelay(e), done) {
+				return false, false
+			}
+		case HTTPHeader:
+			if e.Phase == "request" {
+				editHeader(req.Header, e)
+			}
+		}
+	}
+	for _, t := range toxics {
+		e, ok := t.effect.(HTTPStatus)
+		if !ok {
+			continue
+		}
+		if n := t.n; e.First > 0 && n > int64(e.First) || e.Every > 0 && n%int64(e.Every) != 0 {
+			continue
+		}
+		if err := writeSimple(client, e.Status, e.Body, e.RetryAfter); err != nil {
+			return false, true
+		}
+		return !req.Close, true
+	}
+	return true, false
+}
+
+// sleep waits d, or until done is closed (false).
+func sleep(d time.Duration, done <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+func (p *Proxy) httpDelay(e HTTPLatency) time.Duration {
+	d := e.Delay
+	if e.Jitter > 0 {
+		d += time.Duration(p.rand.Int64N(2*int64(e.Jitter))) - e.Jitter
+	}
+	return max(d, 0)
+}
+
+// respond applies the response toxics and writes the response; false means
+// the connection must end.
+func (p *Proxy) respond(client net.Conn, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
+	defer resp.Body.Close()
+	noBody := req.Method == http.MethodHead || resp.StatusCode/100 == 1 || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
+	var body []byte
+	if !noBody {
+		var err error
+		body, err = io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
+		if err != nil || len(body) > maxHTTPBody {
+			writeSimple(client, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0)
+			return false
+		}
+	}
+	for _, t := range toxics {
+		switch e := t.effect.(type) {
+		case HTTPLatency:
+			if e.Phase != "request" && !sleep(p.httpDelay(e), done) {
+				return false
+			}
+		case HTTPHeader:
+			if e.Phase != "request" {
+				editHeader(resp.Header, e)
+			}
+		case HTTPBody:
+			if !noBody {
+				body = p.editBody(e, body)
+			}
+		}
+	}
+	if !noBody {
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength, resp.TransferEncoding = int64(len(body)), nil
+		resp.Header.Del("Content-Length")
+	}
+	return resp.Write(client) == nil
+}
+
+func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {
+	body, _ = e.rewriteJSON(body)
+	if e.Garble > 0 && len(body) > 0 {
+		body = bytes.Clone(body)
+		for range e.Garble {
+			i := p.rand.Int64N(int64(len(body)))
+			body[i] ^= byte(1 + p.rand.Int64N(255))
+		}
+	}
+	if e.Truncate >= 0 && e.Truncate < len(body) {
+		body = body[:e.Truncate]
+	}
+	return body
+}
+
+func editHeader(h http.Header, e HTTPHeader) {
+	for _, k := range e.Drop {
+		h.Del(k)
+	}
+	for k, v := range e.Set {
+		h.Set(k, v)
+	}
+	for k, v := range e.Add {
+		h.Add(k, v)
+	}
+}
+
+// writeSimple writes a response made by the proxy, keeping the connection
+// usable.
+func writeSimple(w io.Writer, status int, body string, retryAfter int) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
+	ct := "text/plain; charset=utf-8"
+	if strings.HasPrefix(strings.TrimSpace(body), "{") {
+		ct = "application/json"
+	}
+	fmt.Fprintf(&b, "Content-Type: %s\r\nContent-Length: %d\r\n", ct, len(body))
+	if retryAfter > 0 {
+		b.WriteString("Retry-After: " + strconv.Itoa(retryAfter) + "\r\n")
+	}
+	b.WriteString("X-Faultline-Toxic: http_status\r\n\r\n")
+	b.WriteString(body)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// loopbackPair returns the two ends of a new loopback TCP connection.
+func loopbackPair() (a, b *net.TCPConn, err error) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	type res struct {
+		c   *net.TCPConn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := ln.AcceptTCP()
+		ch <- res{c, err}
+	}()
+	a, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	r := <-ch
+	if err != nil || r.err != nil {
+		if a != nil {
+			a.Close()
+		}
+		if r.c != nil {
+			r.c.Close()
+		}
+		return nil, nil, errors.Join(err, r.err)
+	}
+	return a, r.c, nil
+}
