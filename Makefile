@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test ./report -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzJSONPath -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzHTTPStage -fuzztime $(FUZZTIME)
+	$(GO) test ./dnsfault -run '^$$' -fuzz FuzzParseRule -fuzztime $(FUZZTIME)
 
 ## bench: proxy and load engine figures, written to bench/results/
 bench:

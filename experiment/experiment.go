@@ -52,6 +52,7 @@ type Target struct {
 	Pos     Pos
 	Process *ProcessTarget
 	Proxy   *ProxyTarget
+	DNS     *DNSTarget
 	// Tags label instances; a list is assigned round-robin by instance.
 	Tags map[string][]string
 }
@@ -76,6 +77,14 @@ func (p *ProcessTarget) Launched() bool { return len(p.Command) > 0 }
 type ProxyTarget struct {
 	Listen, Upstream string
 	API, Name, Token string
+}
+
+// DNSTarget is a resolver the run starts (package dnsfault): it answers
+// Records itself and forwards other names to Upstream; dns faults give it
+// rules for their windows.
+type DNSTarget struct {
+	Listen, Upstream string
+	Records          map[string]string // name -> IP
 }
 
 // Traffic is the open-model load kept up during the whole run.
@@ -146,6 +155,10 @@ type Kill struct{ Signal string }
 // Stop freezes the selected processes (SIGSTOP), resumed (SIGCONT) on revert.
 type Stop struct{}
 
+// DNS gives a dns target's resolver Rules ("payments.*=SERVFAIL") for the
+// fault's window, in front of the rules it had.
+type DNS struct{ Rules []string }
+
 // Exec runs a command to inject and another to revert.
 type Exec struct{ Inject, Revert []string }
 
@@ -154,6 +167,7 @@ func (Down) Kind() string         { return "down" }
 func (Kill) Kind() string         { return "kill" }
 func (Stop) Kind() string         { return "stop" }
 func (Exec) Kind() string         { return "exec" }
+func (DNS) Kind() string          { return "dns" }
 
 // Selection picks the instances a fault hits.
 type Selection struct {
@@ -175,7 +189,8 @@ var Phases = []string{"baseline", "inject", "recovery"}
 
 // The keys of each mapping in a file; the JSON Schema is checked against them.
 var (
-	targetKeys  = []string{"process", "proxy", "tags"}
+	targetKeys  = []string{"process", "proxy", "dns", "tags"}
+	dnsKeys     = []string{"listen", "upstream", "records"}
 	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile"}
 	proxyKeys   = []string{"listen", "upstream", "api", "name", "token"}
 	trafficKeys = []string{"rate", "timeout", "requests"}
@@ -186,7 +201,7 @@ var (
 )
 
 var actionKeys = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
-	"http_status", "http_latency", "http_body", "http_header", "down", "kill", "stop", "exec"}
+	"http_status", "http_latency", "http_body", "http_header", "dns", "down", "kill", "stop", "exec"}
 
 var topKeys = []string{"version", "name", "description", "hypothesis", "targets", "traffic", "steady_state",
 	"baseline", "inject", "faults", "recovery", "stop_when", "max_targets", "max_duration"}
@@ -346,16 +361,18 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 		field := "targets." + k.Value
 		t := Target{Name: k.Value, Pos: pos(k)}
 		tf := d.mapping(f.get(k.Value), field, targetKeys...)
-		p, px := tf.get("process"), tf.get("proxy")
+		p, px, dn := tf.get("process"), tf.get("proxy"), tf.get("dns")
 		switch {
-		case p != nil && px != nil:
-			d.errorf(k, field, "a target is a process or a proxy, not both")
+		case (p != nil) && (px != nil) || (p != nil || px != nil) && dn != nil:
+			d.errorf(k, field, "a target is a process, a proxy or a dns resolver, one of them")
 		case p != nil:
 			t.Process = d.process(p, field+".process")
 		case px != nil:
 			t.Proxy = d.proxyTarget(px, field+".proxy")
+		case dn != nil:
+			t.DNS = d.dnsTarget(dn, field+".dns")
 		default:
-			d.errorf(k, field, "want process: or proxy:")
+			d.errorf(k, field, "want process:, proxy: or dns:")
 		}
 		if tg := tf.get("tags"); tg != nil {
 			t.Tags = map[string][]string{}
@@ -440,6 +457,32 @@ func (d *decoder) proxyTarget(n *yaml.Node, field string) *ProxyTarget {
 		d.errorf(n, field, "want listen and upstream (embedded proxy) or api and name (remote proxy)")
 	}
 	return p
+}
+
+func (d *decoder) dnsTarget(n *yaml.Node, field string) *DNSTarget {
+	f := d.mapping(n, field, dnsKeys...)
+	t := &DNSTarget{Listen: "127.0.0.1:0"}
+	if v := f.get("listen"); v != nil {
+		t.Listen = d.str(v, field+".listen")
+	}
+	if v := f.get("upstream"); v != nil {
+		t.Upstream = d.str(v, field+".upstream")
+		if _, _, err := net.SplitHostPort(t.Upstream); err != nil {
+			d.errorf(v, field+".upstream", "want HOST:PORT of a resolver, e.g. 127.0.0.53:53")
+		}
+	}
+	if v := f.get("records"); v != nil {
+		t.Records = map[string]string{}
+		rf := d.mapping(v, field+".records")
+		for _, k := range rf.keys {
+			ip := d.str(rf.get(k.Value), field+".records."+k.Value)
+			if net.ParseIP(ip) == nil {
+				d.errorf(rf.get(k.Value), field+".records."+k.Value, "want an IP address, got %q", ip)
+			}
+			t.Records[k.Value] = ip
+		}
+	}
+	return t
 }
 
 func (d *decoder) traffic(n *yaml.Node) *Traffic {
@@ -689,6 +732,12 @@ func (x *Experiment) OffLoopback() []string {
 			} else {
 				check("proxy listen", p.Listen)
 				check("proxy upstream", p.Upstream)
+			}
+		}
+		if d := t.DNS; d != nil {
+			check("dns listen", d.Listen)
+			if d.Upstream != "" {
+				check("dns upstream", d.Upstream)
 			}
 		}
 	}

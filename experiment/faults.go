@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/proxy"
 )
 
@@ -215,6 +216,18 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		f := d.mapping(n, field, "drop", "set", "add", "phase", "method", "path")
 		e = proxy.HTTPHeader{HTTPMatch: d.httpMatch(f, field), Phase: d.optStr(f, "phase", field),
 			Drop: d.optList(f, "drop", field), Set: d.optMap(f, "set", field), Add: d.optMap(f, "add", field)}
+	case "dns":
+		f := d.mapping(n, field, "rules")
+		v := f.get("rules")
+		if v == nil {
+			d.errorf(n, field+".rules", "required, e.g. dns: {rules: [\"payments.*=SERVFAIL\"]}")
+			return DNS{}
+		}
+		rules := d.strList(v, field+".rules", true)
+		if _, err := dnsfault.ParseRules(rules); err != nil {
+			d.errorf(v, field+".rules", "%v", err)
+		}
+		return DNS{Rules: rules}
 	case "down":
 		d.mapping(n, field)
 		return Down{}
@@ -379,11 +392,15 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 		switch a := ft.Action.(type) {
 		case ProxyToxic, Down:
 			if t.Proxy == nil {
-				d.errorf(at, field, "%s acts on a proxy, but target %q is a process", a.Kind(), t.Name)
+				d.errorf(at, field, "%s acts on a proxy, but target %q is not one", a.Kind(), t.Name)
+			}
+		case DNS:
+			if t.DNS == nil {
+				d.errorf(at, field, "dns acts on a dns target (a resolver the run starts), but target %q is not one", t.Name)
 			}
 		case Kill, Stop:
 			if t.Process == nil {
-				d.errorf(at, field, "%s acts on processes, but target %q is a proxy (use down: {} to take a proxy down)", a.Kind(), t.Name)
+				d.errorf(at, field, "%s acts on processes, but target %q is not a process (use down: {} to take a proxy down)", a.Kind(), t.Name)
 				continue
 			}
 			if _, isKill := a.(Kill); isKill && !t.Process.Launched() && len(t.Process.Restart) == 0 && !ft.Irreversible {

@@ -30,7 +30,16 @@ type (
 	targetDoc struct {
 		Process *processDoc       `json:"process,omitempty"`
 		Proxy   *proxyDoc         `json:"proxy,omitempty"`
+		DNS     *dnsDoc           `json:"dns,omitempty"`
 		Tags    map[string]tagDoc `json:"tags,omitempty" jsonschema_description:"Labels; a list is assigned round-robin by instance"`
+	}
+	dnsDoc struct {
+		Listen   string            `json:"listen,omitempty" jsonschema_description:"HOST:PORT, UDP and TCP (default 127.0.0.1:0)"`
+		Upstream string            `json:"upstream,omitempty" jsonschema_description:"resolver HOST:PORT for other names"`
+		Records  map[string]string `json:"records,omitempty" jsonschema_description:"name: IP, answered by the resolver itself"`
+	}
+	dnsFaultDoc struct {
+		Rules []string `json:"rules" jsonschema_description:"PATTERN=NXDOMAIN|SERVFAIL|REFUSED|TIMEOUT|DELAY(d)|ADDRESS(ip)"`
 	}
 	processDoc struct {
 		Command   []string `json:"command,omitempty" jsonschema_description:"Launched by the run; {port} and {instance} are filled per instance"`
@@ -93,6 +102,7 @@ type (
 		HTTPLatency  *httpLatencyDoc `json:"http_latency,omitempty"`
 		HTTPBody     *httpBodyDoc    `json:"http_body,omitempty"`
 		HTTPHeader   *httpHeaderDoc  `json:"http_header,omitempty"`
+		DNS          *dnsFaultDoc    `json:"dns,omitempty"`
 		Down         *struct{}       `json:"down,omitempty"`
 		Kill         *killDoc        `json:"kill,omitempty"`
 		Stop         *struct{}       `json:"stop,omitempty"`

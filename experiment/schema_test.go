@@ -104,6 +104,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		"targetDoc":  targetKeys,
 		"processDoc": processKeys,
 		"proxyDoc":   proxyKeys,
+		"dnsDoc":     dnsKeys,
 		"trafficDoc": trafficKeys,
 		"requestObj": requestKeys,
 		"checkObj":   checkKeys,

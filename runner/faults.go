@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/process"
@@ -61,6 +62,8 @@ func (r *run) inject(ctx context.Context, f *fault) error {
 		return r.injectSignal(f, t, experiment.Signals[a.Signal])
 	case experiment.Exec:
 		return r.injectExec(ctx, f, a)
+	case experiment.DNS:
+		return r.injectDNS(f, t, a)
 	}
 	return fmt.Errorf("fault %s: unknown action %T", f.spec.Name, f.spec.Action)
 }
@@ -137,6 +140,33 @@ func (r *run) injectToxic(ctx context.Context, f *fault, t *target, a experiment
 
 // wireAttributes turns an effect into the API's attributes.
 func wireAttributes(e proxy.Effect) map[string]any { return proxy.Attributes(e) }
+
+// injectDNS puts the fault's rules in front of the resolver's own; the
+// revert restores those. The resolver lives in this process: nothing is
+// left for recover if the runner dies.
+func (r *run) injectDNS(f *fault, t *target, a experiment.DNS) error {
+	rules, err := dnsfault.ParseRules(a.Rules)
+	if err != nil {
+		return err
+	}
+	id := r.nextID()
+	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name,
+		Message: "dns rules " + strings.Join(a.Rules, ", ") + " on resolver " + t.spec.Name}); err != nil {
+		return err
+	}
+	before := t.dns.Rules()
+	faulted := t.dns.Faulted()
+	t.dns.SetRules(append(rules, before...))
+	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
+	f.hit = append(f.hit, fmt.Sprintf("dns %s (%s)", t.spec.Name, t.dns.Addr()))
+	f.revert = func(context.Context) error {
+		t.dns.SetRules(before)
+		f.evidence = append(f.evidence, fmt.Sprintf("rules answered %d queries", t.dns.Faulted()-faulted))
+		r.journalUndone(id, nil)
+		return nil
+	}
+	return nil
+}
 
 func (r *run) injectDown(ctx context.Context, f *fault, t *target) error {
 	id := r.nextID()

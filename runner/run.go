@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/load"
@@ -724,6 +726,22 @@ func (r *run) setup(ctx context.Context) error {
 		}
 		r.progressf("proxy %s listening on %s -> %s", spec.Name, t.proxy.Listen(), upstream)
 	}
+	for _, spec := range r.x.Targets {
+		if spec.DNS == nil {
+			continue
+		}
+		t := r.targets[spec.Name]
+		records := map[string][]net.IP{}
+		for name, ip := range spec.DNS.Records {
+			records[strings.ToLower(strings.TrimSuffix(name, "."))] = []net.IP{net.ParseIP(ip)}
+		}
+		t.dns = dnsfault.New(dnsfault.Config{Listen: spec.DNS.Listen, Upstream: spec.DNS.Upstream, Records: records})
+		if err := t.dns.Start(); err != nil {
+			t.dns = nil
+			return fmt.Errorf("target %s: dns resolver on %s: %w", spec.Name, spec.DNS.Listen, err)
+		}
+		r.progressf("dns resolver %s listening on %s (udp and tcp)", spec.Name, t.dns.Addr())
+	}
 	if err := r.resolveRefs(); err != nil {
 		return err
 	}
@@ -793,6 +811,9 @@ func (r *run) teardown() {
 		}
 		if t.proxy != nil {
 			t.proxy.Stop()
+		}
+		if t.dns != nil {
+			t.dns.Stop()
 		}
 	}
 	r.probeHC.CloseIdleConnections()

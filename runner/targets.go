@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/journal"
@@ -45,6 +46,7 @@ type target struct {
 	instances []*instance
 	proxy     *proxy.Proxy  // embedded
 	client    *proxy.Client // remote
+	dns       *dnsfault.Server
 }
 
 // tag returns instance i's value of tag key.
@@ -79,6 +81,9 @@ func (r *run) fillRefs(s string) (string, error) {
 		var addrs []string
 		if t.proxy != nil {
 			addrs = []string{t.proxy.Listen()}
+		}
+		if t.dns != nil {
+			addrs = []string{t.dns.Addr()}
 		}
 		for _, in := range t.instances {
 			if in.port != 0 {

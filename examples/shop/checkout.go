@@ -30,6 +30,9 @@ type CheckoutConfig struct {
 	Cache    string // the Redis server, HOST:PORT
 	Payments string // the card processor's base URL
 	Zone     string // reported by /health
+	// Resolver, if set, is the DNS server (HOST:PORT) used to look up the
+	// card processor's name; else the system's.
+	Resolver string
 	// Workers is how many requests are served at once, like a server's
 	// thread pool (default 16). Requests beyond it wait for a worker.
 	Workers int
@@ -82,12 +85,12 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 		store.DB().SetMaxOpenConns(20)
 		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = cacheTimeout, cacheTimeout, cacheTimeout
 		ropts.MaxRetries = -1 // the breaker decides, not a hidden retry loop
-		c.pay = &http.Client{Timeout: payTimeout}
+		c.pay = &http.Client{Timeout: payTimeout, Transport: payTransport(cfg.Resolver)}
 	} else {
 		store.DB().SetMaxOpenConns(10)
 		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // no timeouts: the "before"
 		ropts.MaxRetries = -1
-		c.pay = &http.Client{}
+		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)}
 	}
 	redis.SetLogger(quietRedis{}) // its dial errors reach us as errors, and /health names them
 	c.cache = redis.NewClient(ropts)
@@ -95,6 +98,20 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 	c.cacheCB = newBreaker[[]byte]("cache", 3, time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("cache").Set(float64(s)) })
 	c.payCB = newBreaker[string]("payments", 3, 2*time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("payments").Set(float64(s)) })
 	return c, nil
+}
+
+// payTransport is the card processor's client transport: a connection per
+// charge (the processor closes idle connections), so that every charge
+// looks its name up, through resolver when given.
+func payTransport(resolver string) *http.Transport {
+	d := &net.Dialer{}
+	if resolver != "" {
+		d.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var rd net.Dialer
+			return rd.DialContext(ctx, network, resolver)
+		}}
+	}
+	return &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}
 }
 
 // quietRedis drops the Redis client's own log lines.

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/faultline/faultline/examples/shop"
+	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/process"
 )
 
@@ -50,7 +54,7 @@ type demoSummary struct {
 // the resilient build passes it.
 func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs fourteen experiments (about 5 minutes)")
+		t.Skip("runs sixteen experiments (about 6 minutes)")
 	}
 	needRealServers(t)
 	bin := binary(t)
@@ -70,7 +74,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 14 {
+	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 16 {
 		t.Fatalf("summary: database %q, as expected %v, %d runs\n%s", sum.Database, sum.AsExpected, len(sum.Runs), stdout.String())
 	}
 	// The check each fragile run must break: the weakness it documents.
@@ -83,6 +87,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 		"payment-errors":  "inject: error_rate < 1%",
 		// Marked paid without the processor's word.
 		"payment-malformed": `inject: probe GET http://{front.addr}/stats expects 200 and body ~ "unverified":0`,
+		"dns-fails":         "inject: error_rate < 1%",
 	}
 	for _, r := range sum.Runs {
 		switch r.Build {
@@ -104,7 +109,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Errorf("%s: %v", r.Experiment, err)
 		}
 	}
-	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage", "payment-errors", "payment-malformed"} {
+	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage", "payment-errors", "payment-malformed", "dns-fails"} {
 		if !regexp.MustCompile(`(?m)^`+name+`\s+fragile\s+(FAILED|ABORTED)\s`).MatchString(stdout.String()) ||
 			!regexp.MustCompile(`(?m)^`+name+`\s+resilient\s+PASSED\s`).MatchString(stdout.String()) {
 			t.Errorf("table lacks %s's rows:\n%s", name, stdout.String())
@@ -268,5 +273,68 @@ func TestReportAndCompareCommands(t *testing.T) {
 	b, _ := os.ReadFile(html)
 	if code != 0 || !strings.Contains(string(b), `id="verdict-b"`) || !strings.Contains(string(b), "ABORTED") {
 		t.Fatalf("compare = %d %q %q", code, out, errOut)
+	}
+}
+
+// faultline dns answers, fails what its rules say, and stops on SIGTERM.
+func TestDNSCommand(t *testing.T) {
+	bin := binary(t)
+	port, err := freeport.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin, "dns", "--listen", addr, "--record", "payments.shop.test=127.0.0.1", "--rule", "*.gone.test=NXDOMAIN")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if !strings.Contains(line, "faultline dns on "+addr) {
+		t.Fatalf("first line: %q (%s)", line, stderr.String())
+	}
+	ask := func(name string) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		in, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, addr)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return in
+	}
+	if in := ask("payments.shop.test"); len(in.Answer) != 1 || !strings.Contains(in.Answer[0].String(), "127.0.0.1") {
+		t.Errorf("record: %v", in)
+	}
+	if in := ask("x.gone.test"); in.Rcode != dns.RcodeNameError {
+		t.Errorf("NXDOMAIN rule: rcode %d", in.Rcode)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dns after SIGTERM: %v, want exit 0 (%s)", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "2 queries, 1 faulted") {
+		t.Errorf("closing line: %q", stderr.String())
+	}
+	if code, _, errOut := run(t, "dns", "--rule", "x=EXPLODE"); code != 2 || !strings.Contains(errOut, "unknown action") {
+		t.Errorf("bad rule: %d %q", code, errOut)
+	}
+	// The kill switch stops it too, exit 3.
+	stateDir := t.TempDir()
+	halted := exec.Command(bin, "dns", "--listen", "127.0.0.1:0", "--state-dir", stateDir)
+	out, _ := halted.StdoutPipe()
+	if err := halted.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = halted.Process.Kill() }()
+	_, _ = bufio.NewReader(out).ReadString('\n') // serving
+	if code, _, _ := run(t, "halt", "--state-dir", stateDir); code != 0 {
+		t.Fatalf("halt = %d", code)
+	}
+	var ee *exec.ExitError
+	if err := halted.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("dns after halt: %v, want exit 3", err)
 	}
 }
