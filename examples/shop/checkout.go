@@ -3,6 +3,7 @@ package shop
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -524,6 +525,9 @@ func (c *Checkout) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("database %s: %w", redactURL(c.cfg.DB), err)
 	}
+	if c.cfg.Build == Resilient {
+		c.warmPool(ctx, 8)
+	}
 	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	var wg sync.WaitGroup
 	wctx, stopWorker := context.WithCancel(ctx)
@@ -545,6 +549,26 @@ func (c *Checkout) Run(ctx context.Context) error {
 	stopWorker()
 	wg.Wait()
 	return err
+}
+
+// warmPool opens n database connections before the instance serves, so
+// that its first requests do not pay for connecting within their short
+// timeouts (a new PostgreSQL backend can take a while on a busy machine).
+func (c *Checkout) warmPool(ctx context.Context, n int) {
+	c.store.DB().SetMaxIdleConns(20)
+	var conns []*sql.Conn
+	for range n {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := c.store.DB().Conn(wctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		conns = append(conns, conn)
+	}
+	for _, conn := range conns {
+		_ = conn.Close() // back to the pool, open
+	}
 }
 
 func (c *Checkout) close() {
