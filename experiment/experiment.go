@@ -155,6 +155,14 @@ type Kill struct{ Signal string }
 // Stop freezes the selected processes (SIGSTOP), resumed (SIGCONT) on revert.
 type Stop struct{}
 
+// Stress exhausts a resource of the machine for the fault's window, in a
+// child process of the run ('faultline stress KIND ARGS...'); it needs no
+// target.
+type Stress struct {
+	Resource string   // cpu, memory, disk, connections: the stress command
+	Args     []string // the command's flags
+}
+
 // DNS gives a dns target's resolver Rules ("payments.*=SERVFAIL") for the
 // fault's window, in front of the rules it had.
 type DNS struct{ Rules []string }
@@ -168,6 +176,12 @@ func (Kill) Kind() string         { return "kill" }
 func (Stop) Kind() string         { return "stop" }
 func (Exec) Kind() string         { return "exec" }
 func (DNS) Kind() string          { return "dns" }
+func (s Stress) Kind() string {
+	if s.Resource == "disk" {
+		return "disk_fill"
+	}
+	return s.Resource
+}
 
 // Selection picks the instances a fault hits.
 type Selection struct {
@@ -201,7 +215,8 @@ var (
 )
 
 var actionKeys = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
-	"http_status", "http_latency", "http_body", "http_header", "dns", "down", "kill", "stop", "exec"}
+	"http_status", "http_latency", "http_body", "http_header", "dns", "down", "kill", "stop", "exec",
+	"cpu", "memory", "disk_fill", "connections"}
 
 var topKeys = []string{"version", "name", "description", "hypothesis", "targets", "traffic", "steady_state",
 	"baseline", "inject", "faults", "recovery", "stop_when", "max_targets", "max_duration"}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/stress"
 )
 
 var faultKeys = append([]string{"name", "target", "start", "duration", "select", "direction", "toxicity", "irreversible"}, actionKeys...)
@@ -216,6 +217,103 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		f := d.mapping(n, field, "drop", "set", "add", "phase", "method", "path")
 		e = proxy.HTTPHeader{HTTPMatch: d.httpMatch(f, field), Phase: d.optStr(f, "phase", field),
 			Drop: d.optList(f, "drop", field), Set: d.optMap(f, "set", field), Add: d.optMap(f, "add", field)}
+	case "cpu":
+		f := d.mapping(n, field, "workers", "load")
+		w, l := int64(1), int64(100)
+		if f.get("workers") != nil {
+			w = num(f, "workers")
+		}
+		if f.get("load") != nil {
+			l = num(f, "load")
+		}
+		if w < 1 || l < 1 || l > 100 {
+			d.errorf(n, field, "want workers >= 1 and load (percent) from 1 to 100")
+		}
+		return Stress{Resource: "cpu", Args: []string{"--workers", strconv.FormatInt(w, 10), "--load", strconv.FormatInt(l, 10)}}
+	case "memory":
+		f := d.mapping(n, field, "size", "rate")
+		st := Stress{Resource: "memory"}
+		if v := f.get("size"); v == nil {
+			d.errorf(n, field+".size", "required, e.g. memory: {size: 512MiB}")
+		} else if sz := d.size(v, field+".size"); sz != "" {
+			st.Args = append(st.Args, "--size", sz)
+		}
+		if v := f.get("rate"); v != nil {
+			if r := d.size(v, field+".rate"); r != "" {
+				st.Args = append(st.Args, "--rate", r)
+			}
+		}
+		return st
+	case "disk_fill":
+		f := d.mapping(n, field, "path", "free", "fill", "allow_root")
+		st := Stress{Resource: "disk"}
+		if v := f.get("path"); v == nil {
+			d.errorf(n, field+".path", "required: a directory on the file system to fill")
+		} else {
+			st.Args = append(st.Args, "--path", d.str(v, field+".path"))
+		}
+		free, fill := f.get("free"), f.get("fill")
+		switch {
+		case (free == nil) == (fill == nil):
+			d.errorf(n, field, "give free (a size or a percentage: 5%%) or fill (a size), one of them")
+		case free != nil && strings.HasSuffix(free.Value, "%"):
+			p, err := strconv.ParseFloat(strings.TrimSuffix(free.Value, "%"), 64)
+			if err != nil || p <= 0 || p >= 100 {
+				d.errorf(free, field+".free", "want a percentage between 0 and 100, got %q", free.Value)
+			}
+			st.Args = append(st.Args, "--free", free.Value)
+		case free != nil:
+			if sz := d.size(free, field+".free"); sz != "" {
+				st.Args = append(st.Args, "--free", sz)
+			}
+		default:
+			if sz := d.size(fill, field+".fill"); sz != "" {
+				st.Args = append(st.Args, "--fill", sz)
+			}
+		}
+		if v := f.get("allow_root"); v != nil && d.boolean(v, field+".allow_root") {
+			st.Args = append(st.Args, "--allow-root")
+		}
+		return st
+	case "connections":
+		f := d.mapping(n, field, "address", "count", "mode", "protocol", "dsn")
+		st := Stress{Resource: "connections"}
+		count := int64(10)
+		if f.get("count") != nil {
+			count = num(f, "count")
+		}
+		if count < 1 {
+			d.errorf(n, field+".count", "must be at least 1")
+		}
+		st.Args = []string{"--count", strconv.FormatInt(count, 10)}
+		protocol := "tcp"
+		if v := f.get("protocol"); v != nil {
+			protocol = d.str(v, field+".protocol")
+		}
+		switch protocol {
+		case "tcp":
+			if v := f.get("address"); v == nil {
+				d.errorf(n, field+".address", "required: HOST:PORT to connect to")
+			} else {
+				st.Args = append(st.Args, "--address", d.str(v, field+".address"))
+			}
+		case "postgres":
+			if v := f.get("dsn"); v == nil {
+				d.errorf(n, field+".dsn", "required with protocol: postgres, e.g. postgres://app@127.0.0.1:5432/app")
+			} else {
+				st.Args = append(st.Args, "--protocol", "postgres", "--dsn", d.str(v, field+".dsn"))
+			}
+		default:
+			d.errorf(f.get("protocol"), field+".protocol", "want tcp or postgres, got %q", protocol)
+		}
+		if v := f.get("mode"); v != nil {
+			mode := d.str(v, field+".mode")
+			if mode != "idle" && mode != "slow" {
+				d.errorf(v, field+".mode", "want idle or slow, got %q", mode)
+			}
+			st.Args = append(st.Args, "--mode", mode)
+		}
+		return st
 	case "dns":
 		f := d.mapping(n, field, "rules")
 		v := f.get("rules")
@@ -265,6 +363,16 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		d.errorf(n, field, "%v", err)
 	}
 	return ProxyToxic{Effect: e}
+}
+
+// size reads a size such as 512MiB and returns it as written, or "".
+func (d *decoder) size(n *yaml.Node, field string) string {
+	v := d.str(n, field)
+	if _, err := stress.ParseSize(v); err != nil {
+		d.errorf(n, field, "%v", err)
+		return ""
+	}
+	return v
 }
 
 // HTTPAction reports whether a fault's action is an HTTP toxic: its proxy
@@ -375,7 +483,9 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 		}
 		t, ok := targets[ft.Target]
 		if ft.Target == "" {
-			if _, isExec := ft.Action.(Exec); !isExec {
+			_, isExec := ft.Action.(Exec)
+			_, isStress := ft.Action.(Stress)
+			if !isExec && !isStress {
 				d.errorf(at, field+".target", "required")
 			}
 			continue

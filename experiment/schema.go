@@ -38,6 +38,27 @@ type (
 		Upstream string            `json:"upstream,omitempty" jsonschema_description:"resolver HOST:PORT for other names"`
 		Records  map[string]string `json:"records,omitempty" jsonschema_description:"name: IP, answered by the resolver itself"`
 	}
+	cpuDoc struct {
+		Workers int `json:"workers,omitempty" jsonschema:"minimum=1"`
+		Load    int `json:"load,omitempty" jsonschema:"minimum=1,maximum=100" jsonschema_description:"percent each worker is busy"`
+	}
+	memoryDoc struct {
+		Size string `json:"size" jsonschema_description:"e.g. 512MiB"`
+		Rate string `json:"rate,omitempty" jsonschema_description:"grow by this much a second, e.g. 64MiB"`
+	}
+	diskFillDoc struct {
+		Path      string `json:"path" jsonschema_description:"a directory on the file system to fill"`
+		Free      string `json:"free,omitempty" jsonschema_description:"leave this much free: a size or a percentage (5%)"`
+		Fill      string `json:"fill,omitempty" jsonschema_description:"write exactly this much"`
+		AllowRoot bool   `json:"allow_root,omitempty"`
+	}
+	connectionsDoc struct {
+		Address  string `json:"address,omitempty"`
+		Count    int    `json:"count,omitempty" jsonschema:"minimum=1"`
+		Mode     string `json:"mode,omitempty" jsonschema:"enum=idle,enum=slow"`
+		Protocol string `json:"protocol,omitempty" jsonschema:"enum=tcp,enum=postgres"`
+		DSN      string `json:"dsn,omitempty"`
+	}
 	dnsFaultDoc struct {
 		Rules []string `json:"rules" jsonschema_description:"PATTERN=NXDOMAIN|SERVFAIL|REFUSED|TIMEOUT|DELAY(d)|ADDRESS(ip)"`
 	}
@@ -103,6 +124,10 @@ type (
 		HTTPBody     *httpBodyDoc    `json:"http_body,omitempty"`
 		HTTPHeader   *httpHeaderDoc  `json:"http_header,omitempty"`
 		DNS          *dnsFaultDoc    `json:"dns,omitempty"`
+		CPU          *cpuDoc         `json:"cpu,omitempty"`
+		Memory       *memoryDoc      `json:"memory,omitempty"`
+		DiskFill     *diskFillDoc    `json:"disk_fill,omitempty"`
+		Connections  *connectionsDoc `json:"connections,omitempty"`
 		Down         *struct{}       `json:"down,omitempty"`
 		Kill         *killDoc        `json:"kill,omitempty"`
 		Stop         *struct{}       `json:"stop,omitempty"`

@@ -43,8 +43,10 @@ type Event struct {
 // Undo says how to reverse one change, with no state but itself.
 type Undo struct {
 	// Kind is "sigcont" (resume stopped processes), "kill" (stop
-	// processes the run launched), "remove_toxic", "enable_proxy" or "exec".
+	// processes the run launched), "remove_toxic", "enable_proxy", "exec"
+	// or "remove_file" (a disk fill's file, Path).
 	Kind string `json:"kind"`
+	Path string `json:"path,omitempty"`
 	// Procs are processes, each with its start time so that a recycled
 	// pid is never touched.
 	Procs []Proc `json:"procs,omitempty"`

@@ -1,9 +1,14 @@
 package runner
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -13,6 +18,7 @@ import (
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/stress"
 )
 
 // fault is one fault of the run and what became of it.
@@ -64,6 +70,8 @@ func (r *run) inject(ctx context.Context, f *fault) error {
 		return r.injectExec(ctx, f, a)
 	case experiment.DNS:
 		return r.injectDNS(f, t, a)
+	case experiment.Stress:
+		return r.injectStress(ctx, f, a)
 	}
 	return fmt.Errorf("fault %s: unknown action %T", f.spec.Name, f.spec.Action)
 }
@@ -327,4 +335,148 @@ func runCommand(ctx context.Context, args []string) error {
 		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, s)
 	}
 	return nil
+}
+
+// injectStress starts 'faultline stress KIND ...' as a child of the run
+// (it dies with the runner) and waits until the stress is in place. A disk
+// fill's file is journaled first, so that recover removes it even if the
+// child was killed before it could.
+func (r *run) injectStress(ctx context.Context, f *fault, a experiment.Stress) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"stress", a.Resource}
+	for _, arg := range a.Args {
+		filled, err := r.fillRefs(arg)
+		if err != nil {
+			return fmt.Errorf("fault %s: %w", f.spec.Name, err)
+		}
+		args = append(args, filled)
+	}
+	args = append(args, "--json")
+	var file string
+	var fileID string
+	if a.Resource == "disk" {
+		dir := ""
+		for i, arg := range args {
+			if arg == "--path" && i+1 < len(args) {
+				dir = args[i+1]
+			}
+		}
+		file = filepath.Join(dir, ".faultline-fill-"+r.id+"-"+strings.NewReplacer(" ", "-", "/", "-").Replace(f.spec.Name))
+		args = append(args, "--file", file)
+		fileID = r.nextID()
+		if err := r.journal(journal.Event{Type: journal.Intent, ID: fileID, Name: f.spec.Name,
+			Undo: &journal.Undo{Kind: "remove_file", Path: file}, Message: "fill " + dir}); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command(self, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = &prefixWriter{w: r.procLog, prefix: "stress " + a.Resource + " "}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("fault %s: %w", f.spec.Name, err)
+	}
+	proc, _ := process.Identify(cmd.Process.Pid)
+	id := r.nextID()
+	_ = r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name,
+		Undo: &journal.Undo{Kind: "kill", Procs: []journal.Proc{proc}}, Message: "faultline " + strings.Join(args, " ")})
+	ready := make(chan string, 1)
+	final := make(chan string, 1)
+	exited := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		var last string
+		for sc.Scan() {
+			line := sc.Text()
+			if d, ok := strings.CutPrefix(line, "ready: "); ok {
+				ready <- d
+				continue
+			}
+			last = line
+		}
+		final <- last
+		exited <- cmd.Wait()
+	}()
+	stopChild := func() (string, error) {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		var last string
+		select {
+		case last = <-final:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			last = <-final
+		}
+		err := <-exited
+		var res stress.Result
+		if jerr := json.Unmarshal([]byte(last), &res); jerr == nil {
+			last = stressEvidence(res)
+		}
+		return last, err
+	}
+	undoFile := func() {
+		if file == "" {
+			return
+		}
+		err := os.Remove(file)
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		r.journalUndone(fileID, err)
+	}
+	select {
+	case what := <-ready:
+		_ = r.journal(journal.Event{Type: journal.Done, ID: id})
+		f.hit = append(f.hit, fmt.Sprintf("stress %s (pid %d): %s", a.Resource, cmd.Process.Pid, what))
+	case <-time.After(2 * time.Minute):
+		_, _ = stopChild()
+		r.journalUndone(id, nil)
+		undoFile()
+		return fmt.Errorf("fault %s: stress %s not in place after 2 minutes", f.spec.Name, a.Resource)
+	case <-ctx.Done():
+		_, _ = stopChild()
+		r.journalUndone(id, nil)
+		undoFile()
+		return ctx.Err()
+	case <-exited:
+		r.journalUndone(id, nil)
+		undoFile()
+		return fmt.Errorf("fault %s: 'faultline %s' exited before the stress was in place; its output is in processes.log", f.spec.Name, strings.Join(args, " "))
+	}
+	f.revert = func(context.Context) error {
+		evidence, err := stopChild()
+		if evidence != "" {
+			f.evidence = append(f.evidence, evidence)
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() != 0 {
+			err = fmt.Errorf("stress %s exited %d", a.Resource, ee.ExitCode())
+		} else {
+			err = nil
+		}
+		r.journalUndone(id, err)
+		undoFile()
+		return err
+	}
+	return nil
+}
+
+// stressEvidence says what a stress measured.
+func stressEvidence(res stress.Result) string {
+	switch res.Kind {
+	case "cpu":
+		return fmt.Sprintf("measured %.2f cores busy over %.1f s", res.CPU, res.Held)
+	case "memory":
+		return fmt.Sprintf("measured %s resident", stress.FormatSize(res.RSS))
+	case "disk":
+		return fmt.Sprintf("wrote %s, leaving %s free", stress.FormatSize(res.Bytes), stress.FormatSize(res.Free))
+	case "connections":
+		return fmt.Sprintf("held %d connections for %.1f s", res.Conns, res.Held)
+	}
+	return ""
 }

@@ -338,16 +338,22 @@ func TestDNSCommand(t *testing.T) {
 	stateDir := t.TempDir()
 	halted := exec.Command(bin, "dns", "--listen", "127.0.0.1:0", "--state-dir", stateDir)
 	out, _ := halted.StdoutPipe()
+	var haltedErr bytes.Buffer
+	halted.Stderr = &haltedErr
 	if err := halted.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = halted.Process.Kill() }()
-	_, _ = bufio.NewReader(out).ReadString('\n') // serving
+	if line, err := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(line, "faultline dns on") {
+		_ = halted.Process.Kill()
+		_ = halted.Wait() // before reading its stderr
+		t.Fatalf("before the halt: %q, %v; stderr %q", line, err, haltedErr.String())
+	}
 	if code, _, _ := run(t, "halt", "--state-dir", stateDir); code != 0 {
 		t.Fatalf("halt = %d", code)
 	}
 	var ee *exec.ExitError
 	if err := halted.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
-		t.Errorf("dns after halt: %v, want exit 3", err)
+		t.Errorf("dns after halt: %v, want exit 3; stderr %q", err, haltedErr.String())
 	}
 }

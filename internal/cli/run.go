@@ -157,6 +157,14 @@ func writeReports(progress io.Writer, out string) {
 	}
 }
 
+// orMachine names a fault's target; stress and exec faults have none.
+func orMachine(target string) string {
+	if target == "" {
+		return "the machine"
+	}
+	return target
+}
+
 func parseVars(vars []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, v := range vars {
@@ -229,7 +237,7 @@ func printVerdict(w io.Writer, res *runner.Result, out string) {
 				state += ", reverted"
 			}
 		}
-		fmt.Fprintf(w, "  fault %q (%s on %s): %s; hit %s\n", f.Name, f.Action, f.Target, state, strings.Join(f.Hit, ", "))
+		fmt.Fprintf(w, "  fault %q (%s on %s): %s; hit %s\n", f.Name, f.Action, orMachine(f.Target), state, strings.Join(f.Hit, ", "))
 		if f.Error != "" {
 			fmt.Fprintf(w, "    error: %s\n", f.Error)
 		}
@@ -269,7 +277,11 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 		if f.Duration > 0 {
 			end = (f.Start + f.Duration).String()
 		}
-		fmt.Fprintf(w, "  %-24q %-10s on %-12s [%v, %s)  select %s\n", f.Name, f.Action.Kind(), f.Target, f.Start, end, describeSelect(f.Select))
+		sel := "  select " + describeSelect(f.Select)
+		if f.Target == "" {
+			sel = ""
+		}
+		fmt.Fprintf(w, "  %-24q %-11s on %-12s [%v, %s)%s\n", f.Name, f.Action.Kind(), orMachine(f.Target), f.Start, end, sel)
 	}
 	if len(x.SteadyState) > 0 {
 		fmt.Fprintln(w, "steady state:")
@@ -295,7 +307,11 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 			fmt.Fprintf(w, "fault %q runs: %s; reverts with: %s\n", f.Name, strings.Join(e.Inject, " "), strings.Join(e.Revert, " "))
 		}
 	}
-	fmt.Fprintln(w, "stop when any of:")
+	if len(x.StopWhen) == 0 {
+		fmt.Fprintln(w, "stop conditions: none (--allow-no-stop)")
+	} else {
+		fmt.Fprintln(w, "stop when any of:")
+	}
 	for _, c := range x.StopWhen {
 		fmt.Fprintf(w, "  %s\n", c.Text)
 	}
@@ -488,6 +504,12 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 	case "enable_proxy":
 		_, err := proxy.NewClient(u.API, os.Getenv("FAULTLINE_TOKEN")).SetEnabled(ctx, u.Proxy, true)
 		return fmt.Sprintf("re-enabled proxy %s at %s", u.Proxy, u.API), err
+	case "remove_file":
+		err := os.Remove(u.Path)
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil // the stress removed it on its way out
+		}
+		return "removed " + u.Path, err
 	case "exec":
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()

@@ -1,0 +1,143 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/process/processtest"
+	"github.com/faultline/faultline/runner"
+)
+
+// smallFS mounts a 16 MiB tmpfs for a disk fill (root only).
+func smallFS(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
+			t.Fatalf("mount tmpfs: %v: %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+func writeStressExperiment(t *testing.T, fill string, hold string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "stress.yaml")
+	src := fmt.Sprintf(`name: stress-all
+targets:
+  api:
+    process:
+      command: ["{self}", serve, --listen, "127.0.0.1:{port}"]
+      ready: http://127.0.0.1:{port}/version
+traffic: {rate: 10/s, requests: ["GET http://{api.addr}/version"]}
+steady_state: [error_rate < 50%%]
+baseline: 1s
+inject: %s
+faults:
+  - {name: burn cpu, cpu: {workers: 1, load: 50}}
+  - {name: eat memory, memory: {size: 32MiB}}
+  - {name: fill the disk, disk_fill: {path: "%s", free: 2MiB}}
+  - {name: hold connections, connections: {address: "{api.addr}", count: 5}}
+recovery: 5s
+`, hold, fill)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// Every stress fault takes effect, says what it measured, and is undone.
+func TestStressFaultsInARun(t *testing.T) {
+	fill := smallFS(t)
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(binary(t), "run", writeStressExperiment(t, fill, "3s"), "--allow-no-stop", "--out", out, "--json")
+	stdout, err := cmd.Output()
+	if err != nil {
+		logs, _ := os.ReadFile(filepath.Join(out, "processes.log"))
+		t.Fatalf("run: %v\n%s\n%s", err, stdout, logs)
+	}
+	var res runner.Result
+	if err := json.Unmarshal(stdout, &res); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]*regexp.Regexp{
+		"burn cpu":         regexp.MustCompile(`^measured \d\.\d\d cores busy`),
+		"eat memory":       regexp.MustCompile(`^measured \d+\.\d MiB resident`),
+		"fill the disk":    regexp.MustCompile(`^wrote \d+\.\d MiB, leaving \d\.\d MiB free`),
+		"hold connections": regexp.MustCompile(`^held 5 connections`),
+	}
+	for _, f := range res.Faults {
+		if len(f.Evidence) == 0 || !want[f.Name].MatchString(f.Evidence[0]) || f.RevertedAt == nil {
+			t.Errorf("fault %q: evidence %q, reverted %v", f.Name, f.Evidence, f.RevertedAt != nil)
+		}
+	}
+	if entries, _ := os.ReadDir(fill); len(entries) != 0 {
+		t.Errorf("fill file left: %v", entries)
+	}
+	if left, _ := process.Match(regexp.MustCompile(regexp.QuoteMeta(binary(t)) + " stress ")); len(left) > 0 {
+		t.Errorf("stress processes left: %v", left)
+	}
+}
+
+// A runner killed while a disk fill holds: the stress dies with it, and
+// recover removes the file it left.
+func TestRecoverRemovesAFillFile(t *testing.T) {
+	fill := smallFS(t)
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(binary(t), "run", writeStressExperiment(t, fill, "60s"), "--allow-no-stop", "--out", out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	processtest.WaitFor(t, "the fill", func() bool {
+		events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+		for _, e := range events {
+			if e.Type == journal.Intent && strings.Contains(e.Message, "stress connections") {
+				return true // the last fault started: the fill is in place
+			}
+		}
+		return false
+	})
+	_ = cmd.Process.Kill() // SIGKILL: no rollback
+	_ = cmd.Wait()
+	processtest.WaitFor(t, "the stress children to die with the runner", func() bool {
+		left, _ := process.Match(regexp.MustCompile(regexp.QuoteMeta(binary(t)) + " stress "))
+		return len(left) == 0
+	})
+	entries, _ := os.ReadDir(fill)
+	if len(entries) != 1 {
+		t.Fatalf("after SIGKILL: %d files in the filled file system, want the fill file (the test proves nothing otherwise)", len(entries))
+	}
+	code, stdout, stderr := run(t, "recover", out)
+	if code != 0 || !strings.Contains(stdout, "removed "+filepath.Join(fill, entries[0].Name())) {
+		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)
+	}
+	if entries, _ := os.ReadDir(fill); len(entries) != 0 {
+		t.Errorf("recover left %v", entries)
+	}
+}
+
+func TestStressCommandUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"stress", "cpu", "--load", "0"},
+		{"stress", "memory"},
+		{"stress", "disk", "--path", "/"},
+		{"stress", "disk", "--path", "/", "--fill", "1MiB"},
+		{"stress", "connections"},
+		{"stress", "connections", "--protocol", "postgres"},
+	} {
+		if code, _, errOut := run(t, args...); code != 2 || errOut == "" {
+			t.Errorf("%q = %d %q, want 2 with a message", args, code, errOut)
+		}
+	}
+}

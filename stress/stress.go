@@ -1,0 +1,180 @@
+// Package stress exhausts a machine's resources on purpose, for as long as
+// its context lives: CPU (workers at a load), memory (allocated and
+// touched), disk (a file system filled to a given free space) and
+// connections (TCP connections, or PostgreSQL sessions, held open). Each
+// undoes itself when the context ends: workers stop, memory is released,
+// the fill file is removed, connections are closed. Each reports what it
+// measured, as evidence that it took effect.
+package stress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Result is what a stress measured while it held.
+type Result struct {
+	Kind string `json:"kind"`
+	// CPU is the CPU used, in cores (1.0 = one core busy), over the hold.
+	CPU float64 `json:"cpu_cores,omitempty"`
+	// RSS is the resident memory, in bytes, once allocated.
+	RSS int64 `json:"rss_bytes,omitempty"`
+	// Bytes written to the fill file; Free is what was left free.
+	Bytes int64  `json:"bytes_written,omitempty"`
+	Free  int64  `json:"free_bytes,omitempty"`
+	File  string `json:"file,omitempty"`
+	// Conns is the number of connections held.
+	Conns int `json:"connections,omitempty"`
+	// Held is how long it held, in seconds.
+	Held float64 `json:"held_seconds"`
+}
+
+// ParseSize reads sizes such as 512MiB, 1GiB, 100MB, 4096 (bytes).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("size %q: want a number with an optional unit, e.g. 512MiB, 1GiB, 100MB", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// FormatSize writes n bytes for people.
+func FormatSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// CPU keeps workers busy at load percent (1-100) each until ctx ends.
+// ready is called once the workers run.
+func CPU(ctx context.Context, workers, load int, ready func()) (Result, error) {
+	if workers < 1 || load < 1 || load > 100 {
+		return Result{}, errors.New("cpu: want workers >= 1 and load from 1 to 100")
+	}
+	const period = 100 * time.Millisecond
+	busy := period * time.Duration(load) / 100
+	start, cpu0 := time.Now(), cpuTime()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			x := uint64(1)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				for time.Since(t0) < busy {
+					for range 1000 {
+						x = x*6364136223846793005 + 1442695040888963407
+					}
+				}
+				if rest := period - time.Since(t0); rest > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(rest):
+					}
+				}
+			}
+			sink.Store(x)
+		})
+	}
+	if ready != nil {
+		ready()
+	}
+	wg.Wait()
+	held := time.Since(start)
+	return Result{Kind: "cpu", CPU: (cpuTime() - cpu0).Seconds() / held.Seconds(), Held: held.Seconds()}, nil
+}
+
+var sink atomicUint64
+
+// rss is the process's resident memory in bytes (VmRSS).
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) >= 1 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
+}
+
+// Memory allocates size bytes and writes every page (so that they are
+// resident, not just reserved), at rate bytes a second (0: at once), then
+// holds them until ctx ends. ready is called once all is allocated.
+func Memory(ctx context.Context, size, rate int64, ready func()) (Result, error) {
+	if size <= 0 {
+		return Result{}, errors.New("memory: want a size > 0")
+	}
+	const chunk = 16 << 20
+	start := time.Now()
+	var blocks [][]byte
+	for got := int64(0); got < size; {
+		n := min(chunk, size-got)
+		b := make([]byte, n)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		blocks = append(blocks, b)
+		got += n
+		if rate > 0 {
+			due := start.Add(time.Duration(float64(got) / float64(rate) * float64(time.Second)))
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Until(due)):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	res := Result{Kind: "memory", RSS: rss()}
+	if ready != nil {
+		ready()
+	}
+	<-ctx.Done()
+	runtime.KeepAlive(blocks)
+	res.Held = time.Since(start).Seconds()
+	return res, nil
+}

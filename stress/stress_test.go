@@ -1,0 +1,244 @@
+package stress_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/faultline/faultline/examples/shop"
+	"github.com/faultline/faultline/stress"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// holdThen runs a stress, waits until it is ready, calls check, then ends it.
+func holdThen(t *testing.T, run func(ctx context.Context, ready func()) (stress.Result, error), check func()) stress.Result {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	type out struct {
+		res stress.Result
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		res, err := run(ctx, func() { close(ready) })
+		done <- out{res, err}
+	}()
+	select {
+	case <-ready:
+	case o := <-done:
+		t.Fatalf("ended before ready: %v", o.err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("not ready after 60 s")
+	}
+	if check != nil {
+		check()
+	}
+	cancel()
+	o := <-done
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	return o.res
+}
+
+func TestCPU(t *testing.T) {
+	res := holdThen(t, func(ctx context.Context, ready func()) (stress.Result, error) {
+		return stress.CPU(ctx, 1, 80, ready)
+	}, func() { time.Sleep(time.Second) }) // hold for a second: what is measured
+	if res.CPU < 0.05 || res.CPU > 1.5 || res.Held < 0.9 {
+		t.Errorf("one worker at 80%%: %.2f cores over %.1f s", res.CPU, res.Held)
+	}
+	if _, err := stress.CPU(context.Background(), 0, 50, nil); err == nil {
+		t.Error("0 workers accepted")
+	}
+}
+
+func TestMemory(t *testing.T) {
+	const size = 64 << 20
+	res := holdThen(t, func(ctx context.Context, ready func()) (stress.Result, error) {
+		return stress.Memory(ctx, size, 0, ready)
+	}, nil)
+	if res.RSS < size {
+		t.Errorf("RSS %s, want at least %s resident", stress.FormatSize(res.RSS), stress.FormatSize(size))
+	}
+}
+
+// tmpfs mounts a small file system for the test (root only).
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
+			t.Fatalf("mount tmpfs: %v: %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	return dir
+}
+
+func free(t *testing.T, dir string) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+func TestFillLeavesWhatWasAskedAndCleansUp(t *testing.T) {
+	dir := tmpfs(t, "16m")
+	file := filepath.Join(dir, "fill")
+	res := holdThen(t, func(ctx context.Context, ready func()) (stress.Result, error) {
+		return stress.Fill(ctx, stress.FillConfig{Dir: dir, File: file, Free: 2 << 20}, ready)
+	}, func() {
+		if f := free(t, dir); f > 2<<20+1<<20 || f < 1<<20 {
+			t.Errorf("while held: %s free, want about 2 MiB", stress.FormatSize(f))
+		}
+		if _, err := os.Stat(file); err != nil {
+			t.Errorf("fill file: %v", err)
+		}
+	})
+	if res.Bytes < 12<<20 || res.File != file {
+		t.Errorf("result: %+v", res)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("fill file left behind: %v", err)
+	}
+	if f := free(t, dir); f < 15<<20 {
+		t.Errorf("after: %s free, want the 16 MiB back", stress.FormatSize(f))
+	}
+}
+
+func TestFillRefusesTheRootFileSystem(t *testing.T) {
+	_, err := stress.Fill(context.Background(), stress.FillConfig{Dir: "/", Fill: 1}, nil)
+	if err == nil || !strings.Contains(err.Error(), "root file system") {
+		t.Errorf("fill of /: %v", err)
+	}
+	if _, err := stress.Fill(context.Background(), stress.FillConfig{Dir: "/", Fill: 1, Free: 1}, nil); err == nil {
+		t.Error("two amounts accepted")
+	}
+}
+
+func TestConnectionsTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var open atomic.Int64
+	closed := make(chan struct{}, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			open.Add(1)
+			go func() {
+				buf := make([]byte, 64)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						break
+					}
+				}
+				c.Close()
+				open.Add(-1)
+				closed <- struct{}{}
+			}()
+		}
+	}()
+	res := holdThen(t, func(ctx context.Context, ready func()) (stress.Result, error) {
+		return stress.Connections(ctx, stress.ConnConfig{Address: ln.Addr().String(), Count: 20, Mode: "slow"}, ready)
+	}, func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for open.Load() != 20 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // polling the server's count
+		}
+		if n := open.Load(); n != 20 {
+			t.Errorf("server sees %d connections, want 20", n)
+		}
+	})
+	if res.Conns != 20 {
+		t.Errorf("held %d", res.Conns)
+	}
+	for range 20 {
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connections not closed after the end: %d open", open.Load())
+		}
+	}
+}
+
+func TestConnectionsPostgres(t *testing.T) {
+	if _, err := shop.FindPostgres(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	pg, err := shop.StartPostgres(context.Background(), shop.PostgresConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Stop()
+	db, err := sql.Open("pgx", pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sessions := func() int {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := sessions()
+	holdThen(t, func(ctx context.Context, ready func()) (stress.Result, error) {
+		return stress.Connections(ctx, stress.ConnConfig{Protocol: "postgres", DSN: pg.URL("postgres"), Count: 25}, ready)
+	}, func() {
+		if n := sessions() - before; n != 25 {
+			t.Errorf("%d sessions held, want 25", n)
+		}
+	})
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512MiB": 512 << 20, "1GiB": 1 << 30, "100MB": 100e6, "4096": 4096, "1.5KiB": 1536, "2 MiB": 2 << 20} {
+		if got, err := stress.ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "lots", "-1MiB", "1XB"} {
+		if _, err := stress.ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"512MiB", "1.5GiB", "100MB", "0", "-1", "1e30GiB", "MiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := stress.ParseSize(s)
+		if err == nil && n < 0 {
+			t.Fatalf("ParseSize(%q) = %d", s, n)
+		}
+	})
+}
