@@ -602,14 +602,17 @@ func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
 	return out
 }
 
-func (d *decoder) steadyState(n *yaml.Node) []Check {
+func (d *decoder) steadyState(n *yaml.Node) []Check { return d.checks(n, "steady_state") }
+
+// checks reads a list of conditions and probes at field.
+func (d *decoder) checks(n *yaml.Node, at string) []Check {
 	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, "steady_state", "want a list of conditions and probes, got %s", kindName(n))
+		d.errorf(n, at, "want a list of conditions and probes, got %s", kindName(n))
 		return nil
 	}
 	var out []Check
 	for i, c := range n.Content {
-		field := fmt.Sprintf("steady_state[%d]", i)
+		field := fmt.Sprintf("%s[%d]", at, i)
 		ch := Check{Pos: pos(c), Phases: Phases}
 		if c.Kind == yaml.ScalarNode {
 			cond, err := ParseCondition(c.Value)

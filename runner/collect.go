@@ -316,3 +316,9 @@ func promProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool,
 	c := experiment.Condition{Op: op, Value: limit}
 	return c.Holds(v, 0), fmt.Sprintf("value %g, want %s", v, p.Expect)
 }
+
+// Probe runs one probe once, as the steady state's are run: it reports
+// whether it passed and, if not, why.
+func Probe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool, string) {
+	return runProbe(ctx, hc, p)
+}

@@ -130,6 +130,9 @@ const pollInterval = 100 * time.Millisecond
 // parent ends). It looks ten times a second, so a halt lands within 1 s.
 func Watch(parent context.Context, dir string) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(parent)
+	if halted, _ := Halted(dir); halted {
+		cancel() // halted already: no need to wait for the first poll
+	}
 	go func() {
 		t := time.NewTicker(pollInterval)
 		defer t.Stop()

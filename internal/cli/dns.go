@@ -64,6 +64,10 @@ It stops on Ctrl-C, SIGTERM or 'faultline halt'; nothing outlives it.`,
 			if halted, note := state.Halted(stateDir); halted {
 				return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
 			}
+			watched, stopWatch := state.Watch(c.Context(), stateDir)
+			defer stopWatch()
+			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			s := dnsfault.New(dnsfault.Config{Listen: listen, Upstream: upstream, Records: recs, Rules: rs})
 			if err := s.Start(); err != nil {
 				return &exitError{ExitError, fmt.Errorf("listen on %s: %w", listen, err)}
@@ -73,10 +77,6 @@ It stops on Ctrl-C, SIGTERM or 'faultline halt'; nothing outlives it.`,
 			for _, r := range rs {
 				fmt.Fprintf(c.OutOrStdout(), "  rule %s\n", r)
 			}
-			watched, stopWatch := state.Watch(c.Context(), stateDir)
-			defer stopWatch()
-			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			<-ctx.Done()
 			if halted, _ := state.Halted(stateDir); halted {
 				fmt.Fprintf(c.ErrOrStderr(), "halted: stopping (%d queries, %d faulted)\n", s.Queries(), s.Faulted())

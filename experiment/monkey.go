@@ -1,0 +1,197 @@
+package experiment
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Monkey is a monkey file: Chaos Monkey for processes. Within its schedule,
+// each group loses one process now and then, at random.
+type Monkey struct {
+	File string
+	// Leashed decides and journals but terminates nothing.
+	Leashed bool
+	// Location, Days and the [From, To) time of day are when terminations
+	// may happen.
+	Location *time.Location
+	Days     []time.Weekday
+	From, To time.Duration // since midnight
+	// MeanTimeBetween is the mean time between terminations in a group,
+	// counted in scheduled time; MinGap the least; DailyCap the most a day.
+	MeanTimeBetween time.Duration
+	MinGap          time.Duration
+	DailyCap        int
+	Groups          []MonkeyGroup
+}
+
+// MonkeyGroup is one opted-in group of processes.
+type MonkeyGroup struct {
+	Name string
+	Pos  Pos
+	// Process finds the group's processes (match, pid or pidfile; restart
+	// is run after a termination).
+	Process *ProcessTarget
+	// Env, when set, keeps only processes whose environment has these
+	// values: the opt-in label, e.g. CHAOS_MONKEY=enabled.
+	Env    map[string]string
+	Signal string
+	// Check are probes: when one fails, the group's steady state is
+	// already broken and the monkey leaves it alone.
+	Check []Check
+}
+
+var (
+	monkeyKeys   = []string{"version", "leashed", "schedule", "groups"}
+	scheduleKeys = []string{"timezone", "days", "hours", "mean_time_between", "min_gap", "daily_cap"}
+	groupKeys    = []string{"process", "env", "signal", "outage_check"}
+	dayNames     = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+		"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
+)
+
+// ParseMonkeyFile reads a monkey file.
+func ParseMonkeyFile(path string) (*Monkey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseMonkey(path, data)
+}
+
+// ParseMonkey reads a monkey file; every problem is reported at once, with
+// its line, column and field.
+func ParseMonkey(file string, data []byte) (*Monkey, error) {
+	d := &decoder{file: file}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+	}
+	if len(doc.Content) == 0 {
+		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "empty file: a monkey needs schedule and groups"})
+	}
+	root := doc.Content[0]
+	m := &Monkey{File: file, Location: time.Local, From: 9 * time.Hour, To: 17 * time.Hour,
+		Days:            []time.Weekday{time.Monday, time.Tuesday, time.Wednesday, time.Thursday, time.Friday},
+		MeanTimeBetween: time.Hour, MinGap: 10 * time.Minute, DailyCap: 3}
+	f := d.mapping(root, "", monkeyKeys...)
+	if n := f.get("version"); n != nil && n.Value != "1" {
+		d.errorf(n, "version", "only version 1 is known")
+	}
+	if n := f.get("leashed"); n != nil {
+		m.Leashed = d.boolean(n, "leashed")
+	}
+	if n := f.get("schedule"); n != nil {
+		d.schedule(n, m)
+	}
+	if n := f.get("groups"); n != nil {
+		gf := d.mapping(n, "groups")
+		for _, k := range gf.keys {
+			field := "groups." + k.Value
+			g := MonkeyGroup{Name: k.Value, Pos: pos(k), Signal: "SIGKILL"}
+			cf := d.mapping(gf.get(k.Value), field, groupKeys...)
+			if p := cf.get("process"); p != nil {
+				g.Process = d.process(p, field+".process")
+				if g.Process.Launched() {
+					d.errorf(p, field+".process", "the monkey acts on processes already running: give match, pid or pidfile")
+				}
+			} else {
+				d.errorf(k, field+".process", "required: which processes (match, pid or pidfile)")
+			}
+			if e := cf.get("env"); e != nil {
+				g.Env = map[string]string{}
+				ef := d.mapping(e, field+".env")
+				for _, ek := range ef.keys {
+					g.Env[ek.Value] = d.str(ef.get(ek.Value), field+".env."+ek.Value)
+				}
+			}
+			if s := cf.get("signal"); s != nil {
+				g.Signal = strings.ToUpper(d.str(s, field+".signal"))
+				if !strings.HasPrefix(g.Signal, "SIG") {
+					g.Signal = "SIG" + g.Signal
+				}
+				if _, ok := Signals[g.Signal]; !ok {
+					d.errorf(s, field+".signal", "unknown signal %q%s", g.Signal, suggest(g.Signal, signalNames()))
+				}
+			}
+			if c := cf.get("outage_check"); c != nil {
+				for _, ch := range d.checks(c, field+".outage_check") {
+					if ch.Probe == nil {
+						d.errorf(c, field+".outage_check", "only probes here (GET URL, tcp HOST:PORT, command: [...]): there is no traffic to measure")
+						continue
+					}
+					g.Check = append(g.Check, ch)
+				}
+			}
+			m.Groups = append(m.Groups, g)
+		}
+		if len(gf.keys) == 0 && n.Kind == yaml.MappingNode {
+			d.errorf(n, "groups", "empty: opt in at least one group")
+		}
+	} else {
+		d.errorf(root, "groups", "required: the groups that opted in")
+	}
+	if len(d.errs) > 0 {
+		return nil, errors.Join(d.errs...)
+	}
+	return m, nil
+}
+
+func (d *decoder) schedule(n *yaml.Node, m *Monkey) {
+	f := d.mapping(n, "schedule", scheduleKeys...)
+	if v := f.get("timezone"); v != nil {
+		loc, err := time.LoadLocation(d.str(v, "schedule.timezone"))
+		if err != nil {
+			d.errorf(v, "schedule.timezone", "unknown time zone %q: want an IANA name such as Europe/Paris or UTC", v.Value)
+		} else {
+			m.Location = loc
+		}
+	}
+	if v := f.get("days"); v != nil {
+		m.Days = nil
+		for i, s := range d.strList(v, "schedule.days", true) {
+			day, ok := dayNames[strings.ToLower(s)[:min(3, len(s))]]
+			if !ok || len(s) < 3 {
+				d.errorf(v, fmt.Sprintf("schedule.days[%d]", i), "unknown day %q: want mon, tue, wed, thu, fri, sat or sun", s)
+				continue
+			}
+			m.Days = append(m.Days, day)
+		}
+	}
+	if v := f.get("hours"); v != nil {
+		from, to, ok := strings.Cut(d.str(v, "schedule.hours"), "-")
+		a, errA := clock(from)
+		b, errB := clock(to)
+		if !ok || errA != nil || errB != nil || a >= b {
+			d.errorf(v, "schedule.hours", "want HH:MM-HH:MM, the first before the second, e.g. 09:00-17:00; got %q", v.Value)
+		} else {
+			m.From, m.To = a, b
+		}
+	}
+	if v := f.get("mean_time_between"); v != nil {
+		m.MeanTimeBetween = d.positive(v, "schedule.mean_time_between")
+	}
+	if v := f.get("min_gap"); v != nil {
+		m.MinGap = d.duration(v, "schedule.min_gap")
+	}
+	if v := f.get("daily_cap"); v != nil {
+		if m.DailyCap = d.integer(v, "schedule.daily_cap"); m.DailyCap < 1 {
+			d.errorf(v, "schedule.daily_cap", "must be at least 1")
+		}
+	}
+}
+
+// clock reads HH:MM as a time of day.
+func clock(s string) (time.Duration, error) {
+	t, err := time.Parse("15:04", strings.TrimSpace(s))
+	if err != nil {
+		if strings.TrimSpace(s) == "24:00" {
+			return 24 * time.Hour, nil
+		}
+		return 0, err
+	}
+	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
+}

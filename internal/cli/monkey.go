@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/monkey"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/state"
+)
+
+func newMonkeyCmd(g *globals) *cobra.Command {
+	var file, out, seedFlag string
+	var leashed bool
+	var tick, forDur time.Duration
+	cmd := &cobra.Command{
+		Use:   "monkey -c FILE",
+		Short: "Chaos Monkey for processes: now and then, one process of each opted-in group dies",
+		Long: `Runs in the foreground (or as a CronJob) and, within its schedule, terminates one
+process of an opted-in group now and then, at random:
+
+  schedule:
+    timezone: Europe/Paris
+    days: [mon, tue, wed, thu, fri]
+    hours: "09:00-17:00"        # only while people are at work to notice
+    mean_time_between: 1h      # per group, counted in scheduled time
+    min_gap: 10m               # per group
+    daily_cap: 3               # per group
+  leashed: false               # true: decide and journal, terminate nothing
+  groups:
+    checkout:
+      process: {match: "faultline shop checkout", restart: [systemctl, restart, checkout]}
+      env: {CHAOS_MONKEY: enabled}   # opt-in label: only processes started with it
+      signal: SIGKILL
+      outage_check:                   # skip the group while its steady state is broken
+        - probe: GET http://127.0.0.1:8080/health
+          expect: 200
+
+Every decision (terminated, leashed, skipped and why) is printed and journaled
+in --out/monkey.jsonl with the seed, so a day's choices can be replayed. It
+stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
+		Example: `  faultline monkey -c monkey.yaml
+  faultline monkey -c monkey.yaml --leashed --for 8h
+  faultline monkey -c monkey.yaml --dry-run`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if file == "" {
+				return usagef("-c FILE is required: the monkey's schedule and groups (see --help)")
+			}
+			m, err := experiment.ParseMonkeyFile(file)
+			if err != nil {
+				return fileErrors(c.ErrOrStderr(), file, err)
+			}
+			if leashed {
+				m.Leashed = true
+			}
+			var seed int64
+			if seedFlag != "" {
+				if _, err := fmt.Sscan(seedFlag, &seed); err != nil || seed == 0 {
+					return usagef("--seed %q: want a non-zero whole number", seedFlag)
+				}
+			}
+			w := c.OutOrStdout()
+			if dryRun, _ := c.Flags().GetBool("dry-run"); dryRun {
+				printMonkey(w, m)
+				fmt.Fprintln(w, "dry run: nothing was started or touched")
+				return nil
+			}
+			stateDir := g.state()
+			if halted, note := state.Halted(stateDir); halted {
+				return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
+			}
+			if out == "" {
+				out = filepath.Join("faultline-runs", "monkey-"+time.Now().UTC().Format("20060102T150405Z"))
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return failure(err)
+			}
+			j, err := journal.Create(filepath.Join(out, "monkey.jsonl"))
+			if err != nil {
+				return failure(err)
+			}
+			defer j.Close()
+			self, _ := process.Identify(os.Getpid())
+			if deregister, err := state.Register(stateDir, state.Run{Name: "monkey", Out: out, Runner: self, Started: time.Now()}); err == nil {
+				defer deregister()
+			}
+			watched, stopWatch := state.Watch(c.Context(), stateDir)
+			defer stopWatch()
+			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			printMonkey(w, m) // once registered and watching the kill switch
+			opts := monkey.Options{Seed: seed, Tick: tick, Journal: j, Out: w}
+			if forDur > 0 {
+				opts.Until = time.Now().Add(forDur)
+			}
+			ds, _ := monkey.Run(ctx, m, opts)
+			terminated := 0
+			for _, d := range ds {
+				if d.Action == "terminated" {
+					terminated++
+				}
+			}
+			fmt.Fprintf(c.ErrOrStderr(), "monkey stopped: %d decision(s), %d termination(s); journal %s\n", len(ds), terminated, filepath.Join(out, "monkey.jsonl"))
+			if halted, _ := state.Halted(stateDir); halted {
+				return &exitError{ExitAborted, fmt.Errorf("halted")}
+			}
+			if ctx.Err() != nil && (opts.Until.IsZero() || time.Now().Before(opts.Until)) {
+				return &exitError{ExitAborted, fmt.Errorf("interrupted")}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "config", "c", "", "monkey `file` (YAML)")
+	f.StringVar(&out, "out", "", "`directory` for monkey.jsonl (default faultline-runs/monkey-UTCSTAMP)")
+	f.StringVar(&seedFlag, "seed", "", "`seed` for every random choice (default: picked and journaled)")
+	f.BoolVar(&leashed, "leashed", false, "decide and journal, terminate nothing")
+	f.DurationVar(&tick, "tick", time.Minute, "how often each group is considered")
+	f.DurationVar(&forDur, "for", 0, "stop after this long (default: until Ctrl-C, SIGTERM or halt)")
+	f.Bool("dry-run", false, "check the file and print the schedule and groups; touch nothing")
+	return cmd
+}
+
+// printMonkey says what the monkey will do.
+func printMonkey(w io.Writer, m *experiment.Monkey) {
+	days := make([]string, len(m.Days))
+	for i, d := range m.Days {
+		days[i] = d.String()[:3]
+	}
+	fmt.Fprintf(w, "faultline monkey (%s): %s, %s-%s %s; mean %v between terminations, at least %v apart, at most %d a day, per group\n",
+		map[bool]string{true: "leashed: nothing is terminated", false: "unleashed"}[m.Leashed], strings.Join(days, " "),
+		fmtClock(m.From), fmtClock(m.To), m.Location, m.MeanTimeBetween, m.MinGap, m.DailyCap)
+	for _, gr := range m.Groups {
+		fmt.Fprintf(w, "  group %s: %s%s, %s\n", gr.Name, describeProcess(gr.Process), describeEnv(gr.Env), gr.Signal)
+	}
+}
+
+func fmtClock(d time.Duration) string {
+	return fmt.Sprintf("%02d:%02d", int(d.Hours()), int(d.Minutes())%60)
+}
+
+func describeProcess(p *experiment.ProcessTarget) string {
+	switch {
+	case p.PID != 0:
+		return fmt.Sprintf("pid %d", p.PID)
+	case p.PIDFile != "":
+		return "pidfile " + p.PIDFile
+	}
+	return fmt.Sprintf("processes matching %q", p.Match)
+}
+
+func describeEnv(env map[string]string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	var kv []string
+	for k, v := range env {
+		kv = append(kv, k+"="+v)
+	}
+	return " with " + strings.Join(kv, " ")
+}

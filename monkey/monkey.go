@@ -1,0 +1,288 @@
+// Package monkey is Chaos Monkey for processes: within a schedule (days,
+// working hours in a time zone), each opted-in group loses one process now
+// and then, at random (a mean time between terminations, a minimum gap, a
+// daily cap), unless its steady state is already broken. Every decision is
+// journaled and printed; leashed, it decides and terminates nothing.
+package monkey
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+
+	"time"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/runner"
+)
+
+// Clock is the monkey's time: the real one, or one a test drives.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d, or until ctx ends (then it returns ctx.Err()).
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+func (RealClock) Now() time.Time { return time.Now() }
+
+func (RealClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Options configure Run.
+type Options struct {
+	Clock Clock // default RealClock
+	// Seed seeds every random choice; zero picks one. It is journaled.
+	Seed int64
+	// Tick is how often each group is considered (default 1 minute).
+	Tick time.Duration
+	// Journal receives every decision and termination.
+	Journal *journal.Writer
+	// Out, if not nil, gets a line per decision.
+	Out io.Writer
+	// Until, if not zero, ends the run at that time on Clock.
+	Until time.Time
+}
+
+// Decision is one thing the monkey decided.
+type Decision struct {
+	At     time.Time
+	Group  string
+	Action string // terminated, leashed, skipped
+	PID    int
+	Reason string
+}
+
+// group is a group's state.
+type group struct {
+	spec  experiment.MonkeyGroup
+	re    *regexp.Regexp
+	last  time.Time
+	day   string // the local date the count is for
+	count int
+}
+
+// Run decides until ctx ends (or Until), and returns what it decided.
+func Run(ctx context.Context, m *experiment.Monkey, opts Options) ([]Decision, error) {
+	if opts.Clock == nil {
+		opts.Clock = RealClock{}
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Minute
+	}
+	if opts.Seed == 0 {
+		opts.Seed = time.Now().UnixNano()
+	}
+	rng := rand.New(rand.NewPCG(uint64(opts.Seed), 0x5deece66d))
+	var groups []*group
+	for _, g := range m.Groups {
+		gr := &group{spec: g}
+		if g.Process.Match != "" {
+			gr.re = regexp.MustCompile(g.Process.Match)
+		}
+		groups = append(groups, gr)
+	}
+	r := &monkeyRun{m: m, opts: opts, rng: rng, hc: &http.Client{Timeout: 2 * time.Second}}
+	r.journal(journal.Event{Type: journal.RunStart, Name: "monkey", Message: fmt.Sprintf("file=%s seed=%d leashed=%v", m.File, opts.Seed, m.Leashed)})
+	defer r.journal(journal.Event{Type: journal.RunEnd, Message: "monkey stopped"})
+	// p is the chance of a termination in one tick of scheduled time, for
+	// a mean time between terminations (a Poisson process).
+	p := 1 - math.Exp(-opts.Tick.Seconds()/m.MeanTimeBetween.Seconds())
+	for {
+		now := opts.Clock.Now()
+		if !opts.Until.IsZero() && !now.Before(opts.Until) {
+			return r.decisions, nil
+		}
+		if r.inSchedule(now) {
+			for _, g := range groups {
+				r.consider(ctx, g, now, p)
+			}
+		}
+		if err := opts.Clock.Sleep(ctx, opts.Tick); err != nil {
+			return r.decisions, nil // ctx ended: a normal stop
+		}
+	}
+}
+
+type monkeyRun struct {
+	m         *experiment.Monkey
+	opts      Options
+	rng       *rand.Rand
+	hc        *http.Client
+	decisions []Decision
+	seq       int
+}
+
+func (r *monkeyRun) journal(e journal.Event) {
+	if r.opts.Journal != nil {
+		e.Time = time.Now()
+		_ = r.opts.Journal.Append(e)
+	}
+}
+
+// inSchedule reports whether t is on a scheduled day and hour.
+func (r *monkeyRun) inSchedule(t time.Time) bool {
+	local := t.In(r.m.Location)
+	day := false
+	for _, d := range r.m.Days {
+		day = day || local.Weekday() == d
+	}
+	since := time.Duration(local.Hour())*time.Hour + time.Duration(local.Minute())*time.Minute + time.Duration(local.Second())*time.Second
+	return day && since >= r.m.From && since < r.m.To
+}
+
+func (r *monkeyRun) decide(d Decision) {
+	r.decisions = append(r.decisions, d)
+	line := fmt.Sprintf("%s %s: %s", d.At.In(r.m.Location).Format("2006-01-02 15:04 MST"), d.Group, d.Action)
+	if d.PID != 0 {
+		line += fmt.Sprintf(" pid %d", d.PID)
+	}
+	if d.Reason != "" {
+		line += " (" + d.Reason + ")"
+	}
+	r.journal(journal.Event{Type: journal.Note, Name: d.Group, Message: line})
+	if r.opts.Out != nil {
+		fmt.Fprintln(r.opts.Out, line)
+	}
+}
+
+// consider draws whether g loses a process now, and acts.
+func (r *monkeyRun) consider(ctx context.Context, g *group, now time.Time, p float64) {
+	today := now.In(r.m.Location).Format("2006-01-02")
+	if g.day != today {
+		g.day, g.count = today, 0
+	}
+	if g.count >= r.m.DailyCap || !g.last.IsZero() && now.Sub(g.last) < r.m.MinGap {
+		return
+	}
+	if r.rng.Float64() >= p {
+		return
+	}
+	d := Decision{At: now, Group: g.spec.Name}
+	pids, err := r.find(g)
+	if err != nil || len(pids) == 0 {
+		d.Action, d.Reason = "skipped", "no process in the group"
+		if err != nil {
+			d.Reason += ": " + err.Error()
+		}
+		r.decide(d)
+		return
+	}
+	for _, c := range g.spec.Check {
+		if ok, why := runner.Probe(ctx, r.hc, c.Probe); !ok {
+			d.Action, d.Reason = "skipped", "steady state already broken: "+why
+			r.decide(d)
+			return
+		}
+	}
+	victim := pids[r.rng.IntN(len(pids))]
+	d.PID = victim
+	d.Reason = fmt.Sprintf("1 of %d, %d of %d today", len(pids), g.count+1, r.m.DailyCap)
+	g.last, g.count = now, g.count+1
+	if r.m.Leashed {
+		d.Action = "leashed: would terminate"
+		r.decide(d)
+		return
+	}
+	procs, err := process.Tree(victim)
+	if err != nil {
+		d.Action, d.Reason = "skipped", "the victim is gone: "+err.Error()
+		r.decide(d)
+		return
+	}
+	r.seq++
+	id := fmt.Sprintf("m%d", r.seq)
+	var undo *journal.Undo
+	if len(g.spec.Process.Restart) > 0 {
+		undo = &journal.Undo{Kind: "exec", Command: g.spec.Process.Restart}
+	}
+	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Undo: undo, Message: fmt.Sprintf("%s to pid %d", g.spec.Signal, victim)})
+	err = process.Signal(procs, experiment.Signals[g.spec.Signal])
+	r.journal(journal.Event{Type: journal.Done, ID: id})
+	d.Action = "terminated"
+	if err != nil {
+		d.Reason += "; " + err.Error()
+	}
+	if undo != nil {
+		rerr := runCommand(ctx, g.spec.Process.Restart)
+		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: errText(rerr)})
+		d.Reason += "; restarted"
+		if rerr != nil {
+			d.Reason += " failed: " + rerr.Error()
+		}
+	} else {
+		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "irreversible: nothing to restart"})
+	}
+	r.decide(d)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// find lists the group's processes now.
+func (r *monkeyRun) find(g *group) ([]int, error) {
+	var pids []int
+	var err error
+	switch p := g.spec.Process; {
+	case p.PID != 0:
+		pids = []int{p.PID}
+	case p.PIDFile != "":
+		var pid int
+		pid, err = process.ReadPIDFile(p.PIDFile)
+		pids = []int{pid}
+	default:
+		pids, err = process.Match(g.re)
+	}
+	if err != nil || len(g.spec.Env) == 0 {
+		return pids, err
+	}
+	var out []int
+	for _, pid := range pids {
+		if hasEnv(pid, g.spec.Env) {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+// hasEnv reports whether a process's environment holds every KEY=VALUE.
+func hasEnv(pid int, want map[string]string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	for k, v := range want {
+		if env[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,225 @@
+package monkey_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/monkey"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeClock advances only when the monkey sleeps: a week passes in
+// milliseconds.
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.now }
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.now = c.now.Add(d)
+	return nil
+}
+
+// group starts n processes whose command line carries marker; the first
+// optedIn have CHAOS_MONKEY=enabled in their environment.
+func group(t *testing.T, n, optedIn int) (marker string, cmds []*exec.Cmd) {
+	t.Helper()
+	marker = fmt.Sprintf("monkey-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	for i := range n {
+		cmd := exec.Command("sh", "-c", "sleep 300; :", marker)
+		cmd.Env = append(os.Environ(), "CHAOS_MONKEY=disabled")
+		if i < optedIn {
+			cmd.Env = append(os.Environ(), "CHAOS_MONKEY=enabled")
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+		cmds = append(cmds, cmd)
+	}
+	return marker, cmds
+}
+
+func parse(t *testing.T, src string) *experiment.Monkey {
+	t.Helper()
+	m, err := experiment.ParseMonkey("monkey.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Monday 30 November 2026, midnight in Paris.
+func monday(t *testing.T) time.Time {
+	loc, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Date(2026, 11, 30, 0, 0, 0, 0, loc)
+}
+
+func TestScheduleGapsAndCaps(t *testing.T) {
+	marker, _ := group(t, 3, 3)
+	m := parse(t, fmt.Sprintf(`
+leashed: true
+schedule: {timezone: Europe/Paris, days: [mon, tue, wed, thu, fri], hours: "09:00-17:00", mean_time_between: 30m, min_gap: 20m, daily_cap: 3}
+groups:
+  workers: {process: {match: %q}}
+`, marker))
+	start := monday(t)
+	clock := &fakeClock{now: start}
+	ds, err := monkey.Run(context.Background(), m, monkey.Options{Clock: clock, Seed: 7, Until: start.Add(14 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perDay := map[string]int{}
+	var last time.Time
+	for _, d := range ds {
+		local := d.At.In(m.Location)
+		if wd := local.Weekday(); wd == time.Saturday || wd == time.Sunday || local.Hour() < 9 || local.Hour() >= 17 {
+			t.Errorf("decision outside the schedule: %s", local)
+		}
+		if !last.IsZero() && d.At.Sub(last) < 20*time.Minute {
+			t.Errorf("decisions %s and %s are closer than min_gap", last, d.At)
+		}
+		if !strings.HasPrefix(d.Action, "leashed") || d.PID == 0 {
+			t.Errorf("leashed monkey decided %+v", d)
+		}
+		perDay[local.Format("2006-01-02")]++
+		last = d.At
+	}
+	// Eight scheduled hours with a mean of 30 minutes between: the cap of
+	// 3 is reached every weekday of the two weeks.
+	if len(perDay) != 10 {
+		t.Errorf("decisions on %d days, want the 10 weekdays: %v", len(perDay), perDay)
+	}
+	for day, n := range perDay {
+		if n != 3 {
+			t.Errorf("%s: %d decisions, want the daily cap of 3", day, n)
+		}
+	}
+	// The same seed decides the same.
+	again, _ := monkey.Run(context.Background(), m, monkey.Options{Clock: &fakeClock{now: start}, Seed: 7, Until: start.Add(14 * 24 * time.Hour)})
+	if fmt.Sprint(again) != fmt.Sprint(ds) {
+		t.Error("same seed, different decisions")
+	}
+}
+
+func alive(cmd *exec.Cmd) bool { return syscall.Kill(cmd.Process.Pid, 0) == nil && !exited(cmd) }
+
+func exited(cmd *exec.Cmd) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	return err != nil || strings.Contains(string(b), ") Z ")
+}
+
+func TestTerminatesOneOptedInProcess(t *testing.T) {
+	marker, cmds := group(t, 3, 2)
+	m := parse(t, fmt.Sprintf(`
+schedule: {timezone: UTC, days: [mon], hours: "00:00-24:00", mean_time_between: 1m, min_gap: 0s, daily_cap: 1}
+groups:
+  workers:
+    process: {match: %q}
+    env: {CHAOS_MONKEY: enabled}
+`, marker))
+	dir := t.TempDir()
+	j, err := journal.Create(filepath.Join(dir, "monkey.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := monday(t).UTC().Add(time.Hour) // Monday, 00:00 UTC
+	ds, err := monkey.Run(context.Background(), m, monkey.Options{Clock: &fakeClock{now: start}, Seed: 1, Journal: j, Until: start.Add(3 * time.Hour)})
+	j.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Action != "terminated" {
+		t.Fatalf("decisions: %+v", ds)
+	}
+	killed := 0
+	for i, cmd := range cmds {
+		if cmd.Process.Pid == ds[0].PID || !alive(cmd) {
+			killed++
+			if i == 2 {
+				t.Error("killed the process that did not opt in")
+			}
+		}
+	}
+	if killed != 1 {
+		t.Errorf("%d processes gone, want 1", killed)
+	}
+	events, _ := journal.ReadFile(filepath.Join(dir, "monkey.jsonl"))
+	var kinds []string
+	for _, e := range events {
+		kinds = append(kinds, e.Type)
+	}
+	if got := strings.Join(kinds, ","); !strings.Contains(got, "intent,done,undone,note") || !journal.Clean(events) {
+		t.Errorf("journal: %s", got)
+	}
+}
+
+func TestOutageCheckSkips(t *testing.T) {
+	marker, cmds := group(t, 2, 2)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := ln.Addr().String()
+	ln.Close()
+	m := parse(t, fmt.Sprintf(`
+schedule: {timezone: UTC, days: [mon], hours: "00:00-24:00", mean_time_between: 1m, min_gap: 0s, daily_cap: 5}
+groups:
+  workers:
+    process: {match: %q}
+    outage_check:
+      - probe: tcp %s
+`, marker, closed))
+	start := monday(t).UTC().Add(time.Hour) // Monday, 00:00 UTC
+	ds, _ := monkey.Run(context.Background(), m, monkey.Options{Clock: &fakeClock{now: start}, Seed: 3, Until: start.Add(30 * time.Minute)})
+	if len(ds) == 0 {
+		t.Fatal("no decision: the test proves nothing")
+	}
+	for _, d := range ds {
+		if d.Action != "skipped" || !strings.Contains(d.Reason, "steady state already broken") {
+			t.Errorf("decision %+v, want skipped", d)
+		}
+	}
+	for _, cmd := range cmds {
+		if !alive(cmd) {
+			t.Error("a process was killed despite the outage check")
+		}
+	}
+}
+
+func TestParseMonkeyErrors(t *testing.T) {
+	_, err := experiment.ParseMonkey("m.yaml", []byte(`
+schedule: {timezone: Mars/Olympus, days: [mon, funday], hours: "17:00-09:00", daily_cap: 0}
+groups:
+  web: {process: {command: [sleep, "1"]}, signal: SIGFOO}
+  api: {process: {match: "("}}
+`))
+	for _, want := range []string{
+		`m.yaml:2:22: schedule.timezone: unknown time zone "Mars/Olympus"`,
+		`schedule.days[1]: unknown day "funday"`,
+		`schedule.hours: want HH:MM-HH:MM`,
+		`schedule.daily_cap: must be at least 1`,
+		`groups.web.process: the monkey acts on processes already running`,
+		`groups.web.signal: unknown signal "SIGFOO"`,
+		`groups.api.process.match: not a valid regexp`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
