@@ -11,6 +11,10 @@ TOXIPROXY_VERSION := v2.12.0
 export TOXIPROXY_SERVER ?= $(CACHE)/toxiproxy-$(TOXIPROXY_VERSION)/server
 export CACHE TOXIPROXY_VERSION
 
+# A real Kubernetes control plane for the kube tests, built once from the Go
+# module proxy by scripts/kube.sh (about 7 minutes cold, cached by version).
+export KUBE_ASSETS ?= $(CACHE)/kube-v1.37.2-etcd-v3.7.3-kwok-v0.8.0
+
 .PHONY: all build test deps lint unit demo-test fuzz bench clean
 
 all: build

@@ -53,6 +53,7 @@ type Target struct {
 	Process *ProcessTarget
 	Proxy   *ProxyTarget
 	DNS     *DNSTarget
+	Pods    *PodsTarget
 	// Tags label instances; a list is assigned round-robin by instance.
 	Tags map[string][]string
 }
@@ -77,6 +78,13 @@ func (p *ProcessTarget) Launched() bool { return len(p.Command) > 0 }
 type ProxyTarget struct {
 	Listen, Upstream string
 	API, Name, Token string
+}
+
+// PodsTarget is the pods of a namespace that match a label selector, in
+// the cluster of Kubeconfig (else $KUBECONFIG, ~/.kube/config, in-cluster),
+// resolved once when the fault starts. A selection's tags are labels.
+type PodsTarget struct {
+	Namespace, Selector, Kubeconfig string
 }
 
 // DNSTarget is a resolver the run starts (package dnsfault): it answers
@@ -163,6 +171,22 @@ type Stress struct {
 	Args     []string // the command's flags
 }
 
+// PodKill deletes the selected pods: with grace 0, or with each pod's own
+// grace period when PodGrace. Their controllers replace them: nothing is
+// reverted.
+type PodKill struct{ PodGrace bool }
+
+// Scale sets a Deployment's or StatefulSet's replicas in the pods
+// target's namespace; the revert restores them.
+type Scale struct {
+	Resource, Name string // deployment or statefulset
+	Replicas       int
+}
+
+// Cordon marks the nodes of the selected pods unschedulable; the revert
+// makes schedulable again those that were.
+type Cordon struct{}
+
 // DNS gives a dns target's resolver Rules ("payments.*=SERVFAIL") for the
 // fault's window, in front of the rules it had.
 type DNS struct{ Rules []string }
@@ -176,6 +200,9 @@ func (Kill) Kind() string         { return "kill" }
 func (Stop) Kind() string         { return "stop" }
 func (Exec) Kind() string         { return "exec" }
 func (DNS) Kind() string          { return "dns" }
+func (PodKill) Kind() string      { return "pod_kill" }
+func (Scale) Kind() string        { return "scale" }
+func (Cordon) Kind() string       { return "cordon" }
 func (s Stress) Kind() string {
 	if s.Resource == "disk" {
 		return "disk_fill"
@@ -203,7 +230,8 @@ var Phases = []string{"baseline", "inject", "recovery"}
 
 // The keys of each mapping in a file; the JSON Schema is checked against them.
 var (
-	targetKeys  = []string{"process", "proxy", "dns", "tags"}
+	targetKeys  = []string{"process", "proxy", "dns", "pods", "tags"}
+	podsKeys    = []string{"namespace", "selector", "kubeconfig"}
 	dnsKeys     = []string{"listen", "upstream", "records"}
 	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile"}
 	proxyKeys   = []string{"listen", "upstream", "api", "name", "token"}
@@ -216,7 +244,7 @@ var (
 
 var actionKeys = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
 	"http_status", "http_latency", "http_body", "http_header", "dns", "down", "kill", "stop", "exec",
-	"cpu", "memory", "disk_fill", "connections"}
+	"cpu", "memory", "disk_fill", "connections", "pod_kill", "scale", "cordon"}
 
 var topKeys = []string{"version", "name", "description", "hypothesis", "targets", "traffic", "steady_state",
 	"baseline", "inject", "faults", "recovery", "stop_when", "max_targets", "max_duration"}
@@ -376,10 +404,18 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 		field := "targets." + k.Value
 		t := Target{Name: k.Value, Pos: pos(k)}
 		tf := d.mapping(f.get(k.Value), field, targetKeys...)
-		p, px, dn := tf.get("process"), tf.get("proxy"), tf.get("dns")
+		p, px, dn, pd := tf.get("process"), tf.get("proxy"), tf.get("dns"), tf.get("pods")
+		given := 0
+		for _, x := range []*yaml.Node{p, px, dn, pd} {
+			if x != nil {
+				given++
+			}
+		}
 		switch {
-		case (p != nil) && (px != nil) || (p != nil || px != nil) && dn != nil:
-			d.errorf(k, field, "a target is a process, a proxy or a dns resolver, one of them")
+		case given > 1:
+			d.errorf(k, field, "a target is a process, a proxy, a dns resolver or pods, one of them")
+		case pd != nil:
+			t.Pods = d.podsTarget(pd, field+".pods")
 		case p != nil:
 			t.Process = d.process(p, field+".process")
 		case px != nil:
@@ -387,7 +423,7 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 		case dn != nil:
 			t.DNS = d.dnsTarget(dn, field+".dns")
 		default:
-			d.errorf(k, field, "want process:, proxy: or dns:")
+			d.errorf(k, field, "want process:, proxy:, dns: or pods:")
 		}
 		if tg := tf.get("tags"); tg != nil {
 			t.Tags = map[string][]string{}
@@ -472,6 +508,23 @@ func (d *decoder) proxyTarget(n *yaml.Node, field string) *ProxyTarget {
 		d.errorf(n, field, "want listen and upstream (embedded proxy) or api and name (remote proxy)")
 	}
 	return p
+}
+
+func (d *decoder) podsTarget(n *yaml.Node, field string) *PodsTarget {
+	f := d.mapping(n, field, podsKeys...)
+	t := &PodsTarget{Namespace: "default"}
+	if v := f.get("namespace"); v != nil {
+		t.Namespace = d.str(v, field+".namespace")
+	}
+	if v := f.get("selector"); v != nil {
+		t.Selector = d.str(v, field+".selector")
+	} else {
+		d.errorf(n, field+".selector", "required: a label selector, e.g. app=checkout")
+	}
+	if v := f.get("kubeconfig"); v != nil {
+		t.Kubeconfig = d.str(v, field+".kubeconfig")
+	}
+	return t
 }
 
 func (d *decoder) dnsTarget(n *yaml.Node, field string) *DNSTarget {
@@ -751,6 +804,9 @@ func (x *Experiment) OffLoopback() []string {
 				check("proxy listen", p.Listen)
 				check("proxy upstream", p.Upstream)
 			}
+		}
+		if p := t.Pods; p != nil {
+			out = append(out, "pods "+p.Selector+" in namespace "+p.Namespace+" (a Kubernetes cluster)")
 		}
 		if d := t.DNS; d != nil {
 			check("dns listen", d.Listen)

@@ -217,6 +217,44 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		f := d.mapping(n, field, "drop", "set", "add", "phase", "method", "path")
 		e = proxy.HTTPHeader{HTTPMatch: d.httpMatch(f, field), Phase: d.optStr(f, "phase", field),
 			Drop: d.optList(f, "drop", field), Set: d.optMap(f, "set", field), Add: d.optMap(f, "add", field)}
+	case "pod_kill":
+		f := d.mapping(n, field, "grace")
+		k := PodKill{}
+		if v := f.get("grace"); v != nil {
+			switch g := d.str(v, field+".grace"); g {
+			case "pod":
+				k.PodGrace = true
+			case "0", "0s":
+			default:
+				d.errorf(v, field+".grace", "want 0 (kill at once, the default) or pod (each pod's own grace period), got %q", g)
+			}
+		}
+		return k
+	case "scale":
+		f := d.mapping(n, field, "kind", "name", "replicas")
+		sc := Scale{Resource: "deployment"}
+		if v := f.get("kind"); v != nil {
+			sc.Resource = strings.ToLower(d.str(v, field+".kind"))
+			if sc.Resource != "deployment" && sc.Resource != "statefulset" {
+				d.errorf(v, field+".kind", "want deployment or statefulset, got %q", v.Value)
+			}
+		}
+		if v := f.get("name"); v != nil {
+			sc.Name = d.str(v, field+".name")
+		} else {
+			d.errorf(n, field+".name", "required: the Deployment or StatefulSet to scale")
+		}
+		if v := f.get("replicas"); v != nil {
+			if sc.Replicas = d.integer(v, field+".replicas"); sc.Replicas < 0 {
+				d.errorf(v, field+".replicas", "must be >= 0")
+			}
+		} else {
+			d.errorf(n, field+".replicas", "required")
+		}
+		return sc
+	case "cordon":
+		d.mapping(n, field)
+		return Cordon{}
 	case "cpu":
 		f := d.mapping(n, field, "workers", "load")
 		w, l := int64(1), int64(100)
@@ -504,6 +542,10 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 			if t.Proxy == nil {
 				d.errorf(at, field, "%s acts on a proxy, but target %q is not one", a.Kind(), t.Name)
 			}
+		case PodKill, Scale, Cordon:
+			if t.Pods == nil {
+				d.errorf(at, field, "%s acts on a pods target (namespace and selector), but target %q is not one", a.Kind(), t.Name)
+			}
 		case DNS:
 			if t.DNS == nil {
 				d.errorf(at, field, "dns acts on a dns target (a resolver the run starts), but target %q is not one", t.Name)
@@ -517,7 +559,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 				d.errorf(at, field, "killing %q cannot be undone: the run did not launch it and it has no restart: command; add restart: [...] to the target or irreversible: true to the fault", t.Name)
 			}
 		}
-		if len(ft.Select.Tags) > 0 && t.Tags == nil {
+		if len(ft.Select.Tags) > 0 && t.Tags == nil && t.Pods == nil { // a pod's tags are its labels
 			d.errorf(at, field+".select.tags", "target %q has no tags", t.Name)
 		}
 	}

@@ -31,6 +31,7 @@ type (
 		Process *processDoc       `json:"process,omitempty"`
 		Proxy   *proxyDoc         `json:"proxy,omitempty"`
 		DNS     *dnsDoc           `json:"dns,omitempty"`
+		Pods    *podsDoc          `json:"pods,omitempty"`
 		Tags    map[string]tagDoc `json:"tags,omitempty" jsonschema_description:"Labels; a list is assigned round-robin by instance"`
 	}
 	dnsDoc struct {
@@ -58,6 +59,19 @@ type (
 		Mode     string `json:"mode,omitempty" jsonschema:"enum=idle,enum=slow"`
 		Protocol string `json:"protocol,omitempty" jsonschema:"enum=tcp,enum=postgres"`
 		DSN      string `json:"dsn,omitempty"`
+	}
+	podsDoc struct {
+		Namespace  string `json:"namespace,omitempty" jsonschema_description:"default: default"`
+		Selector   string `json:"selector" jsonschema_description:"label selector, e.g. app=checkout"`
+		Kubeconfig string `json:"kubeconfig,omitempty"`
+	}
+	podKillDoc struct {
+		Grace string `json:"grace,omitempty" jsonschema:"enum=0,enum=0s,enum=pod"`
+	}
+	scaleDoc struct {
+		Kind     string `json:"kind,omitempty" jsonschema:"enum=deployment,enum=statefulset"`
+		Name     string `json:"name"`
+		Replicas int    `json:"replicas" jsonschema:"minimum=0"`
 	}
 	dnsFaultDoc struct {
 		Rules []string `json:"rules" jsonschema_description:"PATTERN=NXDOMAIN|SERVFAIL|REFUSED|TIMEOUT|DELAY(d)|ADDRESS(ip)"`
@@ -124,6 +138,9 @@ type (
 		HTTPBody     *httpBodyDoc    `json:"http_body,omitempty"`
 		HTTPHeader   *httpHeaderDoc  `json:"http_header,omitempty"`
 		DNS          *dnsFaultDoc    `json:"dns,omitempty"`
+		PodKill      *podKillDoc     `json:"pod_kill,omitempty"`
+		Scale        *scaleDoc       `json:"scale,omitempty"`
+		Cordon       *struct{}       `json:"cordon,omitempty"`
 		CPU          *cpuDoc         `json:"cpu,omitempty"`
 		Memory       *memoryDoc      `json:"memory,omitempty"`
 		DiskFill     *diskFillDoc    `json:"disk_fill,omitempty"`

@@ -105,6 +105,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		"processDoc": processKeys,
 		"proxyDoc":   proxyKeys,
 		"dnsDoc":     dnsKeys,
+		"podsDoc":    podsKeys,
 		"trafficDoc": trafficKeys,
 		"requestObj": requestKeys,
 		"checkObj":   checkKeys,

@@ -44,9 +44,18 @@ type Event struct {
 type Undo struct {
 	// Kind is "sigcont" (resume stopped processes), "kill" (stop
 	// processes the run launched), "remove_toxic", "enable_proxy", "exec"
-	// or "remove_file" (a disk fill's file, Path).
+	// "remove_file" (a disk fill's file, Path), "scale" (set Resource Name
+	// in Namespace back to Replicas) or "uncordon" (Node), the last two in
+	// the cluster of Kubeconfig.
 	Kind string `json:"kind"`
 	Path string `json:"path,omitempty"`
+	// Kubernetes: what to put back, and where.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Namespace  string `json:"namespace,omitempty"`
+	Resource   string `json:"resource,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Replicas   *int32 `json:"replicas,omitempty"`
+	Node       string `json:"node,omitempty"`
 	// Procs are processes, each with its start time so that a recycled
 	// pid is never touched.
 	Procs []Proc `json:"procs,omitempty"`

@@ -72,6 +72,12 @@ func (r *run) inject(ctx context.Context, f *fault) error {
 		return r.injectDNS(f, t, a)
 	case experiment.Stress:
 		return r.injectStress(ctx, f, a)
+	case experiment.PodKill:
+		return r.injectPodKill(ctx, f, t, a)
+	case experiment.Scale:
+		return r.injectScale(ctx, f, t, a)
+	case experiment.Cordon:
+		return r.injectCordon(ctx, f, t)
 	}
 	return fmt.Errorf("fault %s: unknown action %T", f.spec.Name, f.spec.Action)
 }

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -702,6 +703,10 @@ func (r *run) setup(ctx context.Context) error {
 			if err := r.setupProcess(t); err != nil {
 				return err
 			}
+		case spec.Pods != nil:
+			if err := r.setupPods(t); err != nil {
+				return err
+			}
 		}
 	}
 	for _, spec := range r.x.Targets {
@@ -851,9 +856,22 @@ func nonNil(s []string) []string {
 }
 
 func (r *run) writeResult() error {
-	b, err := json.MarshalIndent(r.res, "", "  ")
+	b, err := MarshalResult(r.res)
 	if err != nil {
 		return err
 	}
-	return errors.Join(os.WriteFile(filepath.Join(r.opts.OutDir, "result.json"), append(b, '\n'), 0o644))
+	return errors.Join(os.WriteFile(filepath.Join(r.opts.OutDir, "result.json"), b, 0o644))
+}
+
+// MarshalResult writes a result as result.json has it: indented, with
+// conditions readable ("error_rate < 1%", not "\u003c").
+func MarshalResult(res *Result) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(res); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 )
@@ -47,6 +48,7 @@ type target struct {
 	proxy     *proxy.Proxy  // embedded
 	client    *proxy.Client // remote
 	dns       *dnsfault.Server
+	kube      *kube.Client // pods
 }
 
 // tag returns instance i's value of tag key.

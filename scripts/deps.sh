@@ -30,3 +30,7 @@ if [ -n "${TOXIPROXY_SERVER:-}" ] && [ ! -x "$TOXIPROXY_SERVER" ]; then
   mkdir -p "$(dirname "$TOXIPROXY_SERVER")"
   GOBIN="$(dirname "$TOXIPROXY_SERVER")" go install "github.com/Shopify/toxiproxy/v2/cmd/server@${TOXIPROXY_VERSION}"
 fi
+
+# A real Kubernetes control plane (kube-apiserver, etcd, ...) for the kube
+# tests: built once from the Go module proxy, cached by version.
+"$(dirname "$0")/kube.sh" >/dev/null

@@ -20,6 +20,7 @@ import (
 
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/report"
@@ -98,13 +99,19 @@ DIR/result.json; the verdict is the exit code.
 			sigs := make(chan os.Signal, 2)
 			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 			defer signal.Stop(sigs)
+			finished := make(chan struct{})
+			defer close(finished)
 			go func() {
-				if _, ok := <-sigs; !ok {
+				select {
+				case <-sigs:
+				case <-finished:
 					return
 				}
 				fmt.Fprintln(c.ErrOrStderr(), "interrupted: rolling back (interrupt again to exit at once)")
 				cancel()
-				if _, ok := <-sigs; ok {
+				select {
+				case <-finished:
+				case <-sigs:
 					// The rollback under way gets a short bound to finish.
 					fmt.Fprintf(c.ErrOrStderr(), "exiting within 2 s: if anything is left, run 'faultline recover %s'\n", out)
 					time.Sleep(2 * time.Second)
@@ -125,8 +132,8 @@ DIR/result.json; the verdict is the exit code.
 			}
 			writeReports(progress, out)
 			if asJSON {
-				b, _ := json.MarshalIndent(res, "", "  ")
-				fmt.Fprintf(c.OutOrStdout(), "%s\n", b)
+				b, _ := runner.MarshalResult(res)
+				_, _ = c.OutOrStdout().Write(b)
 			} else {
 				printVerdict(c.OutOrStdout(), res, out)
 			}
@@ -248,6 +255,28 @@ func printVerdict(w io.Writer, res *runner.Result, out string) {
 	fmt.Fprintf(w, "  replay: %s\n  result: %s\n  report: %s\n", report.ReplayCommand(*res), filepath.Join(out, "result.json"), filepath.Join(out, "report.html"))
 }
 
+// podsNow lists the pods a target selects now (reading only), for the plan.
+func podsNow(p *experiment.PodsTarget) string {
+	c, err := kubeClient(p.Kubeconfig)
+	if err != nil {
+		return "cannot reach the cluster: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pods, err := c.Pods(ctx, p.Namespace, p.Selector)
+	if err != nil {
+		return "cannot list them: " + err.Error()
+	}
+	names := make([]string, 0, len(pods))
+	for _, pod := range pods {
+		names = append(names, pod.Name)
+	}
+	if len(names) > 10 {
+		names = append(names[:10], "...")
+	}
+	return fmt.Sprintf("%d now (%s); each fault resolves its selection when it starts", len(pods), strings.Join(names, ", "))
+}
+
 // printPlan prints what a run would do, touching nothing.
 func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 	fmt.Fprintf(w, "plan for %q (%s)\n", x.Name, x.File)
@@ -265,6 +294,10 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 			fmt.Fprintf(w, "  %-12s remote proxy %s at %s\n", t.Name, t.Proxy.Name, t.Proxy.API)
 		case t.Proxy != nil:
 			fmt.Fprintf(w, "  %-12s embedded proxy %s -> %s\n", t.Name, t.Proxy.Listen, t.Proxy.Upstream)
+		case t.DNS != nil:
+			fmt.Fprintf(w, "  %-12s dns resolver on %s (upstream %s, %d record(s))\n", t.Name, t.DNS.Listen, orNone(t.DNS.Upstream), len(t.DNS.Records))
+		case t.Pods != nil:
+			fmt.Fprintf(w, "  %-12s pods %s in namespace %s: %s\n", t.Name, t.Pods.Selector, t.Pods.Namespace, podsNow(t.Pods))
 		case t.Process.Launched():
 			fmt.Fprintf(w, "  %-12s launched: %d × %s\n", t.Name, t.Process.Instances, strings.Join(t.Process.Command, " "))
 		default:
@@ -504,6 +537,18 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 	case "enable_proxy":
 		_, err := proxy.NewClient(u.API, os.Getenv("FAULTLINE_TOKEN")).SetEnabled(ctx, u.Proxy, true)
 		return fmt.Sprintf("re-enabled proxy %s at %s", u.Proxy, u.API), err
+	case "scale":
+		c, err := kubeClient(u.Kubeconfig)
+		if err == nil && u.Replicas != nil {
+			_, err = c.Scale(ctx, u.Namespace, u.Resource, u.Name, *u.Replicas)
+		}
+		return fmt.Sprintf("scaled %s %s/%s back to %d", u.Resource, u.Namespace, u.Name, derefReplicas(u.Replicas)), err
+	case "uncordon":
+		c, err := kubeClient(u.Kubeconfig)
+		if err == nil {
+			_, err = c.Cordon(ctx, u.Node, false)
+		}
+		return "uncordoned node " + u.Node, err
 	case "remove_file":
 		err := os.Remove(u.Path)
 		if errors.Is(err, os.ErrNotExist) {
@@ -516,6 +561,21 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 		return "ran " + strings.Join(u.Command, " "), execCommand(cctx, u.Command)
 	}
 	return "", fmt.Errorf("unknown undo %q", u.Kind)
+}
+
+func kubeClient(kubeconfig string) (*kube.Client, error) {
+	cfg, err := kube.Config(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kube.New(cfg)
+}
+
+func derefReplicas(r *int32) int32 {
+	if r == nil {
+		return 0
+	}
+	return *r
 }
 
 // ignoreGone treats processes that are gone as undone: a process that no

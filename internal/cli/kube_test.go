@@ -1,0 +1,168 @@
+package cli_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/kubetest"
+	"github.com/faultline/faultline/process/processtest"
+)
+
+// cluster starts a real API server with namespace shop: 6 checkout pods
+// on two nodes (zones a, b, c), a Deployment checkout with 3 replicas.
+func cluster(t *testing.T) (*kubetest.Cluster, kubernetes.Interface) {
+	t.Helper()
+	c := kubetest.Start(t)
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}))
+	for _, n := range []string{"node-1", "node-2"} {
+		must(cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}))
+	}
+	for i := range 6 {
+		must(cs.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("checkout-%d", i), Labels: map[string]string{"app": "checkout", "zone": string(rune('a' + i%3))}},
+			Spec:       corev1.PodSpec{NodeName: fmt.Sprintf("node-%d", 1+i%2), Containers: []corev1.Container{{Name: "app", Image: "shop:1"}}},
+		}, metav1.CreateOptions{}))
+	}
+	three := int32(3)
+	labels := map[string]string{"app": "checkout"}
+	must(cs.AppsV1().Deployments("shop").Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "checkout"}, Spec: appsv1.DeploymentSpec{
+		Replicas: &three, Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "shop:1"}}}},
+	}}, metav1.CreateOptions{}))
+	return c, cs
+}
+
+func writePodExperiment(t *testing.T, kubeconfig, inject string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "pods.yaml")
+	src := fmt.Sprintf(`name: pods
+targets:
+  checkout:
+    pods: {namespace: shop, selector: app=checkout, kubeconfig: %q}
+baseline: 1s
+inject: %s
+faults:
+  - {name: zone a dies, target: checkout, select: {tags: {zone: a}}, pod_kill: {}}
+  - {name: scale down, target: checkout, scale: {kind: deployment, name: checkout, replicas: 1}}
+  - {name: cordon, target: checkout, select: {tags: {zone: b}}, cordon: {}}
+recovery: 1s
+`, kubeconfig, inject)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func replicas(t *testing.T, cs kubernetes.Interface) int32 {
+	d, err := cs.AppsV1().Deployments("shop").Get(context.Background(), "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *d.Spec.Replicas
+}
+
+func cordoned(t *testing.T, cs kubernetes.Interface) []string {
+	var out []string
+	nodes, _ := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// Pod faults against a real kube-apiserver: zone a's pods are deleted, the
+// Deployment scaled and the node cordoned for the window, then put back.
+func TestPodFaultsOnARealAPIServer(t *testing.T) {
+	c, cs := cluster(t)
+	file := writePodExperiment(t, c.Kubeconfig, "2s")
+	code, out, errOut := run(t, "run", file, "--dry-run", "--allow-no-stop", "--allow-remote")
+	if code != 0 || !strings.Contains(out, "pod_kill") || !strings.Contains(out, "6 now (checkout-0") {
+		t.Fatalf("dry run = %d %s %s", code, out, errOut)
+	}
+	if code, _, errOut := run(t, "run", file, "--allow-no-stop"); code != 2 || !strings.Contains(errOut, "Kubernetes cluster") {
+		t.Fatalf("a pods target without --allow-remote = %d %q, want 2", code, errOut)
+	}
+	outDir := filepath.Join(t.TempDir(), "run")
+	code, stdout, stderr := run(t, "run", file, "--allow-no-stop", "--allow-remote", "--out", outDir)
+	if code != 0 {
+		t.Fatalf("run = %d\n%s\n%s", code, stdout, stderr)
+	}
+	pods, _ := cs.CoreV1().Pods("shop").List(context.Background(), metav1.ListOptions{LabelSelector: "app=checkout"})
+	if len(pods.Items) != 4 {
+		t.Errorf("%d checkout pods left, want 4 (zone a's 2 deleted)", len(pods.Items))
+	}
+	for _, p := range pods.Items {
+		if p.Labels["zone"] == "a" {
+			t.Errorf("pod %s of zone a survived", p.Name)
+		}
+	}
+	if n := replicas(t, cs); n != 3 {
+		t.Errorf("replicas %d after the run, want 3 back", n)
+	}
+	if c := cordoned(t, cs); len(c) != 0 {
+		t.Errorf("nodes left cordoned: %v", c)
+	}
+	for _, want := range []string{"2 pod(s) deleted", "replicas 3 -> 1", "node(s) cordoned"} {
+		if !strings.Contains(stdout, want) && !strings.Contains(readFile(t, filepath.Join(outDir, "result.json")), want) {
+			t.Errorf("evidence %q missing", want)
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// A runner killed with SIGKILL while the Deployment is scaled down and the
+// nodes cordoned: recover puts both back from the journal.
+func TestRecoverPutsKubernetesBack(t *testing.T) {
+	c, cs := cluster(t)
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(binary(t), "run", writePodExperiment(t, c.Kubeconfig, "60s"), "--allow-no-stop", "--allow-remote", "--out", out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	processtest.WaitFor(t, "the faults", func() bool { return replicas(t, cs) == 1 && len(cordoned(t, cs)) > 0 })
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+	if journal.Clean(events) {
+		t.Fatal("the journal ended cleanly: the test proves nothing")
+	}
+	code, stdout, stderr := run(t, "recover", out)
+	if code != 0 || !strings.Contains(stdout, "scaled deployment shop/checkout back to 3") || !strings.Contains(stdout, "uncordoned node") {
+		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)
+	}
+	if n := replicas(t, cs); n != 3 {
+		t.Errorf("replicas %d after recover, want 3", n)
+	}
+	if c := cordoned(t, cs); len(c) != 0 {
+		t.Errorf("nodes left cordoned after recover: %v", c)
+	}
+}

@@ -1,0 +1,138 @@
+package kube_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/faultline/faultline/kube"
+	"github.com/faultline/faultline/kubetest"
+)
+
+// shop creates namespace shop with pods checkout-0..n-1 (app=checkout,
+// zones a, b, c), a Deployment checkout with 3 replicas and a node.
+func shop(t *testing.T, cs kubernetes.Interface, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("checkout-%d", i), Labels: map[string]string{"app": "checkout", "zone": string(rune('a' + i%3))}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "shop:1"}}},
+		}
+		if _, err := cs.CoreV1().Pods("shop").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "db-0", Labels: map[string]string{"app": "db"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: "postgres:15"}}}}
+	if _, err := cs.CoreV1().Pods("shop").Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	three := int32(3)
+	labels := map[string]string{"app": "checkout"}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "checkout"}, Spec: appsv1.DeploymentSpec{
+		Replicas: &three, Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "shop:1"}}}},
+	}}
+	if _, err := cs.AppsV1().Deployments("shop").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFaultsOnARealAPIServer(t *testing.T) {
+	cluster := kubetest.Start(t)
+	cs, err := kubernetes.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop(t, cs, 6)
+	cfg, err := kube.Config(cluster.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kube.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	pods, err := c.Pods(ctx, "shop", "app=checkout")
+	if err != nil || len(pods) != 6 {
+		t.Fatalf("Pods = %d, %v; want the 6 checkout pods", len(pods), err)
+	}
+	zoneA, _ := c.Pods(ctx, "shop", "app=checkout,zone=a")
+	if len(zoneA) != 2 {
+		t.Fatalf("zone a: %d pods", len(zoneA))
+	}
+	zero := int64(0)
+	if err := c.DeletePods(ctx, zoneA, &zero); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := c.Pods(ctx, "shop", "app=checkout")
+	if len(left) != 4 {
+		t.Errorf("after killing zone a: %d pods, want 4", len(left))
+	}
+	for _, p := range left {
+		if p.Labels["zone"] == "a" {
+			t.Errorf("pod %s of zone a still there", p.Name)
+		}
+	}
+	if db, _ := c.Pods(ctx, "shop", "app=db"); len(db) != 1 {
+		t.Error("a pod outside the selection was deleted")
+	}
+	// A pod that was replaced under the same name is not deleted.
+	if err := c.DeletePods(ctx, zoneA, &zero); err == nil {
+		t.Error("deleting pods that are gone succeeded")
+	}
+
+	before, err := c.Scale(ctx, "shop", "deployment", "checkout", 1)
+	if err != nil || before != 3 {
+		t.Fatalf("Scale = %d, %v", before, err)
+	}
+	d, _ := cs.AppsV1().Deployments("shop").Get(ctx, "checkout", metav1.GetOptions{})
+	if *d.Spec.Replicas != 1 {
+		t.Errorf("replicas %d after scaling to 1", *d.Spec.Replicas)
+	}
+	if _, err := c.Scale(ctx, "shop", "deployment", "checkout", before); err != nil {
+		t.Fatal(err)
+	}
+	d, _ = cs.AppsV1().Deployments("shop").Get(ctx, "checkout", metav1.GetOptions{})
+	if *d.Spec.Replicas != 3 {
+		t.Errorf("replicas %d after the revert, want 3", *d.Spec.Replicas)
+	}
+	if _, err := c.Scale(ctx, "shop", "daemonset", "x", 1); err == nil {
+		t.Error("scaling a daemonset accepted")
+	}
+
+	was, err := c.Cordon(ctx, "node-a", true)
+	if err != nil || was {
+		t.Fatalf("Cordon = %v, %v", was, err)
+	}
+	n, _ := cs.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
+	if !n.Spec.Unschedulable {
+		t.Error("node not cordoned")
+	}
+	if _, err := c.Cordon(ctx, "node-a", was); err != nil {
+		t.Fatal(err)
+	}
+	n, _ = cs.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
+	if n.Spec.Unschedulable {
+		t.Error("node still cordoned after the revert")
+	}
+
+	share, ready, total, err := c.ReadyShare(ctx, "shop", "app=checkout")
+	if err != nil || total != 4 || ready != 0 || share != 0 {
+		t.Errorf("ReadyShare = %v %d/%d %v (pods without a node are not Ready)", share, ready, total, err)
+	}
+}
