@@ -34,8 +34,10 @@ type MonkeyGroup struct {
 	Name string
 	Pos  Pos
 	// Process finds the group's processes (match, pid or pidfile; restart
-	// is run after a termination).
+	// is run after a termination); or Pods, the pods of a namespace that
+	// match a selector (their controllers replace them).
 	Process *ProcessTarget
+	Pods    *PodsTarget
 	// Env, when set, keeps only processes whose environment has these
 	// values: the opt-in label, e.g. CHAOS_MONKEY=enabled.
 	Env    map[string]string
@@ -48,7 +50,7 @@ type MonkeyGroup struct {
 var (
 	monkeyKeys   = []string{"version", "leashed", "schedule", "groups"}
 	scheduleKeys = []string{"timezone", "days", "hours", "mean_time_between", "min_gap", "daily_cap"}
-	groupKeys    = []string{"process", "env", "signal", "outage_check"}
+	groupKeys    = []string{"process", "pods", "env", "signal", "outage_check"}
 	dayNames     = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
 		"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
 )
@@ -93,13 +95,19 @@ func ParseMonkey(file string, data []byte) (*Monkey, error) {
 			field := "groups." + k.Value
 			g := MonkeyGroup{Name: k.Value, Pos: pos(k), Signal: "SIGKILL"}
 			cf := d.mapping(gf.get(k.Value), field, groupKeys...)
-			if p := cf.get("process"); p != nil {
+			p, pd := cf.get("process"), cf.get("pods")
+			switch {
+			case p != nil && pd != nil:
+				d.errorf(k, field, "a group is processes or pods, not both")
+			case pd != nil:
+				g.Pods = d.podsTarget(pd, field+".pods")
+			case p != nil:
 				g.Process = d.process(p, field+".process")
 				if g.Process.Launched() {
 					d.errorf(p, field+".process", "the monkey acts on processes already running: give match, pid or pidfile")
 				}
-			} else {
-				d.errorf(k, field+".process", "required: which processes (match, pid or pidfile)")
+			default:
+				d.errorf(k, field+".process", "required: which processes (process: {match, pid or pidfile}) or pods (pods: {namespace, selector})")
 			}
 			if e := cf.get("env"); e != nil {
 				g.Env = map[string]string{}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/runner"
 )
@@ -68,6 +69,7 @@ type Decision struct {
 	Group  string
 	Action string // terminated, leashed, skipped
 	PID    int
+	Pod    string // namespace/name, for a pods group
 	Reason string
 }
 
@@ -75,6 +77,7 @@ type Decision struct {
 type group struct {
 	spec  experiment.MonkeyGroup
 	re    *regexp.Regexp
+	kube  *kube.Client
 	last  time.Time
 	day   string // the local date the count is for
 	count int
@@ -95,7 +98,15 @@ func Run(ctx context.Context, m *experiment.Monkey, opts Options) ([]Decision, e
 	var groups []*group
 	for _, g := range m.Groups {
 		gr := &group{spec: g}
-		if g.Process.Match != "" {
+		if g.Pods != nil {
+			cfg, err := kube.Config(g.Pods.Kubeconfig)
+			if err == nil {
+				gr.kube, err = kube.New(cfg)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("group %s: %w", g.Name, err)
+			}
+		} else if g.Process.Match != "" {
 			gr.re = regexp.MustCompile(g.Process.Match)
 		}
 		groups = append(groups, gr)
@@ -155,6 +166,9 @@ func (r *monkeyRun) decide(d Decision) {
 	if d.PID != 0 {
 		line += fmt.Sprintf(" pid %d", d.PID)
 	}
+	if d.Pod != "" {
+		line += " pod " + d.Pod
+	}
 	if d.Reason != "" {
 		line += " (" + d.Reason + ")"
 	}
@@ -177,6 +191,10 @@ func (r *monkeyRun) consider(ctx context.Context, g *group, now time.Time, p flo
 		return
 	}
 	d := Decision{At: now, Group: g.spec.Name}
+	if g.kube != nil {
+		r.considerPods(ctx, g, d)
+		return
+	}
 	pids, err := r.find(g)
 	if err != nil || len(pids) == 0 {
 		d.Action, d.Reason = "skipped", "no process in the group"
@@ -230,6 +248,48 @@ func (r *monkeyRun) consider(ctx context.Context, g *group, now time.Time, p flo
 		}
 	} else {
 		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "irreversible: nothing to restart"})
+	}
+	r.decide(d)
+}
+
+// considerPods terminates one pod of a pods group (grace 0), unless the
+// outage check fails; its controller replaces it.
+func (r *monkeyRun) considerPods(ctx context.Context, g *group, d Decision) {
+	pods, err := g.kube.Pods(ctx, g.spec.Pods.Namespace, g.spec.Pods.Selector)
+	if err != nil || len(pods) == 0 {
+		d.Action, d.Reason = "skipped", "no pod in the group"
+		if err != nil {
+			d.Reason += ": " + err.Error()
+		}
+		r.decide(d)
+		return
+	}
+	for _, c := range g.spec.Check {
+		if ok, why := runner.Probe(ctx, r.hc, c.Probe); !ok {
+			d.Action, d.Reason = "skipped", "steady state already broken: "+why
+			r.decide(d)
+			return
+		}
+	}
+	victim := pods[r.rng.IntN(len(pods))]
+	d.Pod = victim.Namespace + "/" + victim.Name
+	d.Reason = fmt.Sprintf("1 of %d, %d of %d today", len(pods), g.count+1, r.m.DailyCap)
+	g.last, g.count = d.At, g.count+1
+	if r.m.Leashed {
+		d.Action = "leashed: would terminate"
+		r.decide(d)
+		return
+	}
+	r.seq++
+	id := fmt.Sprintf("m%d", r.seq)
+	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Message: "delete pod " + d.Pod})
+	zero := int64(0)
+	err = g.kube.DeletePods(ctx, []kube.Pod{victim}, &zero)
+	r.journal(journal.Event{Type: journal.Done, ID: id, Message: errText(err)})
+	r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "its controller replaces it"})
+	d.Action = "terminated"
+	if err != nil {
+		d.Action, d.Reason = "failed", err.Error()
 	}
 	r.decide(d)
 }

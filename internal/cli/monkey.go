@@ -104,7 +104,10 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 			if forDur > 0 {
 				opts.Until = time.Now().Add(forDur)
 			}
-			ds, _ := monkey.Run(ctx, m, opts)
+			ds, err := monkey.Run(ctx, m, opts)
+			if err != nil {
+				return failure(err)
+			}
 			terminated := 0
 			for _, d := range ds {
 				if d.Action == "terminated" {
@@ -142,6 +145,10 @@ func printMonkey(w io.Writer, m *experiment.Monkey) {
 		map[bool]string{true: "leashed: nothing is terminated", false: "unleashed"}[m.Leashed], strings.Join(days, " "),
 		fmtClock(m.From), fmtClock(m.To), m.Location, m.MeanTimeBetween, m.MinGap, m.DailyCap)
 	for _, gr := range m.Groups {
+		if gr.Pods != nil {
+			fmt.Fprintf(w, "  group %s: pods %s in namespace %s, deleted with grace 0\n", gr.Name, gr.Pods.Selector, gr.Pods.Namespace)
+			continue
+		}
 		fmt.Fprintf(w, "  group %s: %s%s, %s\n", gr.Name, describeProcess(gr.Process), describeEnv(gr.Env), gr.Signal)
 	}
 }
