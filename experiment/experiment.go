@@ -122,14 +122,18 @@ type Check struct {
 
 // Probe is polled every second; it passes when it meets Expect.
 type Probe struct {
-	Kind    string // http, tcp, command, prometheus
-	Method  string // http
-	URL     string // http, prometheus (the server)
-	Address string // tcp
-	Command []string
-	Query   string // prometheus
-	Expect  string // http: a status; command: an exit status; prometheus: "OP VALUE"
-	Body    string // http: a regexp the body must match
+	Kind   string // http, tcp, command, prometheus, ready_pods
+	Method string // http
+	// ready_pods: the pods whose Ready share is compared with Expect
+	// ("OP FRACTION"); Namespace and Kubeconfig default to the first pods
+	// target's.
+	Namespace, Selector, Kubeconfig string
+	URL                             string // http, prometheus (the server)
+	Address                         string // tcp
+	Command                         []string
+	Query                           string // prometheus
+	Expect                          string // http: a status; command: an exit status; prometheus: "OP VALUE"
+	Body                            string // http: a regexp the body must match
 }
 
 // Fault is one fault of the experiment.
@@ -667,6 +671,16 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 	for i, c := range n.Content {
 		field := fmt.Sprintf("%s[%d]", at, i)
 		ch := Check{Pos: pos(c), Phases: Phases}
+		if c.Kind == yaml.ScalarNode && strings.HasPrefix(strings.TrimSpace(c.Value), "ready_pods(") {
+			p, err := parseReadyPods(c.Value)
+			if err != nil {
+				d.errorf(c, field, "%v", err)
+				continue
+			}
+			ch.Probe = p
+			out = append(out, ch)
+			continue
+		}
 		if c.Kind == yaml.ScalarNode {
 			cond, err := ParseCondition(c.Value)
 			if err != nil {
@@ -764,6 +778,29 @@ func (d *decoder) probe(n *yaml.Node, f fields, field string) *Probe {
 }
 
 // validPromExpect checks "OP NUMBER".
+// parseReadyPods reads "ready_pods(app=checkout) >= 80%" or, with a
+// namespace, "ready_pods(shop/app=checkout) >= 80%": the share of the pods
+// that are Ready, checked like a probe every tick.
+func parseReadyPods(s string) (*Probe, error) {
+	rest := strings.TrimPrefix(strings.TrimSpace(s), "ready_pods(")
+	sel, cond, ok := strings.Cut(rest, ")")
+	if !ok || strings.TrimSpace(sel) == "" {
+		return nil, fmt.Errorf("want ready_pods(SELECTOR) OP PERCENT, e.g. ready_pods(app=checkout) >= 80%%; got %q", s)
+	}
+	p := &Probe{Kind: "ready_pods", Selector: strings.TrimSpace(sel)}
+	if ns, selector, ok := strings.Cut(p.Selector, "/"); ok && !strings.ContainsAny(ns, "=!,") {
+		p.Namespace, p.Selector = ns, selector
+	}
+	op, val, ok := strings.Cut(strings.TrimSpace(cond), " ")
+	val = strings.TrimSpace(val)
+	pct, err := strconv.ParseFloat(strings.TrimSuffix(val, "%"), 64)
+	if !ok || !slices.Contains(ops, op) || !strings.HasSuffix(val, "%") || err != nil || pct < 0 || pct > 100 {
+		return nil, fmt.Errorf("want ready_pods(SELECTOR) OP PERCENT, e.g. ready_pods(app=checkout) >= 80%%; got %q", s)
+	}
+	p.Expect = op + " " + strconv.FormatFloat(pct/100, 'g', -1, 64)
+	return p, nil
+}
+
 func validPromExpect(s string) bool {
 	op, v, ok := strings.Cut(strings.TrimSpace(s), " ")
 	if !ok || !slices.Contains(ops, op) {

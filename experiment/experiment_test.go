@@ -224,3 +224,22 @@ func FuzzParseCondition(f *testing.F) {
 		}
 	})
 }
+
+func TestReadyPods(t *testing.T) {
+	src := "name: r\ntargets: {web: {pods: {namespace: shop, selector: app=web}}}\nsteady_state: [\"ready_pods(app=web) >= 80%\", \"ready_pods(other/app=x) < 50%\"]\ninject: 1s\nfaults: [{name: k, target: web, pod_kill: {}}]\n"
+	x, err := experiment.Parse("r.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := x.SteadyState[0].Probe, x.SteadyState[1].Probe
+	if a.Kind != "ready_pods" || a.Namespace != "shop" || a.Selector != "app=web" || a.Expect != ">= 0.8" {
+		t.Errorf("first: %+v", a)
+	}
+	if b.Namespace != "other" || b.Selector != "app=x" || b.Expect != "< 0.5" {
+		t.Errorf("second: %+v", b)
+	}
+	bad := strings.Replace(src, "ready_pods(app=web) >= 80%", "ready_pods(app=web) >= 80", 1)
+	if _, err := experiment.Parse("r.yaml", []byte(bad), experiment.Options{AllowNoStop: true}); err == nil || !strings.Contains(err.Error(), "r.yaml:3:") {
+		t.Errorf("ready_pods without a percent: %v", err)
+	}
+}

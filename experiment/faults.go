@@ -473,6 +473,25 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 	for i := range x.Targets {
 		targets[x.Targets[i].Name] = &x.Targets[i]
 	}
+	// ready_pods without a namespace: the first pods target's cluster and
+	// namespace.
+	for _, c := range x.SteadyState {
+		if c.Probe == nil || c.Probe.Kind != "ready_pods" {
+			continue
+		}
+		for _, t := range x.Targets {
+			if t.Pods != nil {
+				if c.Probe.Namespace == "" {
+					c.Probe.Namespace = t.Pods.Namespace
+				}
+				c.Probe.Kubeconfig = t.Pods.Kubeconfig
+				break
+			}
+		}
+		if c.Probe.Namespace == "" {
+			c.Probe.Namespace = "default"
+		}
+	}
 	requests := map[string]bool{}
 	if x.Traffic != nil {
 		for _, r := range x.Traffic.Requests {

@@ -234,8 +234,8 @@ func (durationDoc) JSONSchema() *jsonschema.Schema {
 
 func (conditionDoc) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{Type: "string",
-		Pattern:     `^(error_rate|throughput|latency (p50|p90|p95|p99|p99\.9|mean|max))( of \S+)? (<|<=|>|>=) \S+( baseline)?( for \S+)?$`,
-		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. latency p99 < 600ms"}
+		Pattern:     `^((error_rate|throughput|latency (p50|p90|p95|p99|p99\.9|mean|max))( of \S+)? (<|<=|>|>=) \S+( baseline)?( for \S+)?|ready_pods\([^)]+\) (<|<=|>|>=) [0-9.]+%)$`,
+		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. latency p99 < 600ms; or ready_pods([NAMESPACE/]SELECTOR) OP PERCENT"}
 }
 
 func (tagDoc) JSONSchema() *jsonschema.Schema {

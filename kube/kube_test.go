@@ -3,6 +3,7 @@ package kube_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -10,8 +11,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/kubetest"
+	"github.com/faultline/faultline/runner"
 )
 
 // shop creates namespace shop with pods checkout-0..n-1 (app=checkout,
@@ -134,5 +137,46 @@ func TestFaultsOnARealAPIServer(t *testing.T) {
 	share, ready, total, err := c.ReadyShare(ctx, "shop", "app=checkout")
 	if err != nil || total != 4 || ready != 0 || share != 0 {
 		t.Errorf("ReadyShare = %v %d/%d %v (pods without a node are not Ready)", share, ready, total, err)
+	}
+}
+
+// ready_pods(...) in a steady state reads the Ready share from the API.
+func TestReadyPodsProbe(t *testing.T) {
+	cluster := kubetest.Start(t)
+	cs, err := kubernetes.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop(t, cs, 4)
+	ctx := context.Background()
+	for _, name := range []string{"checkout-0", "checkout-1", "checkout-2"} {
+		p, err := cs.CoreV1().Pods("shop").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
+		if _, err := cs.CoreV1().Pods("shop").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := fmt.Sprintf(`name: ready
+targets:
+  checkout: {pods: {namespace: shop, selector: app=checkout, kubeconfig: %q}}
+steady_state:
+  - ready_pods(app=checkout) >= 75%%
+  - ready_pods(shop/app=checkout) > 75%%
+inject: 1s
+faults: [{name: scale, target: checkout, scale: {name: checkout, replicas: 1}}]
+`, cluster.Kubeconfig)
+	x, err := experiment.Parse("ready.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{}
+	for i, want := range []bool{true, false} {
+		ok, why := runner.Probe(ctx, hc, x.SteadyState[i].Probe)
+		if ok != want || why != "3 of 4 pods Ready" {
+			t.Errorf("%s: %v (%s), want %v", x.SteadyState[i].Probe.Selector, ok, why, want)
+		}
 	}
 }

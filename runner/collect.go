@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/load"
 )
 
@@ -258,8 +259,38 @@ func runProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool, 
 		return true, fmt.Sprintf("status %d", resp.StatusCode)
 	case "prometheus":
 		return promProbe(ctx, hc, p)
+	case "ready_pods":
+		return readyPodsProbe(ctx, p)
 	}
 	return false, "unknown probe kind " + p.Kind
+}
+
+// kubeClients are the clients of ready_pods probes, by kubeconfig.
+var kubeClients sync.Map
+
+// readyPodsProbe compares the Ready share of the selected pods with the
+// probe's expect (">= 0.8").
+func readyPodsProbe(ctx context.Context, p *experiment.Probe) (bool, string) {
+	c, ok := kubeClients.Load(p.Kubeconfig)
+	if !ok {
+		cfg, err := kube.Config(p.Kubeconfig)
+		if err != nil {
+			return false, err.Error()
+		}
+		client, err := kube.New(cfg)
+		if err != nil {
+			return false, err.Error()
+		}
+		c, _ = kubeClients.LoadOrStore(p.Kubeconfig, client)
+	}
+	share, ready, total, err := c.(*kube.Client).ReadyShare(ctx, p.Namespace, p.Selector)
+	if err != nil {
+		return false, err.Error()
+	}
+	op, limitText, _ := strings.Cut(p.Expect, " ")
+	limit, _ := strconv.ParseFloat(limitText, 64)
+	held := experiment.Condition{Op: op, Value: limit}.Holds(share, 0)
+	return held, fmt.Sprintf("%d of %d pods Ready", ready, total)
 }
 
 // promProbe runs an instant query and compares its first value with the

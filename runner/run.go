@@ -609,6 +609,11 @@ func probeText(p *experiment.Probe) string {
 	case "command":
 		return "probe command " + strings.Join(p.Command, " ") + " exits " + p.Expect
 	}
+	if p.Kind == "ready_pods" {
+		op, v, _ := strings.Cut(p.Expect, " ")
+		f, _ := strconv.ParseFloat(v, 64)
+		return fmt.Sprintf("ready_pods(%s/%s) %s %s%%", p.Namespace, p.Selector, op, strconv.FormatFloat(f*100, 'g', -1, 64))
+	}
 	text := fmt.Sprintf("probe %s %s expects %s", p.Method, p.URL, p.Expect)
 	if p.Body != "" {
 		text += " and body ~ " + p.Body
