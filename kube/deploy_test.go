@@ -83,7 +83,7 @@ func apply(t *testing.T, cs kubernetes.Interface, path string) []runtime.Object 
 
 // can asks the API server whether the faultline ServiceAccount may do
 // something, as the server decides it for that account.
-func can(t *testing.T, cfg *rest.Config, verb, group, resource, sub, ns string) bool {
+func can(t *testing.T, cfg *rest.Config, verb, group, resource, sub, ns, name string) bool {
 	t.Helper()
 	as := rest.CopyConfig(cfg)
 	as.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:shop:faultline"}
@@ -93,7 +93,7 @@ func can(t *testing.T, cfg *rest.Config, verb, group, resource, sub, ns string) 
 	}
 	review, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(context.Background(), &authv1.SelfSubjectAccessReview{
 		Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authv1.ResourceAttributes{
-			Verb: verb, Group: group, Resource: resource, Subresource: sub, Namespace: ns}},
+			Verb: verb, Group: group, Resource: resource, Subresource: sub, Namespace: ns, Name: name}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -126,29 +126,32 @@ func TestManifestsAndLeastPrivilege(t *testing.T) {
 	if _, err := experiment.ParseMonkey("configmap", []byte(mcm.Data["monkey.yaml"])); err != nil {
 		t.Errorf("the ConfigMap's monkey file: %v", err)
 	}
-	allowed := []struct{ verb, group, resource, sub, ns string }{
-		{"list", "", "pods", "", "shop"}, {"delete", "", "pods", "", "shop"},
-		{"get", "apps", "deployments", "scale", "shop"}, {"update", "apps", "deployments", "scale", "shop"},
-		{"update", "apps", "statefulsets", "scale", "shop"},
+	type access struct{ verb, group, resource, sub, ns, name string }
+	allowed := []access{
+		{"get", "", "namespaces", "", "", "shop"},
+		{"list", "", "pods", "", "shop", ""}, {"delete", "", "pods", "", "shop", ""},
+		{"get", "apps", "deployments", "scale", "shop", ""}, {"update", "apps", "deployments", "scale", "shop", ""},
+		{"update", "apps", "statefulsets", "scale", "shop", ""},
 	}
-	denied := []struct{ verb, group, resource, sub, ns string }{
-		{"delete", "", "pods", "", "kube-system"}, {"create", "", "pods", "", "shop"},
-		{"update", "apps", "deployments", "", "shop"}, {"delete", "apps", "deployments", "", "shop"},
-		{"get", "", "secrets", "", "shop"}, {"patch", "", "nodes", "", ""},
+	denied := []access{
+		{"delete", "", "pods", "", "kube-system", ""}, {"create", "", "pods", "", "shop", ""},
+		{"update", "apps", "deployments", "", "shop", ""}, {"delete", "apps", "deployments", "", "shop", ""},
+		{"get", "", "secrets", "", "shop", ""}, {"patch", "", "nodes", "", "", ""},
+		{"get", "", "namespaces", "", "", "kube-system"}, {"patch", "", "namespaces", "", "", "shop"},
 	}
 	for _, a := range allowed {
-		if !can(t, cluster.Config, a.verb, a.group, a.resource, a.sub, a.ns) {
+		if !can(t, cluster.Config, a.verb, a.group, a.resource, a.sub, a.ns, a.name) {
 			t.Errorf("denied %v, which faultline needs", a)
 		}
 	}
 	for _, a := range denied {
-		if can(t, cluster.Config, a.verb, a.group, a.resource, a.sub, a.ns) {
+		if can(t, cluster.Config, a.verb, a.group, a.resource, a.sub, a.ns, a.name) {
 			t.Errorf("allowed %v, which faultline does not need", a)
 		}
 	}
 	// cordon.yaml grants nodes, only get and patch.
 	apply(t, cs, filepath.Join(dir, "cordon.yaml"))
-	if !can(t, cluster.Config, "patch", "", "nodes", "", "") || can(t, cluster.Config, "delete", "", "nodes", "", "") {
+	if !can(t, cluster.Config, "patch", "", "nodes", "", "", "") || can(t, cluster.Config, "delete", "", "nodes", "", "", "") {
 		t.Error("cordon.yaml: want patch on nodes, not delete")
 	}
 	// And the account really can do its job: delete a pod as it.

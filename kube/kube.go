@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -200,4 +202,60 @@ func (c *Client) ReadyShare(ctx context.Context, namespace, selector string) (fl
 		}
 	}
 	return float64(ready) / float64(len(pods)), ready, len(pods), nil
+}
+
+// HaltAnnotation on a namespace is the kill switch in a cluster: runs and
+// monkeys acting on the namespace abort (exit 3) while it is there.
+const HaltAnnotation = "faultline/halt"
+
+// SetHalt sets (note not empty) or removes the kill switch on a namespace.
+func (c *Client) SetHalt(ctx context.Context, namespace, note string) error {
+	value := "null"
+	if note != "" {
+		value = strconv.Quote(note)
+	}
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%s}}}`, HaltAnnotation, value)
+	if _, err := c.cs.CoreV1().Namespaces().Patch(ctx, namespace, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("namespace %s: %w", namespace, err)
+	}
+	return nil
+}
+
+// Halted reports whether the kill switch is on for a namespace, and its note.
+func (c *Client) Halted(ctx context.Context, namespace string) (bool, string, error) {
+	ns, err := c.cs.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	if err != nil {
+		return false, "", err
+	}
+	note, ok := ns.Annotations[HaltAnnotation]
+	return ok, note, nil
+}
+
+// WatchHalt returns a context that ends when the kill switch is set on any
+// of the namespaces (polled every 500 ms), and why.
+func (c *Client) WatchHalt(parent context.Context, namespaces []string) (context.Context, func() string, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	var mu sync.Mutex
+	var why string
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			for _, ns := range namespaces {
+				if halted, note, err := c.Halted(ctx, ns); err == nil && halted {
+					mu.Lock()
+					why = fmt.Sprintf("namespace %s halted: %s", ns, note)
+					mu.Unlock()
+					cancel()
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return ctx, func() string { mu.Lock(); defer mu.Unlock(); return why }, cancel
 }

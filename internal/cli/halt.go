@@ -1,18 +1,21 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/state"
 )
 
 func newHaltCmd(g *globals) *cobra.Command {
-	var reason string
+	var reason, namespace, kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "halt",
 		Short: "Kill switch: abort every run, remove every toxic, start nothing new",
@@ -24,6 +27,18 @@ removes all its toxics, and new runs are refused (exit 4) until
 		Example: "  faultline halt --reason \"checkout p99 paging\"\n  faultline resume",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if namespace != "" {
+				note := reason
+				if note == "" {
+					note = "halted"
+				}
+				note += " at " + time.Now().UTC().Format(time.RFC3339)
+				if err := setNamespaceHalt(c.Context(), kubeconfig, namespace, note); err != nil {
+					return failure(err)
+				}
+				_, err := fmt.Fprintf(c.OutOrStdout(), "halted namespace %s (annotation %s): runs and monkeys acting on it abort within 1 s; 'faultline resume --namespace %s' to allow them again\n", namespace, kube.HaltAnnotation, namespace)
+				return err
+			}
 			if err := state.Halt(g.state(), reason); err != nil {
 				return failure(err)
 			}
@@ -39,15 +54,33 @@ removes all its toxics, and new runs are refused (exit 4) until
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the halt")
+	cmd.Flags().StringVar(&namespace, "namespace", "", "halt in a Kubernetes `namespace` instead (the faultline/halt annotation)")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig `file` for --namespace (default $KUBECONFIG, ~/.kube/config, in-cluster)")
 	return cmd
 }
 
+func setNamespaceHalt(ctx context.Context, kubeconfig, namespace, note string) error {
+	c, err := kubeClient(kubeconfig)
+	if err != nil {
+		return err
+	}
+	return c.SetHalt(ctx, namespace, note)
+}
+
 func newResumeCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var namespace, kubeconfig string
+	cmd := &cobra.Command{
 		Use:   "resume",
 		Short: "Release the kill switch: runs may start again",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if namespace != "" {
+				if err := setNamespaceHalt(c.Context(), kubeconfig, namespace, ""); err != nil {
+					return failure(err)
+				}
+				_, err := fmt.Fprintf(c.OutOrStdout(), "resumed namespace %s: runs may act on it again\n", namespace)
+				return err
+			}
 			if err := state.Resume(g.state()); err != nil {
 				return failure(err)
 			}
@@ -55,6 +88,9 @@ func newResumeCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
+	cmd.Flags().StringVar(&namespace, "namespace", "", "resume a Kubernetes `namespace` halted with 'halt --namespace'")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig `file` for --namespace")
+	return cmd
 }
 
 func newStatusCmd(g *globals) *cobra.Command {

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -164,5 +165,44 @@ func TestRecoverPutsKubernetesBack(t *testing.T) {
 	}
 	if c := cordoned(t, cs); len(c) != 0 {
 		t.Errorf("nodes left cordoned after recover: %v", c)
+	}
+}
+
+// The kill switch in a cluster: 'halt --namespace' aborts a running pod
+// experiment (exit 3) with every fault put back; a new run is refused
+// until 'resume --namespace'.
+func TestNamespaceHalt(t *testing.T) {
+	c, cs := cluster(t)
+	file := writePodExperiment(t, c.Kubeconfig, "60s")
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	processtest.WaitFor(t, "the faults", func() bool { return replicas(t, cs) == 1 && len(cordoned(t, cs)) > 0 })
+	if code, out, errOut := run(t, "halt", "--namespace", "shop", "--kubeconfig", c.Kubeconfig, "--reason", "test"); code != 0 {
+		t.Fatalf("halt --namespace = %d %s %s", code, out, errOut)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("run after the namespace halt: %v, want exit 3", err)
+	}
+	if n := replicas(t, cs); n != 3 {
+		t.Errorf("replicas %d after the halt, want 3 back", n)
+	}
+	if left := cordoned(t, cs); len(left) != 0 {
+		t.Errorf("nodes left cordoned: %v", left)
+	}
+	code, _, errOut := run(t, "run", file, "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "again"))
+	if code != 4 || !strings.Contains(errOut, "namespace shop halted") {
+		t.Errorf("run while the namespace is halted = %d %q, want 4", code, errOut)
+	}
+	if code, _, _ := run(t, "resume", "--namespace", "shop", "--kubeconfig", c.Kubeconfig); code != 0 {
+		t.Errorf("resume --namespace = %d", code)
+	}
+	ns, _ := cs.CoreV1().Namespaces().Get(context.Background(), "shop", metav1.GetOptions{})
+	if _, ok := ns.Annotations["faultline/halt"]; ok {
+		t.Error("annotation still there after resume")
 	}
 }

@@ -97,6 +97,17 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 			}
 			watched, stopWatch := state.Watch(c.Context(), stateDir)
 			defer stopWatch()
+			byConfig := map[string][]string{}
+			for _, gr := range m.Groups {
+				if gr.Pods != nil {
+					byConfig[gr.Pods.Kubeconfig] = append(byConfig[gr.Pods.Kubeconfig], gr.Pods.Namespace)
+				}
+			}
+			watched, _, stopKube, err := watchNamespaces(watched, byConfig)
+			if err != nil {
+				return failure(err)
+			}
+			defer stopKube()
 			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			printMonkey(w, m) // once registered and watching the kill switch

@@ -94,6 +94,11 @@ DIR/result.json; the verdict is the exit code.
 			}
 			watched, stopWatch := state.Watch(c.Context(), stateDir)
 			defer stopWatch()
+			watched, haltedWhy, stopKube, err := watchNamespaces(watched, podsNamespaces(x))
+			if err != nil {
+				return failure(err)
+			}
+			defer stopKube()
 			ctx, cancel := context.WithCancel(watched)
 			defer cancel()
 			sigs := make(chan os.Signal, 2)
@@ -129,6 +134,9 @@ DIR/result.json; the verdict is the exit code.
 			}
 			if halted, note := state.Halted(stateDir); halted && res.Verdict == runner.Aborted {
 				res.Reasons = append(res.Reasons, "halted: "+strings.TrimSpace(note))
+			}
+			if why := haltedWhy(); why != "" && res.Verdict == runner.Aborted {
+				res.Reasons = append(res.Reasons, why)
 			}
 			writeReports(progress, out)
 			if asJSON {
@@ -253,6 +261,54 @@ func printVerdict(w io.Writer, res *runner.Result, out string) {
 		fmt.Fprintf(w, "  time to recover: %.1fs\n", *res.TimeToRecover)
 	}
 	fmt.Fprintf(w, "  replay: %s\n  result: %s\n  report: %s\n", report.ReplayCommand(*res), filepath.Join(out, "result.json"), filepath.Join(out, "report.html"))
+}
+
+// podsNamespaces are the namespaces an experiment's pods targets act on,
+// by kubeconfig.
+func podsNamespaces(x *experiment.Experiment) map[string][]string {
+	out := map[string][]string{}
+	for _, t := range x.Targets {
+		if t.Pods != nil && !slices.Contains(out[t.Pods.Kubeconfig], t.Pods.Namespace) {
+			out[t.Pods.Kubeconfig] = append(out[t.Pods.Kubeconfig], t.Pods.Namespace)
+		}
+	}
+	return out
+}
+
+// watchNamespaces ends the returned context when a namespace is halted
+// (the faultline/halt annotation); a namespace halted already refuses the
+// run (exit 4).
+func watchNamespaces(parent context.Context, byConfig map[string][]string) (context.Context, func() string, func(), error) {
+	ctx := parent
+	var whys []func() string
+	var stops []context.CancelFunc
+	for kubeconfig, namespaces := range byConfig {
+		c, err := kubeClient(kubeconfig)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for _, ns := range namespaces {
+			if halted, note, err := c.Halted(parent, ns); err == nil && halted {
+				return nil, nil, nil, &exitError{ExitError, fmt.Errorf("namespace %s halted (%s): 'faultline resume --namespace %s' first", ns, note, ns)}
+			}
+		}
+		var why func() string
+		var stop context.CancelFunc
+		ctx, why, stop = c.WatchHalt(ctx, namespaces)
+		whys, stops = append(whys, why), append(stops, stop)
+	}
+	return ctx, func() string {
+			for _, w := range whys {
+				if s := w(); s != "" {
+					return s
+				}
+			}
+			return ""
+		}, func() {
+			for _, s := range stops {
+				s()
+			}
+		}, nil
 }
 
 // podsNow lists the pods a target selects now (reading only), for the plan.
