@@ -164,13 +164,8 @@ func (s *Server) Faulted() int64 { return s.faulted.Load() }
 
 // Start listens on UDP and TCP (the same port) and serves.
 func (s *Server) Start() error {
-	pc, err := net.ListenPacket("udp", s.cfg.Listen)
+	pc, ln, err := listenBoth(s.cfg.Listen)
 	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return err
 	}
 	s.addr = pc.LocalAddr().String()
@@ -203,6 +198,26 @@ func (s *Server) Stop() {
 	_ = s.udp.ShutdownContext(ctx)
 	_ = s.tcp.ShutdownContext(ctx)
 	s.wg.Wait()
+}
+
+// listenBoth listens on UDP and TCP on the same port. With port 0, the
+// port the kernel picks for UDP may be taken for TCP: then it tries another.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == 20 {
+			return nil, nil, err
+		}
+	}
 }
 
 func (s *Server) match(name string) (Rule, bool) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -177,6 +178,77 @@ faults: [{name: scale, target: checkout, scale: {name: checkout, replicas: 1}}]
 		ok, why := runner.Probe(ctx, hc, x.SteadyState[i].Probe)
 		if ok != want || why != "3 of 4 pods Ready" {
 			t.Errorf("%s: %v (%s), want %v", x.SteadyState[i].Probe.Selector, ok, why, want)
+		}
+	}
+}
+
+// With controllers, a scheduler and kwok nodes, a killed pod is replaced
+// and Ready again: what pod_kill relies on to need no revert.
+func TestKilledPodsAreReplaced(t *testing.T) {
+	cluster := kubetest.StartWithNodes(t, 3)
+	cs, err := kubernetes.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	six := int32(6)
+	labels := map[string]string{"app": "checkout"}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "checkout"}, Spec: appsv1.DeploymentSpec{
+		Replicas: &six, Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			Containers:  []corev1.Container{{Name: "app", Image: "shop:1"}},
+			Tolerations: []corev1.Toleration{{Key: "kwok.x-k8s.io/node", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+		}},
+	}}
+	if _, err := cs.AppsV1().Deployments("shop").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := kube.Config(cluster.Kubeconfig)
+	c, _ := kube.New(cfg)
+	waitReady := func(what string, want int) []kube.Pod {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			pods, _ := c.Pods(ctx, "shop", "app=checkout")
+			ready := 0
+			for _, p := range pods {
+				if p.Ready {
+					ready++
+				}
+			}
+			if ready == want && len(pods) == want {
+				return pods
+			}
+			if time.Now().After(deadline) {
+				list, _ := cs.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{})
+				for _, p := range list.Items {
+					t.Logf("pod %s: node %q phase %s conditions %v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions)
+				}
+				nodes, _ := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+				for _, n := range nodes.Items {
+					t.Logf("node %s: taints %v conditions %v", n.Name, n.Spec.Taints, n.Status.Conditions)
+				}
+				t.Fatalf("%s: %d of %d pods Ready, want %d", what, ready, len(pods), want)
+			}
+			time.Sleep(50 * time.Millisecond) // polling the cluster's progress
+		}
+	}
+	pods := waitReady("the Deployment", 6)
+	zero := int64(0)
+	if err := c.DeletePods(ctx, pods[:3], &zero); err != nil {
+		t.Fatal(err)
+	}
+	again := waitReady("after killing 3", 6)
+	old := map[string]bool{}
+	for _, p := range pods[:3] {
+		old[p.UID] = true
+	}
+	for _, p := range again {
+		if old[p.UID] {
+			t.Errorf("pod %s survived", p.Name)
 		}
 	}
 }

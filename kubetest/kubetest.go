@@ -14,11 +14,13 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,6 +53,7 @@ func Assets() string {
 
 // Cluster is a running API server.
 type Cluster struct {
+	dir, assets, keyFile string
 	// Kubeconfig is a file for clients (an admin token, TLS unchecked).
 	Kubeconfig string
 	Config     *rest.Config
@@ -119,7 +122,58 @@ contexts: [{name: test, context: {cluster: test, user: admin}}]
 current-context: test
 `, url, token), 0o600)
 	cfg := &rest.Config{Host: url, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}
-	return &Cluster{Kubeconfig: kubeconfig, Config: cfg, Token: token, URL: url}
+	return &Cluster{Kubeconfig: kubeconfig, Config: cfg, Token: token, URL: url, dir: dir, assets: assets, keyFile: keyFile}
+}
+
+// StartWithNodes is Start plus kube-controller-manager, kube-scheduler and
+// kwok managing nodes fake nodes node-1..node-N: Deployments create pods,
+// pods are scheduled, become Running and Ready, and killed ones are
+// replaced, as in a real cluster.
+func StartWithNodes(t testing.TB, nodes int) *Cluster {
+	t.Helper()
+	c := Start(t)
+	for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kwok", "kwok-stages.yaml"} {
+		if _, err := os.Stat(filepath.Join(c.assets, b)); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("kubetest: %s missing in %s: make test builds it (scripts/kube.sh)", b, c.assets)
+			}
+			t.Skipf("kubetest: %s missing in %s: run scripts/kube.sh", b, c.assets)
+		}
+	}
+	start(t, c.dir, "kube-controller-manager", filepath.Join(c.assets, "kube-controller-manager"),
+		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0",
+		"--controllers", "deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,namespace-controller,node-lifecycle-controller",
+		"--service-account-private-key-file", c.keyFile, "--use-service-account-credentials=false")
+	start(t, c.dir, "kube-scheduler", filepath.Join(c.assets, "kube-scheduler"),
+		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0")
+	start(t, c.dir, "kwok", filepath.Join(c.assets, "kwok"),
+		"--kubeconfig", c.Kubeconfig, "--manage-all-nodes=true", "--config", filepath.Join(c.assets, "kwok-stages.yaml"),
+		"--server-address", "127.0.0.1:0")
+	for i := 1; i <= nodes; i++ {
+		node := fmt.Sprintf(`{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-%d","labels":{"type":"kwok","topology.kubernetes.io/zone":"%c"}},"spec":{}}`, i, 'a'+rune((i-1)%3))
+		if err := c.post("/api/v1/nodes", node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// post creates an object from its JSON, as the admin.
+func (c *Cluster) post(path, body string) error {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a test server's own certificate
+	req, _ := http.NewRequest(http.MethodPost, c.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, b)
+	}
+	return nil
 }
 
 // start runs a control-plane binary until the test ends; its output goes

@@ -17,6 +17,7 @@ need=()
 for b in kube-apiserver kube-controller-manager kube-scheduler etcd kwok; do
   [ -x "$out/$b" ] || need+=("$b")
 done
+[ -f "$out/kwok-stages.yaml" ] || need+=(kwok-stages.yaml)
 if [ ${#need[@]} -eq 0 ]; then
   echo "$out"
   exit 0
@@ -47,5 +48,18 @@ if [ ! -x "$out/kwok" ]; then
   CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   mv "$tmp/kwok" "$out/kwok"
   rmdir "$tmp"
+fi
+# kwok's own "fast" stages (nodes Ready, pods Running and Ready, deleted pods
+# gone), taken from its module as published, for the kwok process the tests run.
+if [ ! -f "$out/kwok-stages.yaml" ]; then
+  stages="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
+  if [ ! -d "$stages" ]; then
+    (cd "$root/kubetest/etcd" && go mod download "sigs.k8s.io/kwok@$KWOK_VERSION")
+  fi
+  for f in "$stages"/node/fast/node-initialize.yaml "$stages"/pod/fast/pod-ready.yaml "$stages"/pod/fast/pod-complete.yaml "$stages"/pod/fast/pod-delete.yaml; do
+    cat "$f"
+    echo "---"
+  done > "$out/kwok-stages.yaml.tmp"
+  mv "$out/kwok-stages.yaml.tmp" "$out/kwok-stages.yaml"
 fi
 echo "$out"
