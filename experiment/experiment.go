@@ -704,6 +704,12 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 		switch {
 		case cond != nil && probe != nil:
 			d.errorf(c, field, "an entry is a condition or a probe, not both")
+		case cond != nil && strings.HasPrefix(strings.TrimSpace(cond.Value), "ready_pods("):
+			p, err := parseReadyPods(cond.Value)
+			if err != nil {
+				d.errorf(cond, field+".condition", "%v", err)
+			}
+			ch.Probe = p
 		case cond != nil:
 			parsed, err := ParseCondition(d.str(cond, field+".condition"))
 			if err != nil {

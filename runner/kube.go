@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
@@ -76,6 +77,7 @@ func (r *run) injectPodKill(ctx context.Context, f *fault, t *target, a experime
 	if err != nil {
 		return err
 	}
+	_, readyBefore, _, _ := t.kube.ReadyShare(ctx, t.spec.Pods.Namespace, t.spec.Pods.Selector)
 	id := r.nextID()
 	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Message: "delete pods " + podNames(pods)}); err != nil {
 		return err
@@ -95,6 +97,34 @@ func (r *run) injectPodKill(ctx context.Context, f *fault, t *target, a experime
 		return err
 	}
 	f.evidence = append(f.evidence, fmt.Sprintf("%d pod(s) deleted", len(pods)))
+	// Evidence of the recovery: how long until as many pods are Ready as
+	// before, watched until the fault's window ends.
+	if readyBefore == 0 {
+		return nil
+	}
+	killed := time.Now()
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan string, 1)
+	go func() {
+		for {
+			_, ready, _, err := t.kube.ReadyShare(wctx, t.spec.Pods.Namespace, t.spec.Pods.Selector)
+			if err == nil && ready >= readyBefore {
+				done <- fmt.Sprintf("replacements Ready (%d pods) %.1f s after the kill", ready, time.Since(killed).Seconds())
+				return
+			}
+			select {
+			case <-wctx.Done():
+				done <- fmt.Sprintf("%d of %d pods Ready by the window's end (%d were before the kill)", ready, readyBefore, readyBefore)
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	f.revert = func(context.Context) error {
+		stop()
+		f.evidence = append(f.evidence, <-done)
+		return nil
+	}
 	return nil
 }
 

@@ -206,3 +206,46 @@ func TestNamespaceHalt(t *testing.T) {
 		t.Error("annotation still there after resume")
 	}
 }
+
+// With controllers and kwok nodes, pod_kill's evidence says when the
+// replacements were Ready.
+func TestPodKillEvidenceOfReplacement(t *testing.T) {
+	c := kubetest.StartWithNodes(t, 3)
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	four := int32(4)
+	labels := map[string]string{"app": "checkout"}
+	if _, err := cs.AppsV1().Deployments("shop").Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "checkout"}, Spec: appsv1.DeploymentSpec{
+		Replicas: &four, Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "shop:1"}}}},
+	}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "kill.yaml")
+	_ = os.WriteFile(file, fmt.Appendf(nil, `name: kill-half
+targets:
+  checkout: {pods: {namespace: shop, selector: app=checkout, kubeconfig: %q}}
+steady_state: [{condition: "ready_pods(app=checkout) >= 100%%", phases: [baseline, recovery]}]
+baseline: 2s
+inject: 10s
+faults: [{name: half, target: checkout, select: {percent: 50}, pod_kill: {}}]
+recovery: 10s
+`, c.Kubeconfig), 0o644)
+	out := filepath.Join(t.TempDir(), "run")
+	// The baseline waits for the Deployment: its steady state is every pod Ready.
+	processtest.WaitFor(t, "the Deployment Ready", func() bool {
+		d, err := cs.AppsV1().Deployments("shop").Get(ctx, "checkout", metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas == 4
+	})
+	code, stdout, stderr := run(t, "run", file, "--allow-no-stop", "--allow-remote", "--out", out)
+	res := readFile(t, filepath.Join(out, "result.json"))
+	if code != 0 || !strings.Contains(res, "2 pod(s) deleted") || !strings.Contains(res, "replacements Ready (4 pods)") {
+		t.Fatalf("run = %d\n%s\n%s\n%s", code, stdout, stderr, res)
+	}
+}
