@@ -353,8 +353,9 @@ func (r *run) injectStress(ctx context.Context, f *fault, a experiment.Stress) e
 		return err
 	}
 	args := []string{"stress", a.Resource}
+	runDir, _ := filepath.Abs(r.opts.OutDir)
 	for _, arg := range a.Args {
-		filled, err := r.fillRefs(arg)
+		filled, err := r.fillRefs(strings.ReplaceAll(arg, "{run_dir}", runDir))
 		if err != nil {
 			return fmt.Errorf("fault %s: %w", f.spec.Name, err)
 		}

@@ -16,7 +16,7 @@ var Order = []string{"cache-dies", "db-primary-down", "slow-payment", "half-inst
 
 // Checklist are the experiments of the wider checklist (HTTP and data
 // faults), which 'faultline demo --all' runs after Order.
-var Checklist = []string{"payment-errors", "payment-malformed", "dns-fails"}
+var Checklist = []string{"payment-errors", "payment-malformed", "dns-fails", "disk-fills"}
 
 // File returns the experiment file of a name in Order.
 func File(name string) ([]byte, error) { return fs.ReadFile(files, name+".yaml") }

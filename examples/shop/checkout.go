@@ -11,9 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -34,6 +37,10 @@ type CheckoutConfig struct {
 	// Resolver, if set, is the DNS server (HOST:PORT) used to look up the
 	// card processor's name; else the system's.
 	Resolver string
+	// LogDir, if set, gets an access log, a line per request. The fragile
+	// build fails the request when the line cannot be written (a full
+	// disk); the resilient one drops the line and counts it.
+	LogDir string
 	// Workers is how many requests are served at once, like a server's
 	// thread pool (default 16). Requests beyond it wait for a worker.
 	Workers int
@@ -57,6 +64,10 @@ type Checkout struct {
 	payments  *prometheus.CounterVec
 	breakers  *prometheus.GaugeVec
 	closeOnce sync.Once
+	logMu     sync.Mutex
+	logFile   *os.File
+	dropped   atomic.Int64
+	droppedC  prometheus.Counter
 }
 
 const productsKey = "shop:products"
@@ -133,7 +144,8 @@ func (c *Checkout) metrics() {
 		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"route"})
 	c.payments = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shop_payments_total", Help: "Checkout payments by outcome: paid, queued, lost."}, []string{"outcome"})
 	c.breakers = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shop_circuit_breaker_state", Help: "0 closed, 1 half-open, 2 open."}, []string{"breaker"})
-	c.reg.MustRegister(c.requests, c.latency, c.payments, c.breakers)
+	c.droppedC = prometheus.NewCounter(prometheus.CounterOpts{Name: "shop_log_lines_dropped_total", Help: "Access log lines that could not be written (a full disk) and were dropped."})
+	c.reg.MustRegister(c.requests, c.latency, c.payments, c.breakers, c.droppedC)
 }
 
 // Handler serves the API. Requests to /products, /checkout and /orders
@@ -173,10 +185,36 @@ func (c *Checkout) route(name string, pooled bool, h http.HandlerFunc) http.Hand
 				return
 			}
 		}
+		if pooled && !c.logRequest(sw, r) {
+			c.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+			return
+		}
 		h(sw, r)
 		c.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		c.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})
+}
+
+// logRequest writes the access log line; false means the request was
+// answered already (the fragile build, when the line cannot be written).
+func (c *Checkout) logRequest(w http.ResponseWriter, r *http.Request) bool {
+	if c.logFile == nil {
+		return true
+	}
+	line := time.Now().UTC().Format(time.RFC3339Nano) + " " + r.Method + " " + r.URL.Path + "\n"
+	c.logMu.Lock()
+	_, err := c.logFile.WriteString(line)
+	c.logMu.Unlock()
+	if err == nil {
+		return true
+	}
+	if c.cfg.Build == Resilient {
+		c.dropped.Add(1) // the request matters more than its log line
+		c.droppedC.Inc()
+		return true
+	}
+	writeError(w, http.StatusInternalServerError, "access log: %v", err)
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -419,7 +457,10 @@ func (c *Checkout) stats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "stats: %v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, struct {
+		Stats
+		LogDropped int64 `json:"log_dropped"` // by the instance that answers
+	}{st, c.dropped.Load()})
 }
 
 // health checks the database and the cache, each with its own short
@@ -517,6 +558,15 @@ func (c *Checkout) Run(ctx context.Context) error {
 		return err
 	}
 	defer ln.Close()
+	if c.cfg.LogDir != "" {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		f, err := os.OpenFile(filepath.Join(c.cfg.LogDir, "access-"+port+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("access log: %w", err)
+		}
+		c.logFile = f
+		defer f.Close()
+	}
 	_, err = backoff.Retry(ctx, func() (struct{}, error) {
 		mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()

@@ -570,3 +570,74 @@ func TestParseBuild(t *testing.T) {
 		t.Fatal("OpenStore of an unknown scheme succeeded")
 	}
 }
+
+// A full log volume: the fragile build fails the request, the resilient
+// one drops the line, counts it, and serves.
+func TestFullLogVolume(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		need(t, "a tmpfs mount (root)", false)
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	cache := startRedis(t)
+	pay := newPayments(t)
+	for build, want := range map[shop.Build]int{shop.Fragile: 500, shop.Resilient: 200} {
+		t.Run(string(build), func(t *testing.T) {
+			logs := filepath.Join(dir, string(build))
+			if err := os.Mkdir(logs, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			base := startCheckoutWithLogs(t, build, "sqlite:"+filepath.Join(t.TempDir(), "shop.db"), cache, pay.srv.URL, logs)
+			if code, body := call(t, http.DefaultClient, "GET", base+"/products", ""); code != 200 {
+				t.Fatalf("before the disk is full: %d %s", code, body)
+			}
+			// Fill what is left of the volume.
+			f, _ := os.Create(filepath.Join(logs, "fill"))
+			buf := make([]byte, 4096)
+			for {
+				if _, err := f.Write(buf); err != nil {
+					break
+				}
+			}
+			f.Close()
+			t.Cleanup(func() { os.Remove(filepath.Join(logs, "fill")) })
+			// The log file's last page still takes a few lines: then every
+			// request meets the full disk.
+			codes := map[int]int{}
+			for range 200 {
+				code, _ := call(t, http.DefaultClient, "GET", base+"/products", "")
+				codes[code]++
+			}
+			if build == shop.Fragile && codes[500] == 0 || build == shop.Resilient && codes[200] != 200 {
+				t.Fatalf("with a full log volume: status codes %v, want %d", codes, want)
+			}
+			if build == shop.Resilient {
+				_, st := call(t, http.DefaultClient, "GET", base+"/stats", "")
+				if strings.Contains(st, `"log_dropped":0`) || !strings.Contains(st, `"log_dropped":`) {
+					t.Errorf("stats: %s, want the dropped lines counted", st)
+				}
+			}
+		})
+	}
+}
+
+func startCheckoutWithLogs(t *testing.T, build shop.Build, db, cache, pay, logs string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	c, err := shop.NewCheckout(shop.CheckoutConfig{Listen: addr, Build: build, DB: db, Cache: cache, Payments: pay, LogDir: logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("checkout Run: %v", err)
+		}
+	})
+	waitHTTP(t, "http://"+addr+"/stats")
+	return "http://" + addr
+}

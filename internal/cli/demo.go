@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,8 @@ With --all, also the wider checklist's:
 
   payment-errors     the card processor answers 500 to half the charges
   payment-malformed  its answers come back with status null, charge_id gone
+  dns-fails          the processor's name answers SERVFAIL
+  disk-fills         the log volume fills up (a tmpfs the demo mounts, as root)
 
 The fragile build should fail each (FAILED, or ABORTED when a stop condition
 fires); the resilient build should pass each. Everything runs on free
@@ -113,7 +116,7 @@ run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 	f.BoolVar(&o.real, "real", false, "insist on real PostgreSQL and redis-server: fail instead of falling back")
 	f.StringVar(&o.db, "db", "auto", "`auto` (PostgreSQL when installed, else SQLite), postgres or sqlite")
 	f.StringVar(&o.cache, "cache", "auto", "`auto` (redis-server when installed, else embedded), redis or embedded")
-	f.BoolVar(&o.all, "all", false, "also run the wider checklist's experiments (payment-errors, payment-malformed)")
+	f.BoolVar(&o.all, "all", false, "also run the wider checklist's experiments (payment-errors, payment-malformed, dns-fails, disk-fills)")
 	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
 	return cmd
 }
@@ -215,6 +218,11 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 		if ctx.Err() != nil {
 			break
 		}
+		if name == "disk-fills" && !canMountTmpfs() {
+			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs a small tmpfs for the log volume, which only root can mount here"})
+			fmt.Fprintf(stderr, "demo: skipping %s: it cannot mount a tmpfs (not root)\n", name)
+			continue
+		}
 		if name == "db-primary-down" && pg == nil {
 			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs PostgreSQL (a database server process to freeze): apt-get install postgresql"})
 			fmt.Fprintf(stderr, "demo: skipping %s: it needs PostgreSQL\n", name)
@@ -278,6 +286,15 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 			return row, fmt.Errorf("create database %s: %w", db, err)
 		}
 		vars["DB_URL"], vars["DB_PIDFILE"] = pg.URL(db), pg.PIDFile
+	}
+	if name == "disk-fills" {
+		// The log volume: a file system of its own, small enough to fill.
+		dir, err := mountTmpfs("8m")
+		if err != nil {
+			return row, err
+		}
+		defer unmountTmpfs(dir)
+		vars["LOG_DIR"] = dir
 	}
 	x, err := experiment.Parse(experiments.Path(name), data, experiment.Options{Vars: vars})
 	if err != nil {
@@ -411,4 +428,34 @@ func (p *linePrefixer) Write(b []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// canMountTmpfs reports whether a tmpfs can be mounted here (root).
+func canMountTmpfs() bool {
+	dir, err := mountTmpfs("1m")
+	if err != nil {
+		return false
+	}
+	unmountTmpfs(dir)
+	return true
+}
+
+// mountTmpfs mounts a tmpfs of size on a new temporary directory.
+func mountTmpfs(size string) (string, error) {
+	dir, err := os.MkdirTemp("", "faultline-logvol-")
+	if err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		os.Remove(dir)
+		return "", fmt.Errorf("mount tmpfs: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return dir, nil
+}
+
+func unmountTmpfs(dir string) {
+	if exec.Command("umount", dir).Run() != nil {
+		_ = exec.Command("umount", "-l", dir).Run()
+	}
+	_ = os.Remove(dir)
 }

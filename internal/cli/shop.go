@@ -100,6 +100,7 @@ with its own short timeout; 503 names what is unhealthy) and GET /metrics.`,
 	f.StringVar(&cfg.Cache, "cache", "", "Redis `HOST:PORT`")
 	f.StringVar(&cfg.Payments, "payments", "", "card processor base `URL`")
 	f.StringVar(&cfg.Zone, "zone", "", "`zone` this instance runs in, reported by /health")
+	f.StringVar(&cfg.LogDir, "log-dir", "", "`directory` for the access log, a line per request (default: none)")
 	f.StringVar(&cfg.Resolver, "resolver", "", "DNS server `HOST:PORT` for the card processor's name (default: the system's)")
 	f.IntVar(&cfg.Workers, "workers", 16, "requests served at once; more wait for a worker")
 	return cmd
