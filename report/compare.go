@@ -102,6 +102,9 @@ func Compare(w io.Writer, a, b *Run, outDir string) error {
 	mk := func(id, title, unit string, m metric, f func(float64) string, atLeast float64) template.HTML {
 		c := chart{id: id, title: title, unit: unit, xLabel: "seconds since injection started", xMin: xMin, xMax: xMax,
 			bands: a.bands(sa), markers: a.markers(sa), yFormat: f, yMaxAtLeast: atLeast}
+		if id == "errors" {
+			c.yCap = 1 // a rate: never above 100 %
+		}
 		c.series = []series{
 			{name: d.A.Label + " " + m.name, color: vermilion, pts: a.points(m, sa)},
 			{name: d.B.Label + " " + m.name, color: blue, dash: true, pts: b.points(m, sb)},

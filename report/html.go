@@ -161,6 +161,9 @@ func (r *Run) timelines() []template.HTML {
 	mk := func(id, title, unit string, ms []metric, f func(float64) string, atLeast float64) template.HTML {
 		c := chart{id: id, title: title, unit: unit, xLabel: "seconds since the run started", xMin: 0, xMax: r.duration(),
 			bands: r.bands(0), markers: r.markers(0), yFormat: f, yMaxAtLeast: atLeast}
+		if id == "errors" {
+			c.yCap = 1 // a rate: never above 100 %
+		}
 		for _, m := range ms {
 			c.series = append(c.series, series{name: m.name, color: m.color, pts: r.points(m, 0)})
 		}

@@ -46,6 +46,7 @@ type chart struct {
 	markers         []marker
 	yFormat         func(float64) string
 	yMaxAtLeast     float64
+	yCap            float64 // the axis never goes above it (1 for a ratio); 0: none
 }
 
 // Okabe-Ito colours: told apart with every common colour-vision deficiency.
@@ -98,6 +99,9 @@ func (c chart) svg() string {
 	}
 	yStep := niceStep(yMax*1.08, 4)
 	yMax = math.Ceil(yMax*1.08/yStep) * yStep
+	if c.yCap > 0 && yMax > c.yCap {
+		yMax, yStep = c.yCap, c.yCap/4
+	}
 	if c.xMax <= c.xMin {
 		c.xMax = c.xMin + 1
 	}
