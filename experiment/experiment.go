@@ -173,6 +173,7 @@ type Stop struct{}
 type Stress struct {
 	Resource string   // cpu, memory, disk, connections: the stress command
 	Args     []string // the command's flags
+	Path     string   // disk: the directory filled, as in Args
 }
 
 // PodKill deletes the selected pods: with grace 0, or with each pod's own
@@ -258,22 +259,10 @@ var topKeys = []string{"version", "name", "description", "hypothesis", "targets"
 // errors.Join.
 func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 	d := &decoder{file: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		line := 1
-		if m := regexp.MustCompile(`line (\d+)`).FindStringSubmatch(err.Error()); m != nil {
-			line, _ = strconv.Atoi(m[1])
-		}
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if strings.Contains(msg, "did not find expected") {
-			msg += " (a value holding { } or , inside [ ] or { } needs quotes)"
-		}
-		return nil, errors.Join(&Error{File: file, Pos: Pos{line, 1}, Msg: "not valid YAML: " + msg})
+	root, err := document(file, data, "an experiment needs at least name, targets, faults and stop_when")
+	if err != nil {
+		return nil, err
 	}
-	if len(doc.Content) == 0 {
-		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "empty file: an experiment needs at least name, targets, faults and stop_when"})
-	}
-	root := doc.Content[0]
 	expandVars(d, root, opts.Vars, "")
 	x := &Experiment{File: file, Baseline: DefaultBaseline, Recovery: DefaultRecovery, MaxTargets: DefaultMaxTargets, MaxDuration: DefaultMaxDuration}
 	f := d.mapping(root, "", topKeys...)
@@ -353,6 +342,27 @@ func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 		return nil, errors.Join(d.errs...)
 	}
 	return x, nil
+}
+
+// document reads a YAML file's top node, or the error naming its line; an
+// empty file's error says what the file needs (need).
+func document(file string, data []byte, need string) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		line := 1
+		if m := regexp.MustCompile(`line (\d+)`).FindStringSubmatch(err.Error()); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if strings.Contains(msg, "did not find expected") {
+			msg += " (a value holding { } or , inside [ ] or { } needs quotes)"
+		}
+		return nil, errors.Join(&Error{File: file, Pos: Pos{line, 1}, Msg: "not valid YAML: " + msg})
+	}
+	if len(doc.Content) == 0 {
+		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "empty file: " + need})
+	}
+	return doc.Content[0], nil
 }
 
 // ParseFile reads and parses an experiment file.

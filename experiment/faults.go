@@ -288,7 +288,8 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		if v := f.get("path"); v == nil {
 			d.errorf(n, field+".path", "required: a directory on the file system to fill")
 		} else {
-			st.Args = append(st.Args, "--path", d.str(v, field+".path"))
+			st.Path = d.str(v, field+".path")
+			st.Args = append(st.Args, "--path", st.Path)
 		}
 		free, fill := f.get("free"), f.get("fill")
 		switch {

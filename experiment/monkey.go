@@ -68,14 +68,10 @@ func ParseMonkeyFile(path string) (*Monkey, error) {
 // its line, column and field.
 func ParseMonkey(file string, data []byte) (*Monkey, error) {
 	d := &decoder{file: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+	root, err := document(file, data, "a monkey needs schedule and groups")
+	if err != nil {
+		return nil, err
 	}
-	if len(doc.Content) == 0 {
-		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "empty file: a monkey needs schedule and groups"})
-	}
-	root := doc.Content[0]
 	m := &Monkey{File: file, Location: time.Local, From: 9 * time.Hour, To: 17 * time.Hour,
 		Days:            []time.Weekday{time.Monday, time.Tuesday, time.Wednesday, time.Thursday, time.Friday},
 		MeanTimeBetween: time.Hour, MinGap: 10 * time.Minute, DailyCap: 3}

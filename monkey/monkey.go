@@ -191,13 +191,9 @@ func (r *monkeyRun) consider(ctx context.Context, g *group, now time.Time, p flo
 		return
 	}
 	d := Decision{At: now, Group: g.spec.Name}
-	if g.kube != nil {
-		r.considerPods(ctx, g, d)
-		return
-	}
-	pids, err := r.find(g)
-	if err != nil || len(pids) == 0 {
-		d.Action, d.Reason = "skipped", "no process in the group"
+	members, err := r.members(ctx, g)
+	if err != nil || len(members) == 0 {
+		d.Action, d.Reason = "skipped", "no "+g.noun()+" in the group"
 		if err != nil {
 			d.Reason += ": " + err.Error()
 		}
@@ -211,19 +207,59 @@ func (r *monkeyRun) consider(ctx context.Context, g *group, now time.Time, p flo
 			return
 		}
 	}
-	victim := pids[r.rng.IntN(len(pids))]
-	d.PID = victim
-	d.Reason = fmt.Sprintf("1 of %d, %d of %d today", len(pids), g.count+1, r.m.DailyCap)
+	victim := members[r.rng.IntN(len(members))]
+	d.PID = victim.pid
+	if victim.pod != nil {
+		d.Pod = victim.pod.Namespace + "/" + victim.pod.Name
+	}
+	d.Reason = fmt.Sprintf("1 of %d, %d of %d today", len(members), g.count+1, r.m.DailyCap)
 	g.last, g.count = now, g.count+1
 	if r.m.Leashed {
 		d.Action = "leashed: would terminate"
-		r.decide(d)
-		return
+	} else if victim.pod != nil {
+		r.deletePod(ctx, g, &d, *victim.pod)
+	} else {
+		r.killProcess(ctx, g, &d, victim.pid)
 	}
-	procs, err := process.Tree(victim)
+	r.decide(d)
+}
+
+// member is one process (pid) or pod of a group.
+type member struct {
+	pid int
+	pod *kube.Pod
+}
+
+func (g *group) noun() string {
+	if g.kube != nil {
+		return "pod"
+	}
+	return "process"
+}
+
+// members lists the group's processes or pods now.
+func (r *monkeyRun) members(ctx context.Context, g *group) ([]member, error) {
+	var out []member
+	if g.kube != nil {
+		pods, err := g.kube.Pods(ctx, g.spec.Pods.Namespace, g.spec.Pods.Selector)
+		for i := range pods {
+			out = append(out, member{pod: &pods[i]})
+		}
+		return out, err
+	}
+	pids, err := r.find(g)
+	for _, pid := range pids {
+		out = append(out, member{pid: pid})
+	}
+	return out, err
+}
+
+// killProcess signals a process and its descendants, journaled, and runs
+// the group's restart command if it has one.
+func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid int) {
+	procs, err := process.Tree(pid)
 	if err != nil {
 		d.Action, d.Reason = "skipped", "the victim is gone: "+err.Error()
-		r.decide(d)
 		return
 	}
 	r.seq++
@@ -232,66 +268,39 @@ func (r *monkeyRun) consider(ctx context.Context, g *group, now time.Time, p flo
 	if len(g.spec.Process.Restart) > 0 {
 		undo = &journal.Undo{Kind: "exec", Command: g.spec.Process.Restart}
 	}
-	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Undo: undo, Message: fmt.Sprintf("%s to pid %d", g.spec.Signal, victim)})
+	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Undo: undo, Message: fmt.Sprintf("%s to pid %d", g.spec.Signal, pid)})
 	err = process.Signal(procs, experiment.Signals[g.spec.Signal])
 	r.journal(journal.Event{Type: journal.Done, ID: id})
 	d.Action = "terminated"
 	if err != nil {
 		d.Reason += "; " + err.Error()
 	}
-	if undo != nil {
-		rerr := runCommand(ctx, g.spec.Process.Restart)
-		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: errText(rerr)})
-		d.Reason += "; restarted"
-		if rerr != nil {
-			d.Reason += " failed: " + rerr.Error()
-		}
-	} else {
+	if undo == nil {
 		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "irreversible: nothing to restart"})
+		return
 	}
-	r.decide(d)
+	rerr := runCommand(ctx, g.spec.Process.Restart)
+	r.journal(journal.Event{Type: journal.Undone, ID: id, Message: errText(rerr)})
+	d.Reason += "; restarted"
+	if rerr != nil {
+		d.Reason += " failed: " + rerr.Error()
+	}
 }
 
-// considerPods terminates one pod of a pods group (grace 0), unless the
-// outage check fails; its controller replaces it.
-func (r *monkeyRun) considerPods(ctx context.Context, g *group, d Decision) {
-	pods, err := g.kube.Pods(ctx, g.spec.Pods.Namespace, g.spec.Pods.Selector)
-	if err != nil || len(pods) == 0 {
-		d.Action, d.Reason = "skipped", "no pod in the group"
-		if err != nil {
-			d.Reason += ": " + err.Error()
-		}
-		r.decide(d)
-		return
-	}
-	for _, c := range g.spec.Check {
-		if ok, why := runner.Probe(ctx, r.hc, c.Probe); !ok {
-			d.Action, d.Reason = "skipped", "steady state already broken: "+why
-			r.decide(d)
-			return
-		}
-	}
-	victim := pods[r.rng.IntN(len(pods))]
-	d.Pod = victim.Namespace + "/" + victim.Name
-	d.Reason = fmt.Sprintf("1 of %d, %d of %d today", len(pods), g.count+1, r.m.DailyCap)
-	g.last, g.count = d.At, g.count+1
-	if r.m.Leashed {
-		d.Action = "leashed: would terminate"
-		r.decide(d)
-		return
-	}
+// deletePod deletes a pod with grace 0, journaled; its controller
+// replaces it.
+func (r *monkeyRun) deletePod(ctx context.Context, g *group, d *Decision, pod kube.Pod) {
 	r.seq++
 	id := fmt.Sprintf("m%d", r.seq)
 	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Message: "delete pod " + d.Pod})
 	zero := int64(0)
-	err = g.kube.DeletePods(ctx, []kube.Pod{victim}, &zero)
+	err := g.kube.DeletePods(ctx, []kube.Pod{pod}, &zero)
 	r.journal(journal.Event{Type: journal.Done, ID: id, Message: errText(err)})
 	r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "its controller replaces it"})
 	d.Action = "terminated"
 	if err != nil {
 		d.Action, d.Reason = "failed", err.Error()
 	}
-	r.decide(d)
 }
 
 func errText(err error) string {

@@ -287,10 +287,14 @@ func readyPodsProbe(ctx context.Context, p *experiment.Probe) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	op, limitText, _ := strings.Cut(p.Expect, " ")
-	limit, _ := strconv.ParseFloat(limitText, 64)
-	held := experiment.Condition{Op: op, Value: limit}.Holds(share, 0)
-	return held, fmt.Sprintf("%d of %d pods Ready", ready, total)
+	return expectHolds(p.Expect, share), fmt.Sprintf("%d of %d pods Ready", ready, total)
+}
+
+// expectHolds compares v with a probe's expect, "OP VALUE" ("< 5").
+func expectHolds(expect string, v float64) bool {
+	op, limitText, _ := strings.Cut(strings.TrimSpace(expect), " ")
+	limit, _ := strconv.ParseFloat(strings.TrimSpace(limitText), 64)
+	return experiment.Condition{Op: op, Value: limit}.Holds(v, 0)
 }
 
 // promProbe runs an instant query and compares its first value with the
@@ -342,10 +346,7 @@ func promProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool,
 	if err != nil {
 		return false, fmt.Sprintf("value %q is not a number", s)
 	}
-	op, limitText, _ := strings.Cut(strings.TrimSpace(p.Expect), " ")
-	limit, _ := strconv.ParseFloat(strings.TrimSpace(limitText), 64)
-	c := experiment.Condition{Op: op, Value: limit}
-	return c.Holds(v, 0), fmt.Sprintf("value %g, want %s", v, p.Expect)
+	return expectHolds(p.Expect, v), fmt.Sprintf("value %g, want %s", v, p.Expect)
 }
 
 // Probe runs one probe once, as the steady state's are run: it reports

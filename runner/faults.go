@@ -354,8 +354,9 @@ func (r *run) injectStress(ctx context.Context, f *fault, a experiment.Stress) e
 	}
 	args := []string{"stress", a.Resource}
 	runDir, _ := filepath.Abs(r.opts.OutDir)
+	fill := func(arg string) (string, error) { return r.fillRefs(strings.ReplaceAll(arg, "{run_dir}", runDir)) }
 	for _, arg := range a.Args {
-		filled, err := r.fillRefs(strings.ReplaceAll(arg, "{run_dir}", runDir))
+		filled, err := fill(arg)
 		if err != nil {
 			return fmt.Errorf("fault %s: %w", f.spec.Name, err)
 		}
@@ -365,11 +366,9 @@ func (r *run) injectStress(ctx context.Context, f *fault, a experiment.Stress) e
 	var file string
 	var fileID string
 	if a.Resource == "disk" {
-		dir := ""
-		for i, arg := range args {
-			if arg == "--path" && i+1 < len(args) {
-				dir = args[i+1]
-			}
+		dir, err := fill(a.Path)
+		if err != nil {
+			return fmt.Errorf("fault %s: %w", f.spec.Name, err)
 		}
 		file = filepath.Join(dir, ".faultline-fill-"+r.id+"-"+strings.NewReplacer(" ", "-", "/", "-").Replace(f.spec.Name))
 		args = append(args, "--file", file)
@@ -422,7 +421,7 @@ func (r *run) injectStress(ctx context.Context, f *fault, a experiment.Stress) e
 		err := <-exited
 		var res stress.Result
 		if jerr := json.Unmarshal([]byte(last), &res); jerr == nil {
-			last = stressEvidence(res)
+			last = res.String()
 		}
 		return last, err
 	}
@@ -471,19 +470,4 @@ func (r *run) injectStress(ctx context.Context, f *fault, a experiment.Stress) e
 		return err
 	}
 	return nil
-}
-
-// stressEvidence says what a stress measured.
-func stressEvidence(res stress.Result) string {
-	switch res.Kind {
-	case "cpu":
-		return fmt.Sprintf("measured %.2f cores busy over %.1f s", res.CPU, res.Held)
-	case "memory":
-		return fmt.Sprintf("measured %s resident", stress.FormatSize(res.RSS))
-	case "disk":
-		return fmt.Sprintf("wrote %s, leaving %s free", stress.FormatSize(res.Bytes), stress.FormatSize(res.Free))
-	case "connections":
-		return fmt.Sprintf("held %d connections for %.1f s", res.Conns, res.Held)
-	}
-	return ""
 }

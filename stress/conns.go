@@ -89,13 +89,15 @@ func open(ctx context.Context, cfg ConnConfig) (func(), error) {
 	stop := make(chan struct{})
 	if cfg.Mode == "slow" {
 		go func() {
+			// A request that never ends: its head, then a header value
+			// that grows a byte a second.
 			req := "GET / HTTP/1.1\r\nHost: " + cfg.Address + "\r\nX-Slow: "
 			for i := 0; ; i++ {
-				b := req[min(i, len(req)-1):][:1]
-				if i >= len(req) {
-					b = "x"
+				b := byte('x')
+				if i < len(req) {
+					b = req[i]
 				}
-				if _, err := c.Write([]byte(b)); err != nil {
+				if _, err := c.Write([]byte{b}); err != nil {
 					return
 				}
 				select {

@@ -37,6 +37,21 @@ type Result struct {
 	Held float64 `json:"held_seconds"`
 }
 
+// String says what a stress measured, for people and as evidence.
+func (r Result) String() string {
+	switch r.Kind {
+	case "cpu":
+		return fmt.Sprintf("measured %.2f cores busy over %.1f s", r.CPU, r.Held)
+	case "memory":
+		return fmt.Sprintf("measured %s resident", FormatSize(r.RSS))
+	case "disk":
+		return fmt.Sprintf("wrote %s, leaving %s free", FormatSize(r.Bytes), FormatSize(r.Free))
+	case "connections":
+		return fmt.Sprintf("held %d connections for %.1f s", r.Conns, r.Held)
+	}
+	return r.Kind
+}
+
 // ParseSize reads sizes such as 512MiB, 1GiB, 100MB, 4096 (bytes).
 func ParseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)

@@ -251,8 +251,15 @@ func (p *payments) release() {
 // startCheckout serves one instance until the test ends.
 func startCheckout(t *testing.T, build shop.Build, db, cache, pay string) string {
 	t.Helper()
-	addr := freeAddr(t)
-	c, err := shop.NewCheckout(shop.CheckoutConfig{Listen: addr, Build: build, DB: db, Cache: cache, Payments: pay})
+	return startCheckoutWith(t, shop.CheckoutConfig{Build: build, DB: db, Cache: cache, Payments: pay})
+}
+
+// startCheckoutWith serves an instance of cfg on a free port until the test
+// ends.
+func startCheckoutWith(t *testing.T, cfg shop.CheckoutConfig) string {
+	t.Helper()
+	cfg.Listen = freeAddr(t)
+	c, err := shop.NewCheckout(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,8 +272,8 @@ func startCheckout(t *testing.T, build shop.Build, db, cache, pay string) string
 			t.Errorf("checkout Run: %v", err)
 		}
 	})
-	waitHTTP(t, "http://"+addr+"/stats")
-	return "http://" + addr
+	waitHTTP(t, "http://"+cfg.Listen+"/stats")
+	return "http://" + cfg.Listen
 }
 
 func waitHTTP(t *testing.T, url string) {
@@ -588,7 +595,7 @@ func TestFullLogVolume(t *testing.T) {
 			if err := os.Mkdir(logs, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			base := startCheckoutWithLogs(t, build, "sqlite:"+filepath.Join(t.TempDir(), "shop.db"), cache, pay.srv.URL, logs)
+			base := startCheckoutWith(t, shop.CheckoutConfig{Build: build, DB: "sqlite:" + filepath.Join(t.TempDir(), "shop.db"), Cache: cache, Payments: pay.srv.URL, LogDir: logs})
 			if code, body := call(t, http.DefaultClient, "GET", base+"/products", ""); code != 200 {
 				t.Fatalf("before the disk is full: %d %s", code, body)
 			}
@@ -620,24 +627,4 @@ func TestFullLogVolume(t *testing.T) {
 			}
 		})
 	}
-}
-
-func startCheckoutWithLogs(t *testing.T, build shop.Build, db, cache, pay, logs string) string {
-	t.Helper()
-	addr := freeAddr(t)
-	c, err := shop.NewCheckout(shop.CheckoutConfig{Listen: addr, Build: build, DB: db, Cache: cache, Payments: pay, LogDir: logs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("checkout Run: %v", err)
-		}
-	})
-	waitHTTP(t, "http://"+addr+"/stats")
-	return "http://" + addr
 }

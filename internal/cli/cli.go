@@ -2,14 +2,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -137,6 +140,17 @@ type globals struct {
 }
 
 func (g *globals) state() string { return state.Dir(g.stateDir) }
+
+// killSwitch refuses to start while the kill switch is on (exit 4) and
+// returns a context that ends on Ctrl-C, SIGTERM or 'faultline halt'.
+func killSwitch(c *cobra.Command, stateDir string) (context.Context, func(), error) {
+	if halted, note := state.Halted(stateDir); halted {
+		return nil, nil, &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
+	}
+	watched, stopWatch := state.Watch(c.Context(), stateDir)
+	ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
+	return ctx, func() { stop(); stopWatch() }, nil
+}
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{

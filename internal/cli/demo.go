@@ -9,12 +9,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -86,12 +84,10 @@ run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 				}
 			}
 			stateDir := g.state()
-			if halted, note := state.Halted(stateDir); halted {
-				return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
+			ctx, stop, err := killSwitch(c, stateDir)
+			if err != nil {
+				return err
 			}
-			watched, stopWatch := state.Watch(c.Context(), stateDir)
-			defer stopWatch()
-			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if o.out == "" {
 				o.out = filepath.Join("faultline-runs", "demo-"+time.Now().UTC().Format("20060102T150405Z"))

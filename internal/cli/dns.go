@@ -3,10 +3,7 @@ package cli
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -61,12 +58,10 @@ It stops on Ctrl-C, SIGTERM or 'faultline halt'; nothing outlives it.`,
 				}
 			}
 			stateDir := g.state()
-			if halted, note := state.Halted(stateDir); halted {
-				return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
+			ctx, stop, err := killSwitch(c, stateDir)
+			if err != nil {
+				return err
 			}
-			watched, stopWatch := state.Watch(c.Context(), stateDir)
-			defer stopWatch()
-			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			s := dnsfault.New(dnsfault.Config{Listen: listen, Upstream: upstream, Records: recs, Rules: rs})
 			if err := s.Start(); err != nil {

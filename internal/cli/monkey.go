@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,9 +75,11 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 				return nil
 			}
 			stateDir := g.state()
-			if halted, note := state.Halted(stateDir); halted {
-				return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
+			watched, stopWatch, err := killSwitch(c, stateDir)
+			if err != nil {
+				return err
 			}
+			defer stopWatch()
 			if out == "" {
 				out = filepath.Join("faultline-runs", "monkey-"+time.Now().UTC().Format("20060102T150405Z"))
 			}
@@ -95,8 +95,6 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 			if deregister, err := state.Register(stateDir, state.Run{Name: "monkey", Out: out, Runner: self, Started: time.Now()}); err == nil {
 				defer deregister()
 			}
-			watched, stopWatch := state.Watch(c.Context(), stateDir)
-			defer stopWatch()
 			byConfig := map[string][]string{}
 			for _, gr := range m.Groups {
 				if gr.Pods != nil {
@@ -108,8 +106,7 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 				return failure(err)
 			}
 			defer stopKube()
-			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			ctx := watched
 			printMonkey(w, m) // once registered and watching the kill switch
 			opts := monkey.Options{Seed: seed, Tick: tick, Journal: j, Out: w}
 			if forDur > 0 {

@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,12 +52,10 @@ func addStressFlags(cmd *cobra.Command, f *stressFlags) {
 // result.
 func runStress(c *cobra.Command, g *globals, f stressFlags, run func(ctx context.Context, ready func()) (stress.Result, error), describe string) error {
 	stateDir := g.state()
-	if halted, note := state.Halted(stateDir); halted {
-		return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
+	ctx, stop, err := killSwitch(c, stateDir)
+	if err != nil {
+		return err
 	}
-	watched, stopWatch := state.Watch(c.Context(), stateDir)
-	defer stopWatch()
-	ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	held := ctx
 	if f.duration > 0 {
@@ -87,26 +82,12 @@ func runStress(c *cobra.Command, g *globals, f stressFlags, run func(ctx context
 		b, _ := json.Marshal(res)
 		fmt.Fprintf(out, "%s\n", b)
 	} else {
-		fmt.Fprintf(out, "done: %s\n", summary(res))
+		fmt.Fprintf(out, "done: %s; given back\n", res)
 	}
 	if halted, _ := state.Halted(stateDir); halted {
 		return &exitError{ExitAborted, fmt.Errorf("halted: stress undone")}
 	}
 	return nil
-}
-
-func summary(r stress.Result) string {
-	switch r.Kind {
-	case "cpu":
-		return fmt.Sprintf("%.2f cores busy for %.1f s", r.CPU, r.Held)
-	case "memory":
-		return fmt.Sprintf("%s resident for %.1f s, released", stress.FormatSize(r.RSS), r.Held)
-	case "disk":
-		return fmt.Sprintf("%s written to %s (%s left free) for %.1f s, removed", stress.FormatSize(r.Bytes), r.File, stress.FormatSize(r.Free), r.Held)
-	case "connections":
-		return fmt.Sprintf("%d connections held for %.1f s, closed", r.Conns, r.Held)
-	}
-	return r.Kind
 }
 
 func newStressCPUCmd(g *globals) *cobra.Command {

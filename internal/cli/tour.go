@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faultline/faultline/proxy"
-	"github.com/faultline/faultline/state"
 )
 
 func newTourCmd(g *globals) *cobra.Command {
@@ -37,12 +34,10 @@ Every fault is removed at the end, also on Ctrl-C.`,
 			if requests < 1 {
 				return usagef("--requests must be at least 1, got %d", requests)
 			}
-			if halted, note := state.Halted(g.state()); halted {
-				return &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
+			ctx, stop, err := killSwitch(c, g.state())
+			if err != nil {
+				return err
 			}
-			watched, stopWatch := state.Watch(c.Context(), g.state())
-			defer stopWatch()
-			ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runTour(ctx, c.OutOrStdout(), requests)
 		},
