@@ -11,8 +11,16 @@ import (
 	"time"
 )
 
-// ErrRefused marks a stress refused as asked, before it started.
+// ErrRefused marks a stress refused as asked, before it started
+// (errors.Is); the error's text says why.
 var ErrRefused = errors.New("refused")
+
+type refused struct{ msg string }
+
+func (e refused) Error() string        { return e.msg }
+func (e refused) Is(target error) bool { return target == ErrRefused }
+
+func refusef(format string, args ...any) error { return refused{fmt.Sprintf(format, args...)} }
 
 // FillConfig says how much of a file system to fill.
 type FillConfig struct {
@@ -74,13 +82,13 @@ func Fill(ctx context.Context, cfg FillConfig, ready func()) (Result, error) {
 		}
 	}
 	if set != 1 {
-		return Result{}, fmt.Errorf("%w: disk: give exactly one of free, free percent or fill", ErrRefused)
+		return Result{}, refusef("disk: give exactly one of free, free percent or fill")
 	}
 	if cfg.FreePercent >= 100 {
-		return Result{}, fmt.Errorf("%w: disk: free percent must be below 100", ErrRefused)
+		return Result{}, refusef("disk: free percent must be below 100")
 	}
 	if mp := mountPoint(cfg.Dir); mp == "/" && !cfg.AllowRoot {
-		return Result{}, fmt.Errorf("%w: disk: %s is on the root file system (/): filling it can stop the whole machine; fill a dedicated mount, or allow it explicitly (--allow-root; allow_root: true in an experiment)", ErrRefused, cfg.Dir)
+		return Result{}, refusef("disk: %s is on the root file system (/): filling it can stop the whole machine; fill a dedicated mount, or allow it explicitly (--allow-root; allow_root: true in an experiment)", cfg.Dir)
 	}
 	free, total, err := usage(cfg.Dir)
 	if err != nil {
@@ -94,7 +102,7 @@ func Fill(ctx context.Context, cfg FillConfig, ready func()) (Result, error) {
 		want = free - int64(float64(total)*cfg.FreePercent/100)
 	}
 	if want <= 0 {
-		return Result{}, fmt.Errorf("%w: disk: %s has %s free already: nothing to fill", ErrRefused, cfg.Dir, FormatSize(free))
+		return Result{}, refusef("disk: %s has %s free already: nothing to fill", cfg.Dir, FormatSize(free))
 	}
 	if cfg.File == "" {
 		cfg.File = filepath.Join(cfg.Dir, fmt.Sprintf(".faultline-fill-%d", os.Getpid()))

@@ -108,7 +108,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 system on purpose under real traffic and always roll back, and a
 fault-injection proxy that speaks Toxiproxy's API.
 
-  faultline demo                          # see it work, in a few seconds
+  faultline demo                          # see it work: break a small shop, before and after a fix (3 min)
+  faultline tour                          # the proxy's faults, in a few seconds
   faultline run experiment.yaml           # run an experiment
   faultline halt                          # kill switch: every run aborts and rolls back
 

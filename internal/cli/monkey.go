@@ -23,7 +23,7 @@ func newMonkeyCmd(g *globals) *cobra.Command {
 	var tick, forDur time.Duration
 	cmd := &cobra.Command{
 		Use:   "monkey -c FILE",
-		Short: "Chaos Monkey for processes: now and then, one process of each opted-in group dies",
+		Short: "Chaos Monkey for processes and pods: now and then, one member of each opted-in group dies",
 		Long: `Runs in the foreground (or as a CronJob) and, within its schedule, terminates one
 process of an opted-in group now and then, at random:
 
