@@ -187,13 +187,7 @@ func TestInterruptRevertsFaults(t *testing.T) {
 		}
 		done <- res
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !processtest.Stopped(t, cmd.Process.Pid) {
-		if time.Now().After(deadline) {
-			t.Fatal("the stop fault was never applied")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	processtest.WaitFor(t, "the stop fault", func() bool { return processtest.Stopped(t, cmd.Process.Pid) })
 	cancel() // as Ctrl-C does
 	res := <-done
 	if res.Verdict != runner.Aborted {
