@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +18,8 @@ import (
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/monkey"
+	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/process/processtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -52,6 +55,21 @@ func group(t *testing.T, n, optedIn int) (marker string, cmds []*exec.Cmd) {
 		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 		cmds = append(cmds, cmd)
 	}
+	// Between fork and exec a process still has its parent's command line:
+	// the shells start as copies of the test binary, and each shell's
+	// sleep starts as a copy of the shell, marker included. Wait until
+	// every shell has its sleeping child and exactly n processes name
+	// marker, or the monkey could count members that are not there.
+	re := regexp.MustCompile(regexp.QuoteMeta(marker))
+	processtest.WaitFor(t, "the shells and their sleeping children", func() bool {
+		for _, cmd := range cmds {
+			if tree, err := process.Tree(cmd.Process.Pid); err != nil || len(tree) != 2 {
+				return false
+			}
+		}
+		pids, err := process.Match(re)
+		return err == nil && len(pids) == n
+	})
 	return marker, cmds
 }
 
@@ -116,7 +134,7 @@ groups:
 	// The same seed decides the same.
 	again, _ := monkey.Run(context.Background(), m, monkey.Options{Clock: &fakeClock{now: start}, Seed: 7, Until: start.Add(14 * 24 * time.Hour)})
 	if fmt.Sprint(again) != fmt.Sprint(ds) {
-		t.Error("same seed, different decisions")
+		t.Errorf("same seed, different decisions:\n%v\n%v", ds, again)
 	}
 }
 

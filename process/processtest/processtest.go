@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 )
 
 // Sleepers starts a shell with two sleeping children, in a process group
-// of its own, and waits until both children are there. It returns the
+// of its own, and waits until both children are there and have exec'd. It returns the
 // shell and a marker that matches the shell's command line only. The whole
 // group is resumed and killed when the test ends.
 func Sleepers(tb testing.TB) (*exec.Cmd, string) {
@@ -32,9 +33,13 @@ func Sleepers(tb testing.TB) (*exec.Cmd, string) {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		// Until they exec, the children are copies of the shell and name
+		// marker too: wait until the shell alone does.
 		tree, err := process.Tree(cmd.Process.Pid)
 		if err == nil && len(tree) == 3 {
-			return cmd, marker
+			if pids, err := process.Match(regexp.MustCompile(regexp.QuoteMeta(marker))); err == nil && len(pids) == 1 {
+				return cmd, marker
+			}
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("processtest: the shell's children did not show up: %v %v", tree, err)
