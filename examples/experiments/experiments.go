@@ -15,8 +15,8 @@ var files embed.FS
 var Order = []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage"}
 
 // Checklist are the experiments of the wider checklist (HTTP and data
-// faults), which 'faultline demo --all' runs after Order.
-var Checklist = []string{"payment-errors", "payment-malformed", "dns-fails", "disk-fills"}
+// faults, connection-pool exhaustion), which 'faultline demo --all' runs after Order.
+var Checklist = []string{"payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills"}
 
 // File returns the experiment file of a name in Order.
 func File(name string) ([]byte, error) { return fs.ReadFile(files, name+".yaml") }

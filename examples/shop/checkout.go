@@ -87,7 +87,7 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 	if cfg.Build == Resilient && strings.HasPrefix(dbURL, "postgres") && !strings.Contains(dbURL, "connect_timeout") {
 		dbURL += sep(dbURL) + "connect_timeout=1"
 	}
-	store, err := OpenStore(dbURL)
+	store, err := openStore(dbURL, cfg.Build == Fragile)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,11 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 		ropts.MaxRetries = -1 // the breaker decides, not a hidden retry loop
 		c.pay = &http.Client{Timeout: payTimeout, Transport: payTransport(cfg.Resolver)}
 	} else {
+		// The pool of a first version: no idle connection kept (every
+		// query connects anew) and no acquire timeout (when the database
+		// has no free slot, the query waits for one, however long).
 		store.DB().SetMaxOpenConns(10)
+		store.DB().SetMaxIdleConns(0)
 		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // no timeouts: the "before"
 		ropts.MaxRetries = -1
 		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)}

@@ -2,13 +2,15 @@
 // example experiments break on purpose. It comes in two builds:
 //
 //   - Fragile, the "before": no timeouts on outbound calls, payment charged
-//     synchronously, cache errors fail the request, a round-robin balancer
-//     without health checks.
+//     synchronously, cache errors fail the request, a database pool that
+//     connects for every query and waits without limit for a free
+//     connection, a round-robin balancer without health checks.
 //   - Resilient, the "after": a timeout on every outbound call, circuit
 //     breakers (sony/gobreaker) and retries with exponential backoff and
 //     jitter (cenkalti/backoff), cache → database fallback, payments queued
 //     and confirmed by a background worker when the card processor is slow,
-//     and a balancer with active health checks that retries on another
+//     a warm, bounded database pool with connect and query timeouts (an
+//     order it cannot write gets a 503 with Retry-After), and a balancer with active health checks that retries on another
 //     instance.
 //
 // Its parts are a checkout API (Checkout), a card processor (Payments), a

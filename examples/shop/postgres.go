@@ -1,6 +1,7 @@
 package shop
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -51,15 +52,20 @@ type Postgres struct {
 	Dir     string // holds data/ and the socket
 	Port    int
 	PIDFile string // data/postmaster.pid: its first line is the postmaster's pid
-	cmd     *exec.Cmd
-	done    chan struct{}
-	temp    bool
+	// MaxConnections is the server's max_connections: what a client must
+	// hold to leave none for the shop.
+	MaxConnections int
+	cmd            *exec.Cmd
+	done           chan struct{}
+	temp           bool
 }
 
 // PostgresConfig configures StartPostgres.
 type PostgresConfig struct {
 	Dir  string // default: a new temporary directory, removed by Stop
 	Port int    // default: a free port
+	// MaxConnections is the server's max_connections (default 300).
+	MaxConnections int
 	// Log receives the server's output (default: discarded).
 	Log *os.File
 }
@@ -73,7 +79,7 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Postgres{Dir: cfg.Dir, Port: cfg.Port}
+	p := &Postgres{Dir: cfg.Dir, Port: cfg.Port, MaxConnections: cmp.Or(cfg.MaxConnections, 300)}
 	if p.Dir == "" {
 		if p.Dir, err = os.MkdirTemp("", "faultline-pg-"); err != nil {
 			return nil, err
@@ -108,7 +114,7 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	}
 	p.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(p.Port), "-k", p.Dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=32MB")
+		"-c", "full_page_writes=off", "-c", "max_connections="+strconv.Itoa(p.MaxConnections), "-c", "shared_buffers=32MB")
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if cfg.Log != nil {
 		p.cmd.Stdout, p.cmd.Stderr = cfg.Log, cfg.Log

@@ -18,10 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/examples/shop"
 	"github.com/faultline/faultline/internal/freeport"
+	"github.com/faultline/faultline/process/processtest"
+	"github.com/faultline/faultline/stress"
 )
 
 func TestMain(m *testing.M) {
@@ -414,6 +417,130 @@ func TestFragileCheckoutWaitsForThePayment(t *testing.T) {
 			t.Fatalf("order never paid: %+v", stats(t, base))
 		}
 		time.Sleep(50 * time.Millisecond) // polling
+	}
+}
+
+// The database has no free connection slot (another client holds them
+// all, and the shop's own sessions were cut): the resilient build answers
+// a checkout at once with a 503 and Retry-After; the fragile build waits
+// for a slot, past the client's patience, and writes the order once the
+// slots come back.
+func TestNoFreeDatabaseConnection(t *testing.T) {
+	_, err := shop.FindPostgres()
+	need(t, "PostgreSQL", err == nil)
+	const slots = 12
+	pg, err := shop.StartPostgres(context.Background(), shop.PostgresConfig{MaxConnections: slots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Stop()
+	if err := pg.CreateDatabase(context.Background(), "shop"); err != nil {
+		t.Fatal(err)
+	}
+	cache := startRedis(t)
+	pay := newPayments(t)
+	fragile := startCheckout(t, shop.Fragile, pg.URL("shop"), cache, pay.srv.URL)
+	resilient := startCheckout(t, shop.Resilient, pg.URL("shop"), cache, pay.srv.URL)
+	client := &http.Client{Timeout: 3 * time.Second}
+	for _, base := range []string{fragile, resilient} {
+		if code, body := call(t, client, "POST", base+"/checkout", `{"product_id": 2}`); code != http.StatusCreated {
+			t.Fatalf("%s before the fault: %d %s", base, code, body)
+		}
+	}
+
+	// An admin session closes the shop's database to new sessions, cuts
+	// the ones it has, and keeps one slot; the runaway client takes every
+	// other one; then the database opens again, with no slot free.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	admin, err := pgx.Connect(ctx, pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `ALTER DATABASE shop ALLOW_CONNECTIONS false`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'shop'`); err != nil {
+		t.Fatal(err)
+	}
+	processtest.WaitFor(t, "the shop's sessions to end", func() bool {
+		var n int
+		err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = 'shop'`).Scan(&n)
+		return err == nil && n == 0
+	})
+	held := make(chan struct{})
+	done := make(chan stress.Result, 1)
+	go func() {
+		res, err := stress.Connections(ctx, stress.ConnConfig{Protocol: "postgres", DSN: pg.URL("postgres"), Count: slots}, func() { close(held) })
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	release := func() {
+		cancel()
+		if res := <-done; res.Conns != slots-1 {
+			t.Errorf("the runaway client held %d sessions; want every slot but the admin's, %d", res.Conns, slots-1)
+		}
+		_ = admin.Close(context.Background())
+	}
+	select {
+	case <-held:
+	case <-done:
+		t.Fatal("the runaway client held nothing")
+	}
+	if _, err := admin.Exec(ctx, `ALTER DATABASE shop ALLOW_CONNECTIONS true`); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := pgx.Connect(ctx, pg.URL("shop")); err == nil {
+		_ = c.Close(ctx)
+		t.Fatal("a new session was accepted: the slots are not all held")
+	}
+
+	// The resilient pool still holds the cut sessions: each fails one
+	// request (SQLSTATE 57P01) before it is dropped. Then no session is
+	// left and none can be opened: a 503 that says why.
+	var last string
+	for i := 0; i < 40 && !strings.Contains(last, "too many clients"); i++ {
+		resp, err := client.Post(resilient+"/checkout", "application/json", strings.NewReader(`{"product_id": 2}`))
+		if err != nil {
+			t.Fatalf("resilient checkout without a free connection: %v; want an answer at once", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = string(b)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("resilient checkout without a free connection: %s (Retry-After %q) %s; want 503 with Retry-After",
+				resp.Status, resp.Header.Get("Retry-After"), b)
+		}
+	}
+	if !strings.Contains(last, "too many clients") {
+		t.Errorf("resilient checkout without a free connection: %s; want the cause named", last)
+	}
+	fragileDone := make(chan int, 1)
+	go func() {
+		code, _ := call(t, client, "POST", fragile+"/checkout", `{"product_id": 2}`)
+		fragileDone <- code
+	}()
+	if code := <-fragileDone; code != 0 {
+		t.Errorf("fragile checkout without a free connection answered %d; want it to wait past the client's timeout", code)
+	}
+
+	release()
+	// The fragile build's waiting request gets its slot and writes the
+	// third order; both builds serve again.
+	deadline := time.Now().Add(10 * time.Second)
+	for stats(t, resilient).Created != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fragile build's waiting order was never written: %+v", stats(t, resilient))
+		}
+		time.Sleep(50 * time.Millisecond) // polling
+	}
+	for _, base := range []string{fragile, resilient} {
+		if code, body := call(t, client, "POST", base+"/checkout", `{"product_id": 2}`); code != http.StatusCreated {
+			t.Errorf("%s after the fault: %d %s", base, code, body)
+		}
 	}
 }
 

@@ -3,14 +3,18 @@ package shop
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
-	_ "modernc.org/sqlite"             // driver "sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the driver "pgx"
+	_ "modernc.org/sqlite"           // driver "sqlite"
 )
 
 // Order statuses. An order is pending while its checkout runs, paid when
@@ -60,14 +64,24 @@ type Store struct {
 }
 
 // OpenStore opens the database at url. It does not connect yet.
-func OpenStore(url string) (*Store, error) {
+func OpenStore(url string) (*Store, error) { return openStore(url, false) }
+
+// openStore opens the database at url. With waitForSlot, a connection
+// that PostgreSQL refuses for want of a free slot ("sorry, too many
+// clients already") is tried again until it is granted or the caller's
+// context ends: a pool with no acquire timeout, as the fragile build has.
+func openStore(url string, waitForSlot bool) (*Store, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		db, err := sql.Open("pgx", url)
+		cfg, err := pgx.ParseConfig(url)
 		if err != nil {
 			return nil, err
 		}
-		return &Store{db: db, postgres: true}, nil
+		connector := stdlib.GetConnector(*cfg)
+		if waitForSlot {
+			connector = &slotWaiter{Connector: connector, closed: make(chan struct{})}
+		}
+		return &Store{db: sql.OpenDB(connector), postgres: true}, nil
 	case strings.HasPrefix(url, "sqlite:"):
 		path := strings.TrimPrefix(url, "sqlite:")
 		if path == "" {
@@ -82,6 +96,43 @@ func OpenStore(url string) (*Store, error) {
 		return &Store{db: db}, nil
 	}
 	return nil, fmt.Errorf("database %q: want postgres://... or sqlite:PATH", url)
+}
+
+// tooManyConnections is PostgreSQL's SQLSTATE for "sorry, too many
+// clients already".
+const tooManyConnections = "53300"
+
+// slotWaiter connects to PostgreSQL and, while the server has no free
+// connection slot, waits and tries again, for as long as the caller lets
+// it: the fragile build's requests carry no deadline, so they hang until
+// a slot frees up. Closing the pool ends the wait.
+type slotWaiter struct {
+	driver.Connector
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (w *slotWaiter) Connect(ctx context.Context) (driver.Conn, error) {
+	for {
+		c, err := w.Connector.Connect(ctx)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != tooManyConnections {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-w.closed:
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close is called by sql.DB.Close.
+func (w *slotWaiter) Close() error {
+	w.closeOnce.Do(func() { close(w.closed) })
+	return nil
 }
 
 // DB is the underlying pool, for its limits.

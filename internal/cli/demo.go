@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -47,12 +48,14 @@ With --all, also the wider checklist's:
   payment-errors     the card processor answers 500 to half the charges
   payment-malformed  its answers come back with status null, charge_id gone
   dns-fails          the processor's name answers SERVFAIL
+  db-pool-exhausted  another client holds every PostgreSQL connection for 10 s
   disk-fills         the log volume fills up (a tmpfs the demo mounts, as root)
 
 The fragile build should fail each (FAILED, or ABORTED when a stop condition
 fires); the resilient build should pass each. Everything runs on free
 loopback ports: the shop's parts come from this binary, the database is
-PostgreSQL when installed (else SQLite, and db-primary-down is skipped), the
+PostgreSQL when installed (else SQLite, and the two experiments that need a
+PostgreSQL server, db-primary-down and db-pool-exhausted, are skipped), the
 cache is Debian's redis-server when installed (else an embedded one).
 Nothing is left running or injected, also on Ctrl-C.
 
@@ -112,7 +115,7 @@ run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 	f.BoolVar(&o.real, "real", false, "insist on real PostgreSQL and redis-server: fail instead of falling back")
 	f.StringVar(&o.db, "db", "auto", "`auto` (PostgreSQL when installed, else SQLite), postgres or sqlite")
 	f.StringVar(&o.cache, "cache", "auto", "`auto` (redis-server when installed, else embedded), redis or embedded")
-	f.BoolVar(&o.all, "all", false, "also run the wider checklist's experiments (payment-errors, payment-malformed, dns-fails, disk-fills)")
+	f.BoolVar(&o.all, "all", false, "also run the wider checklist's experiments (payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills)")
 	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
 	return cmd
 }
@@ -219,8 +222,8 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 			fmt.Fprintf(stderr, "demo: skipping %s: it cannot mount a tmpfs (not root)\n", name)
 			continue
 		}
-		if name == "db-primary-down" && pg == nil {
-			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs PostgreSQL (a database server process to freeze): apt-get install postgresql"})
+		if why, ok := needsPostgres[name]; ok && pg == nil {
+			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs PostgreSQL (" + why + "): apt-get install postgresql"})
 			fmt.Fprintf(stderr, "demo: skipping %s: it needs PostgreSQL\n", name)
 			continue
 		}
@@ -267,6 +270,13 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 	return sum, nil
 }
 
+// needsPostgres are the experiments that only run against a PostgreSQL
+// server, and why.
+var needsPostgres = map[string]string{
+	"db-primary-down":   "a database server process to freeze",
+	"db-pool-exhausted": "a database server whose connection slots can run out",
+}
+
 // demoRun runs one experiment against one build.
 func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Postgres, cacheServer, name string, build shop.Build) (demoRow, error) {
 	row := demoRow{Experiment: name, Build: string(build), Dir: filepath.Join(o.out, name, string(build)), Broken: []string{}}
@@ -282,6 +292,7 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 			return row, fmt.Errorf("create database %s: %w", db, err)
 		}
 		vars["DB_URL"], vars["DB_PIDFILE"] = pg.URL(db), pg.PIDFile
+		vars["DB_MAX_CONNECTIONS"] = strconv.Itoa(pg.MaxConnections)
 	}
 	if name == "disk-fills" {
 		// The log volume: a file system of its own, small enough to fill.

@@ -54,7 +54,7 @@ type demoSummary struct {
 // the resilient build passes it.
 func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs eighteen experiments (about 7 minutes)")
+		t.Skip("runs twenty experiments (about 7 minutes)")
 	}
 	needRealServers(t)
 	bin := binary(t)
@@ -80,7 +80,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Logf("%s %s ended %s:\n%s\nprocesses.log (last 4 KB):\n%s", r.Experiment, r.Build, r.Verdict, res, tail(logs, 4096))
 		}
 	}
-	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 18 {
+	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 20 {
 		t.Fatalf("summary: database %q, as expected %v, %d runs\n%s", sum.Database, sum.AsExpected, len(sum.Runs), stdout.String())
 	}
 	// The check each fragile run must break: the weakness it documents.
@@ -94,6 +94,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 		// Marked paid without the processor's word.
 		"payment-malformed": `inject: probe GET http://{front.addr}/stats expects 200 and body ~ "unverified":0`,
 		"dns-fails":         "inject: error_rate < 1%",
+		"db-pool-exhausted": "inject: latency p99 < 1s", // waits for a free connection
 		"disk-fills":        "inject: error_rate < 1%",
 	}
 	for _, r := range sum.Runs {
@@ -116,7 +117,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Errorf("%s: %v", r.Experiment, err)
 		}
 	}
-	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage", "payment-errors", "payment-malformed", "dns-fails", "disk-fills"} {
+	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage", "payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills"} {
 		if !regexp.MustCompile(`(?m)^`+name+`\s+fragile\s+(FAILED|ABORTED)\s`).MatchString(stdout.String()) ||
 			!regexp.MustCompile(`(?m)^`+name+`\s+resilient\s+PASSED\s`).MatchString(stdout.String()) {
 			t.Errorf("table lacks %s's rows:\n%s", name, stdout.String())

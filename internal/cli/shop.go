@@ -32,7 +32,7 @@ build step. Every part takes --build fragile|resilient where it matters:
              a worker, balancer with health checks and retry elsewhere
 
 Every part stops on SIGTERM or Ctrl-C.`,
-		Example: `  faultline shop postgres                      # prints DB_URL and DB_PIDFILE
+		Example: `  faultline shop postgres                      # prints DB_URL, DB_PIDFILE, DB_MAX_CONNECTIONS
   faultline shop cache --listen 127.0.0.1:16379
   faultline shop payments --listen 127.0.0.1:18090
   faultline shop checkout --build resilient --listen 127.0.0.1:18081 \
@@ -230,8 +230,8 @@ variables that the example experiments take. The directory is removed on exit.`,
 				if err := pg.CreateDatabase(ctx, "shop"); err != nil {
 					return err
 				}
-				fmt.Fprintf(c.OutOrStdout(), "PostgreSQL ready (pid %d); for the experiments:\n  --var DB_URL=%s --var DB_PIDFILE=%s\nCtrl-C stops it.\n",
-					pg.PID(), pg.URL("shop"), pg.PIDFile)
+				fmt.Fprintf(c.OutOrStdout(), "PostgreSQL ready (pid %d, max_connections %d); for the experiments:\n  --var DB_URL=%s --var DB_PIDFILE=%s --var DB_MAX_CONNECTIONS=%d\nCtrl-C stops it.\n",
+					pg.PID(), pg.MaxConnections, pg.URL("shop"), pg.PIDFile, pg.MaxConnections)
 				<-ctx.Done()
 				return nil
 			})
