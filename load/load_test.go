@@ -2,9 +2,11 @@ package load_test
 
 import (
 	"context"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,6 +126,40 @@ func TestWeightsShareTheRate(t *testing.T) {
 	sd := 6 * 0.433 * math.Sqrt(n)
 	if got := float64(a.Load()); n < 50 || got < 0.75*n-sd || got > 0.75*n+sd {
 		t.Fatalf("a got %v of %v requests with weight 3 of 4", got, n)
+	}
+}
+
+// Two requests with the same method and URL (a cheap and a dear order,
+// say) keep their own names, and the server sees only the requests' own
+// headers: nothing the engine uses to tell hits apart.
+func TestSameURLDifferentRequests(t *testing.T) {
+	var mu sync.Mutex
+	byBody := map[string]int64{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		for k := range r.Header {
+			if k != "Content-Type" && k != "Content-Length" && k != "Accept-Encoding" && k != "User-Agent" {
+				t.Errorf("the server saw header %s: %q", k, r.Header.Get(k))
+			}
+		}
+		mu.Lock()
+		byBody[string(b)]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	json := http.Header{"Content-Type": {"application/json"}}
+	res := run(t, load.Config{Rate: 400, Seed: 1, Requests: []load.Request{
+		{Name: "cheap", Method: "POST", URL: srv.URL + "/checkout", Header: json, Body: []byte(`{"product_id": 4}`)},
+		{Name: "dear", Method: "POST", URL: srv.URL + "/checkout", Header: json, Body: []byte(`{"product_id": 2}`)},
+	}}, time.Second)
+	byName := map[string]int64{}
+	for _, r := range res {
+		byName[r.Request]++
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(res) < 50 || byName["cheap"] != byBody[`{"product_id": 4}`] || byName["dear"] != byBody[`{"product_id": 2}`] || len(byName) != 2 {
+		t.Fatalf("%d results by name %v; the server saw by body %v", len(res), byName, byBody)
 	}
 }
 
