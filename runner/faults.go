@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -54,32 +55,46 @@ func (r *run) toxicName(f experiment.Fault, s proxy.Stream) string {
 	return fmt.Sprintf("faultline-%s-%s-%s", r.id, slug, s)
 }
 
-// inject applies a fault, journaling before each change.
-func (r *run) inject(ctx context.Context, f *fault) error {
-	t := r.targets[f.spec.Target]
-	switch a := f.spec.Action.(type) {
-	case experiment.ProxyToxic:
-		return r.injectToxic(ctx, f, t, a)
-	case experiment.Down:
-		return r.injectDown(ctx, f, t)
-	case experiment.Stop:
-		return r.injectSignal(f, t, syscall.SIGSTOP)
-	case experiment.Kill:
-		return r.injectSignal(f, t, experiment.Signals[a.Signal])
-	case experiment.Exec:
-		return r.injectExec(ctx, f, a)
-	case experiment.DNS:
-		return r.injectDNS(f, t, a)
-	case experiment.Stress:
-		return r.injectStress(ctx, f, a)
-	case experiment.PodKill:
-		return r.injectPodKill(ctx, f, t, a)
-	case experiment.Scale:
-		return r.injectScale(ctx, f, t, a)
-	case experiment.Cordon:
-		return r.injectCordon(ctx, f, t)
+// A kind is how the runner injects one kind of fault, an experiment
+// action type: it journals its intent before each change, applies the
+// fault, records what it hit and sets f.revert to what undoes it (which
+// may add evidence). The phases call inject and f.revert and know nothing
+// else of a fault; a new kind of fault is a function registered here.
+type kind func(r *run, ctx context.Context, f *fault, t *target) error
+
+var kinds = map[reflect.Type]kind{}
+
+// register makes inject the kind of the action type A.
+func register[A experiment.Action](inject func(r *run, ctx context.Context, f *fault, t *target, a A) error) {
+	kinds[reflect.TypeFor[A]()] = func(r *run, ctx context.Context, f *fault, t *target) error {
+		return inject(r, ctx, f, t, f.spec.Action.(A))
 	}
-	return fmt.Errorf("fault %s: unknown action %T", f.spec.Name, f.spec.Action)
+}
+
+func init() {
+	register((*run).injectToxic)
+	register((*run).injectDown)
+	register(func(r *run, _ context.Context, f *fault, t *target, _ experiment.Stop) error {
+		return r.injectSignal(f, t, syscall.SIGSTOP)
+	})
+	register(func(r *run, _ context.Context, f *fault, t *target, a experiment.Kill) error {
+		return r.injectSignal(f, t, experiment.Signals[a.Signal])
+	})
+	register((*run).injectExec)
+	register((*run).injectDNS)
+	register((*run).injectStress)
+	register((*run).injectPodKill)
+	register((*run).injectScale)
+	register((*run).injectCordon)
+}
+
+// inject applies a fault through its kind.
+func (r *run) inject(ctx context.Context, f *fault) error {
+	k, ok := kinds[reflect.TypeOf(f.spec.Action)]
+	if !ok {
+		return fmt.Errorf("fault %s: no kind of fault does %T", f.spec.Name, f.spec.Action)
+	}
+	return k(r, ctx, f, r.targets[f.spec.Target])
 }
 
 func (r *run) injectToxic(ctx context.Context, f *fault, t *target, a experiment.ProxyToxic) error {
@@ -158,7 +173,7 @@ func wireAttributes(e proxy.Effect) map[string]any { return proxy.Attributes(e) 
 // injectDNS puts the fault's rules in front of the resolver's own; the
 // revert restores those. The resolver lives in this process: nothing is
 // left for recover if the runner dies.
-func (r *run) injectDNS(f *fault, t *target, a experiment.DNS) error {
+func (r *run) injectDNS(_ context.Context, f *fault, t *target, a experiment.DNS) error {
 	rules, err := dnsfault.ParseRules(a.Rules)
 	if err != nil {
 		return err
@@ -182,7 +197,7 @@ func (r *run) injectDNS(f *fault, t *target, a experiment.DNS) error {
 	return nil
 }
 
-func (r *run) injectDown(ctx context.Context, f *fault, t *target) error {
+func (r *run) injectDown(ctx context.Context, f *fault, t *target, _ experiment.Down) error {
 	id := r.nextID()
 	if t.proxy != nil {
 		if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Message: "disable embedded proxy " + t.spec.Name}); err != nil {
@@ -307,7 +322,7 @@ func countState(procs []journal.Proc, want byte) int {
 	return n
 }
 
-func (r *run) injectExec(ctx context.Context, f *fault, a experiment.Exec) error {
+func (r *run) injectExec(ctx context.Context, f *fault, _ *target, a experiment.Exec) error {
 	id := r.nextID()
 	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Undo: &journal.Undo{Kind: "exec", Command: a.Revert}}); err != nil {
 		return err
@@ -347,7 +362,7 @@ func runCommand(ctx context.Context, args []string) error {
 // (it dies with the runner) and waits until the stress is in place. A disk
 // fill's file is journaled first, so that recover removes it even if the
 // child was killed before it could.
-func (r *run) injectStress(ctx context.Context, f *fault, a experiment.Stress) error {
+func (r *run) injectStress(ctx context.Context, f *fault, _ *target, a experiment.Stress) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err

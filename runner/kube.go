@@ -164,7 +164,7 @@ func (r *run) injectScale(ctx context.Context, f *fault, t *target, a experiment
 }
 
 // injectCordon cordons the nodes of the selected pods that were not.
-func (r *run) injectCordon(ctx context.Context, f *fault, t *target) error {
+func (r *run) injectCordon(ctx context.Context, f *fault, t *target, _ experiment.Cordon) error {
 	pods, err := r.selectPods(ctx, t, f.spec.Select)
 	if err != nil {
 		return err
