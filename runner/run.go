@@ -49,6 +49,11 @@ type Options struct {
 	// RecoveryWindow is how long the steady state must hold for the system
 	// to count as recovered; zero means 5 s.
 	RecoveryWindow time.Duration
+	// Hurry, closed after ctx ends (a second Ctrl-C), makes the run end as
+	// soon as every fault is reverted: it stops waiting for the traffic's
+	// requests in flight (they end by their timeout, in the background)
+	// and kills what it launched at once instead of after a grace period.
+	Hurry <-chan struct{}
 }
 
 // Result is result.json.
@@ -797,7 +802,10 @@ func (r *run) startTraffic() func() {
 	}()
 	return func() {
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-r.opts.Hurry:
+		}
 	}
 }
 
@@ -814,7 +822,7 @@ func (r *run) teardown() {
 		}
 		for _, in := range t.instances {
 			if in.cmd != nil {
-				stopInstance(in, 5*time.Second)
+				stopInstance(in, 5*time.Second, r.opts.Hurry)
 				r.journalUndone(in.launchID, nil)
 				in.cmd = nil
 			}

@@ -328,8 +328,8 @@ func waitReady(ctx context.Context, ready string, exited <-chan struct{}, limit 
 }
 
 // stopInstance stops a launched instance: SIGTERM to its group, SIGKILL
-// after grace.
-func stopInstance(in *instance, grace time.Duration) {
+// after grace, or at once when hurry closes.
+func stopInstance(in *instance, grace time.Duration, hurry <-chan struct{}) {
 	if in.cmd == nil || in.done == nil {
 		return
 	}
@@ -339,6 +339,9 @@ func stopInstance(in *instance, grace time.Duration) {
 	select {
 	case <-in.done:
 	case <-time.After(grace):
+		_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGKILL)
+		<-in.done
+	case <-hurry:
 		_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGKILL)
 		<-in.done
 	}

@@ -106,20 +106,28 @@ DIR/result.json; the verdict is the exit code.
 			defer signal.Stop(sigs)
 			finished := make(chan struct{})
 			defer close(finished)
+			hurry := make(chan struct{})
 			go func() {
 				select {
 				case <-sigs:
 				case <-finished:
 					return
 				}
-				fmt.Fprintln(c.ErrOrStderr(), "interrupted: rolling back (interrupt again to exit at once)")
+				fmt.Fprintln(c.ErrOrStderr(), "interrupted: rolling back (interrupt again to exit as soon as every fault is reverted)")
 				cancel()
 				select {
 				case <-finished:
+					return
 				case <-sigs:
-					// The rollback under way gets a short bound to finish.
-					fmt.Fprintf(c.ErrOrStderr(), "exiting within 2 s: if anything is left, run 'faultline recover %s'\n", out)
-					time.Sleep(2 * time.Second)
+				}
+				// The second: revert, kill what was launched, write the
+				// result, skip the rest.
+				fmt.Fprintln(c.ErrOrStderr(), "exiting as soon as every fault is reverted (interrupt a third time to exit now)")
+				close(hurry)
+				select {
+				case <-finished:
+				case <-sigs:
+					fmt.Fprintf(c.ErrOrStderr(), "exiting now: if anything is left, run 'faultline recover %s'\n", out)
 					os.Exit(ExitAborted)
 				}
 			}()
@@ -128,9 +136,15 @@ DIR/result.json; the verdict is the exit code.
 			}
 			progress := c.ErrOrStderr()
 			fmt.Fprintf(progress, "faultline run %s: %q, seed in result, output in %s\n", args[0], x.Name, out)
-			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Progress: progress})
+			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Progress: progress, Hurry: hurry})
 			if err != nil {
 				return failure(err)
+			}
+			select {
+			case <-hurry:
+				fmt.Fprintf(progress, "reports skipped: 'faultline report %s' writes them\n", out)
+			default:
+				writeReports(progress, out)
 			}
 			if halted, note := state.Halted(stateDir); halted && res.Verdict == runner.Aborted {
 				res.Reasons = append(res.Reasons, "halted: "+strings.TrimSpace(note))
@@ -138,7 +152,6 @@ DIR/result.json; the verdict is the exit code.
 			if why := haltedWhy(); why != "" && res.Verdict == runner.Aborted {
 				res.Reasons = append(res.Reasons, why)
 			}
-			writeReports(progress, out)
 			if asJSON {
 				b, _ := runner.MarshalResult(res)
 				_, _ = c.OutOrStdout().Write(b)

@@ -1,10 +1,14 @@
 package cli_test
 
 import (
+	"bufio"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/faultline/faultline/internal/cli"
 	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/proxy/proxytest"
@@ -89,6 +94,99 @@ func TestRunSIGTERMRollsBack(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("after the run: %v", err)
 		}
+	}
+}
+
+// A second Ctrl-C ends the run as soon as every fault is reverted: it
+// does not wait for requests in flight (here they would take the traffic's
+// 30 s timeout) nor for a launched process that ignores SIGTERM, and it
+// leaves the reports to 'faultline report'. The journal still ends clean.
+func TestRunSecondInterruptHurries(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	marker := fmt.Sprintf("faultline-hurry-%d", time.Now().UnixNano())
+	src := fmt.Sprintf(`name: hurry
+targets:
+  stubborn:
+    process: {command: [sh, -c, "trap '' TERM; exec sleep 300", %q]}
+traffic:
+  rate: 20/s
+  timeout: 30s
+  requests: [GET %s/]
+faults:
+  - {name: freeze it, target: stubborn, stop: {}}
+baseline: 1s
+inject: 60s
+`, marker, hang.URL)
+	file := filepath.Join(t.TempDir(), "hurry.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	runner := exec.Command(binary(t), "run", file, "--allow-no-stop", "--out", out)
+	stderr, err := runner.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var log []string
+	waitLine := func(what string) {
+		t.Helper()
+		for line := range lines {
+			log = append(log, line)
+			if strings.Contains(line, what) {
+				return
+			}
+		}
+		t.Fatalf("the run ended without printing %q:\n%s", what, strings.Join(log, "\n"))
+	}
+	waitLine(`injected "freeze it"`)
+	_ = runner.Process.Signal(os.Interrupt)
+	waitLine("interrupted: rolling back")
+	second := time.Now()
+	_ = runner.Process.Signal(os.Interrupt)
+	err = runner.Wait()
+	took := time.Since(second)
+	for line := range lines {
+		log = append(log, line)
+	}
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ExitCode() != cli.ExitAborted {
+		t.Fatalf("run after two interrupts: %v, want exit %d\n%s", err, cli.ExitAborted, strings.Join(log, "\n"))
+	}
+	if took >= 25*time.Second {
+		t.Errorf("the run took %v after the second interrupt: it waited for the requests in flight", took)
+	}
+	if !strings.Contains(strings.Join(log, "\n"), "reports skipped") {
+		t.Errorf("no word of the skipped reports:\n%s", strings.Join(log, "\n"))
+	}
+	events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+	if !journal.Clean(events) || len(journal.Pending(events)) != 0 {
+		t.Error("journal does not show a clean, fully reverted run")
+	}
+	if left, _ := process.Match(regexp.MustCompile(regexp.QuoteMeta(marker))); len(left) > 0 {
+		t.Errorf("the launched process outlived the run: %v", left)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "result.json")); err != nil || !strings.Contains(string(b), `"verdict": "ABORTED"`) {
+		t.Errorf("result.json: %v\n%s", err, b)
 	}
 }
 
