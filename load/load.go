@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -85,31 +84,24 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 		if method == "" {
 			method = http.MethodGet
 		}
-		h := r.Header.Clone()
-		if h == nil {
-			h = http.Header{}
-		}
-		h.Set(kindHeader, strconv.Itoa(i)) // read and removed by tagged
-		targets[i] = vegeta.Target{Method: method, URL: r.URL, Header: h, Body: r.Body}
+		// vegeta builds an http.Request from the target only to hand it to
+		// the transport, which sends its own copy of request i instead.
+		targets[i] = vegeta.Target{Method: method, URL: r.URL, Header: http.Header{kindHeader: {strconv.Itoa(i)}}}
 	}
 	pick := picker(cfg.Requests, cfg.Seed)
 	targeter := func(t *vegeta.Target) error {
 		*t = targets[pick()]
 		return nil
 	}
-	// Our own transport, so that its idle connections (and their
-	// goroutines) go when the run ends.
-	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout: cfg.Timeout,
-		MaxIdleConnsPerHost: 10_000,
+	tr, err := newTransport(cfg.Requests, cfg.Timeout)
+	if err != nil {
+		return err
 	}
-	defer tr.CloseIdleConnections()
-	kinds := &tagged{next: tr, kinds: map[uint64]int{}} // keep-alive is on: the transport's default
+	defer tr.close() // its idle connections go when the run ends
 	attacker := vegeta.NewAttacker(
-		vegeta.Client(&http.Client{Transport: kinds}),
-		vegeta.Timeout(cfg.Timeout),
+		// No client timeout: the transport applies it, without the timer
+		// and goroutine net/http's client would add to every request.
+		vegeta.Client(&http.Client{Transport: tr}),
 		vegeta.MaxWorkers(cfg.MaxWorkers),
 		vegeta.MaxBody(0),
 		vegeta.Redirects(vegeta.NoFollow),
@@ -135,7 +127,7 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 			intended := began.Add(time.Duration(res.Seq+1) * period)
 			end := res.Timestamp.Add(res.Latency)
 			r := Result{
-				Request:  cfg.Requests[kinds.take(res.Seq, targets, res.Method, res.URL)].Name,
+				Request:  cfg.Requests[tr.take(res.Seq, targets, res.Method, res.URL)].Name,
 				Intended: intended,
 				Sent:     res.Timestamp,
 				Latency:  max(end.Sub(intended), res.Latency),
@@ -145,55 +137,6 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 			fn(r)
 		}
 	}
-}
-
-// kindHeader carries the index of a hit's Request from the targeter to
-// tagged, which removes it.
-const kindHeader = "X-Faultline-Request"
-
-// tagged is the attacker's transport. vegeta's results carry a hit's
-// sequence number but not which Request it was (two may share method and
-// URL), and vegeta marks each request with an X-Vegeta-Seq header. tagged
-// reads both headers, remembers the Request of each sequence number, and
-// removes them, so that the server sees exactly the experiment's headers.
-type tagged struct {
-	next  http.RoundTripper
-	mu    sync.Mutex
-	kinds map[uint64]int
-}
-
-func (t *tagged) RoundTrip(req *http.Request) (*http.Response, error) {
-	out := *req
-	out.Header = req.Header.Clone()
-	kind, kerr := strconv.Atoi(out.Header.Get(kindHeader))
-	seq, serr := strconv.ParseUint(out.Header.Get("X-Vegeta-Seq"), 10, 64)
-	out.Header.Del(kindHeader)
-	out.Header.Del("X-Vegeta-Seq")
-	if kerr == nil && serr == nil {
-		t.mu.Lock()
-		t.kinds[seq] = kind
-		t.mu.Unlock()
-	}
-	return t.next.RoundTrip(&out)
-}
-
-// take returns (and forgets) the index of the Request that hit seq was.
-// A hit that never reached the transport (its request could not be built)
-// is the first of targets with its method and URL.
-func (t *tagged) take(seq uint64, targets []vegeta.Target, method, url string) int {
-	t.mu.Lock()
-	k, ok := t.kinds[seq]
-	delete(t.kinds, seq)
-	t.mu.Unlock()
-	if ok {
-		return k
-	}
-	for i, tg := range targets {
-		if tg.Method == method && tg.URL == url {
-			return i
-		}
-	}
-	return 0
 }
 
 // picker returns a function choosing a request index by weight.

@@ -163,6 +163,33 @@ func TestSameURLDifferentRequests(t *testing.T) {
 	}
 }
 
+// A server that closes idle connections (and one that closes each after
+// its answer) costs no error: a kept-alive connection found closed before
+// any answer came is replaced, and the request sent again once.
+func TestClosedIdleConnectionsAreNoErrors(t *testing.T) {
+	for name, configure := range map[string]func(*httptest.Server){
+		"idle timeout":     func(s *httptest.Server) { s.Config.IdleTimeout = time.Millisecond },
+		"connection close": func(s *httptest.Server) { s.Config.SetKeepAlivesEnabled(false) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var got atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
+			configure(srv)
+			srv.Start()
+			defer srv.Close()
+			res := run(t, load.Config{Rate: 50, MaxWorkers: 2, Requests: []load.Request{{Method: "POST", URL: srv.URL, Body: []byte("x")}}}, time.Second)
+			for _, r := range res {
+				if r.Failed() {
+					t.Fatalf("%s: %+v", name, r)
+				}
+			}
+			if len(res) < 10 || int64(len(res)) != got.Load() {
+				t.Fatalf("%d results, the server answered %d", len(res), got.Load())
+			}
+		})
+	}
+}
+
 func TestSummary(t *testing.T) {
 	s := load.NewStats()
 	for i := 1; i <= 100; i++ {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/faultline/faultline/load"
@@ -25,6 +26,7 @@ func main() {
 	rate := flag.Float64("rate", 10000, "requests per second")
 	dur := flag.Duration("d", 5*time.Second, "how long")
 	workers := flag.Uint64("workers", 0, "most requests in flight (0: the engine's default)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the load engine to `file`")
 	flag.Parse()
 	log.SetFlags(0)
 	if *serve {
@@ -38,6 +40,16 @@ func main() {
 		}()
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		return
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *dur)
 	defer cancel()

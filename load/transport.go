@@ -1,0 +1,252 @@
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// kindHeader carries the index of a hit's Request from the targeter to the
+// transport; it never leaves the process.
+const kindHeader = "X-Faultline-Request"
+
+// transport is the attacker's http.RoundTripper. vegeta keeps the pacing,
+// the workers and the results; the transport writes each hit as the bytes
+// of its Request, rendered once by net/http's own request writer, on a
+// kept-alive connection of its own pool, and reads the answer with
+// net/http's response reader. net/http's Transport would hand every
+// request and response between three goroutines and its Client would arm
+// a timer for each: at the rates a load generator runs, that cost the
+// machine more than the server under test. This costs one goroutine per
+// request in flight (vegeta's worker) and no more.
+//
+// It learns which Request a hit is from kindHeader, and remembers it by
+// vegeta's sequence number (X-Vegeta-Seq), since vegeta's results carry
+// only method and URL; neither header is sent. A response body is read
+// and dropped, a redirect is not followed, each request gets the timeout
+// (dial, write and read together), and HTTP proxies are not used.
+type transport struct {
+	kinds   []kind
+	timeout time.Duration
+
+	mu     sync.Mutex
+	idle   map[string][]*conn // by address
+	closed bool
+	seqs   map[uint64]int
+}
+
+// kind is one Request, ready to send.
+type kind struct {
+	addr   string // host:port
+	tls    *tls.Config
+	method string
+	wire   []byte // the whole request as it goes on the wire
+}
+
+type conn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func newTransport(reqs []Request, timeout time.Duration) (*transport, error) {
+	t := &transport{timeout: timeout, idle: map[string][]*conn{}, seqs: map[uint64]int{}}
+	for _, r := range reqs {
+		method := r.Method
+		if method == "" {
+			method = http.MethodGet
+		}
+		u, err := url.Parse(r.URL)
+		if err != nil {
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		k := kind{method: method, addr: u.Host}
+		switch u.Scheme {
+		case "http":
+			if u.Port() == "" {
+				k.addr = net.JoinHostPort(u.Hostname(), "80")
+			}
+		case "https":
+			if u.Port() == "" {
+				k.addr = net.JoinHostPort(u.Hostname(), "443")
+			}
+			k.tls = &tls.Config{ServerName: u.Hostname()}
+		default:
+			return nil, fmt.Errorf("load: %s: want an http or https URL", r.URL)
+		}
+		req, err := http.NewRequest(method, r.URL, bytes.NewReader(r.Body))
+		if err != nil {
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		req.Header = r.Header.Clone()
+		if req.Header == nil {
+			req.Header = http.Header{}
+		}
+		if h := req.Header.Get("Host"); h != "" {
+			req.Host = h
+		}
+		if req.Header.Get("User-Agent") == "" {
+			req.Header.Set("User-Agent", "faultline")
+		}
+		if len(r.Body) == 0 {
+			req.Body, req.ContentLength = nil, 0
+		}
+		var b bytes.Buffer
+		if err := req.Write(&b); err != nil {
+			return nil, fmt.Errorf("load: %s: %w", r.URL, err)
+		}
+		k.wire = b.Bytes()
+		t.kinds = append(t.kinds, k)
+	}
+	return t, nil
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	i, err := strconv.Atoi(req.Header.Get(kindHeader))
+	if err != nil || i < 0 || i >= len(t.kinds) {
+		return nil, fmt.Errorf("load: a request without its kind (%q)", req.Header.Get(kindHeader))
+	}
+	if seq, err := strconv.ParseUint(req.Header.Get("X-Vegeta-Seq"), 10, 64); err == nil {
+		t.mu.Lock()
+		t.seqs[seq] = i
+		t.mu.Unlock()
+	}
+	k := &t.kinds[i]
+	deadline := time.Now().Add(t.timeout)
+	code, err := t.send(k, deadline, true)
+	if err != nil {
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			err = fmt.Errorf("timeout after %v: %w", t.timeout, context.DeadlineExceeded)
+		}
+		return nil, err
+	}
+	return &http.Response{
+		Status:     strconv.Itoa(code) + " " + http.StatusText(code),
+		StatusCode: code,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:  http.Header{},
+		Body:    http.NoBody,
+		Request: req,
+	}, nil
+}
+
+// send writes k on a connection and reads the status of its answer. A
+// kept-alive connection that the server closed while it was idle fails
+// before any answer: then send tries once more on a new one.
+func (t *transport) send(k *kind, deadline time.Time, mayRetry bool) (int, error) {
+	c, reused, err := t.get(k, deadline)
+	if err != nil {
+		return 0, err
+	}
+	_ = c.SetDeadline(deadline)
+	if _, err := c.Write(k.wire); err != nil {
+		_ = c.Close()
+		if reused && mayRetry {
+			return t.send(k, deadline, false)
+		}
+		return 0, err
+	}
+	// Nothing of an answer came: the server had closed the idle
+	// connection. (Part of one is an answer, cut: no second try.)
+	if _, err := c.br.Peek(1); err != nil {
+		_ = c.Close()
+		if reused && mayRetry && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
+			return t.send(k, deadline, false)
+		}
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: k.method})
+	if err != nil {
+		_ = c.Close()
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.Close {
+		_ = c.Close()
+	} else {
+		t.put(k.addr, c)
+	}
+	return resp.StatusCode, err
+}
+
+// get takes an idle connection to k's address, or dials one.
+func (t *transport) get(k *kind, deadline time.Time) (*conn, bool, error) {
+	t.mu.Lock()
+	if idle := t.idle[k.addr]; len(idle) > 0 {
+		c := idle[len(idle)-1]
+		t.idle[k.addr] = idle[:len(idle)-1]
+		t.mu.Unlock()
+		return c, true, nil
+	}
+	t.mu.Unlock()
+	d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second}
+	var nc net.Conn
+	var err error
+	if k.tls != nil {
+		nc, err = (&tls.Dialer{NetDialer: &d, Config: k.tls}).Dial("tcp", k.addr)
+	} else {
+		nc, err = d.Dial("tcp", k.addr)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return &conn{Conn: nc, br: bufio.NewReaderSize(nc, 4096)}, false, nil
+}
+
+// put keeps c for the next request to addr.
+func (t *transport) put(addr string, c *conn) {
+	_ = c.SetDeadline(time.Time{})
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		_ = c.Close()
+		return
+	}
+	t.idle[addr] = append(t.idle[addr], c)
+}
+
+// take returns (and forgets) the index of the Request that hit seq was.
+// A hit that never reached the transport (its request could not be built)
+// is the first of targets with its method and URL.
+func (t *transport) take(seq uint64, targets []vegeta.Target, method, url string) int {
+	t.mu.Lock()
+	k, ok := t.seqs[seq]
+	delete(t.seqs, seq)
+	t.mu.Unlock()
+	if ok {
+		return k
+	}
+	for i, tg := range targets {
+		if tg.Method == method && tg.URL == url {
+			return i
+		}
+	}
+	return 0
+}
+
+// close closes the idle connections, and those still in use as they come
+// back.
+func (t *transport) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	for addr, cs := range t.idle {
+		for _, c := range cs {
+			_ = c.Close()
+		}
+		delete(t.idle, addr)
+	}
+}
