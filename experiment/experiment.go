@@ -136,6 +136,28 @@ type Probe struct {
 	Body                            string // http: a regexp the body must match
 }
 
+// Text is how results, reports and plans name the probe, e.g. "probe GET
+// http://127.0.0.1:8080/health expects 200 and body ~ ok".
+func (p *Probe) Text() string {
+	switch p.Kind {
+	case "tcp":
+		return "probe tcp " + p.Address
+	case "command":
+		return "probe command " + strings.Join(p.Command, " ") + " exits " + p.Expect
+	case "prometheus":
+		return fmt.Sprintf("probe prometheus %s: %s %s", p.URL, p.Query, p.Expect)
+	case "ready_pods":
+		op, v, _ := strings.Cut(p.Expect, " ")
+		f, _ := strconv.ParseFloat(v, 64)
+		return fmt.Sprintf("ready_pods(%s/%s) %s %s%%", p.Namespace, p.Selector, op, strconv.FormatFloat(f*100, 'g', -1, 64))
+	}
+	text := fmt.Sprintf("probe %s %s expects %s", p.Method, p.URL, p.Expect)
+	if p.Body != "" {
+		text += " and body ~ " + p.Body
+	}
+	return text
+}
+
 // Fault is one fault of the experiment.
 type Fault struct {
 	Name   string

@@ -243,3 +243,23 @@ func TestReadyPods(t *testing.T) {
 		t.Errorf("ready_pods without a percent: %v", err)
 	}
 }
+
+// Plans, results and reports name a probe the same way, with everything
+// it checks.
+func TestProbeText(t *testing.T) {
+	for _, tt := range []struct {
+		p    experiment.Probe
+		want string
+	}{
+		{experiment.Probe{Kind: "http", Method: "GET", URL: "http://127.0.0.1:8080/stats", Expect: "200", Body: `"lost":0`},
+			`probe GET http://127.0.0.1:8080/stats expects 200 and body ~ "lost":0`},
+		{experiment.Probe{Kind: "tcp", Address: "127.0.0.1:5432"}, "probe tcp 127.0.0.1:5432"},
+		{experiment.Probe{Kind: "command", Command: []string{"pg_isready"}, Expect: "0"}, "probe command pg_isready exits 0"},
+		{experiment.Probe{Kind: "prometheus", URL: "http://127.0.0.1:9090", Query: "up", Expect: "> 0"}, "probe prometheus http://127.0.0.1:9090: up > 0"},
+		{experiment.Probe{Kind: "ready_pods", Namespace: "shop", Selector: "app=checkout", Expect: ">= 0.8"}, "ready_pods(shop/app=checkout) >= 80%"},
+	} {
+		if got := tt.p.Text(); got != tt.want {
+			t.Errorf("Text() = %q, want %q", got, tt.want)
+		}
+	}
+}

@@ -23,7 +23,7 @@ type (
 		Inject      durationDoc          `json:"inject,omitempty" jsonschema_description:"Length of the inject phase (default: the latest end among faults with a duration)"`
 		Faults      []faultDoc           `json:"faults"`
 		Recovery    durationDoc          `json:"recovery,omitempty" jsonschema_description:"How long the steady state may take to come back after rollback (default 10s)"`
-		StopWhen    []conditionDoc       `json:"stop_when,omitempty" jsonschema_description:"Any one true aborts the run at once and rolls back"`
+		StopWhen    []stopConditionDoc   `json:"stop_when,omitempty" jsonschema_description:"Any one true aborts the run at once and rolls back"`
 		MaxTargets  int                  `json:"max_targets,omitempty" jsonschema:"minimum=1" jsonschema_description:"Most instances one fault may hit (default 10)"`
 		MaxDuration durationDoc          `json:"max_duration,omitempty" jsonschema_description:"Longest the run may last (default 15m)"`
 	}
@@ -218,13 +218,14 @@ type (
 		Percent int               `json:"percent,omitempty" jsonschema:"minimum=1,maximum=100"`
 	}
 
-	durationDoc  string
-	conditionDoc string
-	tagDoc       struct{}
-	requestDoc   struct{}
-	checkDoc     struct{}
-	probeDoc     struct{}
-	selectDoc    struct{}
+	durationDoc      string
+	conditionDoc     string
+	stopConditionDoc string
+	tagDoc           struct{}
+	requestDoc       struct{}
+	checkDoc         struct{}
+	probeDoc         struct{}
+	selectDoc        struct{}
 )
 
 func (durationDoc) JSONSchema() *jsonschema.Schema {
@@ -232,10 +233,19 @@ func (durationDoc) JSONSchema() *jsonschema.Schema {
 		Description: "A Go duration: 500ms, 2s, 1m30s"}
 }
 
+// trafficCondition is the grammar of a condition on the traffic.
+const trafficCondition = `(error_rate|throughput|latency (p50|p90|p95|p99|p99\.9|mean|max))( of \S+)? (<|<=|>|>=) \S+( baseline)?( for \S+)?`
+
 func (conditionDoc) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{Type: "string",
-		Pattern:     `^((error_rate|throughput|latency (p50|p90|p95|p99|p99\.9|mean|max))( of \S+)? (<|<=|>|>=) \S+( baseline)?( for \S+)?|ready_pods\([^)]+\) (<|<=|>|>=) [0-9.]+%)$`,
+		Pattern:     `^(` + trafficCondition + `|ready_pods\([^)]+\) (<|<=|>|>=) [0-9.]+%)$`,
 		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. latency p99 < 600ms; or ready_pods([NAMESPACE/]SELECTOR) OP PERCENT"}
+}
+
+// A stop condition is on the traffic only.
+func (stopConditionDoc) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "string", Pattern: `^` + trafficCondition + `$`,
+		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. error_rate > 90% for 5s"}
 }
 
 func (tagDoc) JSONSchema() *jsonschema.Schema {

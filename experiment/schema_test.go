@@ -118,3 +118,19 @@ func TestSchemaMatchesParser(t *testing.T) {
 		}
 	}
 }
+
+// ready_pods is a steady-state condition, not a stop condition: the
+// schema says so as the parser does.
+func TestSchemaStopWhenIsTrafficOnly(t *testing.T) {
+	s := compiled(t)
+	base := "name: x\ntargets: {t: {proxy: {listen: \"127.0.0.1:0\", upstream: \"127.0.0.1:1\"}}}\nfaults: [{name: f, target: t, down: {}}]\n"
+	if err := s.Validate(asJSON(t, []byte(base+"stop_when: [error_rate > 90% for 5s]\n"))); err != nil {
+		t.Fatalf("the schema refuses a traffic stop condition: %v", err)
+	}
+	if err := s.Validate(asJSON(t, []byte(base+"stop_when: [ready_pods(app=x) < 50%]\n"))); err == nil {
+		t.Fatal("the schema accepts ready_pods in stop_when")
+	}
+	if err := s.Validate(asJSON(t, []byte(base+"steady_state: [ready_pods(app=x) >= 80%]\n"))); err != nil {
+		t.Fatalf("the schema refuses ready_pods in steady_state: %v", err)
+	}
+}

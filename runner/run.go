@@ -568,9 +568,9 @@ func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of s
 		held, ran, passed, failure := r.col.probesHeld(i, from, to)
 		// The condition as written ({front.addr}, not a port of the day),
 		// so that runs compare; the address it reached goes in the detail.
-		desc, at := probeText(c.Probe), ""
-		if filled := r.probes[i]; filled != nil && probeText(filled) != desc {
-			at = " (" + strings.TrimPrefix(probeText(filled), "probe ") + ")"
+		desc, at := c.Probe.Text(), ""
+		if filled := r.probes[i]; filled != nil && filled.Text() != desc {
+			at = " (" + strings.TrimPrefix(filled.Text(), "probe ") + ")"
 		}
 		if ran == 0 {
 			return CheckRecord{Condition: desc, Phase: phase, Held: false, Detail: "the probe did not run" + at}
@@ -605,25 +605,6 @@ func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of s
 	rec.Threshold = &threshold
 	rec.Held = cond.Holds(v, baseline)
 	return rec
-}
-
-func probeText(p *experiment.Probe) string {
-	switch p.Kind {
-	case "tcp":
-		return "probe tcp " + p.Address
-	case "command":
-		return "probe command " + strings.Join(p.Command, " ") + " exits " + p.Expect
-	}
-	if p.Kind == "ready_pods" {
-		op, v, _ := strings.Cut(p.Expect, " ")
-		f, _ := strconv.ParseFloat(v, 64)
-		return fmt.Sprintf("ready_pods(%s/%s) %s %s%%", p.Namespace, p.Selector, op, strconv.FormatFloat(f*100, 'g', -1, 64))
-	}
-	text := fmt.Sprintf("probe %s %s expects %s", p.Method, p.URL, p.Expect)
-	if p.Body != "" {
-		text += " and body ~ " + p.Body
-	}
-	return text
 }
 
 // stopCondition returns the first stop condition that fires now, or "".

@@ -389,17 +389,10 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 		fmt.Fprintln(w, "steady state:")
 		for _, c := range x.SteadyState {
 			what := ""
-			switch {
-			case c.Condition != nil:
+			if c.Condition != nil {
 				what = c.Condition.Text
-			case c.Probe.Kind == "http":
-				what = fmt.Sprintf("probe %s %s expects %s", c.Probe.Method, c.Probe.URL, c.Probe.Expect)
-			case c.Probe.Kind == "tcp":
-				what = "probe tcp " + c.Probe.Address
-			case c.Probe.Kind == "command":
-				what = "probe command " + strings.Join(c.Probe.Command, " ") + " exits " + c.Probe.Expect
-			default:
-				what = fmt.Sprintf("probe prometheus %s: %s %s", c.Probe.URL, c.Probe.Query, c.Probe.Expect)
+			} else {
+				what = c.Probe.Text()
 			}
 			fmt.Fprintf(w, "  %-50s in %s\n", what, strings.Join(c.Phases, ", "))
 		}
