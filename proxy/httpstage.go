@@ -137,6 +137,9 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 		return
 	}
 	ir := bufio.NewReader(inner)
+	// Responses go out in one write each: Response.Write writes its status
+	// line, headers and body in separate calls.
+	cw := bufio.NewWriter(client)
 	for {
 		req, err := http.ReadRequest(cr)
 		if err != nil {
@@ -173,7 +176,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			writeSimple(client, http.StatusBadGateway, "faultline: upstream response: "+err.Error(), 0)
 			return
 		}
-		if !p.respond(client, req, resp, toxics, done) || req.Close || resp.Close {
+		if !p.respond(cw, req, resp, toxics, done) || req.Close || resp.Close {
 			return
 		}
 	}
@@ -231,9 +234,9 @@ func (p *Proxy) httpDelay(e HTTPLatency) time.Duration {
 	return max(d, 0)
 }
 
-// respond applies the response toxics and writes the response; false means
-// the connection must end.
-func (p *Proxy) respond(client net.Conn, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
+// respond applies the response toxics and writes the response to client,
+// flushed; false means the connection must end.
+func (p *Proxy) respond(client *bufio.Writer, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
 	defer resp.Body.Close()
 	noBody := req.Method == http.MethodHead || resp.StatusCode/100 == 1 || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	var body []byte
@@ -241,7 +244,8 @@ func (p *Proxy) respond(client net.Conn, req *http.Request, resp *http.Response,
 		var err error
 		body, err = io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
 		if err != nil || len(body) > maxHTTPBody {
-			writeSimple(client, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0)
+			_ = writeSimple(client, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0)
+			_ = client.Flush()
 			return false
 		}
 	}
@@ -266,7 +270,7 @@ func (p *Proxy) respond(client net.Conn, req *http.Request, resp *http.Response,
 		resp.ContentLength, resp.TransferEncoding = int64(len(body)), nil
 		resp.Header.Del("Content-Length")
 	}
-	return resp.Write(client) == nil
+	return resp.Write(client) == nil && client.Flush() == nil
 }
 
 func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {
