@@ -49,6 +49,11 @@ type Options struct {
 	// RecoveryWindow is how long the steady state must hold for the system
 	// to count as recovered; zero means 5 s.
 	RecoveryWindow time.Duration
+	// Prefix goes before every progress line ("[cache-dies/fragile] ").
+	Prefix string
+	// Live says Progress is a terminal: the line of each tick is redrawn in
+	// place, and only events (phases, faults injected and reverted) stay.
+	Live bool
 	// Hurry, closed after ctx ends (a second Ctrl-C), makes the run end as
 	// soon as every fault is reverted: it stops waiting for the traffic's
 	// requests in flight (they end by their timeout, in the background)
@@ -148,6 +153,8 @@ func stampPtr(t time.Time) *Stamp {
 type run struct {
 	x       *experiment.Experiment
 	opts    Options
+	sayMu   sync.Mutex
+	shown   bool // a tick's line is on a live terminal, without its newline
 	id      string
 	j       *journal.Writer
 	jmu     sync.Mutex
@@ -277,8 +284,31 @@ func (r *run) enterPhase(name string) {
 }
 
 func (r *run) progressf(format string, args ...any) {
-	if r.opts.Progress != nil {
-		fmt.Fprintf(r.opts.Progress, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	r.say(fmt.Sprintf(format, args...), false)
+}
+
+// say writes a progress line: an event, or the line of a tick (transient),
+// which a live terminal shows in place until the next one.
+func (r *run) say(line string, transient bool) {
+	w := r.opts.Progress
+	if w == nil {
+		return
+	}
+	line = r.opts.Prefix + time.Now().Format("15:04:05") + " " + line
+	r.sayMu.Lock()
+	defer r.sayMu.Unlock()
+	switch {
+	case !r.opts.Live:
+		fmt.Fprintln(w, line)
+	case transient:
+		fmt.Fprint(w, "\r\033[K"+line)
+		r.shown = true
+	default:
+		if r.shown {
+			fmt.Fprint(w, "\r\033[K")
+			r.shown = false
+		}
+		fmt.Fprintln(w, line)
 	}
 }
 
@@ -478,8 +508,8 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 		faults = strings.Join(active, ", ")
 	}
 	left := max(end.Sub(now), 0).Round(time.Second)
-	r.progressf("%-8s %5s left  %4.0f req/s done, %d in flight  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
-		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), r.col.inFlight(now), s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults)
+	r.say(fmt.Sprintf("%-8s %5s left  %4.0f req/s done, %d in flight  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
+		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), r.col.inFlight(now), s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults), true)
 }
 
 func (r *run) runProbes(ctx context.Context) {
@@ -819,6 +849,12 @@ func (r *run) teardown() {
 }
 
 func (r *run) finish() {
+	r.sayMu.Lock()
+	if r.shown { // end the last tick's line
+		fmt.Fprintln(r.opts.Progress)
+		r.shown = false
+	}
+	r.sayMu.Unlock()
 	now := time.Now()
 	if n := len(r.res.Phases); n > 0 {
 		r.res.Phases[n-1].End = Stamp(now)

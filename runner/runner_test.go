@@ -1,12 +1,14 @@
 package runner_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -313,5 +315,34 @@ recovery: 1s
 	}
 	if out < 700*time.Millisecond || out >= 1300*time.Millisecond {
 		t.Errorf("reverted %v into the inject phase, want 700ms (300ms + 400ms) and well before a tick's worth more", out)
+	}
+}
+
+// On a live terminal each tick's line is redrawn in place (carriage
+// return, clear to the end of the line, no newline), and an event clears
+// it and stays on a line of its own; with a prefix on every line.
+func TestLiveProgress(t *testing.T) {
+	var out bytes.Buffer
+	x := slowDependency(t, "100ms")
+	_, err := runner.Run(context.Background(), x, runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 7,
+		Tick: 200 * time.Millisecond, RecoveryWindow: time.Second, Progress: &out, Live: true, Prefix: "[slow] "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	ticks := regexp.MustCompile(`\r\x1b\[K\[slow\] \d\d:\d\d:\d\d baseline +\S+ left [^\n\r]*`).FindAllString(text, -1)
+	if len(ticks) < 2 {
+		t.Fatalf("want baseline ticks redrawn in place, got:\n%q", text)
+	}
+	// A tick line is ended only by the next redraw or by an event that
+	// clears it, never by a newline of its own.
+	if regexp.MustCompile(`faults: [^\n\r]*\n`).MatchString(text) {
+		t.Errorf("a tick's line ends with a newline:\n%q", text)
+	}
+	if !strings.Contains(text, "\r\x1b[K[slow] ") || !regexp.MustCompile(`(?m)^\[slow\] \d\d:\d\d:\d\d phase inject$`).MatchString(strings.ReplaceAll(text, "\r\x1b[K", "\n")) {
+		t.Errorf("the inject phase is not an event line of its own:\n%q", text)
+	}
+	if !strings.HasSuffix(text, "\n") {
+		t.Errorf("the output does not end its last line:\n%q", text)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/state"
@@ -202,4 +203,11 @@ func envOr(def string, names ...string) string {
 		}
 	}
 	return def
+}
+
+// isTerminal reports whether w is a terminal, where progress can be
+// redrawn in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -315,11 +313,12 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 		defer deregister()
 	}
 	fmt.Fprintf(stderr, "\ndemo: %s against the %s shop: %s\n", name, build, x.Hypothesis)
-	var progress io.Writer = &linePrefixer{w: stderr, prefix: fmt.Sprintf("[%s/%s] ", name, build)}
+	progress := stderr
 	if o.quiet {
 		progress = io.Discard
 	}
-	res, err := runner.Run(ctx, x, runner.Options{OutDir: row.Dir, Vars: vars, Progress: progress})
+	res, err := runner.Run(ctx, x, runner.Options{OutDir: row.Dir, Vars: vars, Progress: progress,
+		Prefix: fmt.Sprintf("[%s/%s] ", name, build), Live: isTerminal(progress)})
 	if err != nil {
 		return row, err
 	}
@@ -411,30 +410,6 @@ func printDemoTable(w io.Writer, sum *demoSummary, out string) {
 		fmt.Fprintf(w, "Side by side: %s\n", c)
 	}
 	fmt.Fprintf(w, "All runs: %s\n", filepath.Join(out, "summary.json"))
-}
-
-// linePrefixer starts every line written with a prefix.
-type linePrefixer struct {
-	mu     sync.Mutex
-	w      io.Writer
-	prefix string
-	buf    bytes.Buffer
-}
-
-func (p *linePrefixer) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.buf.Write(b)
-	for {
-		line, err := p.buf.ReadBytes('\n')
-		if err != nil {
-			p.buf.Write(line) // keep the partial line for later
-			return len(b), nil
-		}
-		if _, err := io.WriteString(p.w, p.prefix+string(line)); err != nil {
-			return 0, err
-		}
-	}
 }
 
 // canMountTmpfs reports whether a tmpfs can be mounted here (root).

@@ -113,7 +113,12 @@ DIR/result.json; the verdict is the exit code.
 				case <-finished:
 					return
 				}
-				fmt.Fprintln(c.ErrOrStderr(), "interrupted: rolling back (interrupt again to exit as soon as every fault is reverted)")
+				// On a terminal, first clear the line the run redraws.
+				clear := ""
+				if isTerminal(c.ErrOrStderr()) {
+					clear = "\r\033[K"
+				}
+				fmt.Fprintln(c.ErrOrStderr(), clear+"interrupted: rolling back (interrupt again to exit as soon as every fault is reverted)")
 				cancel()
 				select {
 				case <-finished:
@@ -122,7 +127,7 @@ DIR/result.json; the verdict is the exit code.
 				}
 				// The second: revert, kill what was launched, write the
 				// result, skip the rest.
-				fmt.Fprintln(c.ErrOrStderr(), "exiting as soon as every fault is reverted (interrupt a third time to exit now)")
+				fmt.Fprintln(c.ErrOrStderr(), clear+"exiting as soon as every fault is reverted (interrupt a third time to exit now)")
 				close(hurry)
 				select {
 				case <-finished:
@@ -136,7 +141,7 @@ DIR/result.json; the verdict is the exit code.
 			}
 			progress := c.ErrOrStderr()
 			fmt.Fprintf(progress, "faultline run %s: %q, seed in result, output in %s\n", args[0], x.Name, out)
-			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Progress: progress, Hurry: hurry})
+			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Progress: progress, Live: isTerminal(progress), Hurry: hurry})
 			if err != nil {
 				return failure(err)
 			}
