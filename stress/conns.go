@@ -25,19 +25,63 @@ type ConnConfig struct {
 }
 
 // Connections opens cfg.Count connections and holds them until ctx ends.
-// ready is called once they are open; one that fails to open is an error
-// only when none opens.
+// ready is called once the first attempt at each is over; one that fails
+// to open is an error only when none opens. While fewer than cfg.Count are
+// held, it keeps trying to open the rest (every 10 ms at first, backing
+// off to 100 ms): a slot that another client held for a moment when the
+// stress began, and gave back, is taken too. Result.Conns is the most held
+// at once.
 func Connections(ctx context.Context, cfg ConnConfig, ready func()) (Result, error) {
 	if cfg.Count < 1 {
 		return Result{}, errors.New("connections: want a count >= 1")
 	}
 	start := time.Now()
 	var closers []func()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	opened, firstErr := openMany(ctx, cfg, cfg.Count)
+	closers = append(closers, opened...)
+	if len(closers) == 0 {
+		return Result{Kind: "connections"}, fmt.Errorf("connections: none opened: %w", firstErr)
+	}
+	res := Result{Kind: "connections", Conns: len(closers)}
+	if ready != nil {
+		ready()
+	}
+	wait := 10 * time.Millisecond
+	for len(closers) < cfg.Count {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			more, _ := openMany(ctx, cfg, cfg.Count-len(closers))
+			closers = append(closers, more...)
+			res.Conns = max(res.Conns, len(closers))
+			if len(more) > 0 {
+				wait = 10 * time.Millisecond
+			} else {
+				wait = min(2*wait, 100*time.Millisecond)
+			}
+			continue
+		}
+		break
+	}
+	<-ctx.Done()
+	res.Held = time.Since(start).Seconds()
+	return res, nil
+}
+
+// openMany opens up to n connections, 16 at a time, and returns the
+// closers of those that opened and the first error.
+func openMany(ctx context.Context, cfg ConnConfig, n int) ([]func(), error) {
+	var closers []func()
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for range cfg.Count {
+	for range n {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -54,21 +98,7 @@ func Connections(ctx context.Context, cfg ConnConfig, ready func()) (Result, err
 		})
 	}
 	wg.Wait()
-	defer func() {
-		for _, c := range closers {
-			c()
-		}
-	}()
-	if len(closers) == 0 {
-		return Result{Kind: "connections"}, fmt.Errorf("connections: none opened: %w", firstErr)
-	}
-	res := Result{Kind: "connections", Conns: len(closers)}
-	if ready != nil {
-		ready()
-	}
-	<-ctx.Done()
-	res.Held = time.Since(start).Seconds()
-	return res, nil
+	return closers, firstErr
 }
 
 func open(ctx context.Context, cfg ConnConfig) (func(), error) {

@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/examples/shop"
+	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/stress"
 )
 
@@ -184,6 +186,8 @@ func TestConnectionsTCP(t *testing.T) {
 	}
 }
 
+// Sessions count against max_connections; a slot that another client
+// holds when the stress begins, and gives back later, is taken too.
 func TestConnectionsPostgres(t *testing.T) {
 	if _, err := shop.FindPostgres(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -191,7 +195,8 @@ func TestConnectionsPostgres(t *testing.T) {
 		}
 		t.Skip(err)
 	}
-	pg, err := shop.StartPostgres(context.Background(), shop.PostgresConfig{})
+	const slots = 10
+	pg, err := shop.StartPostgres(context.Background(), shop.PostgresConfig{MaxConnections: slots})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +206,7 @@ func TestConnectionsPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	db.SetMaxOpenConns(1) // the test's own session: one slot
 	sessions := func() int {
 		var n int
 		if err := db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").Scan(&n); err != nil {
@@ -208,14 +214,29 @@ func TestConnectionsPostgres(t *testing.T) {
 		}
 		return n
 	}
-	before := sessions()
-	holdThen(t, func(ctx context.Context, ready func()) (stress.Result, error) {
-		return stress.Connections(ctx, stress.ConnConfig{Protocol: "postgres", DSN: pg.URL("postgres"), Count: 25}, ready)
+	sessions()
+	other, err := pgx.Connect(context.Background(), pg.URL("postgres")) // another client, for a while
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := holdThen(t, func(ctx context.Context, ready func()) (stress.Result, error) {
+		return stress.Connections(ctx, stress.ConnConfig{Protocol: "postgres", DSN: pg.URL("postgres"), Count: slots}, ready)
 	}, func() {
-		if n := sessions() - before; n != 25 {
-			t.Errorf("%d sessions held, want 25", n)
+		if n := sessions(); n != slots {
+			t.Errorf("%d sessions, want every slot (%d) taken", n, slots)
 		}
+		_ = other.Close(context.Background())
+		// The slot it gave back is the stress's now: every slot taken
+		// again, one more of them by the stress.
+		processtest.WaitFor(t, "the freed slot taken", func() bool {
+			var mine int
+			err := db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()").Scan(&mine)
+			return err == nil && mine == slots-1
+		})
 	})
+	if res.Conns != slots-1 {
+		t.Errorf("held %d at most, want %d", res.Conns, slots-1)
+	}
 }
 
 func TestParseSize(t *testing.T) {
