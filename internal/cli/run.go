@@ -403,8 +403,11 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 		}
 	}
 	for _, f := range x.Faults {
-		if e, ok := f.Action.(experiment.Exec); ok {
-			fmt.Fprintf(w, "fault %q runs: %s; reverts with: %s\n", f.Name, strings.Join(e.Inject, " "), strings.Join(e.Revert, " "))
+		switch a := f.Action.(type) {
+		case experiment.Exec:
+			fmt.Fprintf(w, "fault %q runs: %s; reverts with: %s\n", f.Name, strings.Join(a.Inject, " "), strings.Join(a.Revert, " "))
+		case experiment.Stress:
+			fmt.Fprintf(w, "fault %q runs: faultline stress %s %s; stopped on revert\n", f.Name, a.Resource, strings.Join(a.Args, " "))
 		}
 	}
 	if len(x.StopWhen) == 0 {
