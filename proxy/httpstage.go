@@ -123,23 +123,17 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 	first, _ = cr.Peek(max(len(first), min(cr.Buffered(), 18)))
 	if !looksHTTP(first) {
 		p.nonHTTP.Add(1)
-		done := make(chan struct{})
-		go func() {
-			_, _ = io.Copy(inner, cr)
-			_ = inner.CloseWrite()
-			close(done)
-		}()
-		_, _ = io.Copy(client, inner)
-		if tc, ok := client.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		<-done
+		pipe(client, cr, inner, inner)
 		return
 	}
 	ir := bufio.NewReader(inner)
 	// Responses go out in one write each: Response.Write writes its status
 	// line, headers and body in separate calls.
 	cw := bufio.NewWriter(client)
+	// Between requests, the upstream may close the connection (an idle
+	// timeout): the client must see that close, as it would without the
+	// stage, rather than a 502 for its next request.
+	upstream := watchClose(ir, client)
 	for {
 		req, err := http.ReadRequest(cr)
 		if err != nil {
@@ -147,6 +141,13 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 				writeSimple(client, http.StatusBadRequest, "faultline: malformed HTTP request: "+err.Error(), 0)
 			}
 			return
+		}
+		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+			// The stage reads the body itself: let the client send it.
+			req.Header.Del("Expect")
+			if _, err := io.WriteString(client, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+				return
+			}
 		}
 		body, err := io.ReadAll(io.LimitReader(req.Body, maxHTTPBody+1))
 		if err != nil {
@@ -167,19 +168,66 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 		}
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength, req.TransferEncoding = int64(len(body)), nil
+		if _, ok := req.Header["User-Agent"]; !ok {
+			req.Header["User-Agent"] = []string{""} // Request.Write would add Go's own
+		}
 		if err := req.Write(inner); err != nil {
 			writeSimple(client, http.StatusBadGateway, "faultline: upstream: "+err.Error(), 0)
 			return
+		}
+		if err := <-upstream; err != nil {
+			return // closed before this request: the client has seen the close
 		}
 		resp, err := http.ReadResponse(ir, req)
 		if err != nil {
 			writeSimple(client, http.StatusBadGateway, "faultline: upstream response: "+err.Error(), 0)
 			return
 		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			// Another protocol from here on (a WebSocket): pass it through.
+			if resp.Write(cw) != nil || cw.Flush() != nil {
+				return
+			}
+			pipe(client, cr, inner, ir)
+			return
+		}
 		if !p.respond(cw, req, resp, toxics, done) || req.Close || resp.Close {
 			return
 		}
+		upstream = watchClose(ir, client)
 	}
+}
+
+// watchClose waits until the upstream side (ir) has bytes or has ended,
+// and closes client when it has ended. Its result (nil: bytes wait) must
+// be received before ir is read again.
+func watchClose(ir *bufio.Reader, client net.Conn) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		_, err := ir.Peek(1)
+		if err != nil {
+			_ = client.Close()
+		}
+		ch <- err
+	}()
+	return ch
+}
+
+// pipe passes bytes both ways unchanged, from the client (read through cr)
+// to inner and from inner (read through ir) to the client, half-closing
+// each side as the other ends.
+func pipe(client net.Conn, cr io.Reader, inner *net.TCPConn, ir io.Reader) {
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(inner, cr)
+		_ = inner.CloseWrite()
+		close(done)
+	}()
+	_, _ = io.Copy(client, ir)
+	if tc, ok := client.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	<-done
 }
 
 // requestPhase applies the toxics that act before forwarding. answered is
@@ -336,7 +384,13 @@ func loopbackPair() (a, b *net.TCPConn, err error) {
 		ch <- res{c, err}
 	}()
 	a, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		_ = ln.Close() // ends the accept
+	}
 	r := <-ch
+	if err == nil && r.err == nil && r.c.RemoteAddr().String() != a.LocalAddr().String() {
+		r.err = errors.New("loopback pair: another process connected first")
+	}
 	if err != nil || r.err != nil {
 		if a != nil {
 			a.Close()

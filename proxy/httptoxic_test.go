@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,4 +313,111 @@ func FuzzHTTPStage(f *testing.F) {
 			t.Fatalf("reading the answer to %q: %v (the proxy hung)", raw, err)
 		}
 	})
+}
+
+// httpProxy starts a proxy in HTTP mode in front of srv and dials it.
+func httpProxy(t *testing.T, upstream string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	p := proxy.New(proxy.Config{Name: t.Name(), Listen: "127.0.0.1:0", Upstream: upstream, Protocol: "http"})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	c, err := net.Dial("tcp", p.Listen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// What the HTTP stage must not change: the upstream closing a kept-alive
+// connection reaches the client as a close (not a 502 for its next
+// request), no User-Agent is added, and Expect: 100-continue and a
+// protocol switch work as they do without the stage.
+func TestHTTPModeIsTransparent(t *testing.T) {
+	t.Run("upstream closes an idle connection", func(t *testing.T) {
+		srv, _ := shopAPI(t)
+		c, br := httpProxy(t, strings.TrimPrefix(srv.URL, "http://"))
+		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("first request: %v %v", resp, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		srv.CloseClientConnections()
+		if b, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("after the upstream closed: read %q, %v; want EOF", b, err)
+		}
+	})
+	t.Run("no User-Agent added; 100-continue", func(t *testing.T) {
+		got := make(chan string, 1)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			got <- fmt.Sprintf("ua=%q expect=%q body=%s", r.Header.Values("User-Agent"), r.Header.Get("Expect"), b)
+		}))
+		defer srv.Close()
+		c, br := httpProxy(t, strings.TrimPrefix(srv.URL, "http://"))
+		fmt.Fprint(c, "POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+		if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+			t.Fatalf("want 100 Continue before the body, got %q %v", line, err)
+		}
+		_, _ = br.ReadString('\n') // the blank line after it
+		fmt.Fprint(c, "hi")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("response: %v %v", resp, err)
+		}
+		if s := <-got; s != `ua=[] expect="" body=hi` {
+			t.Errorf("the upstream saw %s", s)
+		}
+	})
+	t.Run("101 switching protocols", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			conn, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			fmt.Fprint(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			_ = rw.Flush()
+			line, _ := rw.ReadString('\n')
+			fmt.Fprint(rw, "echo: "+line)
+			_ = rw.Flush()
+		}))
+		defer srv.Close()
+		c, br := httpProxy(t, strings.TrimPrefix(srv.URL, "http://"))
+		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: shop\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 101 {
+			t.Fatalf("response: %v %v", resp, err)
+		}
+		fmt.Fprint(c, "not HTTP at all\n")
+		if line, err := br.ReadString('\n'); err != nil || line != "echo: not HTTP at all\n" {
+			t.Fatalf("after the switch: %q %v", line, err)
+		}
+	})
+}
+
+// reset_peer in HTTP mode resets the real client's connection too.
+func TestHTTPModeResetPeer(t *testing.T) {
+	srv, _ := shopAPI(t)
+	p := proxy.New(proxy.Config{Name: t.Name(), Listen: "127.0.0.1:0", Upstream: strings.TrimPrefix(srv.URL, "http://"), Protocol: "http"})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	proxytest.AddToxic(t, p, proxy.Toxic{Name: "rst", Stream: proxy.Upstream, Effect: proxy.ResetPeer{}})
+	c, err := net.Dial("tcp", p.Listen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+	_, err = io.ReadAll(c)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after reset_peer: %v, want connection reset", err)
+	}
 }

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -165,7 +167,8 @@ func (e HTTPBody) rewriteJSON(body []byte) ([]byte, bool) {
 			return true
 		})
 	}
-	for p, name := range e.Rename {
+	for _, p := range slices.Sorted(maps.Keys(e.Rename)) { // in one order: replays match
+		name := e.Rename[p]
 		segs, _ := parseJSONPath(p)
 		edits += jsonEdit(doc, segs, func(parent any, s jsonSeg) bool {
 			m, ok := parent.(map[string]any)

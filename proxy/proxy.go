@@ -604,6 +604,9 @@ func discardInput(c *net.TCPConn) {
 func (c *conn) reset() {
 	_ = c.client.SetLinger(0)
 	_ = c.server.SetLinger(0)
+	if tc, ok := c.front.(*net.TCPConn); ok { // the real client, in HTTP mode
+		_ = tc.SetLinger(0)
+	}
 	c.close()
 }
 
