@@ -174,13 +174,22 @@ func (s *Server) Start() error {
 	s.tcp = &dns.Server{Listener: ln, Handler: h}
 	for _, srv := range []*dns.Server{s.udp, s.tcp} {
 		started := make(chan struct{})
+		failed := make(chan error, 1)
 		srv.NotifyStartedFunc = func() { close(started) }
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			_ = srv.ActivateAndServe()
+			if err := srv.ActivateAndServe(); err != nil {
+				failed <- err
+			}
 		}()
-		<-started
+		select {
+		case <-started:
+		case err := <-failed: // before it started: stop what did
+			s.Stop()
+			_, _ = pc.Close(), ln.Close()
+			return fmt.Errorf("dns: serve on %s: %w", s.addr, err)
+		}
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ func ParseSize(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
+	if err != nil || !(f >= 0) || f*float64(mult) > 1<<62 { // !(f >= 0): NaN too
 		return 0, fmt.Errorf("size %q: want a number with an optional unit, e.g. 512MiB, 1GiB, 100MB", s)
 	}
 	return int64(f * float64(mult)), nil

@@ -245,7 +245,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "lots", "-1MiB", "1XB"} {
+	for _, in := range []string{"", "lots", "-1MiB", "1XB", "NaN", "nanMiB"} {
 		if _, err := stress.ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) accepted", in)
 		}

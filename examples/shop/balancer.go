@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -173,23 +174,21 @@ func (b *Balancer) Run(ctx context.Context) error {
 		return err
 	}
 	srv := &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
+	hctx, stopHealth := context.WithCancel(ctx)
+	var wg sync.WaitGroup
 	if b.cfg.Build == Resilient {
-		go func() {
-			defer close(done)
+		wg.Go(func() {
 			t := time.NewTicker(b.cfg.HealthInterval)
 			defer t.Stop()
 			for {
-				b.checkHealth(ctx)
+				b.checkHealth(hctx)
 				select {
-				case <-ctx.Done():
+				case <-hctx.Done():
 					return
 				case <-t.C:
 				}
 			}
-		}()
-	} else {
-		close(done)
+		})
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -202,7 +201,8 @@ func (b *Balancer) Run(ctx context.Context) error {
 		cancel()
 		err = nil
 	}
-	<-done
+	stopHealth() // also when Serve failed
+	wg.Wait()
 	b.transport.CloseIdleConnections()
 	return err
 }
