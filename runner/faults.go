@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -183,18 +184,30 @@ func (r *run) injectDNS(_ context.Context, f *fault, t *target, a experiment.DNS
 		Message: "dns rules " + strings.Join(a.Rules, ", ") + " on resolver " + t.spec.Name}); err != nil {
 		return err
 	}
-	before := t.dns.Rules()
 	faulted := t.dns.Faulted()
-	t.dns.SetRules(append(rules, before...))
+	t.dns.SetRules(append(rules, t.dns.Rules()...))
 	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
 	f.hit = append(f.hit, fmt.Sprintf("dns %s (%s)", t.spec.Name, t.dns.Addr()))
 	f.revert = func(context.Context) error {
-		t.dns.SetRules(before)
+		// Only this fault's rules go: another fault on the resolver may
+		// have added its own since, or taken its own away.
+		t.dns.SetRules(withoutRules(t.dns.Rules(), rules))
 		f.evidence = append(f.evidence, fmt.Sprintf("rules answered %d queries", t.dns.Faulted()-faulted))
 		r.journalUndone(id, nil)
 		return nil
 	}
 	return nil
+}
+
+// withoutRules returns rules less one occurrence of each of drop.
+func withoutRules(rules, drop []dnsfault.Rule) []dnsfault.Rule {
+	out := slices.Clone(rules)
+	for _, d := range drop {
+		if i := slices.IndexFunc(out, func(r dnsfault.Rule) bool { return r.String() == d.String() }); i >= 0 {
+			out = slices.Delete(out, i, i+1)
+		}
+	}
+	return out
 }
 
 func (r *run) injectDown(ctx context.Context, f *fault, t *target, _ experiment.Down) error {

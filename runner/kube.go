@@ -106,15 +106,19 @@ func (r *run) injectPodKill(ctx context.Context, f *fault, t *target, a experime
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan string, 1)
 	go func() {
+		lastReady := 0 // from the last look that worked: a look cut short by the window's end says nothing
 		for {
 			_, ready, _, err := t.kube.ReadyShare(wctx, t.spec.Pods.Namespace, t.spec.Pods.Selector)
 			if err == nil && ready >= readyBefore {
 				done <- fmt.Sprintf("replacements Ready (%d pods) %.1f s after the kill", ready, time.Since(killed).Seconds())
 				return
 			}
+			if err == nil {
+				lastReady = ready
+			}
 			select {
 			case <-wctx.Done():
-				done <- fmt.Sprintf("%d of %d pods Ready by the window's end (%d were before the kill)", ready, readyBefore, readyBefore)
+				done <- fmt.Sprintf("%d pods Ready by the window's end (%d were before the kill)", lastReady, readyBefore)
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
@@ -214,6 +218,6 @@ func (r *run) injectCordon(ctx context.Context, f *fault, t *target, _ experimen
 	if len(seen) == 0 {
 		return fmt.Errorf("target %s: the selected pods run on no node yet", t.spec.Name)
 	}
-	f.evidence = append(f.evidence, fmt.Sprintf("%d node(s) cordoned", len(seen)))
+	f.evidence = append(f.evidence, fmt.Sprintf("%d node(s) cordoned, %d already were", len(undo), len(seen)-len(undo)))
 	return nil
 }

@@ -609,10 +609,16 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 		return fmt.Sprintf("re-enabled proxy %s at %s", u.Proxy, u.API), err
 	case "scale":
 		c, err := kubeClient(u.Kubeconfig)
-		if err == nil && u.Replicas != nil {
+		if err == nil && u.Replicas == nil {
+			return "", fmt.Errorf("scale %s %s/%s: the journal does not say to how many replicas", u.Resource, u.Namespace, u.Name)
+		}
+		if err == nil {
 			_, err = c.Scale(ctx, u.Namespace, u.Resource, u.Name, *u.Replicas)
 		}
-		return fmt.Sprintf("scaled %s %s/%s back to %d", u.Resource, u.Namespace, u.Name, derefReplicas(u.Replicas)), err
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("scaled %s %s/%s back to %d", u.Resource, u.Namespace, u.Name, *u.Replicas), nil
 	case "uncordon":
 		c, err := kubeClient(u.Kubeconfig)
 		if err == nil {
@@ -639,13 +645,6 @@ func kubeClient(kubeconfig string) (*kube.Client, error) {
 		return nil, err
 	}
 	return kube.New(cfg)
-}
-
-func derefReplicas(r *int32) int32 {
-	if r == nil {
-		return 0
-	}
-	return *r
 }
 
 // ignoreGone treats processes that are gone as undone: a process that no
