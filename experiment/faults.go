@@ -468,6 +468,25 @@ func signalNames() []string {
 	return out
 }
 
+// defaultReadyPods gives the ready_pods probes among checks without a
+// namespace pods' namespace (else "default"), and pods' kubeconfig.
+func defaultReadyPods(checks []Check, pods *PodsTarget) {
+	for _, c := range checks {
+		if c.Probe == nil || c.Probe.Kind != "ready_pods" {
+			continue
+		}
+		if pods != nil {
+			if c.Probe.Namespace == "" {
+				c.Probe.Namespace = pods.Namespace
+			}
+			c.Probe.Kubeconfig = pods.Kubeconfig
+		}
+		if c.Probe.Namespace == "" {
+			c.Probe.Namespace = "default"
+		}
+	}
+}
+
 // check makes the cross-field checks once every field is read.
 func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 	targets := map[string]*Target{}
@@ -476,23 +495,14 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 	}
 	// ready_pods without a namespace: the first pods target's cluster and
 	// namespace.
-	for _, c := range x.SteadyState {
-		if c.Probe == nil || c.Probe.Kind != "ready_pods" {
-			continue
-		}
-		for _, t := range x.Targets {
-			if t.Pods != nil {
-				if c.Probe.Namespace == "" {
-					c.Probe.Namespace = t.Pods.Namespace
-				}
-				c.Probe.Kubeconfig = t.Pods.Kubeconfig
-				break
-			}
-		}
-		if c.Probe.Namespace == "" {
-			c.Probe.Namespace = "default"
+	var pods *PodsTarget
+	for _, t := range x.Targets {
+		if t.Pods != nil {
+			pods = t.Pods
+			break
 		}
 	}
+	defaultReadyPods(x.SteadyState, pods)
 	requests := map[string]bool{}
 	if x.Traffic != nil {
 		for _, r := range x.Traffic.Requests {

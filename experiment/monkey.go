@@ -129,6 +129,7 @@ func ParseMonkey(file string, data []byte) (*Monkey, error) {
 					}
 					g.Check = append(g.Check, ch)
 				}
+				defaultReadyPods(g.Check, g.Pods) // the group's own cluster and namespace
 			}
 			m.Groups = append(m.Groups, g)
 		}

@@ -270,11 +270,15 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 	}
 	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Undo: undo, Message: fmt.Sprintf("%s to pid %d", g.spec.Signal, pid)})
 	err = process.Signal(procs, experiment.Signals[g.spec.Signal])
+	if err = process.IgnoreGone(err); err != nil {
+		// A process there would not take the signal (EPERM, say): it was
+		// not terminated, and nothing is restarted.
+		r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+		d.Action, d.Reason = "failed", err.Error()
+		return
+	}
 	r.journal(journal.Event{Type: journal.Done, ID: id})
 	d.Action = "terminated"
-	if err != nil {
-		d.Reason += "; " + err.Error()
-	}
 	if undo == nil {
 		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "irreversible: nothing to restart"})
 		return

@@ -168,9 +168,14 @@ groups:
 	if len(ds) != 1 || ds[0].Action != "terminated" {
 		t.Fatalf("decisions: %+v", ds)
 	}
+	for _, cmd := range cmds {
+		if cmd.Process.Pid == ds[0].PID {
+			processtest.WaitFor(t, "the victim gone", func() bool { return !alive(cmd) })
+		}
+	}
 	killed := 0
 	for i, cmd := range cmds {
-		if cmd.Process.Pid == ds[0].PID || !alive(cmd) {
+		if !alive(cmd) {
 			killed++
 			if i == 2 {
 				t.Error("killed the process that did not opt in")

@@ -109,6 +109,21 @@ func Signal(procs []journal.Proc, sig syscall.Signal) error {
 	return errors.Join(errs...)
 }
 
+// IgnoreGone drops from an error of Signal the processes that are gone: a
+// process that no longer exists is neither stopped nor running.
+func IgnoreGone(err error) error {
+	if err == nil {
+		return nil
+	}
+	var left []error
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		if !errors.Is(e, ErrGone) {
+			left = append(left, e)
+		}
+	}
+	return errors.Join(left...)
+}
+
 // Match returns the pids, ascending, whose command line (arguments joined
 // by spaces) matches re, leaving out this process and its ancestors.
 func Match(re *regexp.Regexp) ([]int, error) {

@@ -593,10 +593,10 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 	switch u.Kind {
 	case "sigcont":
 		err := process.Signal(u.Procs, syscall.SIGCONT)
-		return fmt.Sprintf("resumed %d process(es)", len(u.Procs)), ignoreGone(err)
+		return fmt.Sprintf("resumed %d process(es)", len(u.Procs)), process.IgnoreGone(err)
 	case "kill":
 		err := process.Signal(u.Procs, syscall.SIGKILL)
-		return fmt.Sprintf("stopped %d launched process(es)", len(u.Procs)), ignoreGone(err)
+		return fmt.Sprintf("stopped %d launched process(es)", len(u.Procs)), process.IgnoreGone(err)
 	case "remove_toxic":
 		err := proxy.NewClient(u.API, os.Getenv("FAULTLINE_TOKEN")).RemoveToxic(ctx, u.Proxy, u.Toxic)
 		var ae *proxy.APIError
@@ -645,21 +645,6 @@ func kubeClient(kubeconfig string) (*kube.Client, error) {
 		return nil, err
 	}
 	return kube.New(cfg)
-}
-
-// ignoreGone treats processes that are gone as undone: a process that no
-// longer exists is neither stopped nor running.
-func ignoreGone(err error) error {
-	if err == nil {
-		return nil
-	}
-	var left []error
-	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-		if !errors.Is(e, process.ErrGone) {
-			left = append(left, e)
-		}
-	}
-	return errors.Join(left...)
 }
 
 // execCommand runs a revert command; a failure carries its output.
