@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,8 +86,11 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 			method = http.MethodGet
 		}
 		// vegeta builds an http.Request from the target only to hand it to
-		// the transport, which sends its own copy of request i instead.
-		targets[i] = vegeta.Target{Method: method, URL: r.URL, Header: http.Header{kindHeader: {strconv.Itoa(i)}}}
+		// the transport, which sends its own copy of request i instead; the
+		// URL's fragment (never sent) says which i, to the transport and in
+		// the result, since two requests may share method and URL.
+		base, _, _ := strings.Cut(r.URL, "#")
+		targets[i] = vegeta.Target{Method: method, URL: base + kindFragment + strconv.Itoa(i)}
 	}
 	pick := picker(cfg.Requests, cfg.Seed)
 	targeter := func(t *vegeta.Target) error {
@@ -127,7 +131,7 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 			intended := began.Add(time.Duration(res.Seq+1) * period)
 			end := res.Timestamp.Add(res.Latency)
 			r := Result{
-				Request:  cfg.Requests[tr.take(res.Seq, targets, res.Method, res.URL)].Name,
+				Request:  cfg.Requests[kindOf(res.URL)].Name,
 				Intended: intended,
 				Sent:     res.Timestamp,
 				Latency:  max(end.Sub(intended), res.Latency),

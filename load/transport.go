@@ -12,16 +12,23 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
-// kindHeader carries the index of a hit's Request from the targeter to the
-// transport; it never leaves the process.
-const kindHeader = "X-Faultline-Request"
+// kindFragment starts the URL fragment that carries the index of a hit's
+// Request from the targeter to the transport and the results; a fragment
+// is never sent.
+const kindFragment = "#faultline-request-"
+
+// kindOf returns the index of the Request in a target URL; 0 if none.
+func kindOf(url string) int {
+	_, i, _ := strings.Cut(url, kindFragment)
+	n, _ := strconv.Atoi(i)
+	return n
+}
 
 // transport is the attacker's http.RoundTripper. vegeta keeps the pacing,
 // the workers and the results; the transport writes each hit as the bytes
@@ -33,9 +40,8 @@ const kindHeader = "X-Faultline-Request"
 // machine more than the server under test. This costs one goroutine per
 // request in flight (vegeta's worker) and no more.
 //
-// It learns which Request a hit is from kindHeader, and remembers it by
-// vegeta's sequence number (X-Vegeta-Seq), since vegeta's results carry
-// only method and URL; neither header is sent. A response body is read
+// It learns which Request a hit is from its URL's fragment, and sends
+// nothing of vegeta's request (not its X-Vegeta-Seq header). A response body is read
 // and dropped, a redirect is not followed, each request gets the timeout
 // (dial, write and read together), and HTTP proxies are not used.
 type transport struct {
@@ -45,7 +51,6 @@ type transport struct {
 	mu     sync.Mutex
 	idle   map[string][]*conn // by address
 	closed bool
-	seqs   map[uint64]int
 }
 
 // kind is one Request, ready to send.
@@ -62,7 +67,7 @@ type conn struct {
 }
 
 func newTransport(reqs []Request, timeout time.Duration) (*transport, error) {
-	t := &transport{timeout: timeout, idle: map[string][]*conn{}, seqs: map[uint64]int{}}
+	t := &transport{timeout: timeout, idle: map[string][]*conn{}}
 	for _, r := range reqs {
 		method := r.Method
 		if method == "" {
@@ -114,14 +119,9 @@ func newTransport(reqs []Request, timeout time.Duration) (*transport, error) {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	i, err := strconv.Atoi(req.Header.Get(kindHeader))
+	i, err := strconv.Atoi(strings.TrimPrefix(req.URL.Fragment, kindFragment[1:]))
 	if err != nil || i < 0 || i >= len(t.kinds) {
-		return nil, fmt.Errorf("load: a request without its kind (%q)", req.Header.Get(kindHeader))
-	}
-	if seq, err := strconv.ParseUint(req.Header.Get("X-Vegeta-Seq"), 10, 64); err == nil {
-		t.mu.Lock()
-		t.seqs[seq] = i
-		t.mu.Unlock()
+		return nil, fmt.Errorf("load: a request without its kind (%q)", req.URL.Fragment)
 	}
 	k := &t.kinds[i]
 	deadline := time.Now().Add(t.timeout)
@@ -216,25 +216,6 @@ func (t *transport) put(addr string, c *conn) {
 		return
 	}
 	t.idle[addr] = append(t.idle[addr], c)
-}
-
-// take returns (and forgets) the index of the Request that hit seq was.
-// A hit that never reached the transport (its request could not be built)
-// is the first of targets with its method and URL.
-func (t *transport) take(seq uint64, targets []vegeta.Target, method, url string) int {
-	t.mu.Lock()
-	k, ok := t.seqs[seq]
-	delete(t.seqs, seq)
-	t.mu.Unlock()
-	if ok {
-		return k
-	}
-	for i, tg := range targets {
-		if tg.Method == method && tg.URL == url {
-			return i
-		}
-	}
-	return 0
 }
 
 // close closes the idle connections, and those still in use as they come
