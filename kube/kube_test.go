@@ -95,9 +95,23 @@ func TestFaultsOnARealAPIServer(t *testing.T) {
 	if db, _ := c.Pods(ctx, "shop", "app=db"); len(db) != 1 {
 		t.Error("a pod outside the selection was deleted")
 	}
-	// A pod that was replaced under the same name is not deleted.
-	if err := c.DeletePods(ctx, zoneA, &zero); err == nil {
-		t.Error("deleting pods that are gone succeeded")
+	// A pod that was replaced under the same name (a StatefulSet's) is
+	// not deleted: the delete names the old one's UID.
+	again := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: zoneA[0].Name, Labels: map[string]string{"app": "checkout", "zone": "a"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "shop:1"}}},
+	}
+	if _, err := cs.CoreV1().Pods("shop").Create(ctx, again, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeletePods(ctx, zoneA[:1], &zero); err == nil {
+		t.Error("deleting a pod by the name of one that is gone succeeded")
+	}
+	if _, err := cs.CoreV1().Pods("shop").Get(ctx, zoneA[0].Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the replacement under the same name: %v", err)
+	}
+	if err := cs.CoreV1().Pods("shop").Delete(ctx, zoneA[0].Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
 	}
 
 	before, err := c.Scale(ctx, "shop", "deployment", "checkout", 1)

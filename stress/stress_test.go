@@ -130,8 +130,9 @@ func TestFillRefusesTheRootFileSystem(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "root file system") {
 		t.Errorf("fill of /: %v", err)
 	}
-	if _, err := stress.Fill(context.Background(), stress.FillConfig{Dir: "/", Fill: 1, Free: 1}, nil); err == nil {
-		t.Error("two amounts accepted")
+	_, err = stress.Fill(context.Background(), stress.FillConfig{Dir: t.TempDir(), Fill: 1, Free: 1, AllowRoot: true}, nil)
+	if !errors.Is(err, stress.ErrRefused) || !strings.Contains(err.Error(), "exactly one") {
+		t.Errorf("two amounts: %v, want refused", err)
 	}
 }
 
