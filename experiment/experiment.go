@@ -821,7 +821,10 @@ func (d *decoder) probe(n *yaml.Node, f fields, field string) *Probe {
 // that are Ready, checked like a probe every tick.
 func parseReadyPods(s string) (*Probe, error) {
 	rest := strings.TrimPrefix(strings.TrimSpace(s), "ready_pods(")
-	sel, cond, ok := strings.Cut(rest, ")")
+	// The last ')': a set-based selector has its own, "app in (web,api)".
+	i := strings.LastIndex(rest, ")")
+	ok := i >= 0
+	sel, cond := rest[:max(i, 0)], rest[i+1:]
 	if !ok || strings.TrimSpace(sel) == "" {
 		return nil, fmt.Errorf("want ready_pods(SELECTOR) OP PERCENT, e.g. ready_pods(app=checkout) >= 80%%; got %q", s)
 	}

@@ -375,13 +375,7 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 		f := d.mapping(n, field, "signal")
 		k := Kill{Signal: "SIGKILL"}
 		if v := f.get("signal"); v != nil {
-			k.Signal = strings.ToUpper(d.str(v, field+".signal"))
-			if !strings.HasPrefix(k.Signal, "SIG") {
-				k.Signal = "SIG" + k.Signal // KILL is SIGKILL
-			}
-			if _, ok := Signals[k.Signal]; !ok {
-				d.errorf(v, field+".signal", "unknown signal %q%s", k.Signal, suggest(k.Signal, signalNames()))
-			}
+			k.Signal = d.signal(v, field+".signal")
 		}
 		return k
 	case "exec":
@@ -466,6 +460,18 @@ func signalNames() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// signal reads a signal's name: SIGTERM, TERM or term.
+func (d *decoder) signal(n *yaml.Node, field string) string {
+	sig := strings.ToUpper(d.str(n, field))
+	if !strings.HasPrefix(sig, "SIG") {
+		sig = "SIG" + sig // KILL is SIGKILL
+	}
+	if _, ok := Signals[sig]; !ok {
+		d.errorf(n, field, "unknown signal %q%s", sig, suggest(sig, signalNames()))
+	}
+	return sig
 }
 
 // defaultReadyPods gives the ready_pods probes among checks without a

@@ -113,13 +113,7 @@ func ParseMonkey(file string, data []byte) (*Monkey, error) {
 				}
 			}
 			if s := cf.get("signal"); s != nil {
-				g.Signal = strings.ToUpper(d.str(s, field+".signal"))
-				if !strings.HasPrefix(g.Signal, "SIG") {
-					g.Signal = "SIG" + g.Signal
-				}
-				if _, ok := Signals[g.Signal]; !ok {
-					d.errorf(s, field+".signal", "unknown signal %q%s", g.Signal, suggest(g.Signal, signalNames()))
-				}
+				g.Signal = d.signal(s, field+".signal")
 			}
 			if c := cf.get("outage_check"); c != nil {
 				for _, ch := range d.checks(c, field+".outage_check") {

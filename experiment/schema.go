@@ -206,7 +206,7 @@ type (
 		Path   string            `json:"path,omitempty"`
 	}
 	killDoc struct {
-		Signal string `json:"signal,omitempty" jsonschema:"enum=SIGKILL,enum=SIGTERM,enum=SIGINT,enum=SIGQUIT,enum=SIGHUP,enum=SIGABRT,enum=SIGUSR1,enum=SIGUSR2"`
+		Signal string `json:"signal,omitempty" jsonschema:"pattern=^(SIG|sig)?(KILL|TERM|INT|QUIT|HUP|ABRT|USR1|USR2|kill|term|int|quit|hup|abrt|usr1|usr2)$" jsonschema_description:"SIGKILL (default), SIGTERM, ...; TERM or term too"`
 	}
 	execDoc struct {
 		Inject []string `json:"inject"`
@@ -238,7 +238,7 @@ const trafficCondition = `(error_rate|throughput|latency (p50|p90|p95|p99|p99\.9
 
 func (conditionDoc) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{Type: "string",
-		Pattern:     `^(` + trafficCondition + `|ready_pods\([^)]+\) (<|<=|>|>=) [0-9.]+%)$`,
+		Pattern:     `^(` + trafficCondition + `|ready_pods\(.+\) (<|<=|>|>=) [0-9.]+%)$`,
 		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. latency p99 < 600ms; or ready_pods([NAMESPACE/]SELECTOR) OP PERCENT"}
 }
 

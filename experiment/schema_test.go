@@ -134,3 +134,21 @@ func TestSchemaStopWhenIsTrafficOnly(t *testing.T) {
 		t.Fatalf("the schema refuses ready_pods in steady_state: %v", err)
 	}
 }
+
+// The schema takes what the parser takes: a signal without SIG, a
+// set-based selector in ready_pods.
+func TestSchemaSignalsAndSelectors(t *testing.T) {
+	s := compiled(t)
+	src := `name: x
+targets: {w: {process: {match: worker}}}
+steady_state: ["ready_pods(app in (web,api)) >= 80%"]
+faults: [{name: f, target: w, kill: {signal: TERM}, irreversible: true}]
+inject: 5s
+`
+	if err := s.Validate(asJSON(t, []byte(src))); err != nil {
+		t.Fatalf("the schema refuses: %v", err)
+	}
+	if _, err := Parse("x.yaml", []byte(src), Options{AllowNoStop: true}); err != nil {
+		t.Fatalf("the parser refuses: %v", err)
+	}
+}
