@@ -69,6 +69,15 @@ func New(cfg *rest.Config) (*Client, error) {
 	return &Client{cs: cs}, nil
 }
 
+// Open connects to the cluster of a kubeconfig, found as Config finds it.
+func Open(kubeconfig string) (*Client, error) {
+	cfg, err := Config(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg)
+}
+
 // Pod is a pod as a fault sees it.
 type Pod struct {
 	Namespace, Name string

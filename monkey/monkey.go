@@ -99,11 +99,8 @@ func Run(ctx context.Context, m *experiment.Monkey, opts Options) ([]Decision, e
 	for _, g := range m.Groups {
 		gr := &group{spec: g}
 		if g.Pods != nil {
-			cfg, err := kube.Config(g.Pods.Kubeconfig)
-			if err == nil {
-				gr.kube, err = kube.New(cfg)
-			}
-			if err != nil {
+			var err error
+			if gr.kube, err = kube.Open(g.Pods.Kubeconfig); err != nil {
 				return nil, fmt.Errorf("group %s: %w", g.Name, err)
 			}
 		} else if g.Process.Match != "" {

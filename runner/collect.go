@@ -273,11 +273,7 @@ var kubeClients sync.Map
 func readyPodsProbe(ctx context.Context, p *experiment.Probe) (bool, string) {
 	c, ok := kubeClients.Load(p.Kubeconfig)
 	if !ok {
-		cfg, err := kube.Config(p.Kubeconfig)
-		if err != nil {
-			return false, err.Error()
-		}
-		client, err := kube.New(cfg)
+		client, err := kube.Open(p.Kubeconfig)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -15,11 +15,8 @@ import (
 
 // setupPods connects to a pods target's cluster.
 func (r *run) setupPods(t *target) error {
-	cfg, err := kube.Config(t.spec.Pods.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("target %s: %w", t.spec.Name, err)
-	}
-	if t.kube, err = kube.New(cfg); err != nil {
+	var err error
+	if t.kube, err = kube.Open(t.spec.Pods.Kubeconfig); err != nil {
 		return fmt.Errorf("target %s: %w", t.spec.Name, err)
 	}
 	return nil

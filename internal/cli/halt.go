@@ -60,7 +60,7 @@ removes all its toxics, and new runs are refused (exit 4) until
 }
 
 func setNamespaceHalt(ctx context.Context, kubeconfig, namespace, note string) error {
-	c, err := kubeClient(kubeconfig)
+	c, err := kube.Open(kubeconfig)
 	if err != nil {
 		return err
 	}

@@ -301,7 +301,7 @@ func watchNamespaces(parent context.Context, byConfig map[string][]string) (cont
 	var whys []func() string
 	var stops []context.CancelFunc
 	for kubeconfig, namespaces := range byConfig {
-		c, err := kubeClient(kubeconfig)
+		c, err := kube.Open(kubeconfig)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -331,7 +331,7 @@ func watchNamespaces(parent context.Context, byConfig map[string][]string) (cont
 
 // podsNow lists the pods a target selects now (reading only), for the plan.
 func podsNow(p *experiment.PodsTarget) string {
-	c, err := kubeClient(p.Kubeconfig)
+	c, err := kube.Open(p.Kubeconfig)
 	if err != nil {
 		return "cannot reach the cluster: " + err.Error()
 	}
@@ -608,7 +608,7 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 		_, err := proxy.NewClient(u.API, os.Getenv("FAULTLINE_TOKEN")).SetEnabled(ctx, u.Proxy, true)
 		return fmt.Sprintf("re-enabled proxy %s at %s", u.Proxy, u.API), err
 	case "scale":
-		c, err := kubeClient(u.Kubeconfig)
+		c, err := kube.Open(u.Kubeconfig)
 		if err == nil && u.Replicas == nil {
 			return "", fmt.Errorf("scale %s %s/%s: the journal does not say to how many replicas", u.Resource, u.Namespace, u.Name)
 		}
@@ -620,7 +620,7 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 		}
 		return fmt.Sprintf("scaled %s %s/%s back to %d", u.Resource, u.Namespace, u.Name, *u.Replicas), nil
 	case "uncordon":
-		c, err := kubeClient(u.Kubeconfig)
+		c, err := kube.Open(u.Kubeconfig)
 		if err == nil {
 			_, err = c.Cordon(ctx, u.Node, false)
 		}
@@ -637,14 +637,6 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 		return "ran " + strings.Join(u.Command, " "), execCommand(cctx, u.Command)
 	}
 	return "", fmt.Errorf("unknown undo %q", u.Kind)
-}
-
-func kubeClient(kubeconfig string) (*kube.Client, error) {
-	cfg, err := kube.Config(kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	return kube.New(cfg)
 }
 
 // execCommand runs a revert command; a failure carries its output.
