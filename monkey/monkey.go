@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"regexp"
 	"strings"
 
 	"time"
@@ -76,7 +75,6 @@ type Decision struct {
 // group is a group's state.
 type group struct {
 	spec  experiment.MonkeyGroup
-	re    *regexp.Regexp
 	kube  *kube.Client
 	last  time.Time
 	day   string // the local date the count is for
@@ -103,8 +101,6 @@ func Run(ctx context.Context, m *experiment.Monkey, opts Options) ([]Decision, e
 			if gr.kube, err = kube.Open(g.Pods.Kubeconfig); err != nil {
 				return nil, fmt.Errorf("group %s: %w", g.Name, err)
 			}
-		} else if g.Process.Match != "" {
-			gr.re = regexp.MustCompile(g.Process.Match)
 		}
 		groups = append(groups, gr)
 	}
@@ -280,7 +276,7 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "irreversible: nothing to restart"})
 		return
 	}
-	rerr := runCommand(ctx, g.spec.Process.Restart)
+	rerr := runner.RunCommand(ctx, g.spec.Process.Restart)
 	r.journal(journal.Event{Type: journal.Undone, ID: id, Message: errText(rerr)})
 	d.Reason += "; restarted"
 	if rerr != nil {
@@ -313,18 +309,7 @@ func errText(err error) string {
 
 // find lists the group's processes now.
 func (r *monkeyRun) find(g *group) ([]int, error) {
-	var pids []int
-	var err error
-	switch p := g.spec.Process; {
-	case p.PID != 0:
-		pids = []int{p.PID}
-	case p.PIDFile != "":
-		var pid int
-		pid, err = process.ReadPIDFile(p.PIDFile)
-		pids = []int{pid}
-	default:
-		pids, err = process.Match(g.re)
-	}
+	pids, err := runner.FindProcesses(g.spec.Process)
 	if err != nil || len(g.spec.Env) == 0 {
 		return pids, err
 	}

@@ -317,7 +317,7 @@ func (r *run) injectSignal(f *fault, t *target, sig syscall.Signal) error {
 	default:
 		restart := t.spec.Process.Restart
 		f.revert = func(ctx context.Context) error {
-			err := runCommand(ctx, restart)
+			err := RunCommand(ctx, restart)
 			r.journalUndone(id, err)
 			return err
 		}
@@ -340,7 +340,7 @@ func (r *run) injectExec(ctx context.Context, f *fault, _ *target, a experiment.
 	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Undo: &journal.Undo{Kind: "exec", Command: a.Revert}}); err != nil {
 		return err
 	}
-	if err := runCommand(ctx, a.Inject); err != nil {
+	if err := RunCommand(ctx, a.Inject); err != nil {
 		_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
 		return err
 	}
@@ -348,16 +348,16 @@ func (r *run) injectExec(ctx context.Context, f *fault, _ *target, a experiment.
 	f.hit = append(f.hit, "command "+strings.Join(a.Inject, " "))
 	f.evidence = append(f.evidence, "inject command exited 0")
 	f.revert = func(ctx context.Context) error {
-		err := runCommand(ctx, a.Revert)
+		err := RunCommand(ctx, a.Revert)
 		r.journalUndone(id, err)
 		return err
 	}
 	return nil
 }
 
-// runCommand runs a command with a bounded time and returns its error with
+// RunCommand runs a command for at most a minute and returns its error with
 // the end of its output.
-func runCommand(ctx context.Context, args []string) error {
+func RunCommand(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()

@@ -181,7 +181,7 @@ func (r *run) setupProcess(t *target) error {
 		}
 		return nil
 	}
-	pids, err := findProcesses(p)
+	pids, err := FindProcesses(p)
 	if err != nil {
 		return fmt.Errorf("target %s: %w", t.spec.Name, err)
 	}
@@ -198,7 +198,9 @@ func (r *run) setupProcess(t *target) error {
 	return nil
 }
 
-func findProcesses(p *experiment.ProcessTarget) ([]int, error) {
+// FindProcesses lists the pids of a process target that is already
+// running: its pid, its pidfile's, or those whose command line matches.
+func FindProcesses(p *experiment.ProcessTarget) ([]int, error) {
 	switch {
 	case p.PID != 0:
 		return []int{p.PID}, nil
