@@ -13,10 +13,12 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/state"
 )
@@ -210,4 +212,17 @@ func envOr(def string, names ...string) string {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// registerRun registers a run in the state directory, so that 'faultline
+// status' lists it and 'faultline halt' reaches it; it warns on w when it
+// cannot. The returned function deregisters it.
+func registerRun(w io.Writer, stateDir, name, out string) (deregister func()) {
+	self, _ := process.Identify(os.Getpid())
+	deregister, err := state.Register(stateDir, state.Run{Name: name, Out: out, Runner: self, Started: time.Now()})
+	if err != nil {
+		fmt.Fprintf(w, "warning: cannot register the run in %s: %v\n", stateDir, err)
+		return func() {}
+	}
+	return deregister
 }

@@ -20,10 +20,8 @@ import (
 	"github.com/faultline/faultline/examples/experiments"
 	"github.com/faultline/faultline/examples/shop"
 	"github.com/faultline/faultline/experiment"
-	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/report"
 	"github.com/faultline/faultline/runner"
-	"github.com/faultline/faultline/state"
 )
 
 func newDemoCmd(g *globals) *cobra.Command {
@@ -308,10 +306,7 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 	if err := os.MkdirAll(filepath.Dir(row.Dir), 0o755); err != nil {
 		return row, err
 	}
-	self, _ := process.Identify(os.Getpid())
-	if deregister, err := state.Register(o.stateDir, state.Run{Name: x.Name, Out: row.Dir, Runner: self, Started: time.Now()}); err == nil {
-		defer deregister()
-	}
+	defer registerRun(stderr, o.stateDir, x.Name, row.Dir)()
 	fmt.Fprintf(stderr, "\ndemo: %s against the %s shop: %s\n", name, build, x.Hypothesis)
 	progress := stderr
 	if o.quiet {

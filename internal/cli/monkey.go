@@ -13,7 +13,6 @@ import (
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/monkey"
-	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/state"
 )
 
@@ -91,10 +90,7 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 				return failure(err)
 			}
 			defer j.Close()
-			self, _ := process.Identify(os.Getpid())
-			if deregister, err := state.Register(stateDir, state.Run{Name: "monkey", Out: out, Runner: self, Started: time.Now()}); err == nil {
-				defer deregister()
-			}
+			defer registerRun(c.ErrOrStderr(), stateDir, "monkey", out)()
 			byConfig := map[string][]string{}
 			for _, gr := range m.Groups {
 				if gr.Pods != nil {

@@ -86,12 +86,7 @@ DIR/result.json; the verdict is the exit code.
 			if halted, note := state.Halted(stateDir); halted {
 				return &exitError{ExitError, fmt.Errorf("halted since %s: no run starts until 'faultline resume'", strings.TrimSpace(note))}
 			}
-			self, _ := process.Identify(os.Getpid())
-			if deregister, err := state.Register(stateDir, state.Run{Name: x.Name, Out: out, Runner: self, Started: time.Now()}); err == nil {
-				defer deregister()
-			} else {
-				fmt.Fprintf(c.ErrOrStderr(), "warning: cannot register the run in %s: %v\n", stateDir, err)
-			}
+			defer registerRun(c.ErrOrStderr(), stateDir, x.Name, out)()
 			watched, stopWatch := state.Watch(c.Context(), stateDir)
 			defer stopWatch()
 			watched, haltedWhy, stopKube, err := watchNamespaces(watched, podsNamespaces(x))

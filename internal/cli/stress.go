@@ -60,15 +60,8 @@ func runStress(c *cobra.Command, g *globals, f stressFlags, run func(ctx context
 	held := ctx
 	if f.duration > 0 {
 		var cancel context.CancelFunc
-		held, cancel = context.WithCancel(ctx)
+		held, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
-		go func() {
-			select {
-			case <-time.After(f.duration):
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 	}
 	out := c.OutOrStdout()
 	res, err := run(held, func() { fmt.Fprintf(out, "ready: %s\n", describe) })
