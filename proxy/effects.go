@@ -12,7 +12,7 @@ func (l *link) applyToxics(b *batch, now time.Time) {
 		switch e := st.entry.Effect.(type) {
 		case Latency:
 			for i := range b.pieces {
-				b.pieces[i].due = b.pieces[i].due.Add(l.jitter(e))
+				b.pieces[i].due = b.pieces[i].due.Add(l.c.p.delay(e.Delay, e.Jitter))
 			}
 		case Bandwidth:
 			b.pieces = bandwidth(st, e, b.pieces)
@@ -47,10 +47,10 @@ func (l *link) applyToxics(b *batch, now time.Time) {
 	}
 }
 
-func (l *link) jitter(e Latency) time.Duration {
-	d := e.Delay
-	if e.Jitter > 0 {
-		d += time.Duration(l.c.p.rand.Int64N(2*int64(e.Jitter))) - e.Jitter
+// delay draws a delay of d ± jitter, never below zero.
+func (p *Proxy) delay(d, jitter time.Duration) time.Duration {
+	if jitter > 0 {
+		d += time.Duration(p.rand.Int64N(2*int64(jitter))) - jitter
 	}
 	return max(d, 0)
 }

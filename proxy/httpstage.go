@@ -237,7 +237,7 @@ func (p *Proxy) requestPhase(client net.Conn, req *http.Request, toxics []httpTo
 	for _, t := range toxics {
 		switch e := t.effect.(type) {
 		case HTTPLatency:
-			if e.Phase == "request" && !sleep(p.httpDelay(e), done) {
+			if e.Phase == "request" && !sleep(p.delay(e.Delay, e.Jitter), done) {
 				return false, false
 			}
 		case HTTPHeader:
@@ -274,14 +274,6 @@ func sleep(d time.Duration, done <-chan struct{}) bool {
 	}
 }
 
-func (p *Proxy) httpDelay(e HTTPLatency) time.Duration {
-	d := e.Delay
-	if e.Jitter > 0 {
-		d += time.Duration(p.rand.Int64N(2*int64(e.Jitter))) - e.Jitter
-	}
-	return max(d, 0)
-}
-
 // respond applies the response toxics and writes the response to client,
 // flushed; false means the connection must end.
 func (p *Proxy) respond(client *bufio.Writer, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
@@ -300,7 +292,7 @@ func (p *Proxy) respond(client *bufio.Writer, req *http.Request, resp *http.Resp
 	for _, t := range toxics {
 		switch e := t.effect.(type) {
 		case HTTPLatency:
-			if e.Phase != "request" && !sleep(p.httpDelay(e), done) {
+			if e.Phase != "request" && !sleep(p.delay(e.Delay, e.Jitter), done) {
 				return false
 			}
 		case HTTPHeader:
