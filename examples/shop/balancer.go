@@ -190,17 +190,8 @@ func (b *Balancer) Run(ctx context.Context) error {
 			}
 		})
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	b.log.Info("balancer serving", "listen", ln.Addr().String(), "build", b.cfg.Build, "instances", len(b.backends))
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
-		err = nil
-	}
+	err = Serve(ctx, srv, ln)
 	stopHealth() // also when Serve failed
 	wg.Wait()
 	b.transport.CloseIdleConnections()

@@ -589,17 +589,8 @@ func (c *Checkout) Run(ctx context.Context) error {
 	if c.cfg.Build == Resilient {
 		wg.Go(func() { c.worker(wctx) })
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	c.log.Info("checkout serving", "listen", ln.Addr().String(), "build", c.cfg.Build, "zone", c.cfg.Zone)
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
-		err = nil
-	}
+	err = Serve(ctx, srv, ln)
 	stopWorker()
 	wg.Wait()
 	return err
@@ -640,4 +631,20 @@ func redactURL(u string) string {
 		}
 	}
 	return u
+}
+
+// Serve serves srv on ln until ctx ends, then shuts it down, giving the
+// requests under way 2 s. It returns Serve's error, or nil when ctx ended.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -123,16 +124,11 @@ func newShopPaymentsCmd() *cobra.Command {
 
 // serveHTTP serves srv until ctx ends.
 func serveHTTP(ctx context.Context, srv *http.Server) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
 		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
 	}
+	return shop.Serve(ctx, srv, ln)
 }
 
 func newShopBalancerCmd() *cobra.Command {
