@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/examples/shop"
@@ -356,9 +357,10 @@ func TestProductsCached(t *testing.T) {
 	if code, body := call(t, http.DefaultClient, "GET", base+"/health", ""); code != 200 {
 		t.Fatalf("/health = %d %s", code, body)
 	}
-	out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", cache[strings.LastIndex(cache, ":")+1:], "EXISTS", "shop:products").Output()
-	if err == nil && strings.TrimSpace(string(out)) != "1" {
-		t.Fatalf("catalogue not in the cache: EXISTS = %s", out)
+	rc := redis.NewClient(&redis.Options{Addr: cache, Protocol: 2, DisableIdentity: true})
+	defer rc.Close()
+	if n, err := rc.Exists(context.Background(), "shop:products").Result(); err != nil || n != 1 {
+		t.Fatalf("catalogue not in the cache: EXISTS = %d, %v", n, err)
 	}
 }
 
