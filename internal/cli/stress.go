@@ -207,7 +207,8 @@ func newStressConnsCmd(g *globals) *cobra.Command {
 		Long: `Opens --count TCP connections to --address and holds them: --mode idle sends
 nothing, --mode slow sends an HTTP request one byte a second and never ends it.
 With --protocol postgres it holds authenticated sessions on --dsn instead, which
-is what PostgreSQL counts against max_connections.`,
+is what PostgreSQL counts against max_connections. While fewer than --count
+are held, it keeps trying, so a slot another client gives back is taken too.`,
 		Example: "  faultline stress connections --address 127.0.0.1:8080 --count 500\n  faultline stress connections --protocol postgres --dsn postgres://app@127.0.0.1:5432/app --count 95",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
