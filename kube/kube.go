@@ -240,23 +240,47 @@ func (c *Client) Halted(ctx context.Context, namespace string) (bool, string, er
 	return ok, note, nil
 }
 
+// HaltUnreadableLimit is how long WatchHalt goes on without reading the
+// kill switch of a namespace (API server unreachable, access revoked)
+// before it ends the context itself: a run that cannot see the switch
+// stops, as if it had been pulled.
+const HaltUnreadableLimit = 10 * time.Second
+
+// haltPoll is how often WatchHalt reads the kill switch, and how long one
+// read may take.
+const haltPoll = 500 * time.Millisecond
+
 // WatchHalt returns a context that ends when the kill switch is set on any
-// of the namespaces (polled every 500 ms), and why.
-func (c *Client) WatchHalt(parent context.Context, namespaces []string) (context.Context, func() string, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(parent)
-	var mu sync.Mutex
-	var why string
+// of the namespaces (polled every 500 ms), or when one of them could not be
+// read for HaltUnreadableLimit; its cause (context.Cause) says which.
+func (c *Client) WatchHalt(parent context.Context, namespaces []string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	stop := func(reason string) { cancel(errors.New(reason)) }
 	go func() {
-		t := time.NewTicker(500 * time.Millisecond)
+		t := time.NewTicker(haltPoll)
 		defer t.Stop()
+		lastRead := make(map[string]time.Time, len(namespaces))
+		for _, ns := range namespaces {
+			lastRead[ns] = time.Now()
+		}
 		for {
 			for _, ns := range namespaces {
-				if halted, note, err := c.Halted(ctx, ns); err == nil && halted {
-					mu.Lock()
-					why = fmt.Sprintf("namespace %s halted: %s", ns, note)
-					mu.Unlock()
-					cancel()
+				readCtx, done := context.WithTimeout(ctx, 4*haltPoll)
+				halted, note, err := c.Halted(readCtx, ns)
+				done()
+				switch {
+				case ctx.Err() != nil:
 					return
+				case err != nil:
+					if since := time.Since(lastRead[ns]); since >= HaltUnreadableLimit {
+						stop(fmt.Sprintf("the kill switch of namespace %s could not be read for %s: %v", ns, since.Round(time.Second), err))
+						return
+					}
+				case halted:
+					stop(fmt.Sprintf("namespace %s halted: %s", ns, note))
+					return
+				default:
+					lastRead[ns] = time.Now()
 				}
 			}
 			select {
@@ -266,5 +290,5 @@ func (c *Client) WatchHalt(parent context.Context, namespaces []string) (context
 			}
 		}
 	}()
-	return ctx, func() string { mu.Lock(); defer mu.Unlock(); return why }, cancel
+	return ctx, func() { cancel(nil) }
 }

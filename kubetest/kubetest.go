@@ -56,9 +56,12 @@ type Cluster struct {
 	dir, assets, keyFile string
 	// Kubeconfig is a file for clients (an admin token, TLS unchecked).
 	Kubeconfig string
-	Config     *rest.Config
-	Token      string
-	URL        string
+	// UserKubeconfig is the same server as user "faultline-user", who is
+	// in no group and may do only what RBAC objects the test creates allow.
+	UserKubeconfig string
+	Config         *rest.Config
+	Token          string
+	URL            string
 }
 
 // Start runs etcd and kube-apiserver until the test ends. Without the
@@ -101,8 +104,10 @@ func Start(t testing.TB) *Cluster {
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
+	_, _ = rand.Read(tok)
+	userToken := hex.EncodeToString(tok)
 	tokens := filepath.Join(dir, "tokens.csv")
-	_ = os.WriteFile(tokens, []byte(token+",admin,admin,system:masters\n"), 0o600)
+	_ = os.WriteFile(tokens, []byte(token+",admin,admin,system:masters\n"+userToken+",faultline-user,faultline-user\n"), 0o600)
 	start(t, dir, "kube-apiserver", filepath.Join(assets, "kube-apiserver"),
 		"--etcd-servers", etcdURL, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
 		"--secure-port", strconv.Itoa(secure), "--endpoint-reconciler-type", "none",
@@ -113,16 +118,22 @@ func Start(t testing.TB) *Cluster {
 	url := fmt.Sprintf("https://127.0.0.1:%d", secure)
 	waitHTTP(t, url+"/readyz", token, 60*time.Second)
 
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	_ = os.WriteFile(kubeconfig, fmt.Appendf(nil, `apiVersion: v1
+	kubeconfig := writeKubeconfig(dir, "kubeconfig", url, "admin", token)
+	userKubeconfig := writeKubeconfig(dir, "user-kubeconfig", url, "faultline-user", userToken)
+	cfg := &rest.Config{Host: url, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}
+	return &Cluster{Kubeconfig: kubeconfig, UserKubeconfig: userKubeconfig, Config: cfg, Token: token, URL: url, dir: dir, assets: assets, keyFile: keyFile}
+}
+
+func writeKubeconfig(dir, name, url, user, token string) string {
+	file := filepath.Join(dir, name)
+	_ = os.WriteFile(file, fmt.Appendf(nil, `apiVersion: v1
 kind: Config
 clusters: [{name: test, cluster: {server: %q, insecure-skip-tls-verify: true}}]
-users: [{name: admin, user: {token: %q}}]
-contexts: [{name: test, context: {cluster: test, user: admin}}]
+users: [{name: %s, user: {token: %q}}]
+contexts: [{name: test, context: {cluster: test, user: %s}}]
 current-context: test
-`, url, token), 0o600)
-	cfg := &rest.Config{Host: url, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}
-	return &Cluster{Kubeconfig: kubeconfig, Config: cfg, Token: token, URL: url, dir: dir, assets: assets, keyFile: keyFile}
+`, url, user, token, user), 0o600)
+	return file
 }
 
 // StartWithNodes is Start plus kube-controller-manager, kube-scheduler and

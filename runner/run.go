@@ -312,6 +312,16 @@ func (r *run) say(line string, transient bool) {
 	}
 }
 
+// interrupted says why ctx ended the run: its cause (a signal, a halt, a
+// kill switch that could not be read), if it has one.
+func interrupted(ctx context.Context, when string) string {
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(cause, context.Canceled) {
+		return "interrupted " + when
+	}
+	return "interrupted " + when + ": " + cause.Error()
+}
+
 // execute runs the phases up to recovery.
 func (r *run) execute(ctx context.Context) {
 	r.enterPhase("setup")
@@ -324,7 +334,7 @@ func (r *run) execute(ctx context.Context) {
 
 	r.enterPhase("baseline")
 	if !r.tickFor(ctx, r.x.Baseline, "baseline", nil, nil) {
-		r.verdict(Aborted, "interrupted during the baseline: nothing was injected")
+		r.verdict(Aborted, interrupted(ctx, "during the baseline")+" (nothing was injected)")
 		return
 	}
 	if held := r.judge("baseline"); !held {
@@ -382,7 +392,7 @@ func (r *run) execute(ctx context.Context) {
 		// Revert at once, before the traffic winds down.
 		r.enterPhase("rollback")
 		r.rollback()
-		r.verdict(Aborted, "interrupted during injection")
+		r.verdict(Aborted, interrupted(ctx, "during injection"))
 		return
 	}
 	if injectErr != nil {
@@ -398,7 +408,7 @@ func (r *run) execute(ctx context.Context) {
 	r.enterPhase("rollback")
 	r.rollback()
 	if ctx.Err() != nil {
-		r.verdict(Aborted, "interrupted")
+		r.verdict(Aborted, interrupted(ctx, "after injection"))
 		return
 	}
 	r.enterPhase("recovery")
@@ -695,7 +705,7 @@ func (r *run) recover(ctx context.Context) {
 		return false
 	}
 	if !r.tickFor(ctx, time.Until(deadline), "recovery", onTick, nil) {
-		r.verdict(Aborted, "interrupted during recovery")
+		r.verdict(Aborted, interrupted(ctx, "during recovery"))
 	}
 	r.res.Checks = append(r.res.Checks, last...)
 	if !recovered && ctx.Err() == nil {

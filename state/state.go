@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/faultline/faultline/journal"
@@ -127,11 +128,19 @@ func Halted(dir string) (bool, string) {
 const pollInterval = 100 * time.Millisecond
 
 // Watch returns a context cancelled when the kill switch is engaged (or
-// parent ends). It looks ten times a second, so a halt lands within 1 s.
+// parent ends); its cause (context.Cause) is then "halted: NOTE". It looks
+// ten times a second, so a halt lands within 1 s.
 func Watch(parent context.Context, dir string) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(parent)
-	if halted, _ := Halted(dir); halted {
-		cancel() // halted already: no need to wait for the first poll
+	ctx, cancel := context.WithCancelCause(parent)
+	halt := func() bool {
+		halted, note := Halted(dir)
+		if halted {
+			cancel(fmt.Errorf("halted: %s", strings.TrimSpace(note)))
+		}
+		return halted
+	}
+	if halt() { // halted already: no need to wait for the first poll
+		return ctx, func() { cancel(nil) }
 	}
 	go func() {
 		t := time.NewTicker(pollInterval)
@@ -141,12 +150,11 @@ func Watch(parent context.Context, dir string) (context.Context, context.CancelF
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if halted, _ := Halted(dir); halted {
-					cancel()
+				if halt() {
 					return
 				}
 			}
 		}
 	}()
-	return ctx, cancel
+	return ctx, func() { cancel(nil) }
 }

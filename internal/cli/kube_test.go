@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -247,5 +248,75 @@ recovery: 10s
 	res := readFile(t, filepath.Join(out, "result.json"))
 	if code != 0 || !strings.Contains(res, "2 pod(s) deleted") || !strings.Contains(res, "replacements Ready (4 pods)") {
 		t.Fatalf("run = %d\n%s\n%s\n%s", code, stdout, stderr, res)
+	}
+}
+
+// grant binds a new ClusterRole of these rules to kubetest's unprivileged
+// user, both named name.
+func grant(t *testing.T, cs kubernetes.Interface, name string, rules ...rbacv1.PolicyRule) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "faultline-user"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A run that could not read a namespace's kill switch could not be stopped
+// by it: without the right to read namespaces the run is refused before it
+// touches anything, and a run that loses that right (or the API server)
+// stops and rolls back once the switch has been unreadable for
+// kube.HaltUnreadableLimit.
+func TestNamespaceKillSwitchUnreadable(t *testing.T) {
+	c, cs := cluster(t)
+	// What the pod experiment does, without reading namespaces.
+	grant(t, cs, "faultline-pods",
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"*"}},
+		rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments", "deployments/scale", "replicasets", "statefulsets", "statefulsets/scale"}, Verbs: []string{"*"}})
+	file := writePodExperiment(t, c.UserKubeconfig, "60s")
+	code, _, errOut := run(t, "run", file, "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "refused"))
+	if code != 4 || !strings.Contains(errOut, "namespace shop: cannot read its kill switch") || !strings.Contains(errOut, "forbidden") {
+		t.Fatalf("run without the right to read namespaces = %d %q, want 4 naming the kill switch", code, errOut)
+	}
+	if n, left := replicas(t, cs), cordoned(t, cs); n != 3 || len(left) != 0 {
+		t.Fatalf("the refused run touched the cluster: replicas %d, cordoned %v", n, left)
+	}
+	pods, err := cs.CoreV1().Pods("shop").List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(pods.Items) != 6 {
+		t.Fatalf("the refused run touched the pods: %d left, %v", len(pods.Items), err)
+	}
+
+	grant(t, cs, "faultline-namespaces", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get"}})
+	var stdout, stderr strings.Builder
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", out)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	processtest.WaitFor(t, "the faults", func() bool { return replicas(t, cs) == 1 && len(cordoned(t, cs)) > 0 })
+	if err := cs.RbacV1().ClusterRoleBindings().Delete(context.Background(), "faultline-namespaces", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("run after losing the right to read namespaces: %v, want exit 3\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "result.json")); err != nil || !strings.Contains(string(b), "interrupted during injection: the kill switch of namespace shop could not be read for 10s") {
+		t.Errorf("result.json does not say why the run stopped (%v):\n%s", err, b)
+	}
+	if n := replicas(t, cs); n != 3 {
+		t.Errorf("replicas %d after the run stopped, want 3 back", n)
+	}
+	if left := cordoned(t, cs); len(left) != 0 {
+		t.Errorf("nodes left cordoned: %v", left)
 	}
 }

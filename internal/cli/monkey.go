@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +14,6 @@ import (
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/monkey"
-	"github.com/faultline/faultline/state"
 )
 
 func newMonkeyCmd(g *globals) *cobra.Command {
@@ -97,7 +97,7 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 					byConfig[gr.Pods.Kubeconfig] = append(byConfig[gr.Pods.Kubeconfig], gr.Pods.Namespace)
 				}
 			}
-			watched, _, stopKube, err := watchNamespaces(watched, byConfig)
+			watched, stopKube, err := watchNamespaces(watched, byConfig)
 			if err != nil {
 				return failure(err)
 			}
@@ -119,11 +119,9 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 				}
 			}
 			fmt.Fprintf(c.ErrOrStderr(), "monkey stopped: %d decision(s), %d termination(s); journal %s\n", len(ds), terminated, filepath.Join(out, "monkey.jsonl"))
-			if halted, _ := state.Halted(stateDir); halted {
-				return &exitError{ExitAborted, fmt.Errorf("halted")}
-			}
 			if ctx.Err() != nil && (opts.Until.IsZero() || time.Now().Before(opts.Until)) {
-				return &exitError{ExitAborted, fmt.Errorf("interrupted")}
+				// Halted, interrupted, or a kill switch that could not be read.
+				return &exitError{ExitAborted, fmt.Errorf("stopped: %w", context.Cause(ctx))}
 			}
 			return nil
 		},

@@ -89,7 +89,7 @@ DIR/result.json; the verdict is the exit code.
 			defer registerRun(c.ErrOrStderr(), stateDir, x.Name, out)()
 			watched, stopWatch := state.Watch(c.Context(), stateDir)
 			defer stopWatch()
-			watched, haltedWhy, stopKube, err := watchNamespaces(watched, podsNamespaces(x))
+			watched, stopKube, err := watchNamespaces(watched, podsNamespaces(x))
 			if err != nil {
 				return failure(err)
 			}
@@ -145,12 +145,6 @@ DIR/result.json; the verdict is the exit code.
 				fmt.Fprintf(progress, "reports skipped: 'faultline report %s' writes them\n", out)
 			default:
 				writeReports(progress, out)
-			}
-			if halted, note := state.Halted(stateDir); halted && res.Verdict == runner.Aborted {
-				res.Reasons = append(res.Reasons, "halted: "+strings.TrimSpace(note))
-			}
-			if why := haltedWhy(); why != "" && res.Verdict == runner.Aborted {
-				res.Reasons = append(res.Reasons, why)
 			}
 			if asJSON {
 				b, _ := runner.MarshalResult(res)
@@ -289,39 +283,42 @@ func podsNamespaces(x *experiment.Experiment) map[string][]string {
 }
 
 // watchNamespaces ends the returned context when a namespace is halted
-// (the faultline/halt annotation); a namespace halted already refuses the
-// run (exit 4).
-func watchNamespaces(parent context.Context, byConfig map[string][]string) (context.Context, func() string, func(), error) {
+// (the faultline/halt annotation) or its kill switch cannot be read for
+// kube.HaltUnreadableLimit; a namespace halted already, or whose kill
+// switch cannot be read, refuses the run (exit 4).
+func watchNamespaces(parent context.Context, byConfig map[string][]string) (context.Context, func(), error) {
 	ctx := parent
-	var whys []func() string
 	var stops []context.CancelFunc
+	stopAll := func() {
+		for _, s := range stops {
+			s()
+		}
+	}
 	for kubeconfig, namespaces := range byConfig {
 		c, err := kube.Open(kubeconfig)
 		if err != nil {
-			return nil, nil, nil, err
+			stopAll()
+			return nil, nil, err
 		}
 		for _, ns := range namespaces {
-			if halted, note, err := c.Halted(parent, ns); err == nil && halted {
-				return nil, nil, nil, &exitError{ExitError, fmt.Errorf("namespace %s halted (%s): 'faultline resume --namespace %s' first", ns, note, ns)}
+			readCtx, done := context.WithTimeout(parent, 10*time.Second)
+			halted, note, err := c.Halted(readCtx, ns)
+			done()
+			if err != nil {
+				// A run that cannot read the kill switch could not be stopped by it.
+				stopAll()
+				return nil, nil, &exitError{ExitError, fmt.Errorf("namespace %s: cannot read its kill switch (the %s annotation), so 'faultline halt --namespace' could not stop this run: %w", ns, kube.HaltAnnotation, err)}
+			}
+			if halted {
+				stopAll()
+				return nil, nil, &exitError{ExitError, fmt.Errorf("namespace %s halted (%s): 'faultline resume --namespace %s' first", ns, note, ns)}
 			}
 		}
-		var why func() string
 		var stop context.CancelFunc
-		ctx, why, stop = c.WatchHalt(ctx, namespaces)
-		whys, stops = append(whys, why), append(stops, stop)
+		ctx, stop = c.WatchHalt(ctx, namespaces)
+		stops = append(stops, stop)
 	}
-	return ctx, func() string {
-			for _, w := range whys {
-				if s := w(); s != "" {
-					return s
-				}
-			}
-			return ""
-		}, func() {
-			for _, s := range stops {
-				s()
-			}
-		}, nil
+	return ctx, stopAll, nil
 }
 
 // podsNow lists the pods a target selects now (reading only), for the plan.

@@ -296,7 +296,7 @@ func TestRecoverLeavesALiveRunAlone(t *testing.T) {
 // TestHaltAbortsRunsAndRefusesNewOnes uses its own state directory.
 func TestHaltAbortsRunsAndRefusesNewOnes(t *testing.T) {
 	stateDir := t.TempDir()
-	cmd, runner, _ := startFreeze(t, "--state-dir", stateDir)
+	cmd, runner, out := startFreeze(t, "--state-dir", stateDir)
 	file := runner.Args[2]
 	code, stdout, _ := run(t, "status", "--state-dir", stateDir)
 	if code != 0 || !strings.Contains(stdout, "freeze  pid") || !strings.Contains(stdout, "injected: freeze the workers (sigcont)") {
@@ -312,6 +312,10 @@ func TestHaltAbortsRunsAndRefusesNewOnes(t *testing.T) {
 	}
 	if processtest.Stopped(t, cmd.Process.Pid) {
 		t.Fatal("the halted run left the processes stopped")
+	}
+	// The result, and so the reports, say why the run stopped.
+	if b, err := os.ReadFile(filepath.Join(out, "result.json")); err != nil || !regexp.MustCompile(`interrupted during injection: halted: \S+ test`).Match(b) {
+		t.Errorf("result.json does not give the halt as the reason (%v):\n%s", err, b)
 	}
 	code, _, stderr := run(t, "run", file, "--allow-no-stop", "--out", filepath.Join(t.TempDir(), "r2"), "--state-dir", stateDir)
 	if code != cli.ExitError || !strings.Contains(stderr, "halted since") {
