@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// maxHTTPBody is the largest body an HTTP toxic reads whole; a larger
-// message is refused with 413 (request) or 502 (response).
+// maxHTTPBody is the largest response body an http_body toxic reads
+// whole; a larger one is answered with 502. Other bodies stream through.
 const maxHTTPBody = 32 << 20
 
 // httpMode reports whether new connections go through the HTTP stage: the
@@ -112,28 +112,43 @@ func looksHTTP(b []byte) bool {
 // serveHTTP reads HTTP requests from the client, applies the HTTP toxics,
 // and forwards them through inner (whose other end goes through the byte
 // toxics to the upstream). It ends, closing both, when either side does.
+// Bodies stream through, except a response that an http_body toxic
+// rewrites, which is read whole.
 func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struct{}) {
 	defer client.Close()
 	defer inner.Close()
 	cr := bufio.NewReader(client)
-	first, err := cr.Peek(1)
-	if err != nil {
+	ir := bufio.NewReader(inner)
+	// Whoever speaks first decides: a server that speaks first (SMTP, MySQL)
+	// is not HTTP, and waiting for its client would wait forever.
+	clientFirst := peek(cr)
+	upstreamFirst := peek(ir)
+	select {
+	case err := <-clientFirst:
+		if err != nil {
+			return
+		}
+	case err := <-upstreamFirst:
+		if err != nil {
+			return // closed before anyone spoke: the client sees the close
+		}
+		p.nonHTTP.Add(1)
+		pipe(client, cr, clientFirst, inner, ir, nil)
 		return
 	}
-	first, _ = cr.Peek(max(len(first), min(cr.Buffered(), 18)))
+	first, _ := cr.Peek(min(cr.Buffered(), 18))
 	if !looksHTTP(first) {
 		p.nonHTTP.Add(1)
-		pipe(client, cr, inner, inner)
+		pipe(client, cr, nil, inner, ir, upstreamFirst)
 		return
 	}
-	ir := bufio.NewReader(inner)
-	// Responses go out in one write each: Response.Write writes its status
-	// line, headers and body in separate calls.
-	cw := bufio.NewWriter(client)
+	// Responses go out in as few writes as they arrive in: Response.Write
+	// writes its status line, headers and body in separate calls.
+	cw := &idleFlusher{Writer: bufio.NewWriter(client), src: ir}
 	// Between requests, the upstream may close the connection (an idle
 	// timeout): the client must see that close, as it would without the
 	// stage, rather than a 502 for its next request.
-	upstream := watchClose(ir, client)
+	upstream := closeOnEnd(upstreamFirst, client)
 	for {
 		req, err := http.ReadRequest(cr)
 		if err != nil {
@@ -149,25 +164,19 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 				return
 			}
 		}
-		body, err := io.ReadAll(io.LimitReader(req.Body, maxHTTPBody+1))
-		if err != nil {
-			writeSimple(client, http.StatusBadRequest, "faultline: request body: "+err.Error(), 0)
-			return
-		}
-		if len(body) > maxHTTPBody {
-			writeSimple(client, http.StatusRequestEntityTooLarge, "faultline: request body over 32 MiB", 0)
-			return
-		}
 		toxics := p.httpToxicsFor(req.Method, req.URL.Path)
 		keep, answered := p.requestPhase(client, req, toxics, done)
+		if answered {
+			// The body nobody will read is consumed, so that the next
+			// request starts where it should.
+			if _, err := io.Copy(io.Discard, req.Body); err != nil || !keep {
+				return
+			}
+			continue
+		}
 		if !keep {
 			return
 		}
-		if answered {
-			continue
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.ContentLength, req.TransferEncoding = int64(len(body)), nil
 		if _, ok := req.Header["User-Agent"]; !ok {
 			req.Header["User-Agent"] = []string{""} // Request.Write would add Go's own
 		}
@@ -188,23 +197,49 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			if resp.Write(cw) != nil || cw.Flush() != nil {
 				return
 			}
-			pipe(client, cr, inner, ir)
+			pipe(client, cr, nil, inner, ir, nil)
 			return
 		}
 		if !p.respond(cw, req, resp, toxics, done) || req.Close || resp.Close {
 			return
 		}
-		upstream = watchClose(ir, client)
+		upstream = closeOnEnd(peek(ir), client)
 	}
 }
 
-// watchClose waits until the upstream side (ir) has bytes or has ended,
-// and closes client when it has ended. Its result (nil: bytes wait) must
-// be received before ir is read again.
-func watchClose(ir *bufio.Reader, client net.Conn) <-chan error {
+// idleFlusher flushes what it buffered whenever src has nothing more
+// buffered: a response that arrived whole goes out in one write, and a
+// streamed one (server-sent events) goes out as it arrives.
+type idleFlusher struct {
+	*bufio.Writer
+	src *bufio.Reader
+}
+
+func (w *idleFlusher) Write(b []byte) (int, error) {
+	n, err := w.Writer.Write(b)
+	if err == nil && w.src.Buffered() == 0 {
+		err = w.Writer.Flush()
+	}
+	return n, err
+}
+
+// peek waits until r has a byte or has ended; its result (nil: bytes wait)
+// must be received before r is read again.
+func peek(r *bufio.Reader) <-chan error {
 	ch := make(chan error, 1)
 	go func() {
-		_, err := ir.Peek(1)
+		_, err := r.Peek(1)
+		ch <- err
+	}()
+	return ch
+}
+
+// closeOnEnd passes on the upstream's peek, closing client first if the
+// upstream has ended.
+func closeOnEnd(upstream <-chan error, client net.Conn) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		err := <-upstream
 		if err != nil {
 			_ = client.Close()
 		}
@@ -213,16 +248,23 @@ func watchClose(ir *bufio.Reader, client net.Conn) <-chan error {
 	return ch
 }
 
-// pipe passes bytes both ways unchanged, from the client (read through cr)
-// to inner and from inner (read through ir) to the client, half-closing
-// each side as the other ends.
-func pipe(client net.Conn, cr io.Reader, inner *net.TCPConn, ir io.Reader) {
+// pipe passes bytes both ways unchanged, from the client (read through cr,
+// once clientReady has a result, if not nil) to inner and from inner (read
+// through ir, once innerReady has) to the client, half-closing each side as
+// the other ends.
+func pipe(client net.Conn, cr io.Reader, clientReady <-chan error, inner *net.TCPConn, ir io.Reader, innerReady <-chan error) {
 	done := make(chan struct{})
 	go func() {
+		if clientReady != nil {
+			<-clientReady
+		}
 		_, _ = io.Copy(inner, cr)
 		_ = inner.CloseWrite()
 		close(done)
 	}()
+	if innerReady != nil {
+		<-innerReady
+	}
 	_, _ = io.Copy(client, ir)
 	if tc, ok := client.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
@@ -275,12 +317,19 @@ func sleep(d time.Duration, done <-chan struct{}) bool {
 }
 
 // respond applies the response toxics and writes the response to client,
-// flushed; false means the connection must end.
-func (p *Proxy) respond(client *bufio.Writer, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
+// flushed; false means the connection must end. The body streams through
+// unless an http_body toxic rewrites it.
+func (p *Proxy) respond(client *idleFlusher, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
 	defer resp.Body.Close()
 	noBody := req.Method == http.MethodHead || resp.StatusCode/100 == 1 || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
+	rewrite := false
+	for _, t := range toxics {
+		if _, ok := t.effect.(HTTPBody); ok && !noBody {
+			rewrite = true
+		}
+	}
 	var body []byte
-	if !noBody {
+	if rewrite {
 		var err error
 		body, err = io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
 		if err != nil || len(body) > maxHTTPBody {
@@ -300,12 +349,12 @@ func (p *Proxy) respond(client *bufio.Writer, req *http.Request, resp *http.Resp
 				editHeader(resp.Header, e)
 			}
 		case HTTPBody:
-			if !noBody {
+			if rewrite {
 				body = p.editBody(e, body)
 			}
 		}
 	}
-	if !noBody {
+	if rewrite {
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		resp.ContentLength, resp.TransferEncoding = int64(len(body)), nil
 		resp.Header.Del("Content-Length")

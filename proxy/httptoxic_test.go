@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,37 +173,35 @@ func TestHTTPHeaderAndLatency(t *testing.T) {
 	}
 }
 
-// A connection that does not speak HTTP passes through an HTTP-mode proxy
-// unchanged, and is counted.
-func TestHTTPModePassesOtherProtocols(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
+// tcpServer serves each connection with handle (then closes it) on a
+// loopback port until the test ends, and returns its address.
+func tcpServer(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer echo.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
-			c, err := echo.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+			go func() { defer c.Close(); handle(c) }()
 		}
 	}()
-	p := proxy.New(proxy.Config{Name: "redis", Listen: "127.0.0.1:0", Upstream: echo.Addr().String(), Protocol: "http"})
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
-	c, err := net.Dial("tcp", p.Listen())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	return ln.Addr().String()
+}
+
+// A connection that does not speak HTTP passes through an HTTP-mode proxy
+// unchanged, and is counted.
+func TestHTTPModePassesOtherProtocols(t *testing.T) {
+	c, r, p := httpModeProxy(t, tcpServer(t, func(c net.Conn) { _, _ = io.Copy(c, c) }))
 	msg := "*1\r\n$4\r\nPING\r\n"
 	fmt.Fprint(c, msg)
 	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+	if _, err := io.ReadFull(r, buf); err != nil || string(buf) != msg {
 		t.Fatalf("echo through HTTP mode: %q, %v", buf, err)
 	}
 	if p.NonHTTPConns() != 1 {
@@ -317,6 +317,12 @@ func FuzzHTTPStage(f *testing.F) {
 
 // httpProxy starts a proxy in HTTP mode in front of srv and dials it.
 func httpProxy(t *testing.T, upstream string) (net.Conn, *bufio.Reader) {
+	c, r, _ := httpModeProxy(t, upstream)
+	return c, r
+}
+
+// httpModeProxy is httpProxy that also returns the proxy.
+func httpModeProxy(t *testing.T, upstream string) (net.Conn, *bufio.Reader, *proxy.Proxy) {
 	t.Helper()
 	p := proxy.New(proxy.Config{Name: t.Name(), Listen: "127.0.0.1:0", Upstream: upstream, Protocol: "http"})
 	if err := p.Start(); err != nil {
@@ -329,7 +335,7 @@ func httpProxy(t *testing.T, upstream string) (net.Conn, *bufio.Reader) {
 	}
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c, bufio.NewReader(c)
+	return c, bufio.NewReader(c), p
 }
 
 // What the HTTP stage must not change: the upstream closing a kept-alive
@@ -419,5 +425,97 @@ func TestHTTPModeResetPeer(t *testing.T) {
 	_, err = io.ReadAll(c)
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("read after reset_peer: %v, want connection reset", err)
+	}
+}
+
+// Bodies stream through the HTTP stage: server-sent events arrive one by
+// one, with the header toxic applied, and bodies larger than an http_body
+// toxic may read whole pass both ways intact.
+func TestHTTPModeStreamsBodies(t *testing.T) {
+	big := make([]byte, 40<<20)
+	for i := range big {
+		big[i] = byte(i * 7 / 3)
+	}
+	next := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "data: 1\n\n")
+			w.(http.Flusher).Flush()
+			select { // the second event only once the client has the first
+			case <-next:
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Second):
+				return
+			}
+			fmt.Fprint(w, "data: 2\n\n")
+		case "/big":
+			_, _ = w.Write(big)
+		case "/upload":
+			sum := sha256.New()
+			n, _ := io.Copy(sum, r.Body)
+			fmt.Fprintf(w, "%d %x", n, sum.Sum(nil))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	p := proxytest.New(t, strings.TrimPrefix(srv.URL, "http://"))
+	proxytest.AddToxic(t, p, proxy.Toxic{Name: "h", Effect: proxy.HTTPHeader{Set: map[string]string{"X-Through": "faultline"}}})
+	c := keepAliveClient()
+	c.Timeout = 20 * time.Second
+	base := "http://" + p.Listen()
+
+	resp, err := c.Get(base + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("X-Through") != "faultline" {
+		t.Errorf("the header toxic did not act on the stream: %v", resp.Header)
+	}
+	events := bufio.NewReader(resp.Body)
+	first, err := events.ReadString('\n')
+	if err != nil || first != "data: 1\n" {
+		t.Fatalf("first event: %q, %v (held back until the stream ends?)", first, err)
+	}
+	close(next)
+	rest, err := io.ReadAll(events)
+	if err != nil || string(rest) != "\ndata: 2\n\n" {
+		t.Fatalf("rest of the stream: %q, %v", rest, err)
+	}
+
+	resp, body := do(t, c, "GET", base+"/big")
+	if resp.StatusCode != 200 || body != string(big) {
+		t.Errorf("40 MiB response: %s, %d bytes, intact %v", resp.Status, len(body), body == string(big))
+	}
+	up, err := c.Post(base+"/upload", "application/octet-stream", bytes.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(up.Body)
+	up.Body.Close()
+	if want := fmt.Sprintf("%d %x", len(big), sha256.Sum256(big)); string(got) != want {
+		t.Errorf("40 MiB request: upstream read %q, want %q", got, want)
+	}
+}
+
+// A server that speaks first (an SMTP banner) is not HTTP: an HTTP-mode
+// proxy passes it through instead of waiting for the client, who waits for
+// the banner.
+func TestHTTPModeServerSpeaksFirst(t *testing.T) {
+	c, r, p := httpModeProxy(t, tcpServer(t, func(c net.Conn) {
+		fmt.Fprint(c, "220 mail ready\r\n")
+		_, _ = io.Copy(c, c)
+	}))
+	if banner, err := r.ReadString('\n'); err != nil || banner != "220 mail ready\r\n" {
+		t.Fatalf("banner: %q, %v", banner, err)
+	}
+	fmt.Fprint(c, "HELO test\r\n")
+	if echo, err := r.ReadString('\n'); err != nil || echo != "HELO test\r\n" {
+		t.Fatalf("after the banner: %q, %v", echo, err)
+	}
+	if p.NonHTTPConns() != 1 {
+		t.Errorf("NonHTTPConns = %d, want 1", p.NonHTTPConns())
 	}
 }
