@@ -2,8 +2,13 @@ package runner
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/faultline/faultline/dnsfault"
@@ -12,19 +17,47 @@ import (
 
 // Every action an experiment file can give has a kind of fault that
 // injects it: an unregistered one would only show as an error mid-run.
+// The action types are read from package experiment's source (every type
+// with a Kind method), so a new one cannot be forgotten here too.
 func TestEveryActionHasAKind(t *testing.T) {
-	actions := []experiment.Action{
-		experiment.ProxyToxic{}, experiment.Down{}, experiment.Kill{}, experiment.Stop{},
-		experiment.Exec{}, experiment.DNS{}, experiment.Stress{}, experiment.PodKill{},
-		experiment.Scale{}, experiment.Cordon{},
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("../experiment/*.go")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, a := range actions {
-		if _, ok := kinds[reflect.TypeOf(a)]; !ok {
-			t.Errorf("no kind of fault injects %T", a)
+	var actions []string
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv == nil || fn.Name.Name != "Kind" {
+				continue
+			}
+			if id, ok := fn.Recv.List[0].Type.(*ast.Ident); ok {
+				actions = append(actions, id.Name)
+			}
 		}
 	}
-	if len(kinds) != len(actions) {
-		t.Errorf("%d kinds registered for %d action types", len(kinds), len(actions))
+	if len(actions) < 10 {
+		t.Fatalf("found %d action types in package experiment (%v): is the source there?", len(actions), actions)
+	}
+	var registered []string
+	for typ := range kinds {
+		if typ.PkgPath() != reflect.TypeFor[experiment.Down]().PkgPath() {
+			t.Errorf("a kind is registered for %v, not an action of package experiment", typ)
+		}
+		registered = append(registered, typ.Name())
+	}
+	slices.Sort(actions)
+	slices.Sort(registered)
+	if !slices.Equal(actions, registered) {
+		t.Errorf("action types %v, kinds registered for %v", actions, registered)
 	}
 }
 
