@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"time"
@@ -39,24 +38,10 @@ func (r *run) selectPods(ctx context.Context, t *target, sel experiment.Selectio
 	if err != nil {
 		return nil, err
 	}
-	n := len(pods)
-	switch sel.Mode {
-	case "COUNT":
-		n = min(sel.N, len(pods))
-	case "PERCENT":
-		n = min(len(pods), max(1, int(math.Ceil(float64(sel.N)*float64(len(pods))/100))))
-	}
-	if n == 0 {
+	if len(pods) == 0 {
 		return nil, fmt.Errorf("target %s: no pod matches %s in namespace %s", t.spec.Name, selector, p.Namespace)
 	}
-	if n > r.x.MaxTargets {
-		return nil, fmt.Errorf("target %s: %d pods selected, over max_targets %d", t.spec.Name, n, r.x.MaxTargets)
-	}
-	out := make([]kube.Pod, 0, n)
-	for _, i := range r.rand.Perm(len(pods))[:n] {
-		out = append(out, pods[i])
-	}
-	return out, nil
+	return choose(r, t, pods, sel, "pods")
 }
 
 func podNames(pods []kube.Pod) string {

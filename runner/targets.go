@@ -363,23 +363,28 @@ func (r *run) selectInstances(t *target, sel experiment.Selection) ([]*instance,
 			pool = append(pool, in)
 		}
 	}
+	if len(pool) == 0 {
+		return nil, fmt.Errorf("target %s: the selection matches no instance", t.spec.Name)
+	}
+	return choose(r, t, pool, sel, "instances")
+}
+
+// choose picks sel's share of a pool that is not empty (ALL, COUNT(n) or
+// PERCENT(p), at least one), at random with the run's seed, within
+// max_targets; what names the members in errors.
+func choose[T any](r *run, t *target, pool []T, sel experiment.Selection, what string) ([]T, error) {
 	n := len(pool)
 	switch sel.Mode {
 	case "COUNT":
 		n = min(sel.N, len(pool))
 	case "PERCENT":
-		n = max(1, int(math.Ceil(float64(sel.N)*float64(len(pool))/100)))
-		n = min(n, len(pool))
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("target %s: the selection matches no instance", t.spec.Name)
+		n = min(len(pool), max(1, int(math.Ceil(float64(sel.N)*float64(len(pool))/100))))
 	}
 	if n > r.x.MaxTargets {
-		return nil, fmt.Errorf("target %s: %d instances selected, over max_targets %d", t.spec.Name, n, r.x.MaxTargets)
+		return nil, fmt.Errorf("target %s: %d %s selected, over max_targets %d", t.spec.Name, n, what, r.x.MaxTargets)
 	}
-	perm := r.rand.Perm(len(pool))
-	out := make([]*instance, 0, n)
-	for _, i := range perm[:n] {
+	out := make([]T, 0, n)
+	for _, i := range r.rand.Perm(len(pool))[:n] {
 		out = append(out, pool[i])
 	}
 	return out, nil

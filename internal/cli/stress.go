@@ -115,9 +115,9 @@ func newStressMemoryCmd(g *globals) *cobra.Command {
 		Example: "  faultline stress memory --size 512MiB\n  faultline stress memory --size 2GiB --rate 100MiB   # grow 100 MiB a second",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			n, err := stress.ParseSize(size)
-			if err != nil || n <= 0 {
-				return usagef("--size: %v", orBad(err, size))
+			n, err := positiveSize("--size", size)
+			if err != nil {
+				return err
 			}
 			var r int64
 			if rate != "" {
@@ -136,11 +136,16 @@ func newStressMemoryCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func orBad(err error, v string) error {
-	if err != nil {
-		return err
+// positiveSize reads a flag's size (512MiB), which must be more than 0.
+func positiveSize(flag, v string) (int64, error) {
+	n, err := stress.ParseSize(v)
+	switch {
+	case err != nil:
+		return 0, usagef("%s: %v", flag, err)
+	case n <= 0:
+		return 0, usagef("%s %q: want a size > 0", flag, v)
 	}
-	return fmt.Errorf("%q: want a size > 0", v)
+	return n, nil
 }
 
 func newStressDiskCmd(g *globals) *cobra.Command {
@@ -170,15 +175,15 @@ Filling the root file system (/) is refused unless --allow-root.`,
 				}
 				cfg.FreePercent = p
 			case free != "":
-				n, err := stress.ParseSize(free)
-				if err != nil || n <= 0 {
-					return usagef("--free: %v", orBad(err, free))
+				n, err := positiveSize("--free", free)
+				if err != nil {
+					return err
 				}
 				cfg.Free = n
 			case fill != "":
-				n, err := stress.ParseSize(fill)
-				if err != nil || n <= 0 {
-					return usagef("--fill: %v", orBad(err, fill))
+				n, err := positiveSize("--fill", fill)
+				if err != nil {
+					return err
 				}
 				cfg.Fill = n
 			default:
