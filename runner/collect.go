@@ -35,6 +35,7 @@ type collector struct {
 	mu      sync.Mutex
 	phase   string
 	phases  map[string]*phaseStats
+	order   []string // the phases, as they were entered
 	samples []sample
 	probes  []probeOutcome
 	// trafficStart and rate tell how many requests were due by now, so
@@ -78,6 +79,9 @@ func (c *collector) setPhase(name string, now time.Time) {
 		p.end = now
 	}
 	c.phase = name
+	if _, seen := c.phases[name]; !seen {
+		c.order = append(c.order, name)
+	}
 	c.phases[name] = &phaseStats{all: load.NewStats(), byName: map[string]*load.Stats{}, start: now}
 }
 
@@ -133,7 +137,10 @@ func (c *collector) traffic(now time.Time) []TrafficRecord {
 		return TrafficRecord{Phase: phase, Request: of, Requests: sum.Count, Errors: sum.Errors, ErrorRate: sum.ErrorRate,
 			Throughput: sum.Throughput, P50: sum.P50.Seconds(), P95: sum.P95.Seconds(), P99: sum.P99.Seconds(), Max: sum.Max.Seconds()}
 	}
-	for _, ph := range []string{"setup", "baseline", "inject", "rollback", "recovery", "teardown"} {
+	c.mu.Lock()
+	order := slices.Clone(c.order)
+	c.mu.Unlock()
+	for _, ph := range order {
 		sum, ok := c.phaseSummary(ph, "", now)
 		if !ok || sum.Count == 0 {
 			continue
