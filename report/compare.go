@@ -121,7 +121,7 @@ func Compare(w io.Writer, a, b *Run, outDir string) error {
 	return compareTmpl.Execute(w, d)
 }
 
-var compareTmpl = template.Must(template.New("compare").Funcs(funcs).Parse(compareHTML))
+var compareTmpl = template.Must(template.Must(template.New("compare").Funcs(funcs).Parse(compareHTML)).Parse(cellHTML))
 
 const compareHTML = `<!doctype html>
 <html lang="en">
@@ -143,8 +143,8 @@ const compareHTML = `<!doctype html>
 <h2>Checks</h2>
 <table class="checks"><thead><tr><th>phase</th><th>condition</th><th>{{.A.Label}}</th><th>{{.B.Label}}</th></tr></thead>
 <tbody>{{range .Rows}}<tr><td>{{.Phase}}</td><td class="cond"><code>{{.Condition}}</code></td>
-{{with .A}}{{if .Present}}<td class="{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}"><span class="mark">{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}</span> {{.Text}}</td>{{else}}<td class="na">–</td>{{end}}{{end}}
-{{with .B}}{{if .Present}}<td class="{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}"><span class="mark">{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}</span> {{.Text}}</td>{{else}}<td class="na">–</td>{{end}}{{end}}</tr>
+{{template "cell" .A}}
+{{template "cell" .B}}</tr>
 {{end}}</tbody></table>
 </section>
 {{if .Charts}}<section class="timelines"><h2>Timelines, overlaid</h2>

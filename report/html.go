@@ -34,6 +34,20 @@ type checkCell struct {
 	Detail  string
 }
 
+// State is the cell's class and mark: fired, held or broken.
+func (c checkCell) State() string {
+	switch {
+	case c.Fired:
+		return "fired"
+	case c.Held:
+		return "held"
+	}
+	return "broken"
+}
+
+// cellHTML is one check's cell in the report and the comparison.
+const cellHTML = `{{define "cell"}}{{if .Present}}<td class="{{.State}}" title="{{.Detail}}"><span class="mark">{{.State}}</span> {{.Text}}</td>{{else}}<td class="na">–</td>{{end}}{{end}}`
+
 var checkPhases = []string{"baseline", "inject", "recovery"}
 
 func cellText(c runner.CheckRecord) string {
@@ -242,7 +256,7 @@ var funcs = template.FuncMap{
 	"join": strings.Join,
 }
 
-var reportTmpl = template.Must(template.New("report").Funcs(funcs).Parse(reportHTML))
+var reportTmpl = template.Must(template.Must(template.New("report").Funcs(funcs).Parse(reportHTML)).Parse(cellHTML))
 
 // HTML writes the self-contained HTML report.
 func (r *Run) HTML(w io.Writer) error { return reportTmpl.Execute(w, r.htmlData()) }
@@ -289,7 +303,7 @@ const reportHTML = `<!doctype html>
 <thead><tr><th>condition</th>{{range .Phases}}<th>{{.}}</th>{{end}}</tr></thead>
 <tbody>
 {{range .Rows}}<tr{{if .Stop}} class="stop"{{end}}><td class="cond">{{if .Stop}}<span class="tag">stop</span>{{end}}<code>{{.Condition}}</code></td>
-{{range .Cells}}{{if .Present}}<td class="{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}" title="{{.Detail}}"><span class="mark">{{if .Fired}}fired{{else if .Held}}held{{else}}broken{{end}}</span> {{.Text}}</td>{{else}}<td class="na">–</td>{{end}}{{end}}</tr>
+{{range .Cells}}{{template "cell" .}}{{end}}</tr>
 {{end}}</tbody>
 </table>
 {{else}}<p class="muted">No check was evaluated.</p>{{end}}
