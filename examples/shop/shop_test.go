@@ -385,17 +385,10 @@ func TestSlowPaymentIsQueued(t *testing.T) {
 		t.Fatalf("stats while the processor hangs: %+v", st)
 	}
 	pay.release()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	processtest.WaitFor(t, "the queued payments confirmed", func() bool {
 		st := stats(t, base)
-		if st.Queued == 0 && st.Paid == 5 && st.Lost == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queued payments not confirmed: %+v", st)
-		}
-		time.Sleep(50 * time.Millisecond) // polling the worker's progress
-	}
+		return st.Queued == 0 && st.Paid == 5 && st.Lost == 0
+	})
 	_, body := call(t, http.DefaultClient, "GET", pay.srv.URL+"/stats", "")
 	if !strings.Contains(body, `"charges":5`) {
 		t.Fatalf("processor charged other than once per order: %s", body)
@@ -413,13 +406,7 @@ func TestFragileCheckoutWaitsForThePayment(t *testing.T) {
 	}
 	pay.release()
 	// Without a timeout, the order is paid once the processor answers.
-	deadline := time.Now().Add(10 * time.Second)
-	for stats(t, base).Paid != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("order never paid: %+v", stats(t, base))
-		}
-		time.Sleep(50 * time.Millisecond) // polling
-	}
+	processtest.WaitFor(t, "the order paid", func() bool { return stats(t, base).Paid == 1 })
 }
 
 // The database has no free connection slot (another client holds them
@@ -532,13 +519,7 @@ func TestNoFreeDatabaseConnection(t *testing.T) {
 	release()
 	// The fragile build's waiting request gets its slot and writes the
 	// third order; both builds serve again.
-	deadline := time.Now().Add(10 * time.Second)
-	for stats(t, resilient).Created != 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the fragile build's waiting order was never written: %+v", stats(t, resilient))
-		}
-		time.Sleep(50 * time.Millisecond) // polling
-	}
+	processtest.WaitFor(t, "the fragile build's waiting order written", func() bool { return stats(t, resilient).Created == 3 })
 	for _, base := range []string{fragile, resilient} {
 		if code, body := call(t, client, "POST", base+"/checkout", `{"product_id": 2}`); code != http.StatusCreated {
 			t.Errorf("%s after the fault: %d %s", base, code, body)
