@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -86,7 +87,14 @@ func usagef(format string, args ...any) error {
 
 // Main runs faultline with args (without the program name) and returns the
 // exit code.
+// stopSignals end a command that injects or serves, which then rolls back:
+// Ctrl-C, SIGTERM, and SIGHUP (its terminal or ssh session closed).
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
 func Main(args []string, stdout, stderr io.Writer) int {
+	// A closed output (| head, a terminal gone) must not kill a command
+	// before it has rolled back: writes fail with EPIPE instead.
+	signal.Ignore(syscall.SIGPIPE)
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.Execute()
@@ -152,7 +160,7 @@ func killSwitch(c *cobra.Command, stateDir string) (context.Context, func(), err
 		return nil, nil, &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
 	}
 	watched, stopWatch := state.Watch(c.Context(), stateDir)
-	ctx, stop := signal.NotifyContext(watched, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(watched, stopSignals...)
 	return ctx, func() { stop(); stopWatch() }, nil
 }
 
@@ -219,6 +227,9 @@ func isTerminal(w io.Writer) bool {
 // cannot. The returned function deregisters it.
 func registerRun(w io.Writer, stateDir, name, out string) (deregister func()) {
 	self, _ := process.Identify(os.Getpid())
+	if abs, err := filepath.Abs(out); err == nil {
+		out = abs // status and recover may run from another directory
+	}
 	deregister, err := state.Register(stateDir, state.Run{Name: name, Out: out, Runner: self, Started: time.Now()})
 	if err != nil {
 		fmt.Fprintf(w, "warning: cannot register the run in %s: %v\n", stateDir, err)

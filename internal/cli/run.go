@@ -94,17 +94,18 @@ DIR/result.json; the verdict is the exit code.
 				return failure(err)
 			}
 			defer stopKube()
-			ctx, cancel := context.WithCancel(watched)
-			defer cancel()
+			ctx, cancel := context.WithCancelCause(watched)
+			defer cancel(nil)
 			sigs := make(chan os.Signal, 2)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			signal.Notify(sigs, stopSignals...)
 			defer signal.Stop(sigs)
 			finished := make(chan struct{})
 			defer close(finished)
 			hurry := make(chan struct{})
 			go func() {
+				var sig os.Signal
 				select {
-				case <-sigs:
+				case sig = <-sigs:
 				case <-finished:
 					return
 				}
@@ -114,7 +115,7 @@ DIR/result.json; the verdict is the exit code.
 					clear = "\r\033[K"
 				}
 				fmt.Fprintln(c.ErrOrStderr(), clear+"interrupted: rolling back (interrupt again to exit as soon as every fault is reverted)")
-				cancel()
+				cancel(fmt.Errorf("%v signal received", sig))
 				select {
 				case <-finished:
 					return
@@ -478,21 +479,19 @@ harmless. Exit 0 when everything is undone, 4 when something could not be.`,
 			if err != nil {
 				return failure(err)
 			}
+			for i, dir := range dirs {
+				if abs, err := filepath.Abs(dir); err == nil {
+					dirs[i] = abs
+				}
+			}
+			registered, _ := state.Runs(g.state())
 			if len(args) == 0 {
 				// Every registered run that did not end cleanly, wherever it wrote.
-				registered, _ := state.Runs(g.state())
 				for _, run := range registered {
 					if !run.Alive() && !slices.Contains(dirs, run.Out) {
 						dirs = append(dirs, run.Out)
 					}
 				}
-				defer func() {
-					for _, run := range registered {
-						if !run.Alive() {
-							state.Forget(g.state(), run)
-						}
-					}
-				}()
 			}
 			if len(dirs) == 0 {
 				fmt.Fprintf(c.OutOrStdout(), "nothing to recover: no run directory in %s and no registered run\n", path)
@@ -500,7 +499,18 @@ harmless. Exit 0 when everything is undone, 4 when something could not be.`,
 			}
 			failed := 0
 			for _, dir := range dirs {
-				failed += recoverRun(c.Context(), c.OutOrStdout(), dir)
+				n := recoverRun(c.Context(), c.OutOrStdout(), dir)
+				failed += n
+				if n > 0 {
+					continue
+				}
+				// Recovered: a dead runner's registration has done its job. One
+				// whose recovery failed stays, for status and the next recover.
+				for _, run := range registered {
+					if run.Out == dir && !run.Alive() {
+						state.Forget(g.state(), run)
+					}
+				}
 			}
 			if failed > 0 {
 				return failure(fmt.Errorf("%d change(s) could not be undone", failed))
@@ -532,6 +542,11 @@ func runDirs(path string) ([]string, error) {
 func recoverRun(ctx context.Context, w io.Writer, dir string) int {
 	path := filepath.Join(dir, "journal.jsonl")
 	events, err := journal.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && filepath.IsAbs(dir) {
+		// A run journals before it injects: without a journal it injected nothing.
+		fmt.Fprintf(w, "%s: no journal: the run injected nothing\n", dir)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(w, "%s: %v\n", dir, err)
 		return 1

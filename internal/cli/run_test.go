@@ -328,3 +328,92 @@ func TestHaltAbortsRunsAndRefusesNewOnes(t *testing.T) {
 		t.Fatalf("status after the run = %d %q", code, stdout)
 	}
 }
+
+// A run rolls back on SIGHUP (its terminal or ssh session gone) as on
+// SIGTERM, and keeps going when nobody reads its output any more (a
+// closed pipe, as with '| head'), instead of dying with the fault in place.
+func TestRunRollsBackOnHangupWithItsOutputGone(t *testing.T) {
+	sleepers, marker := processtest.Sleepers(t)
+	out := filepath.Join(t.TempDir(), "run")
+	runner := exec.Command(binary(t), "run", writeFreeze(t, marker), "--allow-no-stop", "--out", out)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner.Stdout, runner.Stderr = w, w
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+	w.Close()
+	r.Close() // every write of the runner's from now on meets a broken pipe
+	processtest.WaitFor(t, "the stop fault", func() bool { return processtest.Stopped(t, sleepers.Process.Pid) })
+	if err := runner.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	err = runner.Wait()
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ExitCode() != cli.ExitAborted {
+		t.Fatalf("run after SIGHUP, its output gone: %v, want exit %d", err, cli.ExitAborted)
+	}
+	if processtest.Stopped(t, sleepers.Process.Pid) {
+		t.Fatal("the run left the processes stopped")
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "result.json")); err != nil || !strings.Contains(string(b), "interrupted during injection: hangup signal received") {
+		t.Errorf("result.json does not name the signal (%v):\n%s", err, b)
+	}
+}
+
+// recover, run from any directory, finds a killed run that wrote to a
+// relative --out through the state directory; a run whose recovery failed
+// stays registered (status shows it, the next recover tries again) until
+// a recover succeeds.
+func TestRecoverKeepsTrackUntilRecovered(t *testing.T) {
+	sleepers, marker := processtest.Sleepers(t)
+	stateDir, work := t.TempDir(), t.TempDir()
+	flag := filepath.Join(t.TempDir(), "revert-may-succeed")
+	file := filepath.Join(t.TempDir(), "two.yaml")
+	src := fmt.Sprintf(`name: two
+targets:
+  workers: {process: {match: %q}}
+faults:
+  - {name: a revert that fails for now, target: workers, exec: {inject: ["true"], revert: ["test", "-e", %q]}}
+  - {name: freeze the workers, target: workers, stop: {}}
+inject: 60s
+baseline: 1s
+`, marker, flag)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runner := exec.Command(binary(t), "run", file, "--allow-no-stop", "--out", "relative-run", "--state-dir", stateDir)
+	runner.Dir = work
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+	processtest.WaitFor(t, "the stop fault", func() bool { return processtest.Stopped(t, sleepers.Process.Pid) })
+	_ = runner.Process.Kill() // SIGKILL: no rollback
+	_ = runner.Wait()
+
+	// This test's working directory is not work: the state directory
+	// must say where the run wrote.
+	code, stdout, stderr := run(t, "recover", "--state-dir", stateDir)
+	if code != cli.ExitError || !strings.Contains(stdout, "freeze the workers: resumed") {
+		t.Fatalf("recover with a revert that fails = %d, want %d\n%s\n%s", code, cli.ExitError, stdout, stderr)
+	}
+	if processtest.Stopped(t, sleepers.Process.Pid) {
+		t.Fatal("recover did not resume the processes")
+	}
+	if code, stdout, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(stdout, "DEAD") {
+		t.Fatalf("status after a recover that failed = %d %q: the run must stay listed", code, stdout)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := run(t, "recover", "--state-dir", stateDir); code != 0 {
+		t.Fatalf("second recover = %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, stdout, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(stdout, "no runs in progress") {
+		t.Fatalf("status after the recover = %d %q", code, stdout)
+	}
+}

@@ -46,7 +46,7 @@ Every part stops on SIGTERM or Ctrl-C.`,
 
 // serveUntilSignal runs f until SIGTERM or Ctrl-C.
 func serveUntilSignal(c *cobra.Command, f func(context.Context) error) error {
-	ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(c.Context(), stopSignals...)
 	defer stop()
 	if err := f(ctx); err != nil {
 		return &exitError{ExitError, err}
