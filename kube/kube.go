@@ -255,16 +255,14 @@ const haltPoll = 500 * time.Millisecond
 // read for HaltUnreadableLimit; its cause (context.Cause) says which.
 func (c *Client) WatchHalt(parent context.Context, namespaces []string) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	stop := func(reason string) { cancel(errors.New(reason)) }
-	go func() {
-		t := time.NewTicker(haltPoll)
-		defer t.Stop()
-		lastRead := make(map[string]time.Time, len(namespaces))
-		for _, ns := range namespaces {
-			lastRead[ns] = time.Now()
-		}
-		for {
-			for _, ns := range namespaces {
+	// One watcher a namespace: a slow read of one must not delay another's
+	// halt. The first to stop the context gives its cause.
+	for _, ns := range namespaces {
+		go func() {
+			t := time.NewTicker(haltPoll)
+			defer t.Stop()
+			lastRead := time.Now()
+			for {
 				readCtx, done := context.WithTimeout(ctx, 4*haltPoll)
 				halted, note, err := c.Halted(readCtx, ns)
 				done()
@@ -272,23 +270,23 @@ func (c *Client) WatchHalt(parent context.Context, namespaces []string) (context
 				case ctx.Err() != nil:
 					return
 				case err != nil:
-					if since := time.Since(lastRead[ns]); since >= HaltUnreadableLimit {
-						stop(fmt.Sprintf("the kill switch of namespace %s could not be read for %s: %v", ns, since.Round(time.Second), err))
+					if since := time.Since(lastRead); since >= HaltUnreadableLimit {
+						cancel(fmt.Errorf("the kill switch of namespace %s could not be read for %s: %w", ns, since.Round(time.Second), err))
 						return
 					}
 				case halted:
-					stop(fmt.Sprintf("namespace %s halted: %s", ns, note))
+					cancel(fmt.Errorf("namespace %s halted: %s", ns, note))
 					return
 				default:
-					lastRead[ns] = time.Now()
+					lastRead = time.Now()
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
 				}
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+		}()
+	}
 	return ctx, func() { cancel(nil) }
 }

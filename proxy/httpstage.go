@@ -144,12 +144,21 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 	}
 	// Responses go out in as few writes as they arrive in: Response.Write
 	// writes its status line, headers and body in separate calls.
-	cw := &idleFlusher{Writer: bufio.NewWriter(client), src: ir}
+	cw := &idleFlusher{w: bufio.NewWriter(client), src: ir}
 	// Between requests, the upstream may close the connection (an idle
 	// timeout): the client must see that close, as it would without the
 	// stage, rather than a 502 for its next request.
 	upstream := closeOnEnd(upstreamFirst, client)
+	// While a response is pending, the client's side is watched too: a
+	// client that leaves must reach the upstream, as without the stage.
+	var clientNext <-chan error
 	for {
+		if clientNext != nil {
+			if err := <-clientNext; err != nil {
+				return
+			}
+			clientNext = nil
+		}
 		req, err := http.ReadRequest(cr)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -158,7 +167,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			return
 		}
 		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
-			// The stage reads the body itself: let the client send it.
+			// The stage answers it: a toxic may answer the request itself.
 			req.Header.Del("Expect")
 			if _, err := io.WriteString(client, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
 				return
@@ -166,16 +175,17 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 		}
 		toxics := p.httpToxicsFor(req.Method, req.URL.Path)
 		keep, answered := p.requestPhase(client, req, toxics, done)
+		if !keep {
+			return
+		}
 		if answered {
 			// The body nobody will read is consumed, so that the next
-			// request starts where it should.
-			if _, err := io.Copy(io.Discard, req.Body); err != nil || !keep {
+			// request starts where it should; past a limit, as net/http
+			// does, the connection ends instead.
+			if n, err := io.CopyN(io.Discard, req.Body, maxDrain+1); n > maxDrain || err != nil && err != io.EOF {
 				return
 			}
 			continue
-		}
-		if !keep {
-			return
 		}
 		if _, ok := req.Header["User-Agent"]; !ok {
 			req.Header["User-Agent"] = []string{""} // Request.Write would add Go's own
@@ -184,6 +194,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			writeSimple(client, http.StatusBadGateway, "faultline: upstream: "+err.Error(), 0)
 			return
 		}
+		clientNext = watchClient(cr, inner)
 		if err := <-upstream; err != nil {
 			return // closed before this request: the client has seen the close
 		}
@@ -197,7 +208,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			if resp.Write(cw) != nil || cw.Flush() != nil {
 				return
 			}
-			pipe(client, cr, nil, inner, ir, nil)
+			pipe(client, cr, clientNext, inner, ir, nil)
 			return
 		}
 		if !p.respond(cw, req, resp, toxics, done) || req.Close || resp.Close {
@@ -207,20 +218,46 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 	}
 }
 
+// maxDrain is the most of an unread request body the stage reads to keep
+// a connection; as net/http's server does, past it the connection ends.
+const maxDrain = 256 << 10
+
 // idleFlusher flushes what it buffered whenever src has nothing more
 // buffered: a response that arrived whole goes out in one write, and a
-// streamed one (server-sent events) goes out as it arrives.
+// streamed one (server-sent events) goes out as it arrives. It has no
+// ReadFrom, so that every copy goes through Write.
 type idleFlusher struct {
-	*bufio.Writer
+	w   *bufio.Writer
 	src *bufio.Reader
 }
 
-func (w *idleFlusher) Write(b []byte) (int, error) {
-	n, err := w.Writer.Write(b)
-	if err == nil && w.src.Buffered() == 0 {
-		err = w.Writer.Flush()
+func (f *idleFlusher) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if err == nil && f.src.Buffered() == 0 {
+		err = f.w.Flush()
 	}
 	return n, err
+}
+
+func (f *idleFlusher) Flush() error { return f.w.Flush() }
+
+// watchClient waits, while a response is pending, until the client sends
+// more or leaves: a client that half-closes half-closes inner, one whose
+// connection fails closes it. Its result (nil: bytes wait) must be
+// received before cr is read again.
+func watchClient(cr *bufio.Reader, inner *net.TCPConn) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		_, err := cr.Peek(1)
+		switch {
+		case errors.Is(err, io.EOF):
+			_ = inner.CloseWrite()
+		case err != nil:
+			_ = inner.Close()
+		}
+		ch <- err
+	}()
+	return ch
 }
 
 // peek waits until r has a byte or has ended; its result (nil: bytes wait)
@@ -320,7 +357,9 @@ func sleep(d time.Duration, done <-chan struct{}) bool {
 // flushed; false means the connection must end. The body streams through
 // unless an http_body toxic rewrites it.
 func (p *Proxy) respond(client *idleFlusher, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
-	defer resp.Body.Close()
+	// The body is never closed here: closing it would read the rest of a
+	// stream the client has left. Write reads it to its end; on any
+	// failure the connection ends.
 	noBody := req.Method == http.MethodHead || resp.StatusCode/100 == 1 || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	rewrite := false
 	for _, t := range toxics {
@@ -359,7 +398,13 @@ func (p *Proxy) respond(client *idleFlusher, req *http.Request, resp *http.Respo
 		resp.ContentLength, resp.TransferEncoding = int64(len(body)), nil
 		resp.Header.Del("Content-Length")
 	}
-	return resp.Write(client) == nil && client.Flush() == nil
+	if !rewrite {
+		resp.Body = io.NopCloser(resp.Body) // Write closes what it was given
+	}
+	// What was written goes out even if the upstream failed mid-body, as
+	// it would without the stage.
+	err := resp.Write(client)
+	return client.Flush() == nil && err == nil
 }
 
 func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {

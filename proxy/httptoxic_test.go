@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -517,5 +518,112 @@ func TestHTTPModeServerSpeaksFirst(t *testing.T) {
 	}
 	if p.NonHTTPConns() != 1 {
 		t.Errorf("NonHTTPConns = %d, want 1", p.NonHTTPConns())
+	}
+}
+
+// A response with a length or ended by a close streams too; one the
+// upstream cuts short reaches the client as far as it came, as without
+// the stage.
+func TestHTTPModeStreamsLengthAndCloseBodies(t *testing.T) {
+	next := make(chan struct{})
+	upstream := tcpServer(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nfirst-part")
+		select { // the rest only once the client has the first part
+		case <-next:
+		case <-time.After(20 * time.Second):
+		}
+		fmt.Fprint(c, "-and-rest")
+		// and the upstream ends one byte short
+	})
+	c, r, _ := httpModeProxy(t, upstream)
+	fmt.Fprint(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("headers held back: %v", err)
+	}
+	first := make([]byte, len("first-part"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first-part" {
+		t.Fatalf("first part: %q, %v (held back until the body ends?)", first, err)
+	}
+	close(next)
+	rest, err := io.ReadAll(resp.Body)
+	if string(rest) != "-and-rest" || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("rest of a body cut short: %q, %v; want what came, then the cut", rest, err)
+	}
+}
+
+// A client that leaves a stream reaches the upstream, whether the stream
+// is sending or silent, as without the stage: the upstream's request ends
+// instead of streaming on to nobody.
+func TestHTTPModeClientLeavesAStream(t *testing.T) {
+	for _, mode := range []string{"ticking", "silent"} {
+		t.Run(mode, func(t *testing.T) {
+			ended := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				defer close(ended)
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprint(w, "data: hello\n\n")
+				w.(http.Flusher).Flush()
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				limit := time.After(60 * time.Second)
+				for {
+					select {
+					case <-r.Context().Done():
+						return
+					case <-limit:
+						return
+					case <-tick.C:
+						if mode == "ticking" {
+							fmt.Fprint(w, "data: tick\n\n")
+							w.(http.Flusher).Flush()
+						}
+					}
+				}
+			}))
+			t.Cleanup(srv.Close)
+			c, r, _ := httpModeProxy(t, strings.TrimPrefix(srv.URL, "http://"))
+			fmt.Fprint(c, "GET /events HTTP/1.1\r\nHost: a\r\n\r\n")
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(resp.Body).ReadString('\n')
+			if err != nil || line != "data: hello\n" {
+				t.Fatalf("first event: %q, %v", line, err)
+			}
+			c.Close()
+			select {
+			case <-ended:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the upstream still streams 30 s after the client left")
+			}
+		})
+	}
+}
+
+// A request answered by http_status whose body is over the drain limit
+// ends the connection after the answer instead of reading it all.
+func TestHTTPStatusLargeUnreadBody(t *testing.T) {
+	srv, hits := shopAPI(t)
+	c, r, p := httpModeProxy(t, strings.TrimPrefix(srv.URL, "http://"))
+	proxytest.AddToxic(t, p, proxy.Toxic{Effect: proxy.HTTPStatus{Status: 503}})
+	go func() {
+		fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", 64<<20)
+		_, _ = c.Write(make([]byte, 64<<20)) // fails once the proxy has closed
+	}()
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("answer: %v, %v", resp, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if _, err := r.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the connection stayed open after an unread 64 MiB body (%v)", err)
+	}
+	if hits.Load() != 0 {
+		t.Errorf("%d requests reached the upstream", hits.Load())
 	}
 }
