@@ -393,6 +393,10 @@ func (r *run) execute(ctx context.Context) {
 		r.enterPhase("rollback")
 		r.rollback()
 		r.verdict(Aborted, interrupted(ctx, "during injection"))
+		// What the checks saw until then, as for a stop condition.
+		if !r.judge("inject") {
+			r.verdict(Failed, "steady state did not hold during injection: "+r.broken("inject"))
+		}
 		return
 	}
 	if injectErr != nil {

@@ -346,3 +346,40 @@ func TestLiveProgress(t *testing.T) {
 		t.Errorf("the output does not end its last line:\n%q", text)
 	}
 }
+
+// cancelOn cancels a run's context when a progress line holds what.
+type cancelOn struct {
+	what   string
+	cancel context.CancelFunc
+}
+
+func (c cancelOn) Write(b []byte) (int, error) {
+	if strings.Contains(string(b), c.what) {
+		c.cancel()
+	}
+	return len(b), nil
+}
+
+// An interrupted run still reports what its checks saw during injection,
+// as one a stop condition ended does.
+func TestInterruptKeepsTheInjectChecks(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := runner.Run(ctx, slowDependency(t, "0"), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 7,
+		Tick: 200 * time.Millisecond, RecoveryWindow: time.Second, Progress: cancelOn{`injected "slow dependency"`, cancel}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != runner.Aborted {
+		t.Fatalf("verdict %s (%v), want ABORTED", res.Verdict, res.Reasons)
+	}
+	var inject []string
+	for _, c := range res.Checks {
+		if c.Phase == "inject" {
+			inject = append(inject, c.Condition)
+		}
+	}
+	if len(inject) != 3 {
+		t.Fatalf("inject checks %q, want the 3 steady-state checks judged; all checks: %+v", inject, res.Checks)
+	}
+}
