@@ -111,6 +111,9 @@ func (e HTTPStatus) validate() error {
 	if e.RetryAfter < 0 || e.First < 0 || e.Every < 0 {
 		return invalidf("retry_after, first and every must be >= 0")
 	}
+	if e.First > 0 && e.Every > 0 {
+		return invalidf("first and every are alternatives: give one of them (first: the first N matched requests; every: every Nth)")
+	}
 	return e.HTTPMatch.validate()
 }
 

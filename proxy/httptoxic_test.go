@@ -273,6 +273,10 @@ func TestHTTPToxicsThroughTheAPI(t *testing.T) {
 	if !asAPIError(err, &ae) || ae.Status != 400 || !strings.Contains(err.Error(), "must start with $") {
 		t.Errorf("bad JSON path: %v, want a 400 naming it", err)
 	}
+	_, err = cl.AddToxic(ctx, "pay", proxy.ToxicInfo{Name: "bad", Type: "http_status", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"status": 503, "first": 2, "every": 3}})
+	if !asAPIError(err, &ae) || ae.Status != 400 || !strings.Contains(err.Error(), "first and every are alternatives") {
+		t.Errorf("first and every together: %v, want a 400 saying they are alternatives", err)
+	}
 }
 
 func asAPIError(err error, ae **proxy.APIError) bool { return errors.As(err, ae) }
