@@ -80,7 +80,7 @@ DIR/result.json; the verdict is the exit code.
 				return printPlan(c.OutOrStdout(), x, seed)
 			}
 			if out == "" {
-				out = filepath.Join("faultline-runs", fmt.Sprintf("%s-%s", x.Name, time.Now().UTC().Format("20060102T150405Z")))
+				out = filepath.Join("faultline-runs", fmt.Sprintf("%s-%s", dirName(x.Name), time.Now().UTC().Format("20060102T150405Z")))
 			}
 			stateDir := g.state()
 			if halted, note := state.Halted(stateDir); halted {
@@ -656,4 +656,20 @@ func execCommand(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// dirName makes an experiment's name one safe directory name: letters,
+// digits, '_', '-' and '.' (not first) stay; anything else ('/', spaces)
+// becomes '-'.
+func dirName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' && i > 0) {
+			b[i] = '-'
+		}
+	}
+	if len(b) == 0 {
+		return "run"
+	}
+	return string(b)
 }

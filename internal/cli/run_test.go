@@ -417,3 +417,21 @@ baseline: 1s
 		t.Fatalf("status after the recover = %d %q", code, stdout)
 	}
 }
+
+// An experiment's name becomes one directory under faultline-runs, never
+// a path that leaves it.
+func TestRunDirectoryName(t *testing.T) {
+	for name, want := range map[string]string{
+		"slow-api":      "slow-api",
+		"../../escaped": "-.-..-escaped",
+		"slow api / ü":  "slow-api-----",
+		".hidden":       "-hidden",
+		"v1.2_checkout": "v1.2_checkout",
+		"a/../../b":     "a-..-..-b",
+	} {
+		got := cli.DirName(name)
+		if got != want || strings.ContainsAny(got, "/\\") || got == ".." {
+			t.Errorf("DirName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

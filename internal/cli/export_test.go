@@ -1,0 +1,4 @@
+package cli
+
+// DirName is dirName, for tests.
+var DirName = dirName
