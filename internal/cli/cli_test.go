@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/internal/cli"
+	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/proxy/proxytest"
 )
@@ -332,5 +333,47 @@ func TestExamplesAreValid(t *testing.T) {
 	code, out, errOut := run(t, append([]string{"validate", "--var", "DB_PIDFILE=/run/pg.pid", "--var", "DB_URL=postgres://shop@127.0.0.1:5432/shop"}, append(files, shop...)...)...)
 	if code != 0 {
 		t.Fatalf("validate examples = %d\n%s%s", code, out, errOut)
+	}
+}
+
+// While halted, 'faultline serve' puts every fault back as /reset does
+// (toxics removed, proxies enabled) and refuses new ones with a 409 that
+// says so; after resume they are accepted again.
+func TestServeWhileHalted(t *testing.T) {
+	stateDir, api := t.TempDir(), freeAddr(t)
+	cmd := exec.Command(binary(t), "serve", "--listen", api, "--state-dir", stateDir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cl := proxy.NewClient("http://"+api, "")
+	ctx := t.Context()
+	processtest.WaitFor(t, "the API", func() bool { _, err := cl.Version(ctx); return err == nil })
+	url := "--api=http://" + api
+	for _, args := range [][]string{
+		{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9", url},
+		{"toxic", "add", "web", "-t", "latency", "-a", "latency=100", url},
+		{"proxy", "toggle", "web", url},
+	} {
+		if code, out, errOut := run(t, args...); code != 0 {
+			t.Fatalf("%v = %d %s %s", args, code, out, errOut)
+		}
+	}
+	if code, _, _ := run(t, "halt", "--state-dir", stateDir, "--reason", "test"); code != 0 {
+		t.Fatal("halt failed")
+	}
+	processtest.WaitFor(t, "the faults put back", func() bool {
+		p, err := cl.Proxy(ctx, "web")
+		return err == nil && p.Enabled && len(p.Toxics) == 0
+	})
+	code, _, errOut := run(t, "toxic", "add", "web", "-t", "latency", "-a", "latency=100", url)
+	if code == 0 || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "faultline is halted") {
+		t.Errorf("toxic add while halted = %d %q, want a 409 that says why", code, errOut)
+	}
+	if code, _, _ := run(t, "resume", "--state-dir", stateDir); code != 0 {
+		t.Fatal("resume failed")
+	}
+	if code, out, errOut := run(t, "toxic", "add", "web", "-t", "latency", "-a", "latency=100", url); code != 0 {
+		t.Errorf("toxic add after resume = %d %s %s", code, out, errOut)
 	}
 }

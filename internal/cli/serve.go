@@ -93,7 +93,7 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 		return failure(fmt.Errorf("API listen: %w", err))
 	}
 	hs := &http.Server{
-		Handler:           logChanges(log, srv.Handler()),
+		Handler:           logChanges(log, refuseWhileHalted(stateDir, srv.Handler())),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -124,8 +124,8 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 	return nil
 }
 
-// watchHalt removes every toxic of srv whenever the kill switch is
-// engaged, until ctx ends.
+// watchHalt puts srv back as /reset does (every toxic removed, every
+// proxy enabled) whenever the kill switch is engaged, until ctx ends.
 func watchHalt(ctx context.Context, log *slog.Logger, srv *proxy.Server, stateDir string) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -134,18 +134,47 @@ func watchHalt(ctx context.Context, log *slog.Logger, srv *proxy.Server, stateDi
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if halted, note := state.Halted(stateDir); halted {
-				removed := 0
-				for _, p := range srv.List() {
-					removed += len(p.Toxics())
-					p.RemoveAllToxics()
-				}
-				if removed > 0 {
-					log.Warn("halted: removed every toxic", "toxics", removed, "halt", strings.TrimSpace(note))
+			halted, note := state.Halted(stateDir)
+			if !halted {
+				continue
+			}
+			toxics, down := 0, 0
+			for _, p := range srv.List() {
+				toxics += len(p.Toxics())
+				if !p.Enabled() {
+					down++
 				}
 			}
+			if toxics+down == 0 {
+				continue
+			}
+			err := srv.Reset()
+			log.Warn("halted: removed every toxic and enabled every proxy", "toxics", toxics, "proxies_enabled", down,
+				"halt", strings.TrimSpace(note), "err", err)
 		}
 	}
+}
+
+// refuseWhileHalted answers 409 to every request that would add or change
+// a toxic, or change a proxy (which could take it down), while the kill
+// switch is engaged; removing toxics and reading go on.
+func refuseWhileHalted(stateDir string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		changes := (r.Method == http.MethodPost || r.Method == http.MethodPatch) &&
+			strings.HasPrefix(r.URL.Path, "/proxies/")
+		if changes {
+			if halted, _ := state.Halted(stateDir); halted {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusConflict)
+				_ = json.NewEncoder(w).Encode(map[string]any{
+					"error":  "faultline is halted: no toxic is added or changed, and no proxy changed, until 'faultline resume' ('faultline status' says why)",
+					"status": http.StatusConflict,
+				})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // logChanges logs every API request that changes something (any method
