@@ -377,3 +377,14 @@ func TestServeWhileHalted(t *testing.T) {
 		t.Errorf("toxic add after resume = %d %s %s", code, out, errOut)
 	}
 }
+
+// With nothing listening at --api, the client commands say what to do.
+func TestClientCommandsWithoutAServer(t *testing.T) {
+	api := "--api=http://" + freeAddr(t)
+	for _, args := range [][]string{{"proxy", "list", api}, {"toxic", "add", "web", "-t", "latency", api}} {
+		code, _, errOut := run(t, args...)
+		if code != cli.ExitError || !strings.Contains(errOut, "start one with 'faultline serve'") {
+			t.Errorf("%v = %d %q, want %d and the hint", args, code, errOut, cli.ExitError)
+		}
+	}
+}

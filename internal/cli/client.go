@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,21 @@ func (a *apiFlags) client() (*proxy.Client, error) {
 		return nil, usagef("--api %q: want an http:// or https:// URL", a.api)
 	}
 	return proxy.NewClient(a.api, token), nil
+}
+
+// hintNoServer makes the subcommands of cmd say what to do when nothing
+// listens at --api, the first thing a new user meets.
+func hintNoServer(cmd *cobra.Command, a *apiFlags) {
+	for _, sub := range cmd.Commands() {
+		run := sub.RunE
+		sub.RunE = func(c *cobra.Command, args []string) error {
+			err := run(c, args)
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				return failure(fmt.Errorf("%w\nno proxy server answers at %s: start one with 'faultline serve', or point --api (or $FAULTLINE_API) at yours", err, a.api))
+			}
+			return err
+		}
+	}
 }
 
 // checkAddr refuses an address that is not HOST:PORT before the server does.
@@ -213,6 +229,7 @@ The flags follow toxiproxy-cli's.`,
 		},
 	}
 	cmd.AddCommand(list, create, inspect, toggle, del)
+	hintNoServer(cmd, &a)
 	return cmd
 }
 
@@ -484,5 +501,6 @@ the toxicity stays as it is unless --toxicity is given.`,
 	}
 	remove.Flags().StringVarP(&rname, "toxicName", "n", "", "`name` of the toxic to remove")
 	cmd.AddCommand(add, update, remove)
+	hintNoServer(cmd, &a)
 	return cmd
 }
