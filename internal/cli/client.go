@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -248,17 +249,36 @@ func printProxy(w io.Writer, p proxy.ProxyInfo) error {
 	return tw.Flush()
 }
 
+// formatAttrs prints attributes as 'toxic add -a' takes them (lists
+// comma-separated, maps K=V,...), leaving out those that are unset.
 func formatAttrs(attrs map[string]any) string {
-	keys := make([]string, 0, len(attrs))
-	for k := range attrs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%v", k, attrs[k])
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
+		if v := formatAttr(attrs[k]); v != "" && !(k == "truncate" && v == "-1") {
+			parts = append(parts, k+"="+v)
+		}
 	}
 	return strings.Join(parts, " ")
+}
+
+func formatAttr(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case []any:
+		items := make([]string, len(v))
+		for i, x := range v {
+			items[i] = formatAttr(x)
+		}
+		return strings.Join(items, ",")
+	case map[string]any:
+		items := make([]string, 0, len(v))
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			items = append(items, k+"="+formatAttr(v[k]))
+		}
+		return strings.Join(items, ",")
+	}
+	return fmt.Sprint(v)
 }
 
 // toxicFlags are the flags of toxic add and update, as toxiproxy-cli has them.
