@@ -154,10 +154,11 @@ func ReadFile(path string) ([]Event, error) {
 	return Read(f)
 }
 
-// Pending returns the Intents not followed by Undone or Failed, latest
-// first: the order to undo them in. An Intent without Done is pending too,
-// since the change may have been made just before the runner died.
-func Pending(events []Event) []Event {
+// Open returns the Intents not followed by Undone or Failed, in the order
+// they were made: what is in place now, if the runner is alive. An Intent
+// without Done is open too, since the change may have been made just
+// before the runner died.
+func Open(events []Event) []Event {
 	open := map[string]int{}
 	var intents []Event
 	for _, e := range events {
@@ -170,9 +171,23 @@ func Pending(events []Event) []Event {
 		}
 	}
 	var out []Event
-	for i := len(intents) - 1; i >= 0; i-- {
-		if _, ok := open[intents[i].ID]; ok && intents[i].Undo != nil {
+	for i, e := range intents {
+		if _, ok := open[e.ID]; ok {
 			out = append(out, intents[i])
+		}
+	}
+	return out
+}
+
+// Pending returns the open Intents that have an Undo, latest first: what
+// recover undoes, in the order to undo it. (Those without one, a toxic on
+// a proxy inside the runner, ended with it.)
+func Pending(events []Event) []Event {
+	var out []Event
+	open := Open(events)
+	for i := len(open) - 1; i >= 0; i-- {
+		if open[i].Undo != nil {
+			out = append(out, open[i])
 		}
 	}
 	return out

@@ -124,9 +124,15 @@ func newStatusCmd(g *globals) *cobra.Command {
 				if err != nil {
 					continue
 				}
-				for _, e := range journal.Pending(events) {
-					if e.Undo.Kind != "kill" { // launched processes, not faults
+				for _, e := range journal.Open(events) {
+					switch {
+					case e.Undo != nil && e.Undo.Kind == "kill": // launched processes, not faults
+					case e.Undo != nil:
 						fmt.Fprintf(w, "  injected: %s (%s)\n", e.Name, e.Undo.Kind)
+					case e.Message != "":
+						fmt.Fprintf(w, "  injected: %s (%s)\n", e.Name, e.Message)
+					default:
+						fmt.Fprintf(w, "  injected: %s\n", e.Name)
 					}
 				}
 			}

@@ -435,3 +435,29 @@ func TestRunDirectoryName(t *testing.T) {
 		}
 	}
 }
+
+// status lists every fault a live run has in place, also a toxic on a
+// proxy inside the runner, which needs no undo record.
+func TestStatusShowsEmbeddedProxyFaults(t *testing.T) {
+	stateDir := t.TempDir()
+	file := filepath.Join(t.TempDir(), "link.yaml")
+	src := "name: link\ntargets:\n  link: {proxy: {listen: \"127.0.0.1:0\", upstream: \"127.0.0.1:9\"}}\n" +
+		"faults:\n  - {name: slow link, target: link, latency: {delay: 100ms}}\ninject: 60s\nbaseline: 1s\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runner := exec.Command(binary(t), "run", file, "--allow-no-stop", "--out", filepath.Join(t.TempDir(), "run"), "--state-dir", stateDir)
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+	processtest.WaitFor(t, "status to show the toxic", func() bool {
+		_, stdout, _ := run(t, "status", "--state-dir", stateDir)
+		return strings.Contains(stdout, "injected: slow link (add toxic")
+	})
+	_ = runner.Process.Signal(syscall.SIGTERM)
+	var ee *exec.ExitError
+	if err := runner.Wait(); !asExit(err, &ee) || ee.ExitCode() != cli.ExitAborted {
+		t.Fatalf("run after SIGTERM: %v, want exit %d", err, cli.ExitAborted)
+	}
+}
