@@ -372,12 +372,20 @@ func document(file string, data []byte, need string) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line := 1
-		if m := regexp.MustCompile(`line (\d+)`).FindStringSubmatch(err.Error()); m != nil {
-			line, _ = strconv.Atoi(m[1])
-		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if strings.Contains(msg, "did not find expected") {
-			msg += " (a value holding { } or , inside [ ] or { } needs quotes)"
+		if m := regexp.MustCompile(`^line (\d+): `).FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = strings.TrimPrefix(msg, m[0])
+		}
+		if strings.HasPrefix(msg, "did not find expected") {
+			// The parser's (not the scanner's) errors count lines from 0.
+			line++
+		}
+		switch {
+		case strings.Contains(msg, "expected ',' or"):
+			msg += " (a [ or { not closed, or a value holding { } or , inside [ ] or { } without quotes)"
+		case strings.Contains(msg, "expected key"), strings.Contains(msg, "expected '-' indicator"):
+			msg += " (check the indentation of this line against the lines above)"
 		}
 		return nil, errors.Join(&Error{File: file, Pos: Pos{line, 1}, Msg: "not valid YAML: " + msg})
 	}
