@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -137,8 +138,13 @@ Or drive the proxy by hand:
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usagef("%v (see '%s --help')", err, c.CommandPath())
+		// pflag's number errors end in strconv's own words.
+		msg := regexp.MustCompile(`: strconv\.Parse\w+: parsing "[^"]*": (invalid syntax|value out of range)$`).
+			ReplaceAllString(err.Error(), ": want a number")
+		return usagef("%s (see '%s --help')", msg, c.CommandPath())
 	})
+	root.Version = version()
+	root.SetVersionTemplate(`faultline {{.Version}}` + fmt.Sprintf(" (%s %s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH))
 	g := &globals{}
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "state `directory`: registered runs and the kill switch (default $FAULTLINE_STATE_DIR, else $XDG_STATE_HOME/faultline, else ~/.local/state/faultline)")
 	root.AddCommand(newDemoCmd(g), newTourCmd(g), newVersionCmd(), newServeCmd(g), newProxyCmd(), newToxicCmd(), newValidateCmd(),
@@ -197,7 +203,14 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 func group(cmd *cobra.Command) *cobra.Command {
 	cmd.Args = func(c *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return usagef("unknown command %q for %q: see '%s --help'", args[0], c.CommandPath(), c.CommandPath())
+			hint := ""
+			if c.SuggestionsMinimumDistance <= 0 {
+				c.SuggestionsMinimumDistance = 2 // as cobra does for the root
+			}
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				hint = fmt.Sprintf(" (did you mean %q?)", s[0])
+			}
+			return usagef("unknown command %q for %q%s: see '%s --help'", args[0], c.CommandPath(), hint, c.CommandPath())
 		}
 		return nil
 	}

@@ -388,3 +388,23 @@ func TestClientCommandsWithoutAServer(t *testing.T) {
 		}
 	}
 }
+
+// Usage mistakes get answers that help: --version works, a mistyped
+// subcommand gets a suggestion, a bad number says what it wants.
+func TestUsageHints(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--version"}, 0, "faultline "},
+		{[]string{"proxy", "lst"}, 2, `did you mean "list"?`},
+		{[]string{"stress", "cpo"}, 2, `did you mean "cpu"?`},
+		{[]string{"serve", "--port", "notaport"}, 2, `invalid argument "notaport" for "--port" flag: want a number`},
+	} {
+		code, out, errOut := run(t, c.args...)
+		if code != c.code || !strings.Contains(out+errOut, c.want) || strings.Contains(errOut, "strconv") {
+			t.Errorf("%v = %d %q %q, want %d and %q", c.args, code, out, errOut, c.code, c.want)
+		}
+	}
+}

@@ -76,6 +76,11 @@ DIR/result.json; the verdict is the exit code.
 					return usagef("--seed %q: want a non-zero whole number", seedFlag)
 				}
 			}
+			if out != "" {
+				if _, err := os.Stat(filepath.Join(out, "journal.jsonl")); err == nil {
+					return usagef("--out %s holds a run already: give another directory", out)
+				}
+			}
 			if dryRun {
 				return printPlan(c.OutOrStdout(), x, seed)
 			}

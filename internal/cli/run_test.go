@@ -61,6 +61,10 @@ func TestRecoverAfterSIGKILL(t *testing.T) {
 		t.Fatalf("journal after SIGKILL: %d events, clean %v, %v", len(events), journal.Clean(events), err)
 	}
 
+	// A dry run into that directory is refused as the run itself would be.
+	if code, _, errOut := run(t, "run", runner.Args[2], "--allow-no-stop", "--dry-run", "--out", out); code != cli.ExitUsage || !strings.Contains(errOut, "holds a run already") {
+		t.Errorf("dry run into a run's directory = %d %q, want %d", code, errOut, cli.ExitUsage)
+	}
 	code, stdout, stderr := run(t, "recover", out)
 	if code != 0 || !strings.Contains(stdout, "freeze the workers: resumed 3 process(es)") {
 		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)

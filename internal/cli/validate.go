@@ -23,8 +23,9 @@ file is printed at once, as FILE:LINE:COL: FIELD: MESSAGE; an unknown field
 suggests the closest known one. Exit 0 when every file is valid, 2 otherwise.
 
 ${NAME} in a file comes from --var NAME=VALUE or the environment, else from
-its default in ${NAME:-DEFAULT}; an undefined one is a problem. An experiment needs at least one fault and one
-stop condition (--allow-no-stop waives the second).`,
+its default in ${NAME:-DEFAULT}; an undefined one is a problem. An
+experiment needs at least one fault and one stop condition
+(--allow-no-stop waives the second).`,
 		Example: `  faultline validate experiments/*.yaml
   faultline validate --var HOST=127.0.0.1 slow-payment.yaml`,
 		Args: func(c *cobra.Command, args []string) error {
