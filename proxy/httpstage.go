@@ -190,12 +190,28 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 		if _, ok := req.Header["User-Agent"]; !ok {
 			req.Header["User-Agent"] = []string{""} // Request.Write would add Go's own
 		}
-		if err := req.Write(inner); err != nil {
-			writeSimple(client, http.StatusBadGateway, "faultline: upstream: "+err.Error(), 0)
-			return
+		// The request goes out while its answer is awaited: an upstream may
+		// answer before it has read the whole body (413, 401), and that
+		// answer must reach the client, as it would without the stage.
+		sent := make(chan error, 1)
+		go func() { sent <- req.Write(inner) }()
+		var upErr error
+		select {
+		case upErr = <-upstream:
+		case err := <-sent:
+			sent = nil
+			if err != nil {
+				// The request did not go out whole (either side failed):
+				// the upstream, told it ends here, may still answer; the
+				// connection ends after that answer.
+				_ = inner.CloseWrite()
+				req.Close = true
+			} else {
+				clientNext = watchClient(cr, inner)
+			}
+			upErr = <-upstream
 		}
-		clientNext = watchClient(cr, inner)
-		if err := <-upstream; err != nil {
+		if upErr != nil {
 			return // closed before this request: the client has seen the close
 		}
 		resp, err := http.ReadResponse(ir, req)
@@ -213,6 +229,12 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 		}
 		if !p.respond(cw, req, resp, toxics, done) || req.Close || resp.Close {
 			return
+		}
+		if sent != nil { // answered while the request was still going out
+			if err := <-sent; err != nil {
+				return
+			}
+			clientNext = watchClient(cr, inner)
 		}
 		upstream = closeOnEnd(peek(ir), client)
 	}

@@ -631,3 +631,28 @@ func TestHTTPStatusLargeUnreadBody(t *testing.T) {
 		t.Errorf("%d requests reached the upstream", hits.Load())
 	}
 }
+
+// An upstream that answers an upload before reading its body (413) is
+// heard by the client, as without the stage, instead of a 502 once the
+// upload fails.
+func TestHTTPModeEarlyAnswerToAnUpload(t *testing.T) {
+	upstream := tcpServer(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		fmt.Fprint(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")
+	})
+	c, r, _ := httpModeProxy(t, upstream)
+	go func() {
+		fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", 64<<20)
+		_, _ = c.Write(make([]byte, 64<<20)) // fails once the answer has come
+	}()
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 413 || string(body) != "too big\n" {
+		t.Errorf("answer to the upload: %s %q, want the upstream's 413", resp.Status, body)
+	}
+}
