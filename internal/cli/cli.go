@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -86,21 +87,40 @@ func usagef(format string, args ...any) error {
 	return &exitError{ExitUsage, fmt.Errorf(format, args...)}
 }
 
+// stopSignals are the signals that end a command that injects or serves,
+// which then rolls back: Ctrl-C, SIGTERM, and SIGHUP (its terminal or ssh
+// session closed) unless faultline was started ignoring it (nohup).
+var stopSignals = sync.OnceValue(func() []os.Signal {
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	return sigs
+})
+
+// catchSIGPIPE makes a write to a closed output (| head, a terminal gone)
+// fail with EPIPE instead of killing faultline before it has rolled back.
+// Handled, not ignored: the processes faultline starts get the default.
+var catchSIGPIPE = sync.OnceFunc(func() { signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) })
+
+// ExitBrokenPipe is the exit code when the output was closed before
+// faultline finished writing it: what a shell reports for a program that
+// SIGPIPE ended.
+const ExitBrokenPipe = 128 + int(syscall.SIGPIPE)
+
 // Main runs faultline with args (without the program name) and returns the
 // exit code.
-// stopSignals end a command that injects or serves, which then rolls back:
-// Ctrl-C, SIGTERM, and SIGHUP (its terminal or ssh session closed).
-var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
-
 func Main(args []string, stdout, stderr io.Writer) int {
-	// A closed output (| head, a terminal gone) must not kill a command
-	// before it has rolled back: writes fail with EPIPE instead.
-	signal.Ignore(syscall.SIGPIPE)
+	stopSignals()
+	catchSIGPIPE()
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
 		return ExitPassed
+	}
+	if errors.Is(err, syscall.EPIPE) {
+		return ExitBrokenPipe // nobody reads what an error message would say
 	}
 	fmt.Fprintf(stderr, "faultline: %v\n", err)
 	var ee *exitError
@@ -166,7 +186,7 @@ func killSwitch(c *cobra.Command, stateDir string) (context.Context, func(), err
 		return nil, nil, &exitError{ExitError, fmt.Errorf("halted since %s: 'faultline resume' first", strings.TrimSpace(note))}
 	}
 	watched, stopWatch := state.Watch(c.Context(), stateDir)
-	ctx, stop := signal.NotifyContext(watched, stopSignals...)
+	ctx, stop := signal.NotifyContext(watched, stopSignals()...)
 	return ctx, func() { stop(); stopWatch() }, nil
 }
 

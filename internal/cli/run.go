@@ -102,7 +102,7 @@ DIR/result.json; the verdict is the exit code.
 			ctx, cancel := context.WithCancelCause(watched)
 			defer cancel(nil)
 			sigs := make(chan os.Signal, 2)
-			signal.Notify(sigs, stopSignals...)
+			signal.Notify(sigs, stopSignals()...)
 			defer signal.Stop(sigs)
 			finished := make(chan struct{})
 			defer close(finished)
@@ -121,18 +121,28 @@ DIR/result.json; the verdict is the exit code.
 				}
 				fmt.Fprintln(c.ErrOrStderr(), clear+"interrupted: rolling back (interrupt again to exit as soon as every fault is reverted)")
 				cancel(fmt.Errorf("%v signal received", sig))
-				select {
-				case <-finished:
+				// Only a person escalates: Ctrl-C or SIGTERM again. A closing
+				// terminal may send SIGHUP more than once.
+				again := func() bool {
+					for {
+						select {
+						case <-finished:
+							return false
+						case s := <-sigs:
+							if s != syscall.SIGHUP {
+								return true
+							}
+						}
+					}
+				}
+				if !again() {
 					return
-				case <-sigs:
 				}
 				// The second: revert, kill what was launched, write the
 				// result, skip the rest.
 				fmt.Fprintln(c.ErrOrStderr(), clear+"exiting as soon as every fault is reverted (interrupt a third time to exit now)")
 				close(hurry)
-				select {
-				case <-finished:
-				case <-sigs:
+				if again() {
 					fmt.Fprintf(c.ErrOrStderr(), "exiting now: if anything is left, run 'faultline recover %s'\n", out)
 					os.Exit(ExitAborted)
 				}

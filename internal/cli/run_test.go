@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -463,5 +464,100 @@ func TestStatusShowsEmbeddedProxyFaults(t *testing.T) {
 	var ee *exec.ExitError
 	if err := runner.Wait(); !asExit(err, &ee) || ee.ExitCode() != cli.ExitAborted {
 		t.Fatalf("run after SIGTERM: %v, want exit %d", err, cli.ExitAborted)
+	}
+}
+
+// Signals as a terminal, nohup and a pipe deliver them: a run under nohup
+// ignores SIGHUP; repeated SIGHUPs from a closing terminal do not
+// escalate to skipping the reports; the processes a run starts get
+// SIGPIPE's default, not faultline's handling of it.
+func TestRunSignalsFromTheEnvironment(t *testing.T) {
+	t.Run("nohup", func(t *testing.T) {
+		sleepers, marker := processtest.Sleepers(t)
+		out := filepath.Join(t.TempDir(), "run")
+		runner := exec.Command("sh", "-c", `trap "" HUP; exec "$0" "$@"`, binary(t), "run", writeFreeze(t, marker), "--allow-no-stop", "--out", out)
+		if err := runner.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+		processtest.WaitFor(t, "the stop fault", func() bool { return processtest.Stopped(t, sleepers.Process.Pid) })
+		_ = runner.Process.Signal(syscall.SIGHUP)
+		_ = runner.Process.Signal(syscall.SIGTERM)
+		_ = runner.Wait()
+		if b, err := os.ReadFile(filepath.Join(out, "result.json")); err != nil || !strings.Contains(string(b), "terminated signal received") {
+			t.Errorf("a run started ignoring SIGHUP: the reason is not SIGTERM's (%v):\n%s", err, b)
+		}
+	})
+	t.Run("repeated SIGHUP", func(t *testing.T) {
+		sleepers, marker := processtest.Sleepers(t)
+		out := filepath.Join(t.TempDir(), "run")
+		runner := exec.Command(binary(t), "run", writeFreeze(t, marker), "--allow-no-stop", "--out", out)
+		stderr, err := runner.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := runner.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+		processtest.WaitFor(t, "the stop fault", func() bool { return processtest.Stopped(t, sleepers.Process.Pid) })
+		_ = runner.Process.Signal(syscall.SIGHUP)
+		var rest strings.Builder
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "interrupted: rolling back") {
+				_ = runner.Process.Signal(syscall.SIGHUP) // the terminal's second
+				break
+			}
+		}
+		_, _ = io.Copy(&rest, stderr)
+		_ = runner.Wait()
+		if strings.Contains(rest.String(), "reports skipped") {
+			t.Errorf("a second SIGHUP escalated as a second Ctrl-C does:\n%s", rest.String())
+		}
+		if _, err := os.Stat(filepath.Join(out, "report.html")); err != nil {
+			t.Errorf("no report after SIGHUPs: %v", err)
+		}
+	})
+	t.Run("children get SIGPIPE's default", func(t *testing.T) {
+		status := filepath.Join(t.TempDir(), "status")
+		file := filepath.Join(t.TempDir(), "child.yaml")
+		src := fmt.Sprintf("name: child\ntargets:\n  me: {process: {pid: %d}}\nfaults:\n  - {name: look, target: me, exec: {inject: [sh, -c, 'grep SigIgn /proc/self/status > %s'], revert: [\"true\"]}}\ninject: 1s\nbaseline: 1s\n", os.Getpid(), status)
+		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if code, out, errOut := run(t, "run", file, "--allow-no-stop", "--out", filepath.Join(t.TempDir(), "run")); code != 0 {
+			t.Fatalf("run = %d %s %s", code, out, errOut)
+		}
+		b, err := os.ReadFile(status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mask uint64
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "SigIgn:\t%x", &mask); err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
+		if mask&(1<<(int(syscall.SIGPIPE)-1)) != 0 {
+			t.Errorf("the exec fault's command ignores SIGPIPE (SigIgn %016x)", mask)
+		}
+	})
+}
+
+// A closed output ends a short command quietly with the exit code a shell
+// gives a program SIGPIPE ended, not a usage error.
+func TestClosedOutput(t *testing.T) {
+	cmd := exec.Command(binary(t), "schema")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	r.Close() // before anything is written
+	err = cmd.Run()
+	w.Close()
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ExitCode() != cli.ExitBrokenPipe || stderr.Len() != 0 {
+		t.Errorf("schema into a closed pipe: %v, stderr %q; want exit %d and nothing said", err, stderr.String(), cli.ExitBrokenPipe)
 	}
 }

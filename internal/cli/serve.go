@@ -64,7 +64,7 @@ connections, so no fault outlives it.`,
 			if token == "" {
 				token = os.Getenv("FAULTLINE_TOKEN")
 			}
-			ctx, stop := signal.NotifyContext(c.Context(), stopSignals...)
+			ctx, stop := signal.NotifyContext(c.Context(), stopSignals()...)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
 			return serve(ctx, log, addr, config, token, seed, g.state())

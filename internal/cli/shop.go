@@ -32,7 +32,7 @@ build step. Every part takes --build fragile|resilient where it matters:
              jitter, cache -> database fallback, queued payments confirmed by
              a worker, balancer with health checks and retry elsewhere
 
-Every part stops on SIGTERM or Ctrl-C.`,
+Every part stops on Ctrl-C, SIGTERM or SIGHUP.`,
 		Example: `  faultline shop postgres                      # prints DB_URL, DB_PIDFILE, DB_MAX_CONNECTIONS
   faultline shop cache --listen 127.0.0.1:16379
   faultline shop payments --listen 127.0.0.1:18090
@@ -44,9 +44,9 @@ Every part stops on SIGTERM or Ctrl-C.`,
 	return cmd
 }
 
-// serveUntilSignal runs f until SIGTERM or Ctrl-C.
+// serveUntilSignal runs f until Ctrl-C, SIGTERM or SIGHUP.
 func serveUntilSignal(c *cobra.Command, f func(context.Context) error) error {
-	ctx, stop := signal.NotifyContext(c.Context(), stopSignals...)
+	ctx, stop := signal.NotifyContext(c.Context(), stopSignals()...)
 	defer stop()
 	if err := f(ctx); err != nil {
 		return &exitError{ExitError, err}
