@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -370,6 +371,18 @@ func TestServeWhileHalted(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "faultline is halted") {
 		t.Errorf("toxic add while halted = %d %q, want a 409 that says why", code, errOut)
 	}
+	// Taking a proxy down is refused too; putting one back is not (a run
+	// rolling back, or recover, does it while halted).
+	var ae *proxy.APIError
+	if _, err := cl.SetEnabled(ctx, "web", false); !errors.As(err, &ae) || ae.Status != 409 {
+		t.Errorf("disabling a proxy while halted: %v, want a 409", err)
+	}
+	if _, err := cl.SetEnabled(ctx, "web", true); err != nil {
+		t.Errorf("enabling a proxy while halted: %v", err)
+	}
+	if code, out, errOut := run(t, "proxy", "create", "other", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9", url); code != 0 {
+		t.Errorf("creating a proxy while halted = %d %s %s", code, out, errOut)
+	}
 	if code, _, _ := run(t, "resume", "--state-dir", stateDir); code != 0 {
 		t.Fatal("resume failed")
 	}
@@ -407,4 +420,42 @@ func TestUsageHints(t *testing.T) {
 			t.Errorf("%v = %d %q %q, want %d and %q", c.args, code, out, errOut, c.code, c.want)
 		}
 	}
+}
+
+// A proxy that cannot listen again does not keep the kill switch from
+// removing the other proxies' toxics.
+func TestServeHaltWithAProxyThatCannotListen(t *testing.T) {
+	stateDir, api := t.TempDir(), freeAddr(t)
+	cmd := exec.Command(binary(t), "serve", "--listen", api, "--state-dir", stateDir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cl := proxy.NewClient("http://"+api, "")
+	ctx := t.Context()
+	processtest.WaitFor(t, "the API", func() bool { _, err := cl.Version(ctx); return err == nil })
+	for _, name := range []string{"a", "b"} {
+		if _, err := cl.CreateProxy(ctx, name, "127.0.0.1:0", "127.0.0.1:9"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := cl.SetEnabled(ctx, "a", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", a.Listen) // a cannot listen again
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if _, err := cl.AddToxic(ctx, "b", proxy.ToxicInfo{Type: "latency", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"latency": 1000}}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := run(t, "halt", "--state-dir", stateDir); code != 0 {
+		t.Fatal("halt failed")
+	}
+	processtest.WaitFor(t, "b's toxic removed", func() bool {
+		b, err := cl.Proxy(ctx, "b")
+		return err == nil && len(b.Toxics) == 0
+	})
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -125,10 +126,12 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 }
 
 // watchHalt puts srv back as /reset does (every toxic removed, every
-// proxy enabled) whenever the kill switch is engaged, until ctx ends.
+// proxy enabled) whenever the kill switch is engaged, until ctx ends. A
+// proxy that cannot listen again does not keep the others' toxics.
 func watchHalt(ctx context.Context, log *slog.Logger, srv *proxy.Server, stateDir string) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	failing := map[string]string{} // proxy: the error last logged for it
 	for {
 		select {
 		case <-ctx.Done():
@@ -136,38 +139,43 @@ func watchHalt(ctx context.Context, log *slog.Logger, srv *proxy.Server, stateDi
 		case <-t.C:
 			halted, note := state.Halted(stateDir)
 			if !halted {
+				clear(failing)
 				continue
 			}
-			toxics, down := 0, 0
 			for _, p := range srv.List() {
-				toxics += len(p.Toxics())
-				if !p.Enabled() {
-					down++
+				if n := len(p.Toxics()); n > 0 {
+					p.RemoveAllToxics()
+					log.Warn("halted: removed every toxic", "proxy", p.Name(), "toxics", n, "halt", strings.TrimSpace(note))
 				}
+				if p.Enabled() {
+					continue
+				}
+				if err := p.Start(); err != nil {
+					if failing[p.Name()] != err.Error() {
+						failing[p.Name()] = err.Error()
+						log.Error("halted: cannot enable proxy", "proxy", p.Name(), "err", err)
+					}
+					continue
+				}
+				delete(failing, p.Name())
+				log.Warn("halted: enabled proxy", "proxy", p.Name(), "halt", strings.TrimSpace(note))
 			}
-			if toxics+down == 0 {
-				continue
-			}
-			err := srv.Reset()
-			log.Warn("halted: removed every toxic and enabled every proxy", "toxics", toxics, "proxies_enabled", down,
-				"halt", strings.TrimSpace(note), "err", err)
 		}
 	}
 }
 
-// refuseWhileHalted answers 409 to every request that would add or change
-// a toxic, or change a proxy (which could take it down), while the kill
-// switch is engaged; removing toxics and reading go on.
+// refuseWhileHalted answers 409, while the kill switch is engaged, to the
+// requests that would inject: adding or changing a toxic, and taking a
+// proxy down. Putting things back (removing toxics, enabling proxies)
+// and reading go on.
 func refuseWhileHalted(stateDir string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		changes := (r.Method == http.MethodPost || r.Method == http.MethodPatch) &&
-			strings.HasPrefix(r.URL.Path, "/proxies/")
-		if changes {
+		if injects(r) {
 			if halted, _ := state.Halted(stateDir); halted {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusConflict)
 				_ = json.NewEncoder(w).Encode(map[string]any{
-					"error":  "faultline is halted: no toxic is added or changed, and no proxy changed, until 'faultline resume' ('faultline status' says why)",
+					"error":  "faultline is halted: no toxic is added or changed, and no proxy taken down, until 'faultline resume' ('faultline status' says why)",
 					"status": http.StatusConflict,
 				})
 				return
@@ -175,6 +183,34 @@ func refuseWhileHalted(stateDir string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// injects reports whether an API request adds or changes a toxic or takes
+// a proxy down; it leaves r's body as it found it.
+func injects(r *http.Request) bool {
+	if r.Method != http.MethodPost && r.Method != http.MethodPatch {
+		return false
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/proxies/")
+	if !ok {
+		return false
+	}
+	if strings.Contains(rest, "/toxics") {
+		return true
+	}
+	// A proxy update: only "enabled": false takes it down.
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+	if err != nil {
+		return false
+	}
+	var update struct {
+		Enabled *bool `json:"enabled"`
+	}
+	return json.Unmarshal(body, &update) == nil && update.Enabled != nil && !*update.Enabled
 }
 
 // logChanges logs every API request that changes something (any method
