@@ -105,7 +105,8 @@ func Run(ctx context.Context, m *experiment.Monkey, opts Options) ([]Decision, e
 		groups = append(groups, gr)
 	}
 	r := &monkeyRun{m: m, opts: opts, rng: rng, hc: &http.Client{Timeout: 2 * time.Second}}
-	r.journal(journal.Event{Type: journal.RunStart, Name: "monkey", Message: fmt.Sprintf("file=%s seed=%d leashed=%v", m.File, opts.Seed, m.Leashed)})
+	self, _ := process.Identify(os.Getpid()) // so that recover leaves a live monkey alone
+	r.journal(journal.Event{Type: journal.RunStart, Name: "monkey", Runner: &self, Message: fmt.Sprintf("file=%s seed=%d leashed=%v", m.File, opts.Seed, m.Leashed)})
 	defer r.journal(journal.Event{Type: journal.RunEnd, Message: "monkey stopped"})
 	// p is the chance of a termination in one tick of scheduled time, for
 	// a mean time between terminations (a Poisson process).

@@ -58,6 +58,14 @@ func State(p journal.Proc) (byte, error) {
 	return st, nil
 }
 
+// Alive reports whether p still runs: it exists, is the same process, and
+// is not a zombie waiting for its parent (a killed runner its shell has not
+// reaped yet is gone for every purpose here).
+func Alive(p journal.Proc) bool {
+	st, err := State(p)
+	return err == nil && st != 'Z' && st != 'X'
+}
+
 // Tree returns pid and all its descendants, parents before children.
 func Tree(pid int) ([]journal.Proc, error) {
 	root, err := Identify(pid)

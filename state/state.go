@@ -47,10 +47,7 @@ type Run struct {
 
 // Alive reports whether the run's process is still the one that
 // registered.
-func (r Run) Alive() bool {
-	_, err := process.State(r.Runner)
-	return err == nil
-}
+func (r Run) Alive() bool { return process.Alive(r.Runner) }
 
 func runsDir(dir string) string { return filepath.Join(dir, "runs") }
 

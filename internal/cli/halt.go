@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -120,19 +119,26 @@ func newStatusCmd(g *globals) *cobra.Command {
 					status = "DEAD (its runner is gone: run 'faultline recover')"
 				}
 				fmt.Fprintf(w, "%s  pid %d  %s  %s\n", r.Name, r.Runner.PID, status, r.Out)
-				events, err := journal.ReadFile(filepath.Join(r.Out, "journal.jsonl"))
+				events, err := journal.ReadFile(journalOf(r.Out))
 				if err != nil {
 					continue
 				}
-				for _, e := range journal.Open(events) {
+				// A live run has in place what it has not reverted; a dead
+				// one left what has an undo (a toxic on a proxy inside the
+				// runner ended with it).
+				open, label := journal.Open(events), "injected"
+				if !r.Alive() {
+					open, label = journal.Pending(events), "left injected"
+				}
+				for _, e := range open {
 					switch {
-					case e.Undo != nil && e.Undo.Kind == "kill": // launched processes, not faults
+					case e.Undo != nil && e.Undo.Kind == "kill" && strings.HasPrefix(e.Name, "launch "): // a target's process, not a fault
 					case e.Undo != nil:
-						fmt.Fprintf(w, "  injected: %s (%s)\n", e.Name, e.Undo.Kind)
+						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, e.Undo.Kind)
 					case e.Message != "":
-						fmt.Fprintf(w, "  injected: %s (%s)\n", e.Name, e.Message)
+						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, e.Message)
 					default:
-						fmt.Fprintf(w, "  injected: %s\n", e.Name)
+						fmt.Fprintf(w, "  %s: %s\n", label, e.Name)
 					}
 				}
 			}

@@ -503,7 +503,7 @@ harmless. Exit 0 when everything is undone, 4 when something could not be.`,
 			if len(args) == 0 {
 				// Every registered run that did not end cleanly, wherever it wrote.
 				for _, run := range registered {
-					if !run.Alive() && !slices.Contains(dirs, run.Out) {
+					if !run.Alive() && !slices.ContainsFunc(dirs, func(d string) bool { return sameDir(d, run.Out) }) {
 						dirs = append(dirs, run.Out)
 					}
 				}
@@ -514,15 +514,15 @@ harmless. Exit 0 when everything is undone, 4 when something could not be.`,
 			}
 			failed := 0
 			for _, dir := range dirs {
-				n := recoverRun(c.Context(), c.OutOrStdout(), dir)
+				n, done := recoverRun(c.Context(), c.OutOrStdout(), dir)
 				failed += n
-				if n > 0 {
+				if !done {
 					continue
 				}
 				// Recovered: a dead runner's registration has done its job. One
-				// whose recovery failed stays, for status and the next recover.
+				// whose recovery failed, or whose runner lives, stays.
 				for _, run := range registered {
-					if run.Out == dir && !run.Alive() {
+					if sameDir(run.Out, dir) {
 						state.Forget(g.state(), run)
 					}
 				}
@@ -535,9 +535,31 @@ harmless. Exit 0 when everything is undone, 4 when something could not be.`,
 	}
 }
 
+// journalOf returns the journal in a run directory: a run's, or a
+// monkey's; "" if there is none.
+func journalOf(dir string) string {
+	for _, name := range []string{"journal.jsonl", "monkey.jsonl"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return filepath.Join(dir, name)
+		}
+	}
+	return ""
+}
+
+// sameDir reports whether a and b name the same directory, through
+// symbolic links too.
+func sameDir(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
+}
+
 // runDirs returns path if it holds a journal, else its subdirectories that do.
 func runDirs(path string) ([]string, error) {
-	if _, err := os.Stat(filepath.Join(path, "journal.jsonl")); err == nil {
+	if journalOf(path) != "" {
 		return []string{path}, nil
 	}
 	entries, err := os.ReadDir(path)
@@ -546,40 +568,48 @@ func runDirs(path string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if _, err := os.Stat(filepath.Join(path, e.Name(), "journal.jsonl")); err == nil {
+		if journalOf(filepath.Join(path, e.Name())) != "" {
 			out = append(out, filepath.Join(path, e.Name()))
 		}
 	}
 	return out, nil
 }
 
-// recoverRun undoes a run's pending changes and returns how many failed.
-func recoverRun(ctx context.Context, w io.Writer, dir string) int {
-	path := filepath.Join(dir, "journal.jsonl")
-	events, err := journal.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && filepath.IsAbs(dir) {
-		// A run journals before it injects: without a journal it injected nothing.
-		fmt.Fprintf(w, "%s: no journal: the run injected nothing\n", dir)
-		return 0
+// recoverRun undoes a run's pending changes. It returns how many failed,
+// and whether the run is done with: recovered, or nothing to recover
+// (not when its runner still lives, or an undo failed).
+func recoverRun(ctx context.Context, w io.Writer, dir string) (failed int, done bool) {
+	path := journalOf(dir)
+	if path == "" && filepath.IsAbs(dir) {
+		if _, err := os.Stat(dir); err != nil {
+			fmt.Fprintf(w, "%s: the run directory is gone: nothing can be recovered from it\n", dir)
+		} else {
+			// A run journals before it injects.
+			fmt.Fprintf(w, "%s: no journal: the run had not begun to inject\n", dir)
+		}
+		return 0, true
 	}
+	if path == "" {
+		fmt.Fprintf(w, "%s: no journal here\n", dir)
+		return 1, false
+	}
+	events, err := journal.ReadFile(path)
 	if err != nil {
 		fmt.Fprintf(w, "%s: %v\n", dir, err)
-		return 1
+		return 1, false
+	}
+	if p := journal.Runner(events); p != nil && process.Alive(*p) {
+		fmt.Fprintf(w, "%s: still running (pid %d): not touched; it rolls back by itself, or stop it first\n", dir, p.PID)
+		return 0, false
 	}
 	if journal.Clean(events) {
 		fmt.Fprintf(w, "%s: ended cleanly, nothing to do\n", dir)
-		return 0
-	}
-	if p := journal.Runner(events); p != nil {
-		if _, err := process.State(*p); err == nil {
-			fmt.Fprintf(w, "%s: still running (pid %d): not touched; it rolls back by itself, or stop it first\n", dir, p.PID)
-			return 0
-		}
+		return 0, true
 	}
 	jf, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		fmt.Fprintf(w, "%s: %v\n", dir, err)
-		return 1
+		return 1, false
 	}
 	defer jf.Close()
 	note := func(e journal.Event) {
@@ -588,7 +618,6 @@ func recoverRun(ctx context.Context, w io.Writer, dir string) int {
 		_, _ = jf.Write(append(b, '\n'))
 		_ = jf.Sync()
 	}
-	failed := 0
 	pending := journal.Pending(events)
 	if len(pending) == 0 {
 		fmt.Fprintf(w, "%s: nothing was left injected\n", dir)
@@ -607,7 +636,7 @@ func recoverRun(ctx context.Context, w io.Writer, dir string) int {
 	if failed == 0 {
 		note(journal.Event{Type: journal.RunEnd, Message: "recovered"})
 	}
-	return failed
+	return failed, failed == 0
 }
 
 // undo carries out one Undo and says what it did.

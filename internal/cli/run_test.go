@@ -21,6 +21,7 @@ import (
 	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/proxy/proxytest"
+	"github.com/faultline/faultline/state"
 )
 
 func writeFreeze(t *testing.T, marker string) string {
@@ -559,5 +560,51 @@ func TestClosedOutput(t *testing.T) {
 	var ee *exec.ExitError
 	if !asExit(err, &ee) || ee.ExitCode() != cli.ExitBrokenPipe || stderr.Len() != 0 {
 		t.Errorf("schema into a closed pipe: %v, stderr %q; want exit %d and nothing said", err, stderr.String(), cli.ExitBrokenPipe)
+	}
+}
+
+// recover undoes what a killed monkey left (its journal is monkey.jsonl),
+// and a run recovered through another path to its directory (a symbolic
+// link) is no longer listed.
+func TestRecoverAMonkeyThroughAnotherPath(t *testing.T) {
+	stateDir, flag := t.TempDir(), filepath.Join(t.TempDir(), "restarted")
+	real := filepath.Join(t.TempDir(), "runs")
+	if err := os.MkdirAll(filepath.Join(real, "monkey-1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	dead := journal.Proc{PID: 1 << 22, Start: 1} // no such process
+	j, err := journal.Create(filepath.Join(real, "monkey-1", "monkey.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []journal.Event{
+		{Type: journal.RunStart, Name: "monkey", Runner: &dead},
+		{Type: journal.Intent, ID: "1", Name: "web", Undo: &journal.Undo{Kind: "exec", Command: []string{"touch", flag}}, Message: "SIGKILL to pid 42"},
+		{Type: journal.Done, ID: "1"},
+	} {
+		if err := j.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	if _, err := state.Register(stateDir, state.Run{Name: "monkey", Out: filepath.Join(link, "monkey-1"), Runner: dead}); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(stdout, "left injected: web (exec)") {
+		t.Errorf("status of a dead monkey = %d %q", code, stdout)
+	}
+	code, stdout, stderr := run(t, "recover", filepath.Join(real, "monkey-1"), "--state-dir", stateDir)
+	if code != 0 || !strings.Contains(stdout, "web: ") {
+		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(flag); err != nil {
+		t.Errorf("the monkey's pending restart was not run: %v", err)
+	}
+	if code, stdout, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(stdout, "no runs in progress") {
+		t.Errorf("status after recover through the real path = %d %q", code, stdout)
 	}
 }
