@@ -393,8 +393,9 @@ func (r *run) execute(ctx context.Context) {
 		r.enterPhase("rollback")
 		r.rollback()
 		r.verdict(Aborted, interrupted(ctx, "during injection"))
-		// What the checks saw until then, as for a stop condition.
-		if !r.judge("inject") {
+		// What the checks saw until then, as for a stop condition; a check
+		// that saw nothing yet is left out, not called broken.
+		if !r.judgeSeen("inject") {
 			r.verdict(Failed, "steady state did not hold during injection: "+r.broken("inject"))
 		}
 		return
@@ -529,6 +530,9 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 func (r *run) runProbes(ctx context.Context) {
 	for i, p := range r.probes {
 		ok, what := runProbe(ctx, r.probeHC, p)
+		if !ok && ctx.Err() != nil {
+			continue // cut short by the run's end: not something the probe saw
+		}
 		r.col.addProbe(probeOutcome{at: time.Now(), check: i, ok: ok, what: what})
 	}
 }
@@ -555,6 +559,24 @@ func (r *run) judge(phase string) bool {
 		r.res.Checks = append(r.res.Checks, rec)
 		held = held && rec.Held
 	}
+	return held
+}
+
+// judgeSeen is judge for a phase cut short: checks that measured nothing
+// (no request finished, no probe ran) are left out.
+func (r *run) judgeSeen(phase string) bool {
+	n := len(r.res.Checks)
+	r.judge(phase)
+	held := true
+	kept := r.res.Checks[:n]
+	for _, c := range r.res.Checks[n:] {
+		if c.Value == nil {
+			continue
+		}
+		kept = append(kept, c)
+		held = held && c.Held
+	}
+	r.res.Checks = kept
 	return held
 }
 

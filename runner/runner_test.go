@@ -347,15 +347,19 @@ func TestLiveProgress(t *testing.T) {
 	}
 }
 
-// cancelOn cancels a run's context when a progress line holds what.
+// cancelOn cancels a run's context once progress lines have held what n
+// times.
 type cancelOn struct {
 	what   string
+	n      int
 	cancel context.CancelFunc
 }
 
-func (c cancelOn) Write(b []byte) (int, error) {
+func (c *cancelOn) Write(b []byte) (int, error) {
 	if strings.Contains(string(b), c.what) {
-		c.cancel()
+		if c.n--; c.n <= 0 {
+			c.cancel()
+		}
 	}
 	return len(b), nil
 }
@@ -366,7 +370,7 @@ func TestInterruptKeepsTheInjectChecks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	res, err := runner.Run(ctx, slowDependency(t, "0"), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 7,
-		Tick: 200 * time.Millisecond, RecoveryWindow: time.Second, Progress: cancelOn{`injected "slow dependency"`, cancel}})
+		Tick: 200 * time.Millisecond, RecoveryWindow: time.Second, Progress: &cancelOn{"inject   ", 4, cancel}}) // 4 ticks into the injection, the fault started
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,5 +385,37 @@ func TestInterruptKeepsTheInjectChecks(t *testing.T) {
 	}
 	if len(inject) != 3 {
 		t.Fatalf("inject checks %q, want the 3 steady-state checks judged; all checks: %+v", inject, res.Checks)
+	}
+}
+
+// A probe that the interrupt itself cuts short is not a failure the run
+// saw: an interrupted run does not report a broken steady state for it.
+func TestInterruptedProbeIsNotAFailure(t *testing.T) {
+	cmd, marker := processtest.Sleepers(t)
+	x := stopExperiment(t, marker)
+	x.SteadyState = append(x.SteadyState, experiment.Check{
+		Probe:  &experiment.Probe{Kind: "command", Command: []string{"sleep", "0.4"}, Expect: "0"},
+		Phases: []string{"baseline", "inject", "recovery"},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan *runner.Result)
+	go func() {
+		res, err := runner.Run(ctx, x, runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Tick: 100 * time.Millisecond})
+		if err != nil {
+			panic(err)
+		}
+		done <- res
+	}()
+	processtest.WaitFor(t, "the stop fault", func() bool { return processtest.Stopped(t, cmd.Process.Pid) })
+	cancel() // most likely while a 0.4 s probe runs
+	res := <-done
+	for _, c := range res.Checks {
+		if c.Phase == "inject" && !c.Held && c.Detail != "the probe did not run" {
+			t.Errorf("the interrupted run reports a broken probe: %+v", c)
+		}
+	}
+	if res.Verdict != runner.Aborted || len(res.Reasons) != 1 {
+		t.Errorf("verdict %s %q, want ABORTED for the interrupt alone", res.Verdict, res.Reasons)
 	}
 }
