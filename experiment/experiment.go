@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -371,15 +372,12 @@ func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 func document(file string, data []byte, need string) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		line := 1
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if m := regexp.MustCompile(`^line (\d+): `).FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = strings.TrimPrefix(msg, m[0])
-		}
-		if strings.HasPrefix(msg, "did not find expected") {
-			// The parser's (not the scanner's) errors count lines from 0.
-			line++
+		msg, line := yamlProblem(err)
+		// yaml.v3 gives the line of the enclosing block for many errors, and
+		// counts some from 0: the first line after which the file fails the
+		// same way is where the problem is.
+		if at := firstFailingLine(data, msg, line-1); at > 0 {
+			line = at
 		}
 		switch {
 		case strings.Contains(msg, "expected ',' or"):
@@ -393,6 +391,33 @@ func document(file string, data []byte, need string) (*yaml.Node, error) {
 		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "empty file: " + need})
 	}
 	return doc.Content[0], nil
+}
+
+// yamlProblem splits a yaml.v3 error into its message and the line it
+// gives (1 if none).
+func yamlProblem(err error) (string, int) {
+	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 1
+	if m := regexp.MustCompile(`^line (\d+): `).FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = strings.TrimPrefix(msg, m[0])
+	}
+	return msg, line
+}
+
+// firstFailingLine returns the first line n, from line from on, such that
+// the file's first n lines fail to parse with msg; 0 if none does. (The
+// line yaml.v3 gives is never more than one past the problem's.)
+func firstFailingLine(data []byte, msg string, from int) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for n := max(from, 1); n <= len(lines); n++ {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(bytes.Join(lines[:n], nil), &doc); err != nil {
+			if m, _ := yamlProblem(err); m == msg {
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // ParseFile reads and parses an experiment file.
