@@ -159,8 +159,8 @@ Or drive the proxy by hand:
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		// pflag's number errors end in strconv's own words.
-		msg := regexp.MustCompile(`: strconv\.Parse\w+: parsing "[^"]*": (invalid syntax|value out of range)$`).
-			ReplaceAllString(err.Error(), ": want a number")
+		msg := regexp.MustCompile(`: strconv\.Parse\w+: parsing "[^"]*": invalid syntax$`).ReplaceAllString(err.Error(), ": want a number")
+		msg = regexp.MustCompile(`: strconv\.Parse\w+: parsing "[^"]*": value out of range$`).ReplaceAllString(msg, ": number out of range")
 		return usagef("%s (see '%s --help')", msg, c.CommandPath())
 	})
 	root.Version = version()
