@@ -47,6 +47,18 @@ func usage(dir string) (free, total int64, err error) {
 	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
 }
 
+// sameFileSystem reports whether the open file f is on dir's file system.
+func sameFileSystem(dir string, f *os.File) (bool, error) {
+	var d, fs syscall.Stat_t
+	if err := syscall.Stat(dir, &d); err != nil {
+		return false, err
+	}
+	if err := syscall.Fstat(int(f.Fd()), &fs); err != nil {
+		return false, err
+	}
+	return d.Dev == fs.Dev, nil
+}
+
 // mountPoint returns the mount point of the file system holding path.
 func mountPoint(path string) string {
 	abs, err := filepath.Abs(path)
@@ -113,6 +125,11 @@ func Fill(ctx context.Context, cfg FillConfig, ready func()) (Result, error) {
 	}
 	defer os.Remove(cfg.File)
 	defer f.Close()
+	// The file fills its own file system: it must be the one measured (and
+	// checked for /) above.
+	if same, err := sameFileSystem(cfg.Dir, f); err != nil || !same {
+		return Result{}, refusef("disk: the fill file %s is not on the file system of %s: give a file in it", cfg.File, cfg.Dir)
+	}
 	start := time.Now()
 	buf := make([]byte, 1<<20)
 	var written int64

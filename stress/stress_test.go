@@ -136,6 +136,20 @@ func TestFillRefusesTheRootFileSystem(t *testing.T) {
 	}
 }
 
+// The fill file must be on the file system measured and checked: one on
+// another (the root one, here) is refused before a byte is written.
+func TestFillRefusesAFileElsewhere(t *testing.T) {
+	dir := tmpfs(t, "4m")
+	elsewhere := filepath.Join(t.TempDir(), "fill") // not on the tmpfs
+	_, err := stress.Fill(context.Background(), stress.FillConfig{Dir: dir, File: elsewhere, Fill: 1 << 20}, nil)
+	if !errors.Is(err, stress.ErrRefused) || !strings.Contains(err.Error(), "not on the file system of") {
+		t.Errorf("a fill file on another file system: %v, want refused", err)
+	}
+	if _, err := os.Stat(elsewhere); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused fill left its file: %v", err)
+	}
+}
+
 func TestConnectionsTCP(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
