@@ -390,7 +390,7 @@ func (r *run) injectStress(ctx context.Context, f *fault, _ *target, a experimen
 		}
 		args = append(args, filled)
 	}
-	args = append(args, "--json")
+	args = append(args, "--json", "--journaled-by-run") // this run journals and registers it
 	var file string
 	var fileID string
 	if a.Resource == "disk" {

@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/faultline/faultline/state"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/stress"
 )
 
@@ -19,6 +22,9 @@ import (
 type stressFlags struct {
 	duration time.Duration
 	asJSON   bool
+	// journaled: a run started this stress and journals it; otherwise the
+	// stress registers itself in the state directory, with a journal.
+	journaled bool
 }
 
 func newStressCmd(g *globals) *cobra.Command {
@@ -45,26 +51,43 @@ connections); the run starts them as child processes that die with it.`,
 
 func addStressFlags(cmd *cobra.Command, f *stressFlags) {
 	cmd.Flags().DurationVar(&f.duration, "duration", 0, "how long to hold (default: until Ctrl-C, SIGTERM or halt)")
-	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the final measurements as one JSON object")
+	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the final measurements as one JSON object (the ready line goes to stderr)")
+	cmd.Flags().BoolVar(&f.journaled, "journaled-by-run", false, "")
+	_ = cmd.Flags().MarkHidden("journaled-by-run")
 }
 
 // runStress runs one stress until its end, printing the ready line and the
-// result.
-func runStress(c *cobra.Command, g *globals, f stressFlags, run func(ctx context.Context, ready func()) (stress.Result, error), describe string) error {
+// result. Started by hand, it registers itself in the state directory with
+// a journal of its own, so that status and halt see it and recover removes
+// a fill file (fillFile) that a SIGKILL left behind.
+func runStress(c *cobra.Command, g *globals, f stressFlags, run func(ctx context.Context, ready func()) (stress.Result, error), describe, fillFile string) error {
+	if f.duration < 0 {
+		return usagef("--duration %v: want a positive duration, or none to hold until stopped", f.duration)
+	}
 	stateDir := g.state()
 	ctx, stop, err := killSwitch(c, stateDir)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	if !f.journaled {
+		done, err := journalStress(c, stateDir, fillFile)
+		if err != nil {
+			return failure(err)
+		}
+		defer done()
+	}
 	held := ctx
 	if f.duration > 0 {
 		var cancel context.CancelFunc
 		held, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-	out := c.OutOrStdout()
-	res, err := run(held, func() { fmt.Fprintf(out, "ready: %s\n", describe) })
+	out, status := c.OutOrStdout(), c.OutOrStdout()
+	if f.asJSON && !f.journaled { // (a run reads both from stdout)
+		status = c.ErrOrStderr() // stdout holds the JSON alone
+	}
+	res, err := run(held, func() { fmt.Fprintf(status, "ready: %s\n", describe) })
 	if errors.Is(err, stress.ErrRefused) {
 		return usagef("%v", err)
 	}
@@ -77,10 +100,45 @@ func runStress(c *cobra.Command, g *globals, f stressFlags, run func(ctx context
 	} else {
 		fmt.Fprintf(out, "done: %s; given back\n", res)
 	}
-	if halted, _ := state.Halted(stateDir); halted {
-		return &exitError{ExitAborted, fmt.Errorf("halted: stress undone")}
+	if ctx.Err() != nil && !f.journaled { // a signal or a halt, not --duration (a run stops its own with SIGTERM)
+		return &exitError{ExitAborted, fmt.Errorf("stopped (%v): stress undone", context.Cause(ctx))}
 	}
 	return nil
+}
+
+// journalStress registers a stress started by hand and journals what a
+// SIGKILL would leave (a fill file); the returned func ends both.
+func journalStress(c *cobra.Command, stateDir, fillFile string) (func(), error) {
+	dir := filepath.Join(stateDir, "stress", fmt.Sprintf("%s-%d", c.Name(), os.Getpid()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	j, err := journal.Create(filepath.Join(dir, "journal.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	self, _ := process.Identify(os.Getpid())
+	if err := j.Append(journal.Event{Type: journal.RunStart, Name: "stress " + c.Name(), Runner: &self}); err != nil {
+		j.Close()
+		return nil, err
+	}
+	if fillFile != "" {
+		if err := j.Append(journal.Event{Type: journal.Intent, ID: "1", Name: "stress disk",
+			Undo: &journal.Undo{Kind: "remove_file", Path: fillFile}, Message: "fill " + fillFile}); err != nil {
+			j.Close()
+			return nil, err
+		}
+	}
+	deregister := registerRun(c.ErrOrStderr(), stateDir, "stress "+c.Name(), dir)
+	return func() {
+		if fillFile != "" {
+			_ = j.Append(journal.Event{Type: journal.Undone, ID: "1"})
+		}
+		_ = j.Append(journal.Event{Type: journal.RunEnd})
+		j.Close()
+		deregister()
+		_ = os.RemoveAll(dir) // ended cleanly: nothing to keep
+	}, nil
 }
 
 func newStressCPUCmd(g *globals) *cobra.Command {
@@ -97,7 +155,7 @@ func newStressCPUCmd(g *globals) *cobra.Command {
 			}
 			return runStress(c, g, f, func(ctx context.Context, ready func()) (stress.Result, error) {
 				return stress.CPU(ctx, workers, load, ready)
-			}, fmt.Sprintf("%d worker(s) at %d%%", workers, load))
+			}, fmt.Sprintf("%d worker(s) at %d%%", workers, load), "")
 		},
 	}
 	cmd.Flags().IntVar(&workers, "workers", 1, "busy `workers` (threads)")
@@ -127,7 +185,7 @@ func newStressMemoryCmd(g *globals) *cobra.Command {
 			}
 			return runStress(c, g, f, func(ctx context.Context, ready func()) (stress.Result, error) {
 				return stress.Memory(ctx, n, r, ready)
-			}, stress.FormatSize(n)+" allocated and touched")
+			}, stress.FormatSize(n)+" allocated and touched", "")
 		},
 	}
 	cmd.Flags().StringVar(&size, "size", "", "`size` to hold, e.g. 512MiB")
@@ -189,9 +247,15 @@ Filling the root file system (/) is refused unless --allow-root.`,
 			default:
 				return usagef("give --free SIZE|PERCENT or --fill SIZE")
 			}
+			if cfg.File == "" {
+				cfg.File = filepath.Join(cfg.Dir, fmt.Sprintf(".faultline-fill-%d", os.Getpid()))
+			}
+			if abs, err := filepath.Abs(cfg.File); err == nil {
+				cfg.File = abs
+			}
 			return runStress(c, g, f, func(ctx context.Context, ready func()) (stress.Result, error) {
 				return stress.Fill(ctx, cfg, ready)
-			}, "file system of "+cfg.Dir+" filled")
+			}, "file system of "+cfg.Dir+" filled", cfg.File)
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Dir, "path", "", "a `directory` on the file system to fill")
@@ -231,7 +295,7 @@ are held, it keeps trying, so a slot another client gives back is taken too.`,
 			}
 			return runStress(c, g, f, func(ctx context.Context, ready func()) (stress.Result, error) {
 				return stress.Connections(ctx, cfg, ready)
-			}, fmt.Sprintf("%d connection(s) held", cfg.Count))
+			}, fmt.Sprintf("%d connection(s) held", cfg.Count), "")
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Address, "address", "", "`HOST:PORT` to connect to")

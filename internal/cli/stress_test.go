@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/faultline/faultline/journal"
@@ -135,9 +136,64 @@ func TestStressCommandUsage(t *testing.T) {
 		{"stress", "disk", "--path", "/", "--fill", "1MiB"},
 		{"stress", "connections"},
 		{"stress", "connections", "--protocol", "postgres"},
+		{"stress", "cpu", "--duration", "-1s"},
 	} {
 		if code, _, errOut := run(t, args...); code != 2 || errOut == "" {
 			t.Errorf("%q = %d %q, want 2 with a message", args, code, errOut)
 		}
+	}
+}
+
+// A stress started by hand is registered: status lists it with its fill
+// file, and after a SIGKILL recover removes the file. One stopped by a
+// signal exits 3; with --json, stdout holds the JSON alone.
+func TestStandaloneStressIsRecoverable(t *testing.T) {
+	fill, stateDir := smallFS(t), t.TempDir()
+	cmd := exec.Command(binary(t), "stress", "disk", "--path", fill, "--free", "2MiB", "--state-dir", stateDir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	file := filepath.Join(fill, fmt.Sprintf(".faultline-fill-%d", cmd.Process.Pid))
+	processtest.WaitFor(t, "status to show the fill", func() bool {
+		_, stdout, _ := run(t, "status", "--state-dir", stateDir)
+		return strings.Contains(stdout, "stress disk") && strings.Contains(stdout, "injected: stress disk (remove_file)")
+	})
+	_ = cmd.Process.Kill() // SIGKILL: the file stays
+	_ = cmd.Wait()
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("after SIGKILL: %v (the test proves nothing without the file)", err)
+	}
+	code, stdout, stderr := run(t, "recover", "--state-dir", stateDir)
+	if code != 0 || !strings.Contains(stdout, "removed "+file) {
+		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("the fill file is still there: %v", err)
+	}
+	if _, stdout, _ := run(t, "status", "--state-dir", stateDir); !strings.Contains(stdout, "no runs in progress") {
+		t.Errorf("status after recover: %q", stdout)
+	}
+
+	cpu := exec.Command(binary(t), "stress", "cpu", "--json", "--state-dir", stateDir)
+	var out, errOut strings.Builder
+	cpu.Stdout, cpu.Stderr = &out, &errOut
+	if err := cpu.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cpu.Process.Kill(); _ = cpu.Wait() })
+	processtest.WaitFor(t, "the cpu stress registered", func() bool {
+		_, stdout, _ := run(t, "status", "--state-dir", stateDir)
+		return strings.Contains(stdout, "stress cpu")
+	})
+	_ = cpu.Process.Signal(syscall.SIGTERM)
+	err := cpu.Wait()
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("stress cpu after SIGTERM: %v, want exit 3", err)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil || res["kind"] != "cpu" {
+		t.Errorf("stdout with --json is not the JSON alone (%v): %q", err, out.String())
 	}
 }
