@@ -414,6 +414,7 @@ func TestUsageHints(t *testing.T) {
 		{[]string{"proxy", "lst"}, 2, `did you mean "list"?`},
 		{[]string{"stress", "cpo"}, 2, `did you mean "cpu"?`},
 		{[]string{"serve", "--port", "notaport"}, 2, `invalid argument "notaport" for "--port" flag: want a number`},
+		{[]string{"dns", "--listen", "0.0.0.0:0"}, 2, "an open resolver; pass --allow-remote"},
 	} {
 		code, out, errOut := run(t, c.args...)
 		if code != c.code || !strings.Contains(out+errOut, c.want) || strings.Contains(errOut, "strconv") {

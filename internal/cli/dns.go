@@ -13,6 +13,7 @@ import (
 
 func newDNSCmd(g *globals) *cobra.Command {
 	var listen, upstream string
+	var allowRemote bool
 	var rules, records []string
 	cmd := &cobra.Command{
 		Use:   "dns",
@@ -52,6 +53,13 @@ It stops on Ctrl-C, SIGTERM or 'faultline halt'; nothing outlives it.`,
 				name = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
 				recs[name] = append(recs[name], ip)
 			}
+			host, _, err := net.SplitHostPort(listen)
+			if err != nil {
+				return usagef("--listen %q: want HOST:PORT, e.g. 127.0.0.1:5353", listen)
+			}
+			if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" && !allowRemote {
+				return usagef("--listen %s is not a loopback address: that serves DNS (and forwards to --upstream) to the network, an open resolver; pass --allow-remote if that is intended", listen)
+			}
 			if upstream != "" {
 				if _, _, err := net.SplitHostPort(upstream); err != nil {
 					return usagef("--upstream %q: want HOST:PORT, e.g. 127.0.0.53:53", upstream)
@@ -86,6 +94,7 @@ It stops on Ctrl-C, SIGTERM or 'faultline halt'; nothing outlives it.`,
 	f.StringVar(&upstream, "upstream", "", "resolver `HOST:PORT` to forward other names to (default: none, they get NXDOMAIN)")
 	f.StringArrayVar(&rules, "rule", nil, "`PATTERN=ACTION`, repeatable, e.g. 'payments.*=SERVFAIL'")
 	f.StringArrayVar(&records, "record", nil, "`NAME=IP` answered without asking upstream, repeatable")
+	f.BoolVar(&allowRemote, "allow-remote", false, "allow --listen on an address other than loopback")
 	return cmd
 }
 
