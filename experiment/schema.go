@@ -293,10 +293,49 @@ func Schema() ([]byte, error) {
 		}
 	}
 	s.Definitions["conditionDoc"] = conditionDoc("").JSONSchema()
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	var doc any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	allowVars(doc)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	err := enc.Encode(s)
+	err = enc.Encode(doc)
 	return buf.Bytes(), err
+}
+
+// varPattern is a whole value given by a variable: ${NAME} or
+// ${NAME:-DEFAULT}, filled in before the file is read.
+const varPattern = `^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$`
+
+// allowVars lets every number and boolean of the schema be a ${VAR} too,
+// as the parser does.
+func allowVars(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		if t, ok := v["type"].(string); ok && (t == "integer" || t == "number" || t == "boolean") {
+			typed := map[string]any{}
+			for _, k := range []string{"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"} {
+				if x, ok := v[k]; ok {
+					typed[k] = x
+					delete(v, k)
+				}
+			}
+			v["anyOf"] = []any{typed, map[string]any{"type": "string", "pattern": varPattern}}
+			return
+		}
+		for _, x := range v {
+			allowVars(x)
+		}
+	case []any:
+		for _, x := range v {
+			allowVars(x)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -52,14 +53,24 @@ func asJSON(t *testing.T, yamlText []byte) any {
 	return out
 }
 
+// The schema accepts every valid file the repository has, the shipped
+// examples included (${VAR} numbers, an http_body null key).
 func TestSchemaAcceptsValidFiles(t *testing.T) {
 	s := compiled(t)
-	data, err := os.ReadFile("testdata/valid/slow-dependency.yaml")
-	if err != nil {
-		t.Fatal(err)
+	files, _ := filepath.Glob("testdata/valid/*.yaml")
+	examples, _ := filepath.Glob("../examples/experiments/*.yaml")
+	files = append(files, examples...)
+	if len(examples) < 10 {
+		t.Fatalf("found %d example experiments: is the repository there?", len(examples))
 	}
-	if err := s.Validate(asJSON(t, data)); err != nil {
-		t.Fatalf("the schema refuses a valid file: %v", err)
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(asJSON(t, data)); err != nil {
+			t.Errorf("the schema refuses %s: %v", file, err)
+		}
 	}
 }
 
