@@ -289,6 +289,14 @@ func TestReportAndCompareCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(string(b), `id="verdict-b"`) || !strings.Contains(string(b), "ABORTED") {
 		t.Fatalf("compare = %d %q %q", code, out, errOut)
 	}
+	// Those are runs of two experiments: compared, with a warning; two runs
+	// of one experiment get none.
+	if !strings.Contains(errOut, `warning: comparing runs of two experiments ("slow-payment" and "zone-outage")`) {
+		t.Errorf("compare of two experiments: %q, want a warning", errOut)
+	}
+	if code, _, errOut := run(t, "compare", dir, copyRun(t, "failed"), "-o", html); code != 0 || strings.Contains(errOut, "warning") {
+		t.Errorf("compare of two runs of one experiment = %d %q, want no warning", code, errOut)
+	}
 }
 
 // faultline dns answers, fails what its rules say, and stops on SIGTERM.

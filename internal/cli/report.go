@@ -91,6 +91,9 @@ same experiment before and after a fix, or against two builds.`,
 			if err != nil {
 				return usagef("%v", err)
 			}
+			if a.Result.Name != b.Result.Name {
+				fmt.Fprintf(c.ErrOrStderr(), "warning: comparing runs of two experiments (%q and %q): only the checks they share line up\n", a.Result.Name, b.Result.Name)
+			}
 			report.Version = version()
 			if err := writeCompare(out, a, b); err != nil {
 				return failure(err)
