@@ -324,7 +324,7 @@ const reportHTML = `<!doctype html>
 <section>
 <h2>Faults</h2>
 {{if .Faults}}<table class="faults"><thead><tr><th>fault</th><th>action</th><th>target</th><th>injected</th><th>reverted</th><th>hit</th><th>evidence</th></tr></thead>
-<tbody>{{range .Faults}}<tr><td>{{.Name}}</td><td><code>{{.Action}}</code></td><td>{{or .Target "the machine"}}</td><td>{{.Injected}}</td><td>{{.Reverted}}</td><td>{{join .Hit "; "}}</td><td>{{join .Evidence "; "}}{{with .Error}}<div class="err">{{.}}</div>{{end}}</td></tr>{{end}}</tbody></table>
+<tbody>{{range .Faults}}<tr><td>{{.Name}}</td><td>{{with .Action}}<code>{{.}}</code>{{else}}–{{end}}</td><td>{{or .Target "the machine"}}</td><td>{{.Injected}}</td><td>{{.Reverted}}</td><td>{{join .Hit "; "}}</td><td>{{join .Evidence "; "}}{{with .Error}}<div class="err">{{.}}</div>{{end}}</td></tr>{{end}}</tbody></table>
 {{else}}<p class="muted">No fault was set up.</p>{{end}}
 </section>
 

@@ -96,6 +96,9 @@ func fromJournal(events []journal.Event) runner.Result {
 	res := runner.Result{Verdict: Incomplete, Vars: map[string]string{}, Checks: []runner.CheckRecord{}, Faults: []runner.FaultRecord{}}
 	res.Reasons = []string{"the run did not finish (its journal has no run_end): 'faultline recover DIR' undoes what it left"}
 	var last time.Time
+	byID := map[string]int{}   // intent ID: index in res.Faults
+	byName := map[string]int{} // fault name: index in res.Faults
+	open := map[string]bool{}  // intents not undone yet
 	for _, e := range events {
 		last = e.Time
 		switch e.Type {
@@ -114,9 +117,38 @@ func fromJournal(events []journal.Event) runner.Result {
 			}
 			res.Phases = append(res.Phases, runner.PhaseRecord{Name: e.Name, Start: runner.Stamp(e.Time)})
 		case journal.Intent:
-			if e.Name != "" && !strings.HasPrefix(e.Name, "launch ") {
+			if e.Name == "" || strings.HasPrefix(e.Name, "launch ") {
+				continue
+			}
+			i, seen := byName[e.Name] // a fault can take several steps
+			if !seen {
 				at := runner.Stamp(e.Time)
-				res.Faults = append(res.Faults, runner.FaultRecord{Name: e.Name, Hit: []string{e.Message}, InjectedAt: &at, Evidence: []string{}})
+				i = len(res.Faults)
+				byName[e.Name] = i
+				res.Faults = append(res.Faults, runner.FaultRecord{Name: e.Name, InjectedAt: &at, Hit: []string{}, Evidence: []string{}})
+			}
+			if e.Message != "" {
+				res.Faults[i].Hit = append(res.Faults[i].Hit, e.Message)
+			}
+			byID[e.ID], open[e.ID] = i, true
+		case journal.Undone:
+			if i, ok := byID[e.ID]; ok {
+				delete(open, e.ID)
+				stillOpen := false
+				for id := range open {
+					stillOpen = stillOpen || byID[id] == i
+				}
+				if !stillOpen {
+					at := runner.Stamp(e.Time)
+					res.Faults[i].RevertedAt = &at
+				}
+			}
+			if strings.HasPrefix(e.Message, "recover: ") {
+				res.Faults[byID[e.ID]].Evidence = append(res.Faults[byID[e.ID]].Evidence, e.Message)
+			}
+		case journal.RunEnd:
+			if e.Message == "recovered" {
+				res.Reasons = []string{"the run did not finish: its runner was stopped; 'faultline recover' undid what it left at " + e.Time.UTC().Format(time.RFC3339)}
 			}
 		}
 	}

@@ -54,7 +54,11 @@ func (r *Run) Markdown(w io.Writer, link string) error {
 		b.WriteString("\n")
 	}
 	for _, f := range r.faultRows() {
-		fmt.Fprintf(&b, "- Fault **%s** (`%s` on %s): injected %s, reverted %s", mdEscape(f.Name), f.Action, f.Target, f.Injected, f.Reverted)
+		what := ""
+		if f.Action != "" {
+			what = fmt.Sprintf(" (`%s` on %s)", f.Action, f.Target)
+		}
+		fmt.Fprintf(&b, "- Fault **%s**%s: injected %s, reverted %s", mdEscape(f.Name), what, f.Injected, f.Reverted)
 		if len(f.Hit) > 0 {
 			fmt.Fprintf(&b, "; hit %s", mdEscape(strings.Join(f.Hit, "; ")))
 		}

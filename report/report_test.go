@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/report"
 )
 
@@ -153,6 +154,40 @@ func TestIncompleteRunFromJournal(t *testing.T) {
 	var html bytes.Buffer
 	if err := r.HTML(&html); err != nil || !strings.Contains(html.String(), "INCOMPLETE") {
 		t.Fatalf("HTML of an incomplete run: %v", err)
+	}
+}
+
+// A run that recover cleaned up says so, and its faults (one of several
+// steps: a fill file and its stress process) show as reverted.
+func TestRecoveredRunFromJournal(t *testing.T) {
+	dir := t.TempDir()
+	j, err := journal.Create(filepath.Join(dir, "journal.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []journal.Event{
+		{Type: journal.RunStart, Name: "fill"},
+		{Type: journal.Phase, Name: "inject"},
+		{Type: journal.Intent, ID: "1", Name: "fill", Undo: &journal.Undo{Kind: "remove_file", Path: "/x/fill"}, Message: "fill /x"},
+		{Type: journal.Intent, ID: "2", Name: "fill", Undo: &journal.Undo{Kind: "kill"}, Message: "faultline stress disk"},
+		{Type: journal.Undone, ID: "2", Message: "recover: stopped 1 process(es)"},
+		{Type: journal.Undone, ID: "1", Message: "recover: removed /x/fill"},
+		{Type: journal.RunEnd, Message: "recovered"},
+	} {
+		if err := j.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	r, err := report.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Result.Reasons) != 1 || !strings.Contains(r.Result.Reasons[0], "'faultline recover' undid what it left") {
+		t.Errorf("reasons %q, want that recover undid it", r.Result.Reasons)
+	}
+	if f := r.Result.Faults; len(f) != 1 || f[0].RevertedAt == nil || len(f[0].Hit) != 2 || len(f[0].Evidence) != 2 {
+		t.Errorf("faults %+v, want one, reverted, with both steps", f)
 	}
 }
 
