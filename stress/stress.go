@@ -138,6 +138,23 @@ func CPU(ctx context.Context, workers, load int, ready func()) (Result, error) {
 var sink atomicUint64
 
 // rss is the process's resident memory in bytes (VmRSS).
+// memTotal is the machine's memory in bytes, 0 if unknown.
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
 func rss() int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -162,6 +179,9 @@ func Memory(ctx context.Context, size, rate int64, ready func()) (Result, error)
 	if size <= 0 {
 		return Result{}, errors.New("memory: want a size > 0")
 	}
+	if total := memTotal(); total > 0 && size > total {
+		return Result{}, refusef("memory: %s is more than this machine has (%s)", FormatSize(size), FormatSize(total))
+	}
 	const chunk = 16 << 20
 	start := time.Now()
 	var blocks [][]byte
@@ -185,7 +205,7 @@ func Memory(ctx context.Context, size, rate int64, ready func()) (Result, error)
 		}
 	}
 	res := Result{Kind: "memory", RSS: rss()}
-	if ready != nil {
+	if ready != nil && ctx.Err() == nil { // ended before all was taken: not ready
 		ready()
 	}
 	<-ctx.Done()

@@ -183,6 +183,9 @@ func newStressMemoryCmd(g *globals) *cobra.Command {
 					return usagef("--rate: %v", err)
 				}
 			}
+			// If memory runs out, the kernel's OOM killer should end this
+			// stress, not a service of the machine.
+			_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
 			return runStress(c, g, f, func(ctx context.Context, ready func()) (stress.Result, error) {
 				return stress.Memory(ctx, n, r, ready)
 			}, stress.FormatSize(n)+" allocated and touched", "")

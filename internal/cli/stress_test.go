@@ -197,3 +197,25 @@ func TestStandaloneStressIsRecoverable(t *testing.T) {
 		t.Errorf("stdout with --json is not the JSON alone (%v): %q", err, out.String())
 	}
 }
+
+// A memory stress is the OOM killer's first choice, not a service of the
+// machine; one larger than the machine is refused.
+func TestMemoryStressIsTheOOMKillersChoice(t *testing.T) {
+	stateDir := t.TempDir()
+	cmd := exec.Command(binary(t), "stress", "memory", "--size", "16MiB", "--state-dir", stateDir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	processtest.WaitFor(t, "the memory stress registered", func() bool {
+		_, stdout, _ := run(t, "status", "--state-dir", stateDir)
+		return strings.Contains(stdout, "stress memory")
+	})
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", cmd.Process.Pid))
+	if err != nil || strings.TrimSpace(string(b)) != "1000" {
+		t.Errorf("oom_score_adj of the memory stress: %q, %v; want 1000", b, err)
+	}
+	if code, _, errOut := run(t, "stress", "memory", "--size", "100TiB", "--state-dir", stateDir); code != 2 || !strings.Contains(errOut, "more than this machine has") {
+		t.Errorf("stress memory --size 100TiB = %d %q, want 2", code, errOut)
+	}
+}
