@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,8 +31,8 @@ type ConnConfig struct {
 // to open is an error only when none opens. While fewer than cfg.Count are
 // held, it keeps trying to open the rest (every 10 ms at first, backing
 // off to 100 ms): a slot that another client held for a moment when the
-// stress began, and gave back, is taken too. Result.Conns is the most held
-// at once.
+// stress began, and gave back, is taken too, and a TCP connection the
+// server closes is opened again. Result.Conns is the most held at once.
 func Connections(ctx context.Context, cfg ConnConfig, ready func()) (Result, error) {
 	if cfg.Count < 1 {
 		return Result{}, errors.New("connections: want a count >= 1")
@@ -42,40 +44,55 @@ func Connections(ctx context.Context, cfg ConnConfig, ready func()) (Result, err
 			c()
 		}
 	}()
-	opened, firstErr := openMany(ctx, cfg, cfg.Count)
+	var lost atomic.Int64 // connections the server closed
+	changed := make(chan struct{}, 1)
+	onLost := func() {
+		lost.Add(1)
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	held := func() int { return len(closers) - int(lost.Load()) }
+	opened, firstErr := openMany(ctx, cfg, cfg.Count, onLost)
 	closers = append(closers, opened...)
 	if len(closers) == 0 {
 		return Result{Kind: "connections"}, fmt.Errorf("connections: none opened: %w", firstErr)
 	}
-	res := Result{Kind: "connections", Conns: len(closers)}
+	res := Result{Kind: "connections", Conns: held()}
 	if ready != nil {
 		ready()
 	}
 	wait := 10 * time.Millisecond
-	for len(closers) < cfg.Count {
+	for ctx.Err() == nil {
+		if held() >= cfg.Count {
+			select { // until one is lost
+			case <-ctx.Done():
+			case <-changed:
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
-			more, _ := openMany(ctx, cfg, cfg.Count-len(closers))
+			more, _ := openMany(ctx, cfg, cfg.Count-held(), onLost)
 			closers = append(closers, more...)
-			res.Conns = max(res.Conns, len(closers))
+			res.Conns = max(res.Conns, held())
 			if len(more) > 0 {
 				wait = 10 * time.Millisecond
 			} else {
 				wait = min(2*wait, 100*time.Millisecond)
 			}
-			continue
 		}
-		break
 	}
-	<-ctx.Done()
 	res.Held = time.Since(start).Seconds()
 	return res, nil
 }
 
 // openMany opens up to n connections, 16 at a time, and returns the
-// closers of those that opened and the first error.
-func openMany(ctx context.Context, cfg ConnConfig, n int) ([]func(), error) {
+// closers of those that opened and the first error. onLost is called when
+// the server closes one.
+func openMany(ctx context.Context, cfg ConnConfig, n int, onLost func()) ([]func(), error) {
 	var closers []func()
 	var mu sync.Mutex
 	var firstErr error
@@ -85,7 +102,7 @@ func openMany(ctx context.Context, cfg ConnConfig, n int) ([]func(), error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			closer, err := open(ctx, cfg)
+			closer, err := open(ctx, cfg, onLost)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -101,7 +118,7 @@ func openMany(ctx context.Context, cfg ConnConfig, n int) ([]func(), error) {
 	return closers, firstErr
 }
 
-func open(ctx context.Context, cfg ConnConfig) (func(), error) {
+func open(ctx context.Context, cfg ConnConfig, onLost func()) (func(), error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if cfg.Protocol == "postgres" {
@@ -117,6 +134,16 @@ func open(ctx context.Context, cfg ConnConfig) (func(), error) {
 		return nil, err
 	}
 	stop := make(chan struct{})
+	go func() {
+		// What the server sends is dropped; its close is a lost slot
+		// (ours, when the stress ends, is not).
+		_, _ = io.Copy(io.Discard, c)
+		select {
+		case <-stop:
+		default:
+			onLost()
+		}
+	}()
 	if cfg.Mode == "slow" {
 		go func() {
 			// A request that never ends: its head, then a header value

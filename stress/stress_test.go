@@ -4,11 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -203,6 +205,42 @@ func TestConnectionsTCP(t *testing.T) {
 
 // Sessions count against max_connections; a slot that another client
 // holds when the stress begins, and gives back later, is taken too.
+// A connection the server closes is not held any more: the stress opens
+// another, so the server ends up holding the count asked for.
+func TestConnectionsReopenWhatTheServerCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var open, accepted atomic.Int64
+	var kept sync.WaitGroup
+	defer kept.Wait()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if accepted.Add(1) <= 5 { // the first five: closed at once
+				c.Close()
+				continue
+			}
+			open.Add(1)
+			kept.Go(func() {
+				_, _ = io.Copy(io.Discard, c)
+				c.Close()
+				open.Add(-1)
+			})
+		}
+	}()
+	holdThen(t, func(ctx context.Context, ready func()) (stress.Result, error) {
+		return stress.Connections(ctx, stress.ConnConfig{Address: ln.Addr().String(), Count: 10, Mode: "idle"}, ready)
+	}, func() {
+		processtest.WaitFor(t, "10 connections held", func() bool { return open.Load() == 10 })
+	})
+}
+
 func TestConnectionsPostgres(t *testing.T) {
 	if _, err := shop.FindPostgres(); err != nil {
 		if os.Getenv("CI") == "true" {
