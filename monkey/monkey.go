@@ -277,6 +277,15 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "irreversible: nothing to restart"})
 		return
 	}
+	// The restart comes once the victim has gone (its port, its pid file
+	// free), or after 10 s.
+	gone := time.Now().Add(10 * time.Second)
+	for process.Alive(procs[0]) && time.Now().Before(gone) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond) // polling another process's exit
+	}
+	if process.Alive(procs[0]) {
+		d.Reason += "; still running 10 s after the signal"
+	}
 	rerr := runner.RunCommand(ctx, g.spec.Process.Restart)
 	r.journal(journal.Event{Type: journal.Undone, ID: id, Message: errText(rerr)})
 	d.Reason += "; restarted"

@@ -195,6 +195,40 @@ groups:
 	}
 }
 
+// The restart command runs once the victim has exited, not while it is
+// still shutting down (its port or pid file still taken).
+func TestRestartWaitsForTheVictim(t *testing.T) {
+	marker := fmt.Sprintf("monkey-slow-exit-%d-%d", os.Getpid(), time.Now().UnixNano())
+	exiting := filepath.Join(t.TempDir(), "exiting") // written as the victim's last act
+	victim := exec.Command("sh", "-c", `trap "sleep 0.5; touch $1; exit 0" TERM; while :; do sleep 0.05; done`, marker, exiting)
+	victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL); _ = victim.Wait() })
+	exited := make(chan struct{})
+	go func() { _ = victim.Wait(); close(exited) }()
+	re := regexp.MustCompile(regexp.QuoteMeta(marker))
+	processtest.WaitFor(t, "the victim's shell", func() bool { pids, _ := process.Match(re); return len(pids) == 1 })
+	seen := filepath.Join(t.TempDir(), "seen")
+	m := parse(t, fmt.Sprintf(`
+schedule: {timezone: UTC, days: [mon], hours: "00:00-24:00", mean_time_between: 1m, min_gap: 0s, daily_cap: 1}
+groups:
+  slow:
+    process: {match: %q, restart: [sh, -c, 'if [ -e %s ]; then echo gone; else echo running; fi > %s']}
+    signal: TERM
+`, marker, exiting, seen))
+	start := monday(t).UTC().Add(time.Hour)
+	ds, err := monkey.Run(context.Background(), m, monkey.Options{Clock: &fakeClock{now: start}, Seed: 1, Until: start.Add(3 * time.Hour)})
+	if err != nil || len(ds) != 1 || ds[0].Action != "terminated" {
+		t.Fatalf("decisions %+v, %v", ds, err)
+	}
+	<-exited
+	if b, _ := os.ReadFile(seen); strings.TrimSpace(string(b)) != "gone" {
+		t.Errorf("the restart saw the victim %q, want gone", b)
+	}
+}
+
 func TestOutageCheckSkips(t *testing.T) {
 	marker, cmds := group(t, 2, 2)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
