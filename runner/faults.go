@@ -2,16 +2,19 @@ package runner
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -408,7 +411,8 @@ func (r *run) injectStress(ctx context.Context, f *fault, _ *target, a experimen
 	}
 	cmd := exec.Command(self, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Stderr = &prefixWriter{w: r.procLog, prefix: "stress " + a.Resource + " "}
+	var said lastLine // why it ended, if it ends early
+	cmd.Stderr = io.MultiWriter(&prefixWriter{w: r.procLog, prefix: "stress " + a.Resource + " "}, &said)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -480,7 +484,11 @@ func (r *run) injectStress(ctx context.Context, f *fault, _ *target, a experimen
 	case <-exited:
 		r.journalUndone(id, nil)
 		undoFile()
-		return fmt.Errorf("fault %s: 'faultline %s' exited before the stress was in place; its output is in processes.log", f.spec.Name, strings.Join(args, " "))
+		why := strings.TrimPrefix(said.String(), "faultline: ") // Wait has copied all of stderr
+		if why == "" {
+			why = "'faultline " + strings.Join(args, " ") + "' exited"
+		}
+		return fmt.Errorf("the stress ended before it was in place: %s (its output is in processes.log)", why)
 	}
 	f.revert = func(context.Context) error {
 		evidence, err := stopChild()
@@ -498,4 +506,35 @@ func (r *run) injectStress(ctx context.Context, f *fault, _ *target, a experimen
 		return err
 	}
 	return nil
+}
+
+// lastLine keeps the last line written to it that is not empty.
+type lastLine struct {
+	mu        sync.Mutex
+	line, cur []byte
+}
+
+func (l *lastLine) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range b {
+		if c != '\n' {
+			l.cur = append(l.cur, c)
+			continue
+		}
+		if len(bytes.TrimSpace(l.cur)) > 0 {
+			l.line = append(l.line[:0], l.cur...)
+		}
+		l.cur = l.cur[:0]
+	}
+	return len(b), nil
+}
+
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(bytes.TrimSpace(l.cur)) > 0 {
+		return string(bytes.TrimSpace(l.cur))
+	}
+	return string(bytes.TrimSpace(l.line))
 }

@@ -219,3 +219,19 @@ func TestMemoryStressIsTheOOMKillersChoice(t *testing.T) {
 		t.Errorf("stress memory --size 100TiB = %d %q, want 2", code, errOut)
 	}
 }
+
+// A stress fault that its command refuses says why in the run's error,
+// not only in processes.log.
+func TestStressFaultRefusedSaysWhy(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "root.yaml")
+	src := fmt.Sprintf("name: rootfill\ntargets:\n  me: {process: {pid: %d}}\nfaults:\n  - {name: fill, disk_fill: {path: %q, free: 1GiB}}\ninject: 1s\nbaseline: 1s\n", os.Getpid(), t.TempDir())
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--out", filepath.Join(t.TempDir(), "run"))
+	b, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(b), "the stress ended before it was in place: disk: ") || !strings.Contains(string(b), "is on the root file system") {
+		t.Errorf("run = %v %q, want 4 and the stress's reason", err, b)
+	}
+}
