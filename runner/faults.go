@@ -289,7 +289,7 @@ func (r *run) injectSignal(f *fault, t *target, sig syscall.Signal) error {
 	}
 	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
 	if stop {
-		f.evidence = append(f.evidence, fmt.Sprintf("%d processes stopped (state T)", countState(procs, 'T')))
+		f.evidence = append(f.evidence, plural(countState(procs, 'T'), "process", "processes")+" stopped (state T)")
 		f.revert = func(context.Context) error {
 			err := process.Signal(procs, syscall.SIGCONT)
 			r.journalUndone(id, err)
@@ -297,7 +297,7 @@ func (r *run) injectSignal(f *fault, t *target, sig syscall.Signal) error {
 		}
 		return nil
 	}
-	f.evidence = append(f.evidence, fmt.Sprintf("%s sent to %d processes", sig, len(procs)))
+	f.evidence = append(f.evidence, fmt.Sprintf("%s sent to %s", signalName(sig), plural(len(procs), "process", "processes")))
 	switch {
 	case f.spec.Irreversible:
 		r.journalUndone(id, nil)
@@ -537,4 +537,22 @@ func (l *lastLine) String() string {
 		return string(bytes.TrimSpace(l.cur))
 	}
 	return string(bytes.TrimSpace(l.line))
+}
+
+// signalName is a signal as people write it: SIGKILL, not "killed".
+func signalName(sig syscall.Signal) string {
+	for name, s := range experiment.Signals {
+		if s == sig {
+			return name
+		}
+	}
+	return sig.String()
+}
+
+// plural is "1 process", "3 processes".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
