@@ -319,6 +319,7 @@ const reportHTML = `<!doctype html>
 <h2>Traffic by phase</h2>
 <table class="traffic"><thead><tr><th>phase</th><th>requests</th><th>errors</th><th>error rate</th><th>throughput</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr></thead>
 <tbody>{{range .Traffic}}<tr><td>{{.Phase}}</td><td>{{.Requests}}</td><td>{{.Errors}}</td><td>{{pct .ErrorRate}}</td><td>{{rate .Throughput}}</td><td>{{dur .P50}}</td><td>{{dur .P95}}</td><td>{{dur .P99}}</td><td>{{dur .Max}}</td></tr>{{end}}</tbody></table>
+<p class="legend-note">Each phase whole. The recovery checks above measure the window in which the steady state first held again, so they can differ from the recovery row.</p>
 </section>{{end}}
 
 <section>
