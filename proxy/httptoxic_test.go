@@ -641,6 +641,10 @@ func TestHTTPModeEarlyAnswerToAnUpload(t *testing.T) {
 			return
 		}
 		fmt.Fprint(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")
+		// Close as servers do: after the answer, with what is unread
+		// drained, so that no reset overtakes the answer.
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
 	})
 	c, r, _ := httpModeProxy(t, upstream)
 	go func() {

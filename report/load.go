@@ -131,24 +131,27 @@ func fromJournal(events []journal.Event) runner.Result {
 				res.Faults[i].Hit = append(res.Faults[i].Hit, e.Message)
 			}
 			byID[e.ID], open[e.ID] = i, true
-		case journal.Undone:
-			if i, ok := byID[e.ID]; ok {
-				delete(open, e.ID)
-				stillOpen := false
-				for id := range open {
-					stillOpen = stillOpen || byID[id] == i
-				}
-				if !stillOpen {
-					at := runner.Stamp(e.Time)
-					res.Faults[i].RevertedAt = &at
-				}
+		case journal.Undone, journal.Failed:
+			i, ok := byID[e.ID]
+			if !ok { // a launched process, not a fault
+				continue
 			}
-			if strings.HasPrefix(e.Message, "recover: ") {
-				res.Faults[byID[e.ID]].Evidence = append(res.Faults[byID[e.ID]].Evidence, e.Message)
+			delete(open, e.ID)
+			if e.Type == journal.Undone && strings.HasPrefix(e.Message, "recover: ") {
+				res.Faults[i].Evidence = append(res.Faults[i].Evidence, e.Message)
 			}
+			closeFault(&res, i, byID, open, e.Time)
 		case journal.RunEnd:
 			if e.Message == "recovered" {
 				res.Reasons = []string{"the run did not finish: its runner was stopped; 'faultline recover' undid what it left at " + e.Time.UTC().Format(time.RFC3339)}
+				// What had no undo (a toxic on a proxy inside the runner)
+				// ended with the runner.
+				for _, i := range byID {
+					if res.Faults[i].RevertedAt == nil {
+						at := runner.Stamp(e.Time)
+						res.Faults[i].RevertedAt = &at
+					}
+				}
 			}
 		}
 	}
@@ -157,6 +160,17 @@ func fromJournal(events []journal.Event) runner.Result {
 	}
 	res.Ended = runner.Stamp(last)
 	return res
+}
+
+// closeFault marks fault i reverted at t once none of its steps is open.
+func closeFault(res *runner.Result, i int, byID map[string]int, open map[string]bool, t time.Time) {
+	for id := range open {
+		if byID[id] == i {
+			return
+		}
+	}
+	at := runner.Stamp(t)
+	res.Faults[i].RevertedAt = &at
 }
 
 // WriteAll writes report.html, junit.xml and summary.md into the run

@@ -167,7 +167,10 @@ func TestRecoveredRunFromJournal(t *testing.T) {
 	}
 	for _, e := range []journal.Event{
 		{Type: journal.RunStart, Name: "fill"},
+		{Type: journal.Intent, ID: "0", Name: "launch api[0]", Undo: &journal.Undo{Kind: "kill"}},
+		{Type: journal.Undone, ID: "0", Message: "recover: stopped 1 launched process(es)"}, // before any fault
 		{Type: journal.Phase, Name: "inject"},
+		{Type: journal.Intent, ID: "3", Name: "slow link", Message: "add toxic x to embedded proxy link"}, // ended with the runner
 		{Type: journal.Intent, ID: "1", Name: "fill", Undo: &journal.Undo{Kind: "remove_file", Path: "/x/fill"}, Message: "fill /x"},
 		{Type: journal.Intent, ID: "2", Name: "fill", Undo: &journal.Undo{Kind: "kill"}, Message: "faultline stress disk"},
 		{Type: journal.Undone, ID: "2", Message: "recover: stopped 1 process(es)"},
@@ -186,8 +189,15 @@ func TestRecoveredRunFromJournal(t *testing.T) {
 	if len(r.Result.Reasons) != 1 || !strings.Contains(r.Result.Reasons[0], "'faultline recover' undid what it left") {
 		t.Errorf("reasons %q, want that recover undid it", r.Result.Reasons)
 	}
-	if f := r.Result.Faults; len(f) != 1 || f[0].RevertedAt == nil || len(f[0].Hit) != 2 || len(f[0].Evidence) != 2 {
-		t.Errorf("faults %+v, want one, reverted, with both steps", f)
+	f := r.Result.Faults
+	if len(f) != 2 || f[0].Name != "slow link" || f[1].Name != "fill" {
+		t.Fatalf("faults %+v, want slow link and fill", f)
+	}
+	if f[0].RevertedAt == nil {
+		t.Errorf("the embedded proxy's toxic, gone with the runner, shows as not reverted: %+v", f[0])
+	}
+	if f[1].RevertedAt == nil || len(f[1].Hit) != 2 || len(f[1].Evidence) != 2 {
+		t.Errorf("fill %+v, want reverted, with both steps and what recover did", f[1])
 	}
 }
 
