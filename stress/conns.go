@@ -75,13 +75,16 @@ func Connections(ctx context.Context, cfg ConnConfig, ready func()) (Result, err
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
+			lostBefore := lost.Load()
 			more, _ := openMany(ctx, cfg, cfg.Count-held(), onLost)
 			closers = append(closers, more...)
 			res.Conns = max(res.Conns, held())
-			if len(more) > 0 {
+			if len(more) > 0 && lost.Load() == lostBefore {
 				wait = 10 * time.Millisecond
 			} else {
-				wait = min(2*wait, 100*time.Millisecond)
+				// Nothing opened, or the server closes what opens: back off,
+				// up to a second, rather than hammer it.
+				wait = min(2*wait, time.Second)
 			}
 		}
 	}
@@ -136,11 +139,12 @@ func open(ctx context.Context, cfg ConnConfig, onLost func()) (func(), error) {
 	stop := make(chan struct{})
 	go func() {
 		// What the server sends is dropped; its close is a lost slot
-		// (ours, when the stress ends, is not).
+		// (ours, when the stress ends, is not), and our end is closed.
 		_, _ = io.Copy(io.Discard, c)
 		select {
 		case <-stop:
 		default:
+			_ = c.Close()
 			onLost()
 		}
 	}()

@@ -241,6 +241,53 @@ func TestConnectionsReopenWhatTheServerCloses(t *testing.T) {
 	})
 }
 
+// Against a server that closes every connection at once, the stress
+// neither keeps the closed sockets open nor hammers the server.
+func TestConnectionsAgainstAServerThatClosesAll(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+	before := fds()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // two seconds of it
+	defer cancel()
+	var most atomic.Int64 // the most descriptors seen open while it runs
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for ctx.Err() == nil {
+			if n := int64(fds()); n > most.Load() {
+				most.Store(n)
+			}
+			time.Sleep(50 * time.Millisecond) // sampling, not waiting for anything
+		}
+	}()
+	_, err = stress.Connections(ctx, stress.ConnConfig{Address: ln.Addr().String(), Count: 10, Mode: "idle"}, func() {})
+	<-watched
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := most.Load(); n > int64(before+30) {
+		t.Errorf("%d descriptors open during the stress (%d before): closed connections are kept", n, before)
+	}
+	if n := accepted.Load(); n > 200 {
+		t.Errorf("%d connections in 2 s against a server that closes them all: no backing off", n)
+	}
+}
+
 func TestConnectionsPostgres(t *testing.T) {
 	if _, err := shop.FindPostgres(); err != nil {
 		if os.Getenv("CI") == "true" {
