@@ -278,20 +278,24 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 		return
 	}
 	// The restart comes once the victim has gone (its port, its pid file
-	// free), or after 10 s.
-	gone := time.Now().Add(10 * time.Second)
-	for process.Alive(procs[0]) && time.Now().Before(gone) && ctx.Err() == nil {
+	// free), or after 10 s; a monkey told to stop meanwhile still
+	// restarts what it terminated.
+	signalled := time.Now()
+	for process.Alive(procs[0]) && time.Since(signalled) < 10*time.Second {
 		time.Sleep(20 * time.Millisecond) // polling another process's exit
 	}
 	if process.Alive(procs[0]) {
-		d.Reason += "; still running 10 s after the signal"
+		d.Reason += fmt.Sprintf("; still running %.0f s after the signal", time.Since(signalled).Seconds())
 	}
-	rerr := runner.RunCommand(ctx, g.spec.Process.Restart)
-	r.journal(journal.Event{Type: journal.Undone, ID: id, Message: errText(rerr)})
+	rerr := runner.RunCommand(context.WithoutCancel(ctx), g.spec.Process.Restart)
 	d.Reason += "; restarted"
 	if rerr != nil {
+		// Not undone: recover runs the restart again.
+		r.journal(journal.Event{Type: journal.Note, ID: id, Message: "restart failed: " + rerr.Error()})
 		d.Reason += " failed: " + rerr.Error()
+		return
 	}
+	r.journal(journal.Event{Type: journal.Undone, ID: id})
 }
 
 // deletePod deletes a pod with grace 0, journaled; its controller

@@ -205,9 +205,9 @@ func TestRestartWaitsForTheVictim(t *testing.T) {
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL); _ = victim.Wait() })
 	exited := make(chan struct{})
 	go func() { _ = victim.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL); <-exited })
 	re := regexp.MustCompile(regexp.QuoteMeta(marker))
 	processtest.WaitFor(t, "the victim's shell", func() bool { pids, _ := process.Match(re); return len(pids) == 1 })
 	seen := filepath.Join(t.TempDir(), "seen")
@@ -226,6 +226,53 @@ groups:
 	<-exited
 	if b, _ := os.ReadFile(seen); strings.TrimSpace(string(b)) != "gone" {
 		t.Errorf("the restart saw the victim %q, want gone", b)
+	}
+}
+
+// A monkey told to stop while its victim shuts down still restarts it;
+// before, the restart failed on the cancelled context and nothing would
+// ever run it.
+func TestRestartAfterTheMonkeyIsStopped(t *testing.T) {
+	marker := fmt.Sprintf("monkey-stop-mid-%d-%d", os.Getpid(), time.Now().UnixNano())
+	dir := t.TempDir()
+	termed, restarted := filepath.Join(dir, "termed"), filepath.Join(dir, "restarted")
+	victim := exec.Command("sh", "-c", `trap "touch $1; sleep 0.5; exit 0" TERM; while :; do sleep 0.05; done`, marker, termed)
+	victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = victim.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL); <-exited })
+	re := regexp.MustCompile(regexp.QuoteMeta(marker))
+	processtest.WaitFor(t, "the victim's shell", func() bool { pids, _ := process.Match(re); return len(pids) == 1 })
+	m := parse(t, fmt.Sprintf(`
+schedule: {timezone: UTC, days: [mon], hours: "00:00-24:00", mean_time_between: 1m, min_gap: 0s, daily_cap: 1}
+groups:
+  slow:
+    process: {match: %q, restart: [touch, %s]}
+    signal: TERM
+`, marker, restarted))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		processtest.WaitFor(t, "the victim to get SIGTERM", func() bool { _, err := os.Stat(termed); return err == nil })
+		cancel() // Ctrl-C while the victim shuts down
+	}()
+	start := monday(t).UTC().Add(time.Hour)
+	dj := filepath.Join(dir, "monkey.jsonl")
+	j, err := journal.Create(dj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = monkey.Run(ctx, m, monkey.Options{Clock: &fakeClock{now: start}, Seed: 1, Journal: j, Until: start.Add(3 * time.Hour)})
+	j.Close()
+	if _, err := os.Stat(restarted); err != nil {
+		t.Errorf("the restart did not run after the monkey was stopped: %v", err)
+	}
+	events, _ := journal.ReadFile(dj)
+	if p := journal.Pending(events); len(p) != 0 {
+		t.Errorf("restarted, yet pending for recover: %+v", p)
 	}
 }
 
