@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -379,6 +380,16 @@ func TestServeWhileHalted(t *testing.T) {
 	}
 	if _, err := cl.SetEnabled(ctx, "web", true); err != nil {
 		t.Errorf("enabling a proxy while halted: %v", err)
+	}
+	for _, body := range []string{`{"upstream": "127.0.0.1:1"}`, `{"enabled": false} {}`, `{"listen": "127.0.0.1:0"}`} {
+		resp, err := http.Post("http://"+api+"/proxies/web", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict {
+			t.Errorf("proxy update %s while halted: %s, want 409", body, resp.Status)
+		}
 	}
 	if code, out, errOut := run(t, "proxy", "create", "other", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9", url); code != 0 {
 		t.Errorf("creating a proxy while halted = %d %s %s", code, out, errOut)

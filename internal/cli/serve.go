@@ -165,17 +165,17 @@ func watchHalt(ctx context.Context, log *slog.Logger, srv *proxy.Server, stateDi
 }
 
 // refuseWhileHalted answers 409, while the kill switch is engaged, to the
-// requests that would inject: adding or changing a toxic, and taking a
-// proxy down. Putting things back (removing toxics, enabling proxies)
-// and reading go on.
+// requests that would inject: adding or changing a toxic, taking a proxy
+// down, pointing it elsewhere. Putting things back (removing toxics,
+// enabling proxies) and reading go on.
 func refuseWhileHalted(stateDir string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if injects(r) {
-			if halted, _ := state.Halted(stateDir); halted {
+		if changes(r) {
+			if halted, _ := state.Halted(stateDir); halted && injects(r) {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusConflict)
 				_ = json.NewEncoder(w).Encode(map[string]any{
-					"error":  "faultline is halted: no toxic is added or changed, and no proxy taken down, until 'faultline resume' ('faultline status' says why)",
+					"error":  "faultline is halted: no toxic is added or changed, and no proxy taken down or changed, until 'faultline resume' ('faultline status' says why)",
 					"status": http.StatusConflict,
 				})
 				return
@@ -185,20 +185,18 @@ func refuseWhileHalted(stateDir string, next http.Handler) http.Handler {
 	})
 }
 
-// injects reports whether an API request adds or changes a toxic or takes
-// a proxy down; it leaves r's body as it found it.
+// changes reports whether an API request writes to a proxy or a toxic.
+func changes(r *http.Request) bool {
+	return (r.Method == http.MethodPost || r.Method == http.MethodPatch) && strings.HasPrefix(r.URL.Path, "/proxies/")
+}
+
+// injects reports whether a request that changes adds or changes a toxic
+// or changes a proxy other than by enabling it; it leaves r's body as it
+// found it, and reads it as the API does (the first JSON value).
 func injects(r *http.Request) bool {
-	if r.Method != http.MethodPost && r.Method != http.MethodPatch {
-		return false
-	}
-	rest, ok := strings.CutPrefix(r.URL.Path, "/proxies/")
-	if !ok {
-		return false
-	}
-	if strings.Contains(rest, "/toxics") {
+	if strings.Contains(strings.TrimPrefix(r.URL.Path, "/proxies/"), "/toxics") {
 		return true
 	}
-	// A proxy update: only "enabled": false takes it down.
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	r.Body = struct {
 		io.Reader
@@ -208,9 +206,13 @@ func injects(r *http.Request) bool {
 		return false
 	}
 	var update struct {
-		Enabled *bool `json:"enabled"`
+		Enabled          *bool
+		Listen, Upstream *string
 	}
-	return json.Unmarshal(body, &update) == nil && update.Enabled != nil && !*update.Enabled
+	if json.NewDecoder(bytes.NewReader(body)).Decode(&update) != nil {
+		return false // the API refuses it anyway
+	}
+	return update.Enabled != nil && !*update.Enabled || update.Listen != nil || update.Upstream != nil
 }
 
 // logChanges logs every API request that changes something (any method
