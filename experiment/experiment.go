@@ -1,7 +1,6 @@
 package experiment
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -405,19 +404,42 @@ func yamlProblem(err error) (string, int) {
 }
 
 // firstFailingLine returns the first line n, from line from on, such that
-// the file's first n lines fail to parse with msg; 0 if none does. (The
-// line yaml.v3 gives is never more than one past the problem's.)
+// the file's first n lines fail to parse with msg; 0 if the whole file
+// does not fail that way. A YAML syntax error stays once a prefix has it,
+// so the line is searched in halves: a few parses, whatever the size.
+// (The line yaml.v3 gives is never more than one past the problem's.)
 func firstFailingLine(data []byte, msg string, from int) int {
-	lines := bytes.SplitAfter(data, []byte("\n"))
-	for n := max(from, 1); n <= len(lines); n++ {
-		var doc yaml.Node
-		if err := yaml.Unmarshal(bytes.Join(lines[:n], nil), &doc); err != nil {
-			if m, _ := yamlProblem(err); m == msg {
-				return n
-			}
+	var ends []int // ends[n-1]: the length of the first n lines
+	for i, c := range data {
+		if c == '\n' {
+			ends = append(ends, i+1)
 		}
 	}
-	return 0
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	fails := func(n int) bool {
+		var doc yaml.Node
+		err := yaml.Unmarshal(data[:ends[n-1]], &doc)
+		if err == nil {
+			return false
+		}
+		m, _ := yamlProblem(err)
+		return m == msg
+	}
+	lo, hi := max(from, 1), len(ends)
+	if lo > hi || !fails(hi) {
+		return 0
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }
 
 // ParseFile reads and parses an experiment file.
