@@ -47,6 +47,16 @@ func usage(dir string) (free, total int64, err error) {
 	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
 }
 
+// onRoot reports whether dir (through any symbolic link or bind mount) is
+// on the file system mounted on /.
+func onRoot(dir string) bool {
+	var d, root syscall.Stat_t
+	if syscall.Stat(dir, &d) != nil || syscall.Stat("/", &root) != nil {
+		return mountPoint(dir) == "/"
+	}
+	return d.Dev == root.Dev
+}
+
 // sameFileSystem reports whether the open file f is on dir's file system.
 func sameFileSystem(dir string, f *os.File) (bool, error) {
 	var d, fs syscall.Stat_t
@@ -99,7 +109,7 @@ func Fill(ctx context.Context, cfg FillConfig, ready func()) (Result, error) {
 	if cfg.FreePercent >= 100 {
 		return Result{}, refusef("disk: free percent must be below 100")
 	}
-	if mp := mountPoint(cfg.Dir); mp == "/" && !cfg.AllowRoot {
+	if onRoot(cfg.Dir) && !cfg.AllowRoot {
 		return Result{}, refusef("disk: %s is on the root file system (/): filling it can stop the whole machine; fill a dedicated mount, or allow it explicitly (--allow-root; allow_root: true in an experiment)", cfg.Dir)
 	}
 	free, total, err := usage(cfg.Dir)

@@ -152,6 +152,26 @@ func TestFillRefusesAFileElsewhere(t *testing.T) {
 	}
 }
 
+// A path that leads to the root file system through a symbolic link on
+// another mount is refused as / itself is.
+func TestFillRefusesRootThroughALink(t *testing.T) {
+	target := t.TempDir()
+	var st, root syscall.Stat_t
+	if syscall.Stat(target, &st) != nil || syscall.Stat("/", &root) != nil || st.Dev != root.Dev {
+		t.Skip("the temporary directory is not on the root file system here")
+	}
+	link := filepath.Join(tmpfs(t, "1m"), "lnk")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a fill let through holds until then
+	defer cancel()
+	_, err := stress.Fill(ctx, stress.FillConfig{Dir: link, Fill: 1 << 20}, nil)
+	if err == nil || !strings.Contains(err.Error(), "root file system") {
+		t.Errorf("fill through a link to /: %v, want refused", err)
+	}
+}
+
 func TestConnectionsTCP(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
