@@ -526,6 +526,10 @@ harmless. Exit 0 when everything is undone, 4 when something could not be.`,
 						state.Forget(g.state(), run)
 					}
 				}
+				// A stress's own journal, kept in the state directory, goes too.
+				if rel, err := filepath.Rel(filepath.Join(g.state(), "stress"), dir); err == nil && filepath.IsLocal(rel) {
+					_ = os.RemoveAll(dir)
+				}
 			}
 			if failed > 0 {
 				return failure(fmt.Errorf("%d change(s) could not be undone", failed))

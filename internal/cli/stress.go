@@ -72,10 +72,15 @@ func runStress(c *cobra.Command, g *globals, f stressFlags, run func(ctx context
 	defer stop()
 	if !f.journaled {
 		done, err := journalStress(c, stateDir, fillFile)
-		if err != nil {
-			return failure(err)
+		switch {
+		case err != nil && fillFile != "":
+			// A fill nothing could recover after a SIGKILL is not started.
+			return failure(fmt.Errorf("cannot journal the fill in the state directory: %w", err))
+		case err != nil:
+			fmt.Fprintf(c.ErrOrStderr(), "warning: cannot register in the state directory (%v): status and halt will not see this stress\n", err)
+		default:
+			defer done()
 		}
-		defer done()
 	}
 	held := ctx
 	if f.duration > 0 {
@@ -109,7 +114,7 @@ func runStress(c *cobra.Command, g *globals, f stressFlags, run func(ctx context
 // journalStress registers a stress started by hand and journals what a
 // SIGKILL would leave (a fill file); the returned func ends both.
 func journalStress(c *cobra.Command, stateDir, fillFile string) (func(), error) {
-	dir := filepath.Join(stateDir, "stress", fmt.Sprintf("%s-%d", c.Name(), os.Getpid()))
+	dir := filepath.Join(stateDir, "stress", fmt.Sprintf("%s-%d-%d", c.Name(), os.Getpid(), time.Now().UnixNano()))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

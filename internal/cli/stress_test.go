@@ -174,6 +174,21 @@ func TestStandaloneStressIsRecoverable(t *testing.T) {
 	if _, stdout, _ := run(t, "status", "--state-dir", stateDir); !strings.Contains(stdout, "no runs in progress") {
 		t.Errorf("status after recover: %q", stdout)
 	}
+	if left, _ := os.ReadDir(filepath.Join(stateDir, "stress")); len(left) != 0 {
+		t.Errorf("the stress's journal is still in the state directory after recover: %v", left)
+	}
+	// A state directory that cannot be written stops a fill (nothing could
+	// recover it), not a stress that leaves nothing behind.
+	blocked := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run(t, "stress", "disk", "--path", fill, "--free", "2MiB", "--state-dir", blocked); code != 4 || !strings.Contains(errOut, "cannot journal the fill") {
+		t.Errorf("a fill without a state directory = %d %q, want 4", code, errOut)
+	}
+	if code, _, errOut := run(t, "stress", "cpu", "--duration", "100ms", "--state-dir", blocked); code != 0 || !strings.Contains(errOut, "warning: cannot register") {
+		t.Errorf("a cpu stress without a state directory = %d %q, want 0 and a warning", code, errOut)
+	}
 
 	cpu := exec.Command(binary(t), "stress", "cpu", "--json", "--state-dir", stateDir)
 	var out, errOut strings.Builder
