@@ -496,9 +496,22 @@ func (r *run) injectStress(ctx context.Context, f *fault, _ *target, a experimen
 			f.evidence = append(f.evidence, evidence)
 		}
 		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() != 0 {
+		ws, _ := func() (syscall.WaitStatus, bool) {
+			if errors.As(err, &ee) {
+				w, ok := ee.Sys().(syscall.WaitStatus)
+				return w, ok
+			}
+			return 0, false
+		}()
+		switch {
+		case ee != nil && ws.Signaled():
+			// Killed (the OOM killer picks a memory stress first): what it
+			// held is given back all the same.
+			f.evidence = append(f.evidence, fmt.Sprintf("the stress process was killed by %s before the end", signalName(ws.Signal())))
+			err = nil
+		case ee != nil && ee.ExitCode() != 0:
 			err = fmt.Errorf("stress %s exited %d", a.Resource, ee.ExitCode())
-		} else {
+		default:
 			err = nil
 		}
 		r.journalUndone(id, err)

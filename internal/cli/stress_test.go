@@ -250,3 +250,40 @@ func TestStressFaultRefusedSaysWhy(t *testing.T) {
 		t.Errorf("run = %v %q, want 4 and the stress's reason", err, b)
 	}
 }
+
+// A stress process killed before the end (the OOM killer's choice, for
+// memory) has given back what it held: the run does not end in ERROR.
+func TestStressKilledMidRunIsNotARevertFailure(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "mem.yaml")
+	src := fmt.Sprintf("name: mem\ntargets:\n  me: {process: {pid: %d}}\nfaults:\n  - {name: eat memory, memory: {size: 16MiB}}\ninject: 4s\nbaseline: 1s\n", os.Getpid())
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--out", out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	re := regexp.MustCompile(regexp.QuoteMeta(binary(t)) + " stress memory")
+	var child []int
+	processtest.WaitFor(t, "the memory stress", func() bool {
+		child, _ = process.Match(re)
+		return len(child) == 1
+	})
+	processtest.WaitFor(t, "the stress in place", func() bool {
+		events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+		for _, e := range events {
+			if e.Type == journal.Done {
+				return true
+			}
+		}
+		return false
+	})
+	_ = syscall.Kill(child[0], syscall.SIGKILL) // as the OOM killer would
+	err := cmd.Wait()
+	b, _ := os.ReadFile(filepath.Join(out, "result.json"))
+	if err != nil || !strings.Contains(string(b), "killed by SIGKILL before the end") {
+		t.Errorf("run whose stress was killed: %v\n%s", err, b)
+	}
+}
