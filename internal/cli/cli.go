@@ -113,13 +113,14 @@ const ExitBrokenPipe = 128 + int(syscall.SIGPIPE)
 func Main(args []string, stdout, stderr io.Writer) int {
 	stopSignals()
 	catchSIGPIPE()
-	root := newRoot(stdout, stderr)
+	root := newRoot(output{stdout}, output{stderr})
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
 		return ExitPassed
 	}
-	if errors.Is(err, syscall.EPIPE) {
+	var closed outputError
+	if errors.As(err, &closed) && errors.Is(closed.err, syscall.EPIPE) {
 		return ExitBrokenPipe // nobody reads what an error message would say
 	}
 	fmt.Fprintf(stderr, "faultline: %v\n", err)
@@ -251,8 +252,34 @@ func envOr(def string, names ...string) string {
 // isTerminal reports whether w is a terminal, where progress can be
 // redrawn in place.
 func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := w.(interface{ Fd() uintptr })
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// output is faultline's stdout or stderr: its write errors are marked as
+// such, so that a closed output (EPIPE) is told apart from a connection
+// reset while writing to a server.
+type output struct{ w io.Writer }
+
+type outputError struct{ err error }
+
+func (e outputError) Error() string { return e.err.Error() }
+func (e outputError) Unwrap() error { return e.err }
+
+func (o output) Write(b []byte) (int, error) {
+	n, err := o.w.Write(b)
+	if err != nil {
+		err = outputError{err}
+	}
+	return n, err
+}
+
+// Fd is the file's descriptor, when the output is a file (a terminal).
+func (o output) Fd() uintptr {
+	if f, ok := o.w.(interface{ Fd() uintptr }); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
 }
 
 // registerRun registers a run in the state directory, so that 'faultline
