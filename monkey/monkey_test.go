@@ -195,12 +195,12 @@ groups:
 	}
 }
 
-// The restart command runs once the victim has exited, not while it is
-// still shutting down (its port or pid file still taken).
-func TestRestartWaitsForTheVictim(t *testing.T) {
-	marker := fmt.Sprintf("monkey-slow-exit-%d-%d", os.Getpid(), time.Now().UnixNano())
-	exiting := filepath.Join(t.TempDir(), "exiting") // written as the victim's last act
-	victim := exec.Command("sh", "-c", `trap "sleep 0.5; touch $1; exit 0" TERM; while :; do sleep 0.05; done`, marker, exiting)
+// slowVictim starts a shell named by marker that runs onTerm (with arg as
+// $1) when it gets SIGTERM, and waits until the monkey can find it; the
+// channel is closed once it has exited.
+func slowVictim(t *testing.T, marker, onTerm, arg string) <-chan struct{} {
+	t.Helper()
+	victim := exec.Command("sh", "-c", `trap "`+onTerm+`" TERM; while :; do sleep 0.05; done`, marker, arg)
 	victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
@@ -210,6 +210,15 @@ func TestRestartWaitsForTheVictim(t *testing.T) {
 	t.Cleanup(func() { _ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL); <-exited })
 	re := regexp.MustCompile(regexp.QuoteMeta(marker))
 	processtest.WaitFor(t, "the victim's shell", func() bool { pids, _ := process.Match(re); return len(pids) == 1 })
+	return exited
+}
+
+// The restart command runs once the victim has exited, not while it is
+// still shutting down (its port or pid file still taken).
+func TestRestartWaitsForTheVictim(t *testing.T) {
+	marker := fmt.Sprintf("monkey-slow-exit-%d-%d", os.Getpid(), time.Now().UnixNano())
+	exiting := filepath.Join(t.TempDir(), "exiting") // written as the victim's last act
+	exited := slowVictim(t, marker, `sleep 0.5; touch $1; exit 0`, exiting)
 	seen := filepath.Join(t.TempDir(), "seen")
 	m := parse(t, fmt.Sprintf(`
 schedule: {timezone: UTC, days: [mon], hours: "00:00-24:00", mean_time_between: 1m, min_gap: 0s, daily_cap: 1}
@@ -236,16 +245,7 @@ func TestRestartAfterTheMonkeyIsStopped(t *testing.T) {
 	marker := fmt.Sprintf("monkey-stop-mid-%d-%d", os.Getpid(), time.Now().UnixNano())
 	dir := t.TempDir()
 	termed, restarted := filepath.Join(dir, "termed"), filepath.Join(dir, "restarted")
-	victim := exec.Command("sh", "-c", `trap "touch $1; sleep 0.5; exit 0" TERM; while :; do sleep 0.05; done`, marker, termed)
-	victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := victim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = victim.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL); <-exited })
-	re := regexp.MustCompile(regexp.QuoteMeta(marker))
-	processtest.WaitFor(t, "the victim's shell", func() bool { pids, _ := process.Match(re); return len(pids) == 1 })
+	slowVictim(t, marker, `touch $1; sleep 0.5; exit 0`, termed)
 	m := parse(t, fmt.Sprintf(`
 schedule: {timezone: UTC, days: [mon], hours: "00:00-24:00", mean_time_between: 1m, min_gap: 0s, daily_cap: 1}
 groups:

@@ -338,19 +338,27 @@ func TestExamplesAreValid(t *testing.T) {
 	}
 }
 
-// While halted, 'faultline serve' puts every fault back as /reset does
-// (toxics removed, proxies enabled) and refuses new ones with a 409 that
-// says so; after resume they are accepted again.
-func TestServeWhileHalted(t *testing.T) {
-	stateDir, api := t.TempDir(), freeAddr(t)
+// startServe runs 'faultline serve' with a state directory of its own
+// until the test ends, and returns once its API answers.
+func startServe(t *testing.T) (stateDir, api string, cl *proxy.Client) {
+	t.Helper()
+	stateDir, api = t.TempDir(), freeAddr(t)
 	cmd := exec.Command(binary(t), "serve", "--listen", api, "--state-dir", stateDir)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	cl := proxy.NewClient("http://"+api, "")
+	cl = proxy.NewClient("http://"+api, "")
+	processtest.WaitFor(t, "the API", func() bool { _, err := cl.Version(t.Context()); return err == nil })
+	return stateDir, api, cl
+}
+
+// While halted, 'faultline serve' puts every fault back as /reset does
+// (toxics removed, proxies enabled) and refuses new ones with a 409 that
+// says so; after resume they are accepted again.
+func TestServeWhileHalted(t *testing.T) {
+	stateDir, api, cl := startServe(t)
 	ctx := t.Context()
-	processtest.WaitFor(t, "the API", func() bool { _, err := cl.Version(ctx); return err == nil })
 	url := "--api=http://" + api
 	for _, args := range [][]string{
 		{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9", url},
@@ -437,15 +445,8 @@ func TestUsageHints(t *testing.T) {
 // A proxy that cannot listen again does not keep the kill switch from
 // removing the other proxies' toxics.
 func TestServeHaltWithAProxyThatCannotListen(t *testing.T) {
-	stateDir, api := t.TempDir(), freeAddr(t)
-	cmd := exec.Command(binary(t), "serve", "--listen", api, "--state-dir", stateDir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	cl := proxy.NewClient("http://"+api, "")
+	stateDir, _, cl := startServe(t)
 	ctx := t.Context()
-	processtest.WaitFor(t, "the API", func() bool { _, err := cl.Version(ctx); return err == nil })
 	for _, name := range []string{"a", "b"} {
 		if _, err := cl.CreateProxy(ctx, name, "127.0.0.1:0", "127.0.0.1:9"); err != nil {
 			t.Fatal(err)
