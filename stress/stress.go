@@ -138,32 +138,20 @@ func CPU(ctx context.Context, workers, load int, ready func()) (Result, error) {
 var sink atomicUint64
 
 // rss is the process's resident memory in bytes (VmRSS).
-// memTotal is the machine's memory in bytes, 0 if unknown.
-func memTotal() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			var kb int64
-			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
+func rss() int64 { return procKB("/proc/self/status", "VmRSS:") }
 
-func rss() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+// memTotal is the machine's memory in bytes, 0 if unknown.
+func memTotal() int64 { return procKB("/proc/meminfo", "MemTotal:") }
+
+// procKB reads a "KEY: N kB" line of a /proc file as bytes, 0 if absent.
+func procKB(file, key string) int64 {
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) >= 1 {
+		if v, ok := strings.CutPrefix(line, key); ok {
+			if f := strings.Fields(v); len(f) >= 1 {
 				n, _ := strconv.ParseInt(f[0], 10, 64)
 				return n << 10
 			}
