@@ -69,6 +69,16 @@ type fields struct {
 
 func (f fields) get(key string) *yaml.Node { return f.vals[key] }
 
+// key returns the key node of key, nil if it is not there.
+func (f fields) key(key string) *yaml.Node {
+	for _, k := range f.keys {
+		if k.Value == key {
+			return k
+		}
+	}
+	return nil
+}
+
 // mapping checks that n is a mapping whose keys are all in allowed (an
 // unknown key is reported with the closest known one) and returns it.
 func (d *decoder) mapping(n *yaml.Node, field string, allowed ...string) fields {
@@ -189,6 +199,31 @@ func (d *decoder) strList(n *yaml.Node, field string, single bool) []string {
 		out = append(out, d.str(c, fmt.Sprintf("%s[%d]", field, i)))
 	}
 	return out
+}
+
+// unknownKeys lists the keys of mapping n that are not in allowed.
+func unknownKeys(n *yaml.Node, allowed []string) []string {
+	var out []string
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; !slices.Contains(allowed, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// closeTo reports whether word is a likely misspelling of one of known,
+// as suggest judges it.
+func closeTo(word string, known []string) bool {
+	for _, k := range known {
+		if distance(word, k) <= max(1, len(word)/3) {
+			return true
+		}
+	}
+	return false
 }
 
 // suggest returns ` (did you mean "x"?)` for the known word closest to

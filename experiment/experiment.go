@@ -346,7 +346,11 @@ func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 	}
 	// A stop_when whose entries are all wrong has its own errors already.
 	if sw := f.get("stop_when"); (sw == nil || sw.Kind == yaml.SequenceNode && len(sw.Content) == 0) && !opts.AllowNoStop {
+		// At the faults that would run without a safety net, else the top.
 		at := root
+		if k := f.key("faults"); k != nil {
+			at = k
+		}
 		if sw != nil {
 			at = sw
 		}
@@ -585,6 +589,11 @@ func (d *decoder) proxyTarget(n *yaml.Node, field string) *ProxyTarget {
 	for key, dst := range map[string]*string{"listen": &p.Listen, "upstream": &p.Upstream, "api": &p.API, "name": &p.Name, "token": &p.Token} {
 		if v := f.get(key); v != nil {
 			*dst = d.str(v, field+"."+key)
+		}
+	}
+	for _, key := range []string{"listen", "upstream"} {
+		if v := f.get(key); v != nil && v.Value != "" && !hostPort(v.Value) {
+			d.errorf(v, field+"."+key, "want HOST:PORT (e.g. 127.0.0.1:0 for a free port, or {NAME.addr}), got %q", v.Value)
 		}
 	}
 	embedded, remote := p.Listen != "" || p.Upstream != "", p.API != "" || p.Name != ""
@@ -904,6 +913,20 @@ func validPromExpect(s string) bool {
 	}
 	_, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 	return err == nil
+}
+
+// hostPort reports whether s is HOST:PORT with a port number, or holds a
+// reference that setup fills in ({NAME.addr}, HOST:{NAME.port}).
+func hostPort(s string) bool {
+	if strings.Contains(s, "{") {
+		return true
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 // OffLoopback lists the addresses the experiment reaches that are not on

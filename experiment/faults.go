@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"slices"
@@ -78,7 +79,10 @@ func (d *decoder) faults(n *yaml.Node) []Fault {
 		}
 		switch len(given) {
 		case 0:
-			d.errorf(c, field, "no action: give one of %s", strings.Join(actionKeys, ", "))
+			// A misspelt action ("latncy") has its own "did you mean" already.
+			if !slices.ContainsFunc(unknownKeys(c, faultKeys), func(k string) bool { return closeTo(k, actionKeys) }) {
+				d.errorf(c, field, "no action: give one of %s", strings.Join(actionKeys, ", "))
+			}
 		case 1:
 			ft.Action = d.action(given[0].Value, f.get(given[0].Value), field+"."+given[0].Value)
 		default:
@@ -547,7 +551,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 		}
 		field := fmt.Sprintf("faults[%d]", i)
 		if ft.Duration > 0 {
-			latestEnd = max(latestEnd, ft.Start+ft.Duration)
+			latestEnd = max(latestEnd, addDurations(ft.Start, ft.Duration))
 		}
 		if x.Inject > 0 && ft.Start >= x.Inject {
 			d.errorf(at, field+".start", "starts at %v, after the inject phase ends (%v)", ft.Start, x.Inject)
@@ -570,7 +574,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 				names = append(names, n)
 			}
 			slices.Sort(names)
-			d.errorf(at, field+".target", "no target named %q%s", ft.Target, suggest(ft.Target, names))
+			d.errorf(valueOf(at, "target"), field+".target", "no target named %q%s", ft.Target, suggest(ft.Target, names))
 			continue
 		}
 		switch a := ft.Action.(type) {
@@ -599,7 +603,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 			d.errorf(at, field+".select.tags", "target %q has no tags", t.Name)
 		}
 	}
-	d.checkRefs(root, targets)
+	d.checkRefs(root, "", targets)
 	if x.Inject == 0 {
 		// Not when other problems are there: a misspelt duration would
 		// cause this one too.
@@ -609,9 +613,52 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 		}
 		x.Inject = latestEnd
 	}
-	if total := x.Baseline + x.Inject + x.Recovery; total > x.MaxDuration {
-		d.errorf(root, "max_duration", "baseline %v + inject %v + recovery %v = %v, over max_duration %v", x.Baseline, x.Inject, x.Recovery, total, x.MaxDuration)
+	if total := addDurations(x.Baseline, x.Inject, x.Recovery); total > x.MaxDuration {
+		sum := total.String()
+		if total == math.MaxInt64 {
+			sum = "more than " + (math.MaxInt64 * time.Duration(1)).Truncate(time.Hour).String()
+		}
+		d.errorf(root, "max_duration", "baseline %v + inject %v + recovery %v = %s, over max_duration %v", x.Baseline, x.Inject, x.Recovery, sum, x.MaxDuration)
 	}
+}
+
+// addDurations adds durations that are each >= 0, saturating at the
+// largest Duration instead of wrapping negative.
+func addDurations(ds ...time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range ds {
+		if d > math.MaxInt64-sum {
+			return math.MaxInt64
+		}
+		sum += d
+	}
+	return sum
+}
+
+// valueOf returns the value of key in the mapping n, or n itself when it
+// has none: where an error about that field points.
+func valueOf(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				return n.Content[i+1]
+			}
+		}
+	}
+	return n
+}
+
+// addresses is how many addresses {NAME.addr} and the like can name on
+// the target: one per launched instance, one for an embedded proxy or a
+// dns resolver, none for the rest.
+func (t *Target) addresses() int {
+	switch {
+	case t.Process != nil && t.Process.Launched():
+		return t.Process.Instances
+	case t.Proxy != nil && t.Proxy.API == "", t.DNS != nil:
+		return 1
+	}
+	return 0
 }
 
 // RefPattern matches a reference to a target's address in a string:
@@ -619,20 +666,37 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 var RefPattern = regexp.MustCompile(`\{([A-Za-z0-9_-]+)(?:\[(\d+)\])?\.(port|addr|addrs)\}`)
 
 // checkRefs reports references to targets that do not exist.
-func (d *decoder) checkRefs(n *yaml.Node, targets map[string]*Target) {
+func (d *decoder) checkRefs(n *yaml.Node, field string, targets map[string]*Target) {
 	if n.Kind == yaml.ScalarNode {
 		for _, m := range RefPattern.FindAllStringSubmatch(n.Value, -1) {
-			if _, ok := targets[m[1]]; !ok {
+			t, ok := targets[m[1]]
+			if !ok {
 				var names []string
 				for name := range targets {
 					names = append(names, name)
 				}
 				slices.Sort(names)
-				d.errorf(n, "", "%s: no target named %q%s", m[0], m[1], suggest(m[1], names))
+				d.errorf(n, field, "%s: no target named %q%s", m[0], m[1], suggest(m[1], names))
+				continue
+			}
+			switch addrs := t.addresses(); {
+			case addrs == 0:
+				d.errorf(n, field, "%s: target %q has no address of its own (only launched processes, embedded proxies and dns resolvers do)", m[0], m[1])
+			case m[2] != "":
+				if i, _ := strconv.Atoi(m[2]); i >= addrs {
+					d.errorf(n, field, "%s: target %q has %d instance(s), numbered from 0", m[0], m[1], addrs)
+				}
 			}
 		}
 	}
-	for _, c := range n.Content {
-		d.checkRefs(c, targets)
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			d.checkRefs(n.Content[i+1], join(field, n.Content[i].Value), targets)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			d.checkRefs(c, fmt.Sprintf("%s[%d]", field, i), targets)
+		}
 	}
 }
