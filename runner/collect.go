@@ -234,7 +234,11 @@ func runProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool, 
 		c.Close()
 		return true, "connected"
 	case "command":
-		err := exec.CommandContext(ctx, p.Command[0], p.Command[1:]...).Run()
+		cmd := exec.CommandContext(ctx, p.Command[0], p.Command[1:]...)
+		var said lastLine // why it failed, in its own words
+		cmd.Stdout, cmd.Stderr = &said, &said
+		cmd.WaitDelay = time.Second
+		err := cmd.Run()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
@@ -242,7 +246,13 @@ func runProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool, 
 			return false, err.Error()
 		}
 		want, _ := strconv.Atoi(p.Expect)
-		return code == want, fmt.Sprintf("exit status %d", code)
+		what := fmt.Sprintf("exit status %d", code)
+		if code != want {
+			if line := said.String(); line != "" {
+				what += ": " + truncate(line, 200)
+			}
+		}
+		return code == want, what
 	case "http":
 		req, err := http.NewRequestWithContext(ctx, p.Method, p.URL, nil)
 		if err != nil {
@@ -356,4 +366,12 @@ func promProbe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool,
 // whether it passed and, if not, why.
 func Probe(ctx context.Context, hc *http.Client, p *experiment.Probe) (bool, string) {
 	return runProbe(ctx, hc, p)
+}
+
+// truncate shortens s to at most n bytes, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,6 +153,7 @@ func stampPtr(t time.Time) *Stamp {
 
 type run struct {
 	x       *experiment.Experiment
+	fx      *experiment.Experiment // x with references filled in, once setup knows the addresses
 	opts    Options
 	sayMu   sync.Mutex
 	shown   bool // a tick's line is on a live terminal, without its newline
@@ -171,6 +173,9 @@ type run struct {
 	exits   []string                  // launched processes that exited on their own
 	traffic []experiment.Request      // the traffic's requests, addresses filled in
 	probes  map[int]*experiment.Probe // steady_state index → probe, addresses filled in
+	// probeFailures are the probes that failed on the last tick, with why,
+	// for the live line.
+	probeFailures []string
 }
 
 // Run carries out the experiment and returns its result, also written to
@@ -234,6 +239,13 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 		r.finish()
 		res, err = r.res, r.writeResult()
 	}()
+	// max_duration caps the run at run time too, setup included: a run
+	// that reaches it is aborted and rolled back like an interrupted one.
+	if x.MaxDuration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, x.MaxDuration, fmt.Errorf("the run reached its max_duration (%v)", x.MaxDuration))
+		defer cancel()
+	}
 	r.execute(ctx)
 	return r.res, nil
 }
@@ -326,6 +338,10 @@ func interrupted(ctx context.Context, when string) string {
 func (r *run) execute(ctx context.Context) {
 	r.enterPhase("setup")
 	if err := r.setup(ctx); err != nil {
+		if ctx.Err() != nil {
+			r.verdict(Aborted, interrupted(ctx, "during setup")+" (nothing was injected)")
+			return
+		}
 		r.verdict(Error, "setup: "+err.Error())
 		return
 	}
@@ -523,18 +539,27 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 		faults = strings.Join(active, ", ")
 	}
 	left := max(end.Sub(now), 0).Round(time.Second)
-	r.say(fmt.Sprintf("%-8s %5s left  %4.0f req/s done, %d in flight  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
-		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), r.col.inFlight(now), s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults), true)
+	line := fmt.Sprintf("%-8s %5s left  %4.0f req/s done, %d in flight  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
+		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), r.col.inFlight(now), s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults)
+	if len(r.probeFailures) > 0 {
+		line += "  failing: " + strings.Join(r.probeFailures, "; ")
+	}
+	r.say(line, true)
 }
 
 func (r *run) runProbes(ctx context.Context) {
+	r.probeFailures = r.probeFailures[:0]
 	for i, p := range r.probes {
 		ok, what := runProbe(ctx, r.probeHC, p)
 		if !ok && ctx.Err() != nil {
 			continue // cut short by the run's end: not something the probe saw
 		}
+		if !ok {
+			r.probeFailures = append(r.probeFailures, r.x.SteadyState[i].Probe.Text()+": "+what)
+		}
 		r.col.addProbe(probeOutcome{at: time.Now(), check: i, ok: ok, what: what})
 	}
+	slices.Sort(r.probeFailures) // probes is a map: one order for the line
 }
 
 func inPhase(c experiment.Check, phase string) bool {
@@ -743,6 +768,10 @@ func (r *run) recover(ctx context.Context) {
 // embedded proxies (whose addresses may name those ports), then launches
 // the processes in file order.
 func (r *run) setup(ctx context.Context) error {
+	// Every fault is in the result, also when setup ends before injection.
+	for _, spec := range r.x.Faults {
+		r.faults = append(r.faults, &fault{spec: spec})
+	}
 	for _, spec := range r.x.Targets {
 		t := &target{spec: spec}
 		r.targets[spec.Name] = t
@@ -818,9 +847,6 @@ func (r *run) setup(ctx context.Context) error {
 			}
 			r.progressf("started %s[%d]: pid %d, %s", spec.Name, in.index, in.proc.PID, strings.Join(in.args, " "))
 		}
-	}
-	for _, spec := range r.x.Faults {
-		r.faults = append(r.faults, &fault{spec: spec})
 	}
 	return nil
 }

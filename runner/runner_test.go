@@ -419,3 +419,77 @@ func TestInterruptedProbeIsNotAFailure(t *testing.T) {
 		t.Errorf("verdict %s %q, want ABORTED for the interrupt alone", res.Verdict, res.Reasons)
 	}
 }
+
+// TestMaxDurationCapsTheRunAtRunTime: a run is stopped at max_duration
+// even when its phases add up to less (here setup waits for a slow start).
+func TestMaxDurationCapsTheRunAtRunTime(t *testing.T) {
+	src := fmt.Sprintf(`
+name: capped
+targets:
+  slow:
+    process:
+      command: [sh, -c, "sleep 5; exec %s -mode dep -listen 127.0.0.1:{port}"]
+      ready: http://127.0.0.1:{port}/health
+  link: {proxy: {listen: "127.0.0.1:0", upstream: "{slow.addr}"}}
+baseline: 300ms
+inject: 300ms
+recovery: 0s
+max_duration: 1s
+faults: [{name: down, target: link, down: {}}]
+traffic: {rate: 5/s, requests: ["GET http://{link.addr}/"]}
+stop_when: [error_rate > 90%%]
+`, svc)
+	x, err := experiment.Parse("capped.yaml", []byte(src), experiment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res := runFast(t, context.Background(), x)
+	if res.Verdict != runner.Aborted || !strings.Contains(strings.Join(res.Reasons, "; "), "max_duration (1s)") {
+		t.Fatalf("verdict %s (%v), want ABORTED for max_duration", res.Verdict, res.Reasons)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the run took %v, past its max_duration of 1s and the start's 5s sleep", took)
+	}
+	if res.Faults[0].InjectedAt != nil {
+		t.Errorf("fault injected in a run stopped during setup: %+v", res.Faults[0])
+	}
+}
+
+// TestCommandProbeReferencesAndOutput: a command probe gets its
+// {NAME.port} filled in like any other field, and one that fails says
+// why in the check's detail, in the command's own words.
+func TestCommandProbeReferencesAndOutput(t *testing.T) {
+	exp := func(probe string) *experiment.Experiment {
+		src := fmt.Sprintf(`
+name: probes
+targets:
+  dep:
+    process:
+      command: [%s, -mode, dep, -listen, "127.0.0.1:{port}"]
+      ready: http://127.0.0.1:{port}/health
+steady_state:
+  - probe: {command: %s}
+baseline: 400ms
+inject: 400ms
+recovery: 1s
+faults: [{name: nothing, exec: {inject: ["true"], revert: ["true"]}}]
+`, svc, probe)
+		x, err := experiment.Parse("probes.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	res := runFast(t, context.Background(), exp(`[sh, -c, "test {dep.port} -gt 0 && test -n '{dep.addr}'"]`))
+	if res.Verdict != runner.Passed {
+		t.Errorf("probe with {dep.port}: verdict %s (%v), want PASSED; checks %+v", res.Verdict, res.Reasons, res.Checks)
+	}
+	res = runFast(t, context.Background(), exp(`[sh, -c, "echo cannot reach {dep.addr} >&2; exit 3"]`))
+	if res.Verdict != runner.Error || len(res.Checks) == 0 {
+		t.Fatalf("failing probe: verdict %s (%v), want ERROR with the baseline's check", res.Verdict, res.Reasons)
+	}
+	if d := res.Checks[0].Detail; !strings.Contains(d, "exit status 3: cannot reach 127.0.0.1:") {
+		t.Errorf("check detail %q, want the exit status and what the command said, with the address filled in", d)
+	}
+}

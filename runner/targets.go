@@ -116,46 +116,48 @@ func (r *run) fillRefs(s string) (string, error) {
 	return out, errors.Join(errs...)
 }
 
-// resolveRefs fills in the commands of launched instances, and the
-// traffic's and probes' addresses, once every target has its ports.
+// resolveRefs fills in references once every target has its ports:
+// {NAME.port} and the like, {self} and {run_dir} anywhere in the
+// experiment (r.fx, a filled copy; r.x keeps the text as written, for
+// what results show), and {port} and {instance} in each launched
+// instance's command and ready.
 func (r *run) resolveRefs() error {
 	self, _ := os.Executable()
 	runDir, _ := filepath.Abs(r.opts.OutDir)
 	var errs []error
-	fillAll := func(s string, in *instance) string {
-		if in != nil {
-			s = fill(s, in, self, runDir)
-		}
+	fillRefs := func(s string) string {
+		s = strings.ReplaceAll(strings.ReplaceAll(s, "{self}", self), "{run_dir}", runDir)
 		out, err := r.fillRefs(s)
 		errs = append(errs, err)
 		return out
 	}
-	for _, t := range r.targets {
-		p := t.spec.Process
+	r.fx = filledCopy(r.x, fillRefs)
+	for i, spec := range r.fx.Targets {
+		t := r.targets[spec.Name]
+		t.spec = spec
+		p := spec.Process
 		if p == nil || !p.Launched() {
 			continue
 		}
+		orig := r.x.Targets[i].Process // {port} and {instance} are the instance's
 		for _, in := range t.instances {
 			in.args = nil
-			for _, a := range p.Command {
-				in.args = append(in.args, fillAll(a, in))
+			for _, a := range orig.Command {
+				in.args = append(in.args, fillRefs(fill(a, in, self, runDir)))
 			}
-			in.ready = fillAll(p.Ready, in)
+			in.ready = fillRefs(fill(orig.Ready, in, self, runDir))
 		}
 	}
-	if tr := r.x.Traffic; tr != nil {
-		r.traffic = make([]experiment.Request, len(tr.Requests))
-		for i, q := range tr.Requests {
-			q.URL = fillAll(q.URL, nil)
-			r.traffic[i] = q
-		}
+	for i, f := range r.faults {
+		f.spec = r.fx.Faults[i]
+	}
+	if tr := r.fx.Traffic; tr != nil {
+		r.traffic = tr.Requests
 	}
 	r.probes = map[int]*experiment.Probe{}
-	for i, c := range r.x.SteadyState {
+	for i, c := range r.fx.SteadyState {
 		if c.Probe != nil {
-			p := *c.Probe
-			p.URL, p.Address = fillAll(p.URL, nil), fillAll(p.Address, nil)
-			r.probes[i] = &p
+			r.probes[i] = c.Probe
 		}
 	}
 	return errors.Join(errs...)
