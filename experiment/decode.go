@@ -36,11 +36,17 @@ func (e *Error) Error() string {
 type decoder struct {
 	file string
 	errs []error
+	// undefined are the nodes that hold an undefined ${VAR}: that error
+	// says it all, so no other is reported on them.
+	undefined map[*yaml.Node]bool
 }
 
 func pos(n *yaml.Node) Pos { return Pos{n.Line, n.Column} }
 
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
+	if d.undefined[n] {
+		return
+	}
 	d.errs = append(d.errs, &Error{File: d.file, Pos: pos(n), Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 

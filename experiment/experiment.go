@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 )
 
@@ -68,6 +69,19 @@ type ProcessTarget struct {
 	Match     string   // regexp on the command line
 	PID       int
 	PIDFile   string
+	// AllowOtherUsers allows running processes of another user than
+	// faultline's; init, kernel threads and faultline's own ancestry are
+	// never allowed.
+	AllowOtherUsers bool
+}
+
+// Selector is how package process finds a target that already runs.
+func (p *ProcessTarget) Selector() process.Selector {
+	s := process.Selector{PID: p.PID, PIDFile: p.PIDFile, AllowOtherUsers: p.AllowOtherUsers}
+	if p.Match != "" {
+		s.Match, _ = regexp.Compile(p.Match) // checked when the file was read
+	}
+	return s
 }
 
 // Launched reports whether the run starts the process itself.
@@ -260,7 +274,7 @@ var (
 	targetKeys  = []string{"process", "proxy", "dns", "pods", "tags"}
 	podsKeys    = []string{"namespace", "selector", "kubeconfig"}
 	dnsKeys     = []string{"listen", "upstream", "records"}
-	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile"}
+	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile", "allow_other_users"}
 	proxyKeys   = []string{"listen", "upstream", "api", "name", "token"}
 	trafficKeys = []string{"rate", "timeout", "requests"}
 	requestKeys = []string{"name", "method", "url", "headers", "body", "weight"}
@@ -474,6 +488,10 @@ func expandVars(d *decoder, n *yaml.Node, vars map[string]string, field string) 
 				return def
 			}
 			d.errorf(n, field, "${%s} is not defined: give --var %s=VALUE or set it in the environment", name, name)
+			if d.undefined == nil {
+				d.undefined = map[*yaml.Node]bool{}
+			}
+			d.undefined[n] = true
 			return m
 		})
 	}
@@ -572,6 +590,12 @@ func (d *decoder) process(n *yaml.Node, field string) *ProcessTarget {
 			d.errorf(c, field+".instances", "must be at least 1")
 		case len(p.Command) == 0:
 			d.errorf(c, field+".instances", "only a launched process (command) can have instances")
+		}
+	}
+	if c := f.get("allow_other_users"); c != nil {
+		p.AllowOtherUsers = d.boolean(c, field+".allow_other_users")
+		if len(p.Command) > 0 {
+			d.errorf(c, field+".allow_other_users", "a launched process runs as faultline's user; allow_other_users is for processes the run did not launch")
 		}
 	}
 	if c := f.get("restart"); c != nil {

@@ -77,13 +77,14 @@ type (
 		Rules []string `json:"rules" jsonschema_description:"PATTERN=NXDOMAIN|SERVFAIL|REFUSED|TIMEOUT|DELAY(d)|ADDRESS(ip)"`
 	}
 	processDoc struct {
-		Command   []string `json:"command,omitempty" jsonschema_description:"Launched by the run; {port} and {instance} are filled per instance"`
-		Ready     string   `json:"ready,omitempty" jsonschema_description:"URL polled until 2xx, or tcp://HOST:PORT, before the baseline"`
-		Instances int      `json:"instances,omitempty" jsonschema:"minimum=1"`
-		Restart   []string `json:"restart,omitempty" jsonschema_description:"Command that restarts a process the run did not launch"`
-		Match     string   `json:"match,omitempty" jsonschema_description:"Regexp on the command line of running processes"`
-		PID       int      `json:"pid,omitempty"`
-		PIDFile   string   `json:"pidfile,omitempty"`
+		Command         []string `json:"command,omitempty" jsonschema_description:"Launched by the run; {port} and {instance} are filled per instance"`
+		Ready           string   `json:"ready,omitempty" jsonschema_description:"URL polled until 2xx, or tcp://HOST:PORT, before the baseline"`
+		Instances       int      `json:"instances,omitempty" jsonschema:"minimum=1"`
+		Restart         []string `json:"restart,omitempty" jsonschema_description:"Command that restarts a process the run did not launch"`
+		Match           string   `json:"match,omitempty" jsonschema_description:"Regexp on the command line of running processes"`
+		PID             int      `json:"pid,omitempty"`
+		PIDFile         string   `json:"pidfile,omitempty"`
+		AllowOtherUsers bool     `json:"allow_other_users,omitempty" jsonschema_description:"Allow processes of another user than faultline's (a database server's own user)"`
 	}
 	proxyDoc struct {
 		Listen   string `json:"listen,omitempty" jsonschema_description:"Embedded proxy: address to listen on"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"regexp"
 	"slices"
 	"strconv"
@@ -19,24 +20,32 @@ var ErrGone = errors.New("process is gone")
 
 // stat reads a process's parent, state and start time from /proc/PID/stat.
 func stat(pid int) (ppid int, state byte, start uint64, err error) {
+	ppid, state, _, start, err = statFlags(pid)
+	return ppid, state, start, err
+}
+
+// statFlags is stat with the kernel's flags of the process (field 9).
+func statFlags(pid int) (ppid int, state byte, flags uint64, start uint64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("pid %d: %w", pid, ErrGone)
+		return 0, 0, 0, 0, fmt.Errorf("pid %d: %w", pid, ErrGone)
 	}
 	// The command name is in parentheses and may hold anything: fields
 	// are counted after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, 0, 0, fmt.Errorf("pid %d: unreadable stat", pid)
+		return 0, 0, 0, 0, fmt.Errorf("pid %d: unreadable stat", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 20 {
-		return 0, 0, 0, fmt.Errorf("pid %d: short stat", pid)
+		return 0, 0, 0, 0, fmt.Errorf("pid %d: short stat", pid)
 	}
-	// f[0] is field 3 (state), f[1] field 4 (ppid), f[19] field 22 (starttime).
+	// f[0] is field 3 (state), f[1] field 4 (ppid), f[6] field 9 (flags),
+	// f[19] field 22 (starttime).
 	ppid, _ = strconv.Atoi(f[1])
+	flags, _ = strconv.ParseUint(f[6], 10, 64)
 	start, err = strconv.ParseUint(f[19], 10, 64)
-	return ppid, f[0][0], start, err
+	return ppid, f[0][0], flags, start, err
 }
 
 // Identify returns pid with its start time.
@@ -181,4 +190,166 @@ func ReadPIDFile(path string) (int, error) {
 		return 0, fmt.Errorf("%s: want a process id on the first line, got %q", path, strings.TrimSpace(first))
 	}
 	return pid, nil
+}
+
+// ErrRefused means a process is never a target: init, a kernel thread,
+// faultline itself or one of its ancestors (stopping those would stop the
+// run that has to roll back), or another user's process that was not
+// allowed explicitly.
+var ErrRefused = errors.New("not a process faultline may act on")
+
+// pfKthread is PF_KTHREAD in /proc/PID/stat's flags: a kernel thread.
+const pfKthread = 0x00200000
+
+// Check reports, as an error wrapping ErrRefused with the reason, whether
+// pid is a process faultline must not act on: pid 1 (the init of this PID
+// namespace: the host's, unless faultline runs in a container), a kernel
+// thread, faultline itself or one of its ancestors, or a process of
+// another user than faultline's unless allowOtherUsers. A process that is
+// gone is ErrGone.
+func Check(pid int, allowOtherUsers bool) error {
+	_, _, flags, _, err := statFlags(pid)
+	if err != nil {
+		return err
+	}
+	switch {
+	case pid == 1:
+		return refused(pid, "the system's init")
+	case flags&pfKthread != 0 || pid == 2:
+		return refused(pid, "a kernel thread")
+	case pid == os.Getpid():
+		return refused(pid, "faultline itself")
+	}
+	for p := os.Getppid(); p > 1; {
+		if p == pid {
+			return refused(pid, "an ancestor of this faultline (stopping it would stop the run that has to roll back)")
+		}
+		ppid, _, _, err := stat(p)
+		if err != nil {
+			break
+		}
+		p = ppid
+	}
+	if !allowOtherUsers {
+		uid, err := UID(pid)
+		if err != nil {
+			return err
+		}
+		if me := os.Getuid(); uid != me {
+			return refused(pid, fmt.Sprintf("belongs to %s, not to %s, who runs faultline (allow_other_users: true on the target allows it)", userName(uid), userName(me)))
+		}
+	}
+	return nil
+}
+
+// RefusedError is a process Check refuses, and why.
+type RefusedError struct {
+	PID     int
+	Command string
+	Why     string
+}
+
+func (e *RefusedError) Error() string { return fmt.Sprintf("pid %d (%s): %s", e.PID, e.Command, e.Why) }
+
+// Is makes errors.Is(err, ErrRefused) true.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+func refused(pid int, why string) error {
+	return &RefusedError{PID: pid, Command: Command(pid), Why: why}
+}
+
+// UID returns the real user id of a process.
+func UID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, ErrGone)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				return strconv.Atoi(f[0])
+			}
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no Uid in its status", pid)
+}
+
+// Command returns a process's command line, shortened for messages, or
+// its name in brackets for a kernel thread ("[kthreadd]").
+func Command(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err == nil && len(b) > 0 {
+		cmd := strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
+		if len(cmd) > 80 {
+			cmd = cmd[:80] + "…"
+		}
+		return cmd
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+		return "[" + strings.TrimSpace(string(comm)) + "]"
+	}
+	return "?"
+}
+
+// userName is a user's name, or the number if it has none.
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return "user " + u.Username
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
+// Selector names processes that already run: exactly one of PID, PIDFile
+// (the pid on its first line) or Match (a regexp on the command line, its
+// arguments joined by spaces).
+type Selector struct {
+	PID     int
+	PIDFile string
+	Match   *regexp.Regexp
+	// AllowOtherUsers lets Find return processes of other users than
+	// faultline's (a database server's own user, say).
+	AllowOtherUsers bool
+}
+
+// Find returns the pids a selector names, ascending. A Match leaves out
+// faultline itself and its ancestors; a process Check refuses makes it an
+// error that wraps ErrRefused and names every such process, and none is
+// returned: a selection that reaches init, a kernel thread or its own
+// runner is a mistake to fix, not one to work around.
+func Find(s Selector) ([]int, error) {
+	var pids []int
+	switch {
+	case s.PID != 0:
+		pids = []int{s.PID}
+	case s.PIDFile != "":
+		pid, err := ReadPIDFile(s.PIDFile)
+		if err != nil {
+			return nil, err
+		}
+		pids = []int{pid}
+	case s.Match != nil:
+		var err error
+		if pids, err = Match(s.Match); err != nil {
+			return nil, err
+		}
+		if len(pids) == 0 {
+			return nil, fmt.Errorf("no process matches %q", s.Match)
+		}
+	default:
+		return nil, errors.New("no pid, pidfile or match")
+	}
+	var refusals []error
+	for _, pid := range pids {
+		if err := Check(pid, s.AllowOtherUsers); err != nil {
+			refusals = append(refusals, err)
+		}
+	}
+	switch n := len(refusals); {
+	case n == 0:
+		return pids, nil
+	case n > 5:
+		refusals = append(refusals[:5], fmt.Errorf("and %d more", n-5))
+	}
+	return nil, fmt.Errorf("it reaches processes faultline never acts on:\n%w", errors.Join(refusals...))
 }

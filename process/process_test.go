@@ -3,8 +3,10 @@ package process_test
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -93,5 +95,74 @@ func TestReadPIDFile(t *testing.T) {
 	_ = os.WriteFile(pg, []byte("2622\n/tmp/pg/data\n1795770843\n44865\n/tmp/pg\n127.0.0.1\n  9986302         9\nready   \n"), 0o644)
 	if pid, err := process.ReadPIDFile(pg); err != nil || pid != 2622 {
 		t.Fatalf("ReadPIDFile(postmaster.pid) = %d, %v", pid, err)
+	}
+}
+
+// TestCheckRefusesWhatIsNeverATarget: init, kernel threads, this process
+// and its ancestors are refused always; another user's process unless it
+// is allowed; an ordinary process of ours is fine.
+func TestCheckRefusesWhatIsNeverATarget(t *testing.T) {
+	mine, _ := processtest.Sleepers(t)
+	cases := []struct {
+		name string
+		pid  int
+		want string // in the reason; "" for allowed
+	}{
+		{"init", 1, "the system's init"},
+		{"kthreadd", 2, "a kernel thread"},
+		{"itself", os.Getpid(), "faultline itself"},
+		{"its parent", os.Getppid(), "an ancestor of this faultline"},
+		{"an ordinary process", mine.Process.Pid, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := process.Check(c.pid, false)
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("Check(%d) = %v, want nil", c.pid, err)
+				}
+				return
+			}
+			var re *process.RefusedError
+			if !errors.Is(err, process.ErrRefused) || !errors.As(err, &re) || !strings.Contains(re.Why, c.want) {
+				t.Fatalf("Check(%d) = %v, want refused: %s", c.pid, err, c.want)
+			}
+			if process.Check(c.pid, true) == nil {
+				t.Errorf("allowOtherUsers let pid %d through", c.pid)
+			}
+		})
+	}
+	t.Run("another user", func(t *testing.T) {
+		if os.Getuid() != 0 {
+			t.Skip("needs root to start a process as another user")
+		}
+		cmd := exec.Command("sleep", "300")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		if err := process.Check(cmd.Process.Pid, false); !errors.Is(err, process.ErrRefused) || !strings.Contains(err.Error(), "allow_other_users") {
+			t.Fatalf("Check(another user's pid) = %v, want refused, pointing at allow_other_users", err)
+		}
+		if err := process.Check(cmd.Process.Pid, true); err != nil {
+			t.Fatalf("Check(another user's pid, allowed) = %v", err)
+		}
+	})
+}
+
+// TestFindRefusesASelectionThatReachesInit: a match for everything is a
+// mistake, refused with the reasons, and returns no pid to act on.
+func TestFindRefusesASelectionThatReachesInit(t *testing.T) {
+	pids, err := process.Find(process.Selector{Match: regexp.MustCompile(".")})
+	if !errors.Is(err, process.ErrRefused) || len(pids) != 0 {
+		t.Fatalf("Find(match .) = %v, %v, want refused with no pids", pids, err)
+	}
+	if !strings.Contains(err.Error(), "pid 1 (") {
+		t.Errorf("the refusal does not name pid 1: %v", err)
+	}
+	pids, err = process.Find(process.Selector{PID: os.Getppid()})
+	if !errors.Is(err, process.ErrRefused) || len(pids) != 0 {
+		t.Fatalf("Find(pid: the parent) = %v, %v, want refused", pids, err)
 	}
 }

@@ -9,9 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	osuser "os/user"
 	"path/filepath"
-	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -361,6 +362,7 @@ func podsNow(p *experiment.PodsTarget) string {
 
 // printPlan prints what a run would do, touching nothing.
 func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
+	var refused []error // what a run would refuse at setup
 	fmt.Fprintf(w, "plan for %q (%s)\n", x.Name, x.File)
 	if x.Hypothesis != "" {
 		fmt.Fprintf(w, "hypothesis: %s\n", x.Hypothesis)
@@ -383,7 +385,12 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 		case t.Process.Launched():
 			fmt.Fprintf(w, "  %-12s launched: %d × %s\n", t.Name, t.Process.Instances, strings.Join(t.Process.Command, " "))
 		default:
-			fmt.Fprintf(w, "  %-12s running process(es): %s\n", t.Name, describeExisting(t.Process))
+			desc, err := describeExisting(t.Process)
+			if err != nil {
+				desc = "REFUSED: " + strings.ReplaceAll(err.Error(), "\n", "\n"+strings.Repeat(" ", 16))
+				refused = append(refused, fmt.Errorf("target %s: %w", t.Name, err))
+			}
+			fmt.Fprintf(w, "  %-12s running process(es): %s\n", t.Name, desc)
 		}
 	}
 	fmt.Fprintln(w, "faults (times from the start of injection):")
@@ -430,27 +437,35 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 		fmt.Fprintf(w, "seed: %d (instances are picked with it)\n", seed)
 	}
 	fmt.Fprintln(w, "dry run: nothing was started or touched")
+	if len(refused) > 0 {
+		return &exitError{ExitError, fmt.Errorf("a run would refuse this experiment: %w", errors.Join(refused...))}
+	}
 	return nil
 }
 
-func describeExisting(p *experiment.ProcessTarget) string {
-	var pids []int
-	switch {
-	case p.PID != 0:
-		pids = []int{p.PID}
-	case p.PIDFile != "":
-		if pid, err := process.ReadPIDFile(p.PIDFile); err == nil {
-			pids = []int{pid}
-		} else {
-			return err.Error()
+// describeExisting lists the running processes a target names now, as a
+// run would find them; err is what a run would refuse.
+func describeExisting(p *experiment.ProcessTarget) (string, error) {
+	pids, err := runner.FindProcesses(p)
+	if err != nil {
+		return "", err
+	}
+	var lines []string
+	for i, pid := range pids {
+		if i == 10 {
+			lines = append(lines, fmt.Sprintf("and %d more", len(pids)-10))
+			break
 		}
-	default:
-		pids, _ = process.Match(regexp.MustCompile(p.Match))
+		user := "?"
+		if uid, err := process.UID(pid); err == nil {
+			user = strconv.Itoa(uid)
+			if u, err := osuser.LookupId(user); err == nil {
+				user = u.Username
+			}
+		}
+		lines = append(lines, fmt.Sprintf("pid %d (%s) %s", pid, user, process.Command(pid)))
 	}
-	if len(pids) == 0 {
-		return "none running now"
-	}
-	return fmt.Sprintf("pids %v", pids)
+	return fmt.Sprintf("%d now:\n%16s%s", len(pids), "", strings.Join(lines, "\n"+strings.Repeat(" ", 16))), nil
 }
 
 func describeSelect(s experiment.Selection) string {

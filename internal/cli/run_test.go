@@ -208,7 +208,7 @@ func TestRunDryRunTouchesNothing(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	code, stdout, stderr := run(t, "run", file, "--allow-no-stop", "--dry-run", "--seed", "3")
-	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("running process(es): pids [%d]", cmd.Process.Pid)) ||
+	if code != 0 || !strings.Contains(stdout, "running process(es): 1 now:") || !strings.Contains(stdout, fmt.Sprintf("pid %d (", cmd.Process.Pid)) ||
 		!strings.Contains(stdout, `"freeze the workers"`) || !strings.Contains(stdout, "nothing was started or touched") {
 		t.Fatalf("dry run = %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -217,6 +217,33 @@ func TestRunDryRunTouchesNothing(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("the dry run wrote %d entries in the working directory", len(entries))
+	}
+}
+
+// TestRunDryRunRefusesWhatARunWould: a dry run names the processes a
+// target reaches and refuses, with exit 4, a target that reaches init or
+// faultline's own ancestry, as the run would at setup.
+func TestRunDryRunRefusesWhatARunWould(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "everything.yaml")
+	src := `name: everything
+targets:
+  all: {process: {match: ".", restart: ["true"]}}
+  parent: {process: {pid: "${P}", restart: ["true"]}}
+faults:
+  - {name: freeze, target: all, stop: {}, duration: 1s}
+  - {name: freeze the parent, target: parent, stop: {}, duration: 1s}
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "run", path, "--allow-no-stop", "--dry-run", "--var", fmt.Sprintf("P=%d", os.Getppid()))
+	if code != cli.ExitError {
+		t.Fatalf("dry run = %d, want 4\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"REFUSED", "pid 1 (", "the system's init", fmt.Sprintf("pid %d (", os.Getppid()), "an ancestor of this faultline"} {
+		if !strings.Contains(stdout+stderr, want) {
+			t.Errorf("dry run output lacks %q:\n%s\n%s", want, stdout, stderr)
+		}
 	}
 }
 
