@@ -320,8 +320,6 @@ func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 	}
 	if n := f.get("targets"); n != nil {
 		x.Targets = d.targets(n)
-	} else {
-		d.errorf(root, "targets", "required: what the faults act on")
 	}
 	if n := f.get("traffic"); n != nil {
 		x.Traffic = d.traffic(n)
@@ -354,6 +352,9 @@ func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 		d.errorf(root, "faults", "required: an experiment without faults tests nothing")
 	} else if len(x.Faults) == 0 && faultsNode.Kind == yaml.SequenceNode {
 		d.errorf(faultsNode, "faults", "empty: an experiment without faults tests nothing")
+	}
+	if f.get("targets") == nil && slices.ContainsFunc(x.Faults, func(ft Fault) bool { return ft.Target != "" }) {
+		d.errorf(root, "targets", "required: what the faults act on")
 	}
 	if n := f.get("stop_when"); n != nil {
 		x.StopWhen = d.conditions(n, "stop_when")

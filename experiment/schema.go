@@ -16,7 +16,7 @@ type (
 		Name        string               `json:"name" jsonschema_description:"The experiment's name"`
 		Description string               `json:"description,omitempty"`
 		Hypothesis  string               `json:"hypothesis,omitempty" jsonschema_description:"What should stay true while the faults are in place"`
-		Targets     map[string]targetDoc `json:"targets" jsonschema_description:"What the faults act on, by name"`
+		Targets     map[string]targetDoc `json:"targets,omitempty" jsonschema_description:"What the faults act on, by name"`
 		Traffic     *trafficDoc          `json:"traffic,omitempty" jsonschema_description:"Constant-rate load during the whole run"`
 		SteadyState []checkDoc           `json:"steady_state,omitempty" jsonschema_description:"Conditions and probes that must hold in the baseline, during the faults and in recovery"`
 		Baseline    durationDoc          `json:"baseline,omitempty" jsonschema_description:"How long to measure before injecting (default 5s)"`

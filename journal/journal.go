@@ -22,8 +22,13 @@ const (
 	Done   = "done"
 	Undone = "undone"
 	Failed = "failed"
-	Note   = "note"
-	RunEnd = "run_end"
+	// Unknown follows an Intent whose change may or may not have been made
+	// (a call that timed out or was interrupted in flight, a command that
+	// failed halfway): it stays open, so that rollback and recover undo it
+	// as if it had been made. Undos are idempotent for that reason.
+	Unknown = "unknown"
+	Note    = "note"
+	RunEnd  = "run_end"
 )
 
 // Event is one line of a journal.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -172,7 +173,7 @@ func (c *Client) Scale(ctx context.Context, namespace, kind, name string, replic
 	}
 	s, err := get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return 0, fmt.Errorf("scale %s %s/%s: %w", kind, namespace, name, err)
+		return 0, fmt.Errorf("scale %s %s/%s: %w", kind, namespace, name, unchanged{err})
 	}
 	before := s.Spec.Replicas
 	s.Spec.Replicas = replicas
@@ -182,12 +183,35 @@ func (c *Client) Scale(ctx context.Context, namespace, kind, name string, replic
 	return before, nil
 }
 
+// unchanged marks an error that came before any write: nothing changed.
+type unchanged struct{ error }
+
+func (u unchanged) Unwrap() error { return u.error }
+
+// Refused reports whether a failed Scale or Cordon certainly changed
+// nothing: it failed before writing, or the API server refused the write
+// (a 4xx answer other than a timeout). Otherwise (no answer, a timeout, a
+// 5xx, an interrupt) the change may have been made, and is to be undone
+// as if it had.
+func Refused(err error) bool {
+	var u unchanged
+	if errors.As(err, &u) {
+		return true
+	}
+	var se *apierrors.StatusError
+	if errors.As(err, &se) {
+		code := se.Status().Code
+		return code >= 400 && code < 500 && code != 408 && code != 504
+	}
+	return false
+}
+
 // Cordon marks a node unschedulable (or schedulable again) and returns
 // whether it was unschedulable before.
 func (c *Client) Cordon(ctx context.Context, node string, unschedulable bool) (bool, error) {
 	n, err := c.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
-		return false, fmt.Errorf("node %s: %w", node, err)
+		return false, fmt.Errorf("node %s: %w", node, unchanged{err})
 	}
 	before := n.Spec.Unschedulable
 	patch := fmt.Appendf(nil, `{"spec":{"unschedulable":%v}}`, unschedulable)

@@ -150,12 +150,24 @@ func (r *run) injectToxic(ctx context.Context, f *fault, t *target, a experiment
 				return err
 			}
 			info := proxy.ToxicInfo{Name: name, Type: a.Effect.Type(), Stream: s.String(), Toxicity: tox, Attributes: wireAttributes(a.Effect)}
+			cl, pname := t.client, px.Name
+			remove := func(ctx context.Context) error { return ignoreNotFound(cl.RemoveToxic(ctx, pname, name)) }
 			if _, err := t.client.AddToxic(ctx, px.Name, info); err != nil {
-				_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+				if refused(err) {
+					_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+					return err
+				}
+				// The server may have added it before the answer was lost:
+				// removed on revert as if it had been.
+				_ = r.journal(journal.Event{Type: journal.Unknown, ID: id, Message: err.Error()})
+				undo = append(undo, func(ctx context.Context) error {
+					err := remove(ctx)
+					r.journalUndone(id, err)
+					return err
+				})
 				return err
 			}
-			cl, pname := t.client, px.Name
-			undo = append(undo, func(ctx context.Context) error { return cl.RemoveToxic(ctx, pname, name) })
+			undo = append(undo, remove)
 			f.hit = append(f.hit, fmt.Sprintf("proxy %s at %s (%s)", px.Name, px.API, s))
 		}
 		_ = r.journal(journal.Event{Type: journal.Done, ID: id})
@@ -236,17 +248,24 @@ func (r *run) injectDown(ctx context.Context, f *fault, t *target, _ experiment.
 			Undo: &journal.Undo{Kind: "enable_proxy", API: px.API, Proxy: px.Name}}); err != nil {
 			return err
 		}
-		if _, err := t.client.SetEnabled(ctx, px.Name, false); err != nil {
-			_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
-			return err
-		}
-		f.hit = append(f.hit, fmt.Sprintf("proxy %s at %s", px.Name, px.API))
 		cl := t.client
-		f.revert = func(ctx context.Context) error {
+		enable := func(ctx context.Context) error {
 			_, err := cl.SetEnabled(ctx, px.Name, true)
 			r.journalUndone(id, err)
 			return err
 		}
+		if _, err := t.client.SetEnabled(ctx, px.Name, false); err != nil {
+			if refused(err) {
+				_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+				return err
+			}
+			// It may be down all the same: enabled again on revert.
+			_ = r.journal(journal.Event{Type: journal.Unknown, ID: id, Message: err.Error()})
+			f.revert = enable
+			return err
+		}
+		f.hit = append(f.hit, fmt.Sprintf("proxy %s at %s", px.Name, px.API))
+		f.revert = enable
 	}
 	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
 	f.evidence = append(f.evidence, "proxy disabled: new connections refused")
@@ -343,35 +362,67 @@ func (r *run) injectExec(ctx context.Context, f *fault, _ *target, a experiment.
 	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name, Undo: &journal.Undo{Kind: "exec", Command: a.Revert}}); err != nil {
 		return err
 	}
+	revert := func(ctx context.Context) error {
+		err := RunCommand(ctx, a.Revert)
+		r.journalUndone(id, err)
+		return err
+	}
 	if err := RunCommand(ctx, a.Inject); err != nil {
-		_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+		// Interrupted, or failed halfway: what it did before is not
+		// known, so the revert command runs all the same.
+		_ = r.journal(journal.Event{Type: journal.Unknown, ID: id, Message: err.Error()})
+		f.revert = revert
 		return err
 	}
 	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
 	f.hit = append(f.hit, "command "+strings.Join(a.Inject, " "))
 	f.evidence = append(f.evidence, "inject command exited 0")
-	f.revert = func(ctx context.Context) error {
-		err := RunCommand(ctx, a.Revert)
-		r.journalUndone(id, err)
-		return err
-	}
+	f.revert = revert
 	return nil
 }
 
-// RunCommand runs a command for at most a minute and returns its error with
-// the end of its output.
+// RunCommand runs a command for at most a minute, in a process group of
+// its own that is killed whole when ctx ends (a shell's children too, so
+// an interrupt does not wait for them), and returns its error with the
+// end of its output. What it starts in the background and leaves running
+// when it exits on its own stays (a revert command may stop it); its
+// output is waited for at most a second after the exit.
 func RunCommand(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second // for output pipes held by what escaped the group
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		s := strings.TrimSpace(string(out))
 		if len(s) > 300 {
 			s = "…" + s[len(s)-300:]
 		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		}
 		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, s)
 	}
 	return nil
+}
+
+// refused reports whether an API call's error is the server's definite
+// refusal (a 4xx answer: nothing was changed), as opposed to an outcome
+// that is not known (no answer, a timeout, an interrupt, a 5xx).
+func refused(err error) bool {
+	var ae *proxy.APIError
+	return errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500
+}
+
+// ignoreNotFound makes removing what is gone already a success.
+func ignoreNotFound(err error) error {
+	var ae *proxy.APIError
+	if errors.As(err, &ae) && ae.Status == 404 {
+		return nil
+	}
+	return err
 }
 
 // injectStress starts 'faultline stress KIND ...' as a child of the run

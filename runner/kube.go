@@ -134,18 +134,24 @@ func (r *run) injectScale(ctx context.Context, f *fault, t *target, a experiment
 		Undo: &journal.Undo{Kind: "scale", Kubeconfig: t.spec.Pods.Kubeconfig, Namespace: ns, Resource: a.Resource, Name: a.Name, Replicas: &before}}); err != nil {
 		return err
 	}
+	scaleBack := func(ctx context.Context) error {
+		_, err := t.kube.Scale(ctx, ns, a.Resource, a.Name, before)
+		r.journalUndone(id, err)
+		return err
+	}
 	if _, err := t.kube.Scale(ctx, ns, a.Resource, a.Name, int32(a.Replicas)); err != nil {
-		_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+		if kube.Refused(err) {
+			_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+			return err
+		}
+		_ = r.journal(journal.Event{Type: journal.Unknown, ID: id, Message: err.Error()})
+		f.revert = scaleBack // it may have been scaled all the same
 		return err
 	}
 	_ = r.journal(journal.Event{Type: journal.Done, ID: id})
 	f.hit = append(f.hit, fmt.Sprintf("%s %s/%s", a.Resource, ns, a.Name))
 	f.evidence = append(f.evidence, fmt.Sprintf("replicas %d -> %d", before, a.Replicas))
-	f.revert = func(ctx context.Context) error {
-		_, err := t.kube.Scale(ctx, ns, a.Resource, a.Name, before)
-		r.journalUndone(id, err)
-		return err
-	}
+	f.revert = scaleBack
 	return nil
 }
 
@@ -180,9 +186,25 @@ func (r *run) injectCordon(ctx context.Context, f *fault, t *target, _ experimen
 			Undo: &journal.Undo{Kind: "uncordon", Kubeconfig: t.spec.Pods.Kubeconfig, Node: node}}); err != nil {
 			return err
 		}
+		uncordon := func(ctx context.Context) error {
+			_, err := t.kube.Cordon(ctx, node, false)
+			r.journalUndone(id, err)
+			return err
+		}
 		was, err := t.kube.Cordon(ctx, node, true)
 		if err != nil {
-			_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+			if kube.Refused(err) {
+				_ = r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+				return err
+			}
+			// It may be cordoned all the same (it was read first: was says
+			// whether it was before).
+			_ = r.journal(journal.Event{Type: journal.Unknown, ID: id, Message: err.Error()})
+			if was {
+				r.journalUndone(id, nil)
+			} else {
+				undo = append(undo, uncordon)
+			}
 			return err
 		}
 		_ = r.journal(journal.Event{Type: journal.Done, ID: id})
@@ -191,11 +213,7 @@ func (r *run) injectCordon(ctx context.Context, f *fault, t *target, _ experimen
 			r.journalUndone(id, nil) // it was cordoned already: leave it so
 			continue
 		}
-		undo = append(undo, func(ctx context.Context) error {
-			_, err := t.kube.Cordon(ctx, node, false)
-			r.journalUndone(id, err)
-			return err
-		})
+		undo = append(undo, uncordon)
 	}
 	if len(seen) == 0 {
 		return fmt.Errorf("target %s: the selected pods run on no node yet", t.spec.Name)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +107,79 @@ func TestSamplesFile(t *testing.T) {
 	events, err := journal.ReadFile(filepath.Join(dir, "journal.jsonl"))
 	if err != nil || !journal.Clean(events) || len(journal.Pending(events)) != 0 {
 		t.Fatalf("journal not clean after a passed run: %v", err)
+	}
+}
+
+// TestRemoteToxicWhoseAnswerIsLostIsRemoved: the API adds the toxic but
+// the answer never comes back (the run is interrupted while the POST is in
+// flight): the outcome is not known, so the rollback removes the toxic
+// as if it had been added, and the journal has nothing left pending. The
+// same holds for taking the proxy down.
+func TestRemoteToxicWhoseAnswerIsLostIsRemoved(t *testing.T) {
+	for _, action := range []string{"latency: {delay: 50ms}", "down: {}"} {
+		t.Run(action, func(t *testing.T) {
+			srv := proxy.NewServer(proxy.ServerOptions{Seed: 1})
+			t.Cleanup(srv.Close)
+			p, err := srv.Create(proxy.ProxyConfig{Name: "db", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1", Enabled: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			applied := make(chan struct{}, 1)
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodPost {
+					srv.Handler().ServeHTTP(w, r)
+					return
+				}
+				// Apply it, then lose the answer of what injects: wait until
+				// the client gives up.
+				rec := httptest.NewRecorder()
+				srv.Handler().ServeHTTP(rec, r)
+				if len(p.Toxics()) > 0 || !p.Enabled() {
+					select {
+					case applied <- struct{}{}:
+					default:
+					}
+					<-r.Context().Done()
+					return
+				}
+				for k, v := range rec.Header() {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(rec.Code)
+				_, _ = w.Write(rec.Body.Bytes())
+			}))
+			t.Cleanup(api.Close)
+			src := fmt.Sprintf(`
+name: lost-answer
+targets:
+  db: {proxy: {api: %q, name: db}}
+faults:
+  - {name: f, target: db, %s, duration: 5s}
+baseline: 200ms
+recovery: 1s
+`, api.URL, action)
+			x, err := experiment.Parse("lost.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				<-applied
+				cancel() // Ctrl-C while the POST is in flight
+			}()
+			dir := filepath.Join(t.TempDir(), "run")
+			res, err := runner.Run(ctx, x, runner.Options{OutDir: dir, Seed: 7, Tick: 200 * time.Millisecond, RecoveryWindow: time.Second})
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Verdict != runner.Aborted || len(p.Toxics()) != 0 || !p.Enabled() {
+				t.Fatalf("after the run (verdict %s, %v): toxics %+v, enabled %v; want ABORTED, none and enabled", res.Verdict, res.Reasons, p.Toxics(), p.Enabled())
+			}
+			events, err := journal.ReadFile(filepath.Join(dir, "journal.jsonl"))
+			if err != nil || len(journal.Pending(events)) != 0 {
+				t.Fatalf("journal: %v, pending %+v", err, journal.Pending(events))
+			}
+		})
 	}
 }

@@ -419,6 +419,10 @@ func (r *run) execute(ctx context.Context) {
 	if injectErr != nil {
 		r.enterPhase("rollback")
 		r.rollback()
+		if ctx.Err() != nil { // the injection was cut short by the interrupt
+			r.verdict(Aborted, interrupted(ctx, "during injection"))
+			return
+		}
 		r.verdict(Error, injectErr.Error())
 		return
 	}

@@ -493,3 +493,45 @@ faults: [{name: nothing, exec: {inject: ["true"], revert: ["true"]}}]
 		t.Errorf("check detail %q, want the exit status and what the command said, with the address filled in", d)
 	}
 }
+
+// TestInterruptedExecFaultIsReverted: an interrupt while the inject
+// command runs kills its whole group at once (the shell's sleep too) and
+// runs the revert command, since what the inject did is not known.
+func TestInterruptedExecFaultIsReverted(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "injected")
+	src := fmt.Sprintf(`
+name: exec
+faults:
+  - {name: e, exec: {inject: [sh, -c, "touch %[1]s; sleep 30"], revert: [rm, -f, %[1]s]}, duration: 5s}
+baseline: 200ms
+recovery: 1s
+`, mark)
+	x, err := experiment.Parse("exec.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(mark); err == nil {
+				cancel() // Ctrl-C while the inject command runs
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	res := runFast(t, ctx, x)
+	if res.Verdict != runner.Aborted {
+		t.Errorf("verdict %s (%v), want ABORTED", res.Verdict, res.Reasons)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Errorf("%s is still there: the revert command did not run", mark)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the interrupted run took %v: it waited for the inject command's sleep", took)
+	}
+}

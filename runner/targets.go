@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -201,25 +200,11 @@ func (r *run) setupProcess(t *target) error {
 }
 
 // FindProcesses lists the pids of a process target that is already
-// running: its pid, its pidfile's, or those whose command line matches.
+// running: its pid, its pidfile's, or those whose command line matches;
+// a target that reaches a process faultline never acts on is an error
+// (process.Find).
 func FindProcesses(p *experiment.ProcessTarget) ([]int, error) {
-	switch {
-	case p.PID != 0:
-		return []int{p.PID}, nil
-	case p.PIDFile != "":
-		pid, err := process.ReadPIDFile(p.PIDFile)
-		return []int{pid}, err
-	default:
-		re, err := regexp.Compile(p.Match)
-		if err != nil {
-			return nil, err
-		}
-		pids, err := process.Match(re)
-		if err == nil && len(pids) == 0 {
-			err = fmt.Errorf("no process matches %q", p.Match)
-		}
-		return pids, err
-	}
+	return process.Find(p.Selector())
 }
 
 // launch starts a launched instance and waits until it is ready. It dies
