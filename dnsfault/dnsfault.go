@@ -132,6 +132,7 @@ type Server struct {
 	done    chan struct{}
 	faulted atomic.Int64
 	queries atomic.Int64
+	panics  atomic.Int64
 }
 
 // New returns a resolver; Start serves it.
@@ -241,6 +242,14 @@ func (s *Server) match(name string) (Rule, bool) {
 
 func (s *Server) serve(w dns.ResponseWriter, q *dns.Msg) {
 	s.queries.Add(1)
+	// A bug answering one query fails that query, never the server (nor
+	// the run that embeds it, with its faults in place).
+	defer func() {
+		if p := recover(); p != nil {
+			s.panics.Add(1)
+			reply(w, q, dns.RcodeServerFailure)
+		}
+	}()
 	if len(q.Question) != 1 {
 		reply(w, q, dns.RcodeFormatError)
 		return

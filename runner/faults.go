@@ -479,18 +479,22 @@ func (r *run) injectStress(ctx context.Context, f *fault, _ *target, a experimen
 	final := make(chan string, 1)
 	exited := make(chan error, 1)
 	go func() {
-		sc := bufio.NewScanner(stdout)
 		var last string
-		for sc.Scan() {
-			line := sc.Text()
-			if d, ok := strings.CutPrefix(line, "ready: "); ok {
-				ready <- d
-				continue
+		defer func() {
+			final <- last
+			exited <- cmd.Wait()
+		}()
+		r.guard("reading the stress's output", func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				line := sc.Text()
+				if d, ok := strings.CutPrefix(line, "ready: "); ok {
+					ready <- d
+					continue
+				}
+				last = line
 			}
-			last = line
-		}
-		final <- last
-		exited <- cmd.Wait()
+		})
 	}()
 	stopChild := func() (string, error) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)

@@ -88,23 +88,14 @@ func (r *run) injectPodKill(ctx context.Context, f *fault, t *target, a experime
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan string, 1)
 	go func() {
-		lastReady := 0 // from the last look that worked: a look cut short by the window's end says nothing
-		for {
-			_, ready, _, err := t.kube.ReadyShare(wctx, t.spec.Pods.Namespace, t.spec.Pods.Selector)
-			if err == nil && ready >= readyBefore {
-				done <- fmt.Sprintf("replacements Ready (%d pods) %.1f s after the kill", ready, time.Since(killed).Seconds())
-				return
+		said := false
+		defer func() {
+			if !said {
+				done <- "the replacements were not watched to the end"
 			}
-			if err == nil {
-				lastReady = ready
-			}
-			select {
-			case <-wctx.Done():
-				done <- fmt.Sprintf("%d pods Ready by the window's end (%d were before the kill)", lastReady, readyBefore)
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
+		}()
+		watch := replacementWatch(wctx, t, readyBefore, killed, done)
+		r.guard("watching the replacements", func() { said = watch() })
 	}()
 	f.revert = func(context.Context) error {
 		stop()
@@ -112,6 +103,31 @@ func (r *run) injectPodKill(ctx context.Context, f *fault, t *target, a experime
 		return nil
 	}
 	return nil
+}
+
+// replacementWatch returns a func that polls until as many pods as
+// readyBefore are Ready, or wctx ends, and sends what it saw on done; it
+// reports whether it sent.
+func replacementWatch(wctx context.Context, t *target, readyBefore int, killed time.Time, done chan<- string) func() bool {
+	return func() bool {
+		lastReady := 0 // from the last look that worked: a look cut short by the window's end says nothing
+		for {
+			_, ready, _, err := t.kube.ReadyShare(wctx, t.spec.Pods.Namespace, t.spec.Pods.Selector)
+			if err == nil && ready >= readyBefore {
+				done <- fmt.Sprintf("replacements Ready (%d pods) %.1f s after the kill", ready, time.Since(killed).Seconds())
+				return true
+			}
+			if err == nil {
+				lastReady = ready
+			}
+			select {
+			case <-wctx.Done():
+				done <- fmt.Sprintf("%d pods Ready by the window's end (%d were before the kill)", lastReady, readyBefore)
+				return true
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
 }
 
 func errString(err error) string {

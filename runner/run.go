@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -152,6 +153,9 @@ func stampPtr(t time.Time) *Stamp {
 }
 
 type run struct {
+	// abort ends the run's context (a goroutine panicked): rolled back
+	// like an interrupt.
+	abort   context.CancelCauseFunc
 	x       *experiment.Experiment
 	fx      *experiment.Experiment // x with references filled in, once setup knows the addresses
 	opts    Options
@@ -246,6 +250,8 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 		ctx, cancel = context.WithTimeoutCause(ctx, x.MaxDuration, fmt.Errorf("the run reached its max_duration (%v)", x.MaxDuration))
 		defer cancel()
 	}
+	ctx, r.abort = context.WithCancelCause(ctx)
+	defer r.abort(nil)
 	r.execute(ctx)
 	return r.res, nil
 }
@@ -324,6 +330,37 @@ func (r *run) say(line string, transient bool) {
 	}
 }
 
+// internalError is what ends a run when one of its goroutines panicked:
+// the run is rolled back like an interrupted one, with verdict ERROR.
+type internalError struct{ msg string }
+
+func (e *internalError) Error() string { return "internal error: " + e.msg }
+
+// guard runs fn, turning a panic into the end of the run (rolled back,
+// verdict ERROR) instead of a crash with faults in place. Every goroutine
+// the run starts runs under it.
+func (r *run) guard(what string, fn func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			err := &internalError{fmt.Sprintf("%s panicked: %v", what, p)}
+			_ = r.journal(journal.Event{Type: journal.Note, Message: err.Error() + "\n" + string(debug.Stack())})
+			r.abort(err)
+		}
+	}()
+	fn()
+}
+
+// interruptedVerdict records the verdict of a run that ctx ended: ERROR
+// if a goroutine of the run panicked, else ABORTED, with why.
+func (r *run) interruptedVerdict(ctx context.Context, when, more string) {
+	var ie *internalError
+	if errors.As(context.Cause(ctx), &ie) {
+		r.verdict(Error, ie.Error()+" "+when+"; every fault was rolled back")
+		return
+	}
+	r.verdict(Aborted, interrupted(ctx, when)+more)
+}
+
 // interrupted says why ctx ended the run: its cause (a signal, a halt, a
 // kill switch that could not be read), if it has one.
 func interrupted(ctx context.Context, when string) string {
@@ -339,7 +376,7 @@ func (r *run) execute(ctx context.Context) {
 	r.enterPhase("setup")
 	if err := r.setup(ctx); err != nil {
 		if ctx.Err() != nil {
-			r.verdict(Aborted, interrupted(ctx, "during setup")+" (nothing was injected)")
+			r.interruptedVerdict(ctx, "during setup", " (nothing was injected)")
 			return
 		}
 		r.verdict(Error, "setup: "+err.Error())
@@ -350,7 +387,7 @@ func (r *run) execute(ctx context.Context) {
 
 	r.enterPhase("baseline")
 	if !r.tickFor(ctx, r.x.Baseline, "baseline", nil, nil) {
-		r.verdict(Aborted, interrupted(ctx, "during the baseline")+" (nothing was injected)")
+		r.interruptedVerdict(ctx, "during the baseline", " (nothing was injected)")
 		return
 	}
 	if held := r.judge("baseline"); !held {
@@ -408,7 +445,7 @@ func (r *run) execute(ctx context.Context) {
 		// Revert at once, before the traffic winds down.
 		r.enterPhase("rollback")
 		r.rollback()
-		r.verdict(Aborted, interrupted(ctx, "during injection"))
+		r.interruptedVerdict(ctx, "during injection", "")
 		// What the checks saw until then, as for a stop condition; a check
 		// that saw nothing yet is left out, not called broken.
 		if !r.judgeSeen("inject") {
@@ -420,7 +457,7 @@ func (r *run) execute(ctx context.Context) {
 		r.enterPhase("rollback")
 		r.rollback()
 		if ctx.Err() != nil { // the injection was cut short by the interrupt
-			r.verdict(Aborted, interrupted(ctx, "during injection"))
+			r.interruptedVerdict(ctx, "during injection", "")
 			return
 		}
 		r.verdict(Error, injectErr.Error())
@@ -433,7 +470,7 @@ func (r *run) execute(ctx context.Context) {
 	r.enterPhase("rollback")
 	r.rollback()
 	if ctx.Err() != nil {
-		r.verdict(Aborted, interrupted(ctx, "after injection"))
+		r.interruptedVerdict(ctx, "after injection", "")
 		return
 	}
 	r.enterPhase("recovery")
@@ -760,7 +797,7 @@ func (r *run) recover(ctx context.Context) {
 		return false
 	}
 	if !r.tickFor(ctx, time.Until(deadline), "recovery", onTick, nil) {
-		r.verdict(Aborted, interrupted(ctx, "during recovery"))
+		r.interruptedVerdict(ctx, "during recovery", "")
 	}
 	r.res.Checks = append(r.res.Checks, last...)
 	if !recovered && ctx.Err() == nil {
@@ -875,7 +912,9 @@ func (r *run) startTraffic() func() {
 	r.col.mu.Unlock()
 	go func() {
 		defer close(done)
-		_ = load.Run(ctx, cfg, r.col.add)
+		r.guard("the traffic", func() {
+			_ = load.Run(ctx, cfg, func(res load.Result) { r.guard("the traffic's results", func() { r.col.add(res) }) })
+		})
 	}()
 	return func() {
 		cancel()

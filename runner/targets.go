@@ -222,11 +222,13 @@ func (r *run) launch(ctx context.Context, t *target, in *instance) error {
 	in.expectExit.Store(false)
 	done := in.done
 	go func() {
+		defer close(done)
 		err := cmd.Wait()
-		if !in.expectExit.Load() {
-			r.unexpectedExit(t, in, cmd.Process.Pid, err)
-		}
-		close(done)
+		r.guard("watching "+t.spec.Name, func() {
+			if !in.expectExit.Load() {
+				r.unexpectedExit(t, in, cmd.Process.Pid, err)
+			}
+		})
 	}()
 	in.proc, _ = process.Identify(cmd.Process.Pid)
 	id := r.nextID()
