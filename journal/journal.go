@@ -64,6 +64,9 @@ type Undo struct {
 	// Procs are processes, each with its start time so that a recycled
 	// pid is never touched.
 	Procs []Proc `json:"procs,omitempty"`
+	// Group, with "kill", says each of Procs leads a process group of its
+	// own, all of which is stopped (children that outlived the leader too).
+	Group bool `json:"group,omitempty"`
 	// API, Proxy, Toxic and Token name a toxic or proxy of a
 	// Toxiproxy-compatible API.
 	API   string `json:"api,omitempty"`

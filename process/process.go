@@ -26,26 +26,33 @@ func stat(pid int) (ppid int, state byte, start uint64, err error) {
 
 // statFlags is stat with the kernel's flags of the process (field 9).
 func statFlags(pid int) (ppid int, state byte, flags uint64, start uint64, err error) {
+	ppid, state, _, flags, start, err = statAll(pid)
+	return ppid, state, flags, start, err
+}
+
+// statAll reads parent, state, process group, flags and start time.
+func statAll(pid int) (ppid int, state byte, pgrp int, flags uint64, start uint64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, 0, 0, fmt.Errorf("pid %d: %w", pid, ErrGone)
+		return 0, 0, 0, 0, 0, fmt.Errorf("pid %d: %w", pid, ErrGone)
 	}
 	// The command name is in parentheses and may hold anything: fields
 	// are counted after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, 0, 0, 0, fmt.Errorf("pid %d: unreadable stat", pid)
+		return 0, 0, 0, 0, 0, fmt.Errorf("pid %d: unreadable stat", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 20 {
-		return 0, 0, 0, 0, fmt.Errorf("pid %d: short stat", pid)
+		return 0, 0, 0, 0, 0, fmt.Errorf("pid %d: short stat", pid)
 	}
-	// f[0] is field 3 (state), f[1] field 4 (ppid), f[6] field 9 (flags),
-	// f[19] field 22 (starttime).
+	// f[0] is field 3 (state), f[1] field 4 (ppid), f[2] field 5 (pgrp),
+	// f[6] field 9 (flags), f[19] field 22 (starttime).
 	ppid, _ = strconv.Atoi(f[1])
+	pgrp, _ = strconv.Atoi(f[2])
 	flags, _ = strconv.ParseUint(f[6], 10, 64)
 	start, err = strconv.ParseUint(f[19], 10, 64)
-	return ppid, f[0][0], flags, start, err
+	return ppid, f[0][0], pgrp, flags, start, err
 }
 
 // Identify returns pid with its start time.
@@ -352,4 +359,52 @@ func Find(s Selector) ([]int, error) {
 		refusals = append(refusals[:5], fmt.Errorf("and %d more", n-5))
 	}
 	return nil, fmt.Errorf("it reaches processes faultline never acts on:\n%w", errors.Join(refusals...))
+}
+
+// SignalGroup sends sig to the process group that leader leads, also when
+// the leader is gone and its children live on (a shell's background jobs,
+// orphaned to init): it returns how many processes it signalled. The
+// group is only touched while it is leader's: a pid is not given to a new
+// process while a group still bears it, so when another process holds the
+// leader's pid now, the group is someone else's and nothing is signalled.
+func SignalGroup(leader journal.Proc, sig syscall.Signal) (int, error) {
+	if _, err := State(leader); err == nil {
+		members := groupMembers(leader.PID)
+		if err := syscall.Kill(-leader.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return 0, fmt.Errorf("process group %d: %s: %w", leader.PID, sig, err)
+		}
+		return len(members), nil
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", leader.PID)); err == nil {
+		return 0, nil // the pid belongs to another process: so does any group of that number
+	}
+	n := 0
+	var errs []error
+	for _, pid := range groupMembers(leader.PID) {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("pid %d: %s: %w", pid, sig, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// groupMembers lists the processes whose process group is pgrp.
+func groupMembers(pgrp int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, _, g, _, _, err := statAll(pid); err == nil && g == pgrp {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

@@ -474,7 +474,7 @@ func (r *run) injectStress(ctx context.Context, f *fault, _ *target, a experimen
 	proc, _ := process.Identify(cmd.Process.Pid)
 	id := r.nextID()
 	_ = r.journal(journal.Event{Type: journal.Intent, ID: id, Name: f.spec.Name,
-		Undo: &journal.Undo{Kind: "kill", Procs: []journal.Proc{proc}}, Message: "faultline " + strings.Join(args, " ")})
+		Undo: &journal.Undo{Kind: "kill", Procs: []journal.Proc{proc}, Group: true}, Message: "faultline " + strings.Join(args, " ")})
 	ready := make(chan string, 1)
 	final := make(chan string, 1)
 	exited := make(chan error, 1)

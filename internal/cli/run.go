@@ -665,6 +665,16 @@ func undo(ctx context.Context, u *journal.Undo) (string, error) {
 		err := process.Signal(u.Procs, syscall.SIGCONT)
 		return fmt.Sprintf("resumed %d process(es)", len(u.Procs)), process.IgnoreGone(err)
 	case "kill":
+		if u.Group {
+			n := 0
+			var errs []error
+			for _, p := range u.Procs {
+				k, err := process.SignalGroup(p, syscall.SIGKILL)
+				n += k
+				errs = append(errs, err)
+			}
+			return fmt.Sprintf("stopped %d launched process(es) and what they started", n), errors.Join(errs...)
+		}
 		err := process.Signal(u.Procs, syscall.SIGKILL)
 		return fmt.Sprintf("stopped %d launched process(es)", len(u.Procs)), process.IgnoreGone(err)
 	case "remove_toxic":

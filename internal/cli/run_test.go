@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -634,4 +635,53 @@ func TestRecoverAMonkeyThroughAnotherPath(t *testing.T) {
 	if code, stdout, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(stdout, "no runs in progress") {
 		t.Errorf("status after recover through the real path = %d %q", code, stdout)
 	}
+}
+
+// TestRecoverStopsWhatALaunchedProcessStarted: a launched shell's
+// background children outlive the shell when the runner is killed with
+// SIGKILL (the kernel ends the shell, not its children); recover stops
+// its whole process group.
+func TestRecoverStopsWhatALaunchedProcessStarted(t *testing.T) {
+	n := 100000 + rand.IntN(800000)
+	path := filepath.Join(t.TempDir(), "children.yaml")
+	src := fmt.Sprintf(`name: children
+targets:
+  svc: {process: {command: [sh, -c, "sleep %d & sleep %d & wait"]}}
+faults: [{name: nothing, exec: {inject: ["true"], revert: ["true"]}}]
+inject: 60s
+baseline: 100ms
+`, n, n+1)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	children := func() []int {
+		pids, _ := process.Match(regexp.MustCompile(fmt.Sprintf(`^sleep (%d|%d)$`, n, n+1)))
+		return pids
+	}
+	t.Cleanup(func() {
+		for _, pid := range children() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	out := filepath.Join(t.TempDir(), "run")
+	runner := exec.Command(binary(t), "run", path, "--allow-no-stop", "--out", out)
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+	processtest.WaitFor(t, "the shell's two children", func() bool { return len(children()) == 2 })
+	_ = runner.Process.Kill()
+	_ = runner.Wait()
+	processtest.WaitFor(t, "the shell to die with the runner", func() bool {
+		pids, _ := process.Match(regexp.MustCompile(fmt.Sprintf(`^sh -c sleep %d`, n)))
+		return len(pids) == 0
+	})
+	if len(children()) != 2 {
+		t.Fatal("the children did not outlive the runner: the test proves nothing")
+	}
+	code, stdout, stderr := run(t, "recover", out)
+	if code != 0 {
+		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)
+	}
+	processtest.WaitFor(t, "the children to be stopped", func() bool { return len(children()) == 0 })
 }
