@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -124,11 +126,31 @@ func (w *Writer) Append(e Event) error {
 // Close closes the file.
 func (w *Writer) Close() error { return w.f.Close() }
 
+// DamagedError says which lines of a journal could not be read (a short
+// write on a full disk, say). Read returns it with every event it could
+// read, so that what those name can still be undone.
+type DamagedError struct {
+	Lines []int
+	Err   error // the first line's
+}
+
+func (e *DamagedError) Error() string {
+	lines := make([]string, len(e.Lines))
+	for i, l := range e.Lines {
+		lines[i] = strconv.Itoa(l)
+	}
+	return fmt.Sprintf("journal line(s) %s unreadable: %v", strings.Join(lines, ", "), e.Err)
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
+
 // Read reads every event of a journal. A last line cut short (the runner
-// was killed while writing it) is left out; a bad line elsewhere is an
-// error naming it.
+// was killed while writing it) is left out; bad lines elsewhere are
+// skipped and named in a *DamagedError, returned with the events that
+// could be read.
 func Read(r io.Reader) ([]Event, error) {
 	var out []Event
+	var damaged *DamagedError
 	br := bufio.NewReader(r)
 	for line := 1; ; line++ {
 		b, err := br.ReadBytes('\n')
@@ -140,16 +162,24 @@ func Read(r io.Reader) ([]Event, error) {
 			var e Event
 			if jerr := json.Unmarshal(b, &e); jerr != nil {
 				if !complete {
-					return out, nil // torn final line
+					break // torn final line
 				}
-				return out, fmt.Errorf("journal line %d: %w", line, jerr)
+				if damaged == nil {
+					damaged = &DamagedError{Err: jerr}
+				}
+				damaged.Lines = append(damaged.Lines, line)
+			} else {
+				out = append(out, e)
 			}
-			out = append(out, e)
 		}
 		if !complete {
-			return out, nil
+			break
 		}
 	}
+	if damaged != nil {
+		return out, damaged
+	}
+	return out, nil
 }
 
 // ReadFile reads the journal at path.

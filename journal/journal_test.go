@@ -1,9 +1,11 @@
 package journal_test
 
 import (
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,10 +65,21 @@ func TestTornLastLineIsLeftOut(t *testing.T) {
 	}
 }
 
-func TestBadLineInTheMiddleIsAnError(t *testing.T) {
-	_, err := journal.Read(strings.NewReader("{\"type\":\"run_start\"}\nnot json\n{\"type\":\"run_end\"}\n"))
-	if err == nil || !strings.Contains(err.Error(), "journal line 2") {
-		t.Fatalf("Read = %v, want an error naming line 2", err)
+// TestBadLinesAreNamedAndTheRestRead: a damaged line in the middle is an
+// error naming it, and every other line is still read, so that what they
+// name can be undone.
+func TestBadLinesAreNamedAndTheRestRead(t *testing.T) {
+	got, err := journal.Read(strings.NewReader("{\"type\":\"run_start\"}\nnot json\n{\"type\":\"intent\",\"id\":\"1\"}\n{\"ty\n{\"type\":\"run_end\"}\n"))
+	var damaged *journal.DamagedError
+	if !errors.As(err, &damaged) || !slices.Equal(damaged.Lines, []int{2, 4}) || !strings.Contains(err.Error(), "line(s) 2, 4") {
+		t.Fatalf("Read error = %v, want a DamagedError naming lines 2 and 4", err)
+	}
+	var types []string
+	for _, e := range got {
+		types = append(types, e.Type)
+	}
+	if !slices.Equal(types, []string{journal.RunStart, journal.Intent, journal.RunEnd}) {
+		t.Fatalf("Read events = %v, want the three readable ones", types)
 	}
 }
 

@@ -40,6 +40,10 @@ const Incomplete = "INCOMPLETE"
 func Load(dir string) (*Run, error) {
 	r := &Run{Dir: dir}
 	events, err := journal.ReadFile(filepath.Join(dir, "journal.jsonl"))
+	var damaged *journal.DamagedError
+	if errors.As(err, &damaged) {
+		err = nil // the report shows what the readable lines say
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: not a run directory (no journal.jsonl)", dir)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -120,7 +121,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(w, "%s  pid %d  %s  %s\n", r.Name, r.Runner.PID, status, r.Out)
 				events, err := journal.ReadFile(journalOf(r.Out))
-				if err != nil {
+				var damaged *journal.DamagedError
+				if errors.As(err, &damaged) {
+					fmt.Fprintf(w, "  warning: %v\n", err)
+				} else if err != nil {
 					continue
 				}
 				// A live run has in place what it has not reverted; a dead

@@ -613,7 +613,13 @@ func recoverRun(ctx context.Context, w io.Writer, dir string) (failed int, done 
 		return 1, false
 	}
 	events, err := journal.ReadFile(path)
-	if err != nil {
+	var damaged *journal.DamagedError
+	switch {
+	case errors.As(err, &damaged):
+		// What the readable lines name is undone all the same; the run stays
+		// on record, since what the others said is not known.
+		fmt.Fprintf(w, "%s: %v: recovering what the other lines name\n", dir, err)
+	case err != nil:
 		fmt.Fprintf(w, "%s: %v\n", dir, err)
 		return 1, false
 	}
@@ -621,16 +627,24 @@ func recoverRun(ctx context.Context, w io.Writer, dir string) (failed int, done 
 		fmt.Fprintf(w, "%s: still running (pid %d): not touched; it rolls back by itself, or stop it first\n", dir, p.PID)
 		return 0, false
 	}
-	if journal.Clean(events) {
+	if journal.Clean(events) && damaged == nil {
 		fmt.Fprintf(w, "%s: ended cleanly, nothing to do\n", dir)
 		return 0, true
 	}
-	jf, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	jf, err := os.OpenFile(path, os.O_APPEND|os.O_RDWR, 0)
 	if err != nil {
 		fmt.Fprintf(w, "%s: %v\n", dir, err)
 		return 1, false
 	}
 	defer jf.Close()
+	// A torn last line gets its end, so that what recover adds stays
+	// lines of their own.
+	if st, err := jf.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := jf.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			_, _ = jf.Write([]byte("\n"))
+		}
+	}
 	note := func(e journal.Event) {
 		e.Time = time.Now().UTC()
 		b, _ := json.Marshal(e)
@@ -651,6 +665,10 @@ func recoverRun(ctx context.Context, w io.Writer, dir string) (failed int, done 
 		}
 		fmt.Fprintf(w, "%s: %s: %s\n", dir, e.Name, what)
 		note(journal.Event{Type: journal.Undone, ID: e.ID, Message: "recover: " + what})
+	}
+	if damaged != nil {
+		fmt.Fprintf(w, "%s: journal line(s) %v could not be read: what they named may still be in place; look at them in %s\n", dir, damaged.Lines, path)
+		failed++
 	}
 	if failed == 0 {
 		note(journal.Event{Type: journal.RunEnd, Message: "recovered"})

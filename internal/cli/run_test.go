@@ -685,3 +685,34 @@ baseline: 100ms
 	}
 	processtest.WaitFor(t, "the children to be stopped", func() bool { return len(children()) == 0 })
 }
+
+// TestRecoverWithADamagedJournal: a damaged line (a short write on a full
+// disk, then more) does not stop recover from undoing what the other
+// lines name; it exits 4 naming the line, and the run stays on record.
+func TestRecoverWithADamagedJournal(t *testing.T) {
+	cmd, runner, out := startFreeze(t)
+	_ = runner.Process.Kill()
+	_ = runner.Wait()
+	path := filepath.Join(out, "journal.jsonl")
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString("{\"time\":\"2026-12-02T10:00:00Z\",\"type\":\"no\n")
+	f.Close()
+	lines := strings.Count(string(must(os.ReadFile(path))), "\n")
+	code, stdout, stderr := run(t, "recover", out)
+	if code != cli.ExitError || !strings.Contains(stdout, fmt.Sprintf("line(s) [%d] could not be read", lines)) {
+		t.Fatalf("recover = %d, want 4 naming line %d\n%s\n%s", code, lines, stdout, stderr)
+	}
+	if processtest.Stopped(t, cmd.Process.Pid) {
+		t.Fatal("the processes are still stopped: recover gave up on the whole journal")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
