@@ -47,6 +47,22 @@ func usage(dir string) (free, total int64, err error) {
 	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
 }
 
+// Magic numbers of file systems that live in memory (statfs's f_type).
+const (
+	tmpfsMagic = 0x01021994
+	ramfsMagic = 0x858458f6
+)
+
+// inMemory reports whether dir's file system keeps its files in memory
+// (tmpfs, ramfs: /dev/shm, /run, a tmpfs /tmp): filling it takes memory.
+func inMemory(dir string) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == tmpfsMagic || st.Type == ramfsMagic
+}
+
 // onRoot reports whether dir (through any symbolic link or bind mount) is
 // on the file system mounted on /.
 func onRoot(dir string) bool {
@@ -125,6 +141,12 @@ func Fill(ctx context.Context, cfg FillConfig, ready func()) (Result, error) {
 	}
 	if want <= 0 {
 		return Result{}, refusef("disk: %s has %s free already: nothing to fill", cfg.Dir, FormatSize(free))
+	}
+	if inMemory(cfg.Dir) {
+		// What a tmpfs holds is memory: the fill is a memory stress.
+		if avail, what := memAvailable(); avail > 0 && want > avail {
+			return Result{}, refusef("disk: %s is in memory (tmpfs): filling %s of it takes that much memory, more than the %s %s; mount a small tmpfs for the test (mount -t tmpfs -o size=64m tmpfs DIR) or fill less", cfg.Dir, FormatSize(want), FormatSize(avail), what)
+		}
 	}
 	if cfg.File == "" {
 		cfg.File = filepath.Join(cfg.Dir, fmt.Sprintf(".faultline-fill-%d", os.Getpid()))

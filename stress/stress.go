@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,6 +145,62 @@ func rss() int64 { return procKB("/proc/self/status", "VmRSS:") }
 // memTotal is the machine's memory in bytes, 0 if unknown.
 func memTotal() int64 { return procKB("/proc/meminfo", "MemTotal:") }
 
+// memAvailable is the memory that can be taken now without swapping or
+// the OOM killer stepping in, and what bounds it: the kernel's
+// MemAvailable, or this process's cgroup limit less its usage when that
+// is less. 0 if unknown.
+func memAvailable() (int64, string) {
+	avail, what := procKB("/proc/meminfo", "MemAvailable:"), "available on this machine"
+	if left, ok := cgroupLeft(); ok && (avail == 0 || left < avail) {
+		avail, what = left, "left under this process's cgroup memory limit"
+	}
+	return avail, what
+}
+
+// cgroupLeft is the cgroup memory limit less its usage, for this
+// process's cgroup (v2, else v1's memory controller); false when there is
+// no limit.
+func cgroupLeft() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		var limit, usage string
+		switch {
+		case f[0] == "0" && f[1] == "":
+			dir := filepath.Join("/sys/fs/cgroup", f[2])
+			if _, err := os.Stat(filepath.Join(dir, "memory.max")); err != nil {
+				dir = filepath.Join("/sys/fs/cgroup/unified", f[2])
+			}
+			limit, usage = filepath.Join(dir, "memory.max"), filepath.Join(dir, "memory.current")
+		case slices.Contains(strings.Split(f[1], ","), "memory"):
+			dir := filepath.Join("/sys/fs/cgroup/memory", f[2])
+			limit, usage = filepath.Join(dir, "memory.limit_in_bytes"), filepath.Join(dir, "memory.usage_in_bytes")
+		default:
+			continue
+		}
+		l, err1 := readInt(limit)
+		u, err2 := readInt(usage)
+		if err1 == nil && err2 == nil && l > 0 && l < 1<<60 { // "max" and v1's huge number mean none
+			return max(l-u, 0), true
+		}
+	}
+	return 0, false
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
 // procKB reads a "KEY: N kB" line of a /proc file as bytes, 0 if absent.
 func procKB(file, key string) int64 {
 	b, err := os.ReadFile(file)
@@ -169,6 +227,9 @@ func Memory(ctx context.Context, size, rate int64, ready func()) (Result, error)
 	}
 	if total := memTotal(); total > 0 && size > total {
 		return Result{}, refusef("memory: %s is more than this machine has (%s)", FormatSize(size), FormatSize(total))
+	}
+	if avail, what := memAvailable(); avail > 0 && size > avail {
+		return Result{}, refusef("memory: %s is more than the %s %s: the machine would swap or its OOM killer would pick a victim other than this stress; ask for less", FormatSize(size), FormatSize(avail), what)
 	}
 	const chunk = 16 << 20
 	start := time.Now()

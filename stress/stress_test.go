@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,6 +79,52 @@ func TestMemory(t *testing.T) {
 	}, nil)
 	if res.RSS < size {
 		t.Errorf("RSS %s, want at least %s resident", stress.FormatSize(res.RSS), stress.FormatSize(size))
+	}
+}
+
+// memInfo reads a /proc/meminfo line in bytes.
+func memInfo(t *testing.T, key string) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n << 10
+		}
+	}
+	t.Fatalf("no %s in /proc/meminfo", key)
+	return 0
+}
+
+// A memory stress is compared with what can be taken now, not with all
+// the machine has.
+func TestMemoryRefusesMoreThanIsAvailable(t *testing.T) {
+	total, avail := memInfo(t, "MemTotal"), memInfo(t, "MemAvailable")
+	if total-avail < 256<<20 {
+		t.Skipf("MemAvailable (%s) is too close to MemTotal (%s) to ask for a size between them", stress.FormatSize(avail), stress.FormatSize(total))
+	}
+	size := avail + (total-avail)/2
+	_, err := stress.Memory(context.Background(), size, 0, nil)
+	if !errors.Is(err, stress.ErrRefused) || !strings.Contains(err.Error(), "available") {
+		t.Fatalf("Memory(%s) with %s available = %v, want refused", stress.FormatSize(size), stress.FormatSize(avail), err)
+	}
+}
+
+// A tmpfs holds its files in memory: a fill larger than the memory
+// available is refused before a byte is written, whatever the tmpfs's
+// size says.
+func TestFillOfAFileSystemInMemoryCountsAsMemory(t *testing.T) {
+	avail := memInfo(t, "MemAvailable")
+	dir := tmpfs(t, strconv.FormatInt((avail+(1<<30))>>20, 10)+"m")
+	_, err := stress.Fill(context.Background(), stress.FillConfig{Dir: dir, Free: 1}, nil)
+	if !errors.Is(err, stress.ErrRefused) || !strings.Contains(err.Error(), "is in memory (tmpfs)") {
+		t.Fatalf("fill of a tmpfs larger than the memory available: %v, want refused", err)
+	}
+	if f := free(t, dir); f < avail {
+		t.Errorf("the refused fill wrote to the tmpfs: %s free", stress.FormatSize(f))
 	}
 }
 

@@ -551,7 +551,7 @@ func TestRunSignalsFromTheEnvironment(t *testing.T) {
 	t.Run("children get SIGPIPE's default", func(t *testing.T) {
 		status := filepath.Join(t.TempDir(), "status")
 		file := filepath.Join(t.TempDir(), "child.yaml")
-		src := fmt.Sprintf("name: child\ntargets:\n  me: {process: {pid: %d}}\nfaults:\n  - {name: look, target: me, exec: {inject: [sh, -c, 'grep SigIgn /proc/self/status > %s'], revert: [\"true\"]}}\ninject: 1s\nbaseline: 1s\n", os.Getpid(), status)
+		src := fmt.Sprintf("name: child\nfaults:\n  - {name: look, exec: {inject: [sh, -c, 'grep SigIgn /proc/self/status > %s'], revert: [\"true\"]}}\ninject: 1s\nbaseline: 1s\n", status)
 		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -243,7 +243,7 @@ func TestMemoryStressIsTheOOMKillersChoice(t *testing.T) {
 // not only in processes.log.
 func TestStressFaultRefusedSaysWhy(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "root.yaml")
-	src := fmt.Sprintf("name: rootfill\ntargets:\n  me: {process: {pid: %d}}\nfaults:\n  - {name: fill, disk_fill: {path: %q, free: 1GiB}}\ninject: 1s\nbaseline: 1s\n", os.Getpid(), t.TempDir())
+	src := fmt.Sprintf("name: rootfill\nfaults:\n  - {name: fill, disk_fill: {path: %q, free: 1GiB}}\ninject: 1s\nbaseline: 1s\n", t.TempDir())
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestStressFaultRefusedSaysWhy(t *testing.T) {
 // memory) has given back what it held: the run does not end in ERROR.
 func TestStressKilledMidRunIsNotARevertFailure(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "mem.yaml")
-	src := fmt.Sprintf("name: mem\ntargets:\n  me: {process: {pid: %d}}\nfaults:\n  - {name: eat memory, memory: {size: 16MiB}}\ninject: 4s\nbaseline: 1s\n", os.Getpid())
+	src := "name: mem\nfaults:\n  - {name: eat memory, memory: {size: 16MiB}}\ninject: 4s\nbaseline: 1s\n"
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
