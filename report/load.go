@@ -236,10 +236,16 @@ func (r *Run) Replay() string { return ReplayCommand(r.Result) }
 // ReplayCommand is the command that runs res's experiment again with the
 // same seed and variables.
 func ReplayCommand(res runner.Result) string {
+	if res.Replay != "" {
+		return res.Replay
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "faultline run %s --seed %d", shellQuote(res.File), res.Seed)
 	for _, k := range sortedKeys(res.Vars) {
 		b.WriteString(" --var " + shellQuote(k+"="+res.Vars[k]))
+	}
+	for _, f := range res.Flags {
+		b.WriteString(" " + shellQuote(f))
 	}
 	return b.String()
 }

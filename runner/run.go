@@ -43,6 +43,14 @@ type Options struct {
 	Seed int64
 	// Vars are the --var values, recorded in the result.
 	Vars map[string]string
+	// Flags are the command-line flags that change what runs
+	// (--allow-no-stop, --allow-remote), recorded in the result so that
+	// its replay command runs the same experiment.
+	Flags []string
+	// Replay, when not empty, is the command that replays the run, as the
+	// result records it; empty means "faultline run FILE --seed N" with
+	// the vars and flags.
+	Replay string
 	// Progress, if not nil, gets a line per tick.
 	Progress io.Writer
 	// Tick is how often probes run and stop conditions are checked; zero
@@ -72,6 +80,11 @@ type Result struct {
 	Hypothesis    string            `json:"hypothesis,omitempty"`
 	Seed          int64             `json:"seed"`
 	Vars          map[string]string `json:"vars"`
+	// Flags are the command-line flags that changed what ran.
+	Flags []string `json:"flags,omitempty"`
+	// Replay is the command that replays the run, when it is not "faultline
+	// run FILE" with the seed, vars and flags (a demo run's, say).
+	Replay string `json:"replay,omitempty"`
 	Started       Stamp             `json:"started"`
 	Ended         Stamp             `json:"ended"`
 	Phases        []PhaseRecord     `json:"phases"`
@@ -223,7 +236,7 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 		targets: map[string]*target{},
 		col:     newCollector(),
 		probeHC: &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
-		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: opts.Seed, Vars: opts.Vars,
+		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: opts.Seed, Vars: opts.Vars, Flags: opts.Flags, Replay: opts.Replay,
 			Started: Stamp(time.Now()), Reasons: []string{}, Checks: []CheckRecord{}, Faults: []FaultRecord{}, Traffic: []TrafficRecord{}},
 	}
 	if r.res.Vars == nil {

@@ -91,6 +91,13 @@ run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 			if o.out == "" {
 				o.out = filepath.Join("faultline-runs", "demo-"+time.Now().UTC().Format("20060102T150405Z"))
 			}
+			if o.seedFlag != "" {
+				if _, err := fmt.Sscan(o.seedFlag, &o.seed); err != nil || o.seed == 0 {
+					return usagef("--seed %q: want a non-zero whole number", o.seedFlag)
+				}
+			} else {
+				o.seed = time.Now().UnixNano() | 1 // one seed for every run, recorded in each
+			}
 			o.stateDir = stateDir
 			sum, err := runShopDemo(ctx, c.OutOrStdout(), c.ErrOrStderr(), o)
 			if err != nil {
@@ -113,11 +120,14 @@ run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 	f.StringVar(&o.cache, "cache", "auto", "`auto` (redis-server when installed, else embedded), redis or embedded")
 	f.BoolVar(&o.all, "all", false, "also run the wider checklist's experiments (payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills)")
 	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
+	f.StringVar(&o.seedFlag, "seed", "", "`seed` of every run's random choices, to replay a demo (default: picked, and printed in each run's replay command)")
 	return cmd
 }
 
 type demoOptions struct {
 	db, cache string
+	seedFlag  string
+	seed      int64
 	only      []string
 	out       string
 	real      bool
@@ -312,8 +322,8 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 	if o.quiet {
 		progress = io.Discard
 	}
-	res, err := runner.Run(ctx, x, runner.Options{OutDir: row.Dir, Vars: vars, Progress: progress,
-		Prefix: fmt.Sprintf("[%s/%s] ", name, build), Live: isTerminal(progress)})
+	res, err := runner.Run(ctx, x, runner.Options{OutDir: row.Dir, Vars: vars, Progress: progress, Seed: o.seed,
+		Replay: demoReplay(o, name), Prefix: fmt.Sprintf("[%s/%s] ", name, build), Live: isTerminal(progress)})
 	if err != nil {
 		return row, err
 	}
@@ -337,6 +347,20 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 	}
 	row.Finding = finding(res)
 	return row, nil
+}
+
+// demoReplay is the command that runs a demo experiment again, both
+// builds, with the same seed and the same choice of database and cache
+// (the run's own vars name a temporary PostgreSQL that is gone by then).
+func demoReplay(o demoOptions, name string) string {
+	cmd := fmt.Sprintf("faultline demo --only %s --seed %d", name, o.seed)
+	if o.db != "auto" {
+		cmd += " --db " + o.db
+	}
+	if o.cache != "auto" {
+		cmd += " --cache " + o.cache
+	}
+	return cmd
 }
 
 // finding says in one line why a run ended as it did.

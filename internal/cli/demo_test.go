@@ -207,7 +207,7 @@ func TestDemoInterrupted(t *testing.T) {
 func TestDemoFallbacks(t *testing.T) {
 	bin := binary(t)
 	out := t.TempDir()
-	cmd := exec.Command(bin, "demo", "--db", "sqlite", "--cache", "embedded", "--only", "db-primary-down,half-instances", "--quiet", "--out", out)
+	cmd := exec.Command(bin, "demo", "--db", "sqlite", "--cache", "embedded", "--only", "db-primary-down,half-instances", "--quiet", "--out", out, "--seed", "77")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -227,6 +227,16 @@ func TestDemoFallbacks(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "half-instances", "resilient", "shop.db")); err != nil {
 		t.Errorf("the resilient run's SQLite database: %v", err)
+	}
+	// Each run's replay command replays the demo's experiment, not the
+	// run's temporary parts.
+	var res struct {
+		Seed   int64
+		Replay string
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "half-instances", "fragile", "result.json"))
+	if err := json.Unmarshal(b, &res); err != nil || res.Seed != 77 || res.Replay != "faultline demo --only half-instances --seed 77 --db sqlite --cache embedded" {
+		t.Errorf("the fragile run's seed and replay = %d %q (%v)", res.Seed, res.Replay, err)
 	}
 }
 

@@ -153,7 +153,14 @@ DIR/result.json; the verdict is the exit code.
 			}
 			progress := c.ErrOrStderr()
 			fmt.Fprintf(progress, "faultline run %s: %q, seed in result, output in %s\n", args[0], x.Name, out)
-			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Progress: progress, Live: isTerminal(progress), Hurry: hurry})
+			var flags []string // what changes what runs, for the replay command
+			if allowNoStop {
+				flags = append(flags, "--allow-no-stop")
+			}
+			if allowRemote {
+				flags = append(flags, "--allow-remote")
+			}
+			res, err := runner.Run(ctx, x, runner.Options{OutDir: out, Seed: seed, Vars: opts.Vars, Flags: flags, Progress: progress, Live: isTerminal(progress), Hurry: hurry})
 			if err != nil {
 				return failure(err)
 			}

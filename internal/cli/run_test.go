@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -715,4 +717,34 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestReplayCommandKeepsTheFlags: the replay command a run prints (and
+// records) runs the same experiment: the flags that changed what ran are
+// in it, and result.json records them.
+func TestReplayCommandKeepsTheFlags(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replay.yaml")
+	src := "name: replay\nfaults: [{name: nothing, exec: {inject: [\"true\"], revert: [\"true\"]}}]\nbaseline: 100ms\ninject: 100ms\nrecovery: 0s\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	code, stdout, stderr := run(t, "run", path, "--allow-no-stop", "--seed", "42", "--var", "A=b", "--out", out)
+	if code != 0 {
+		t.Fatalf("run = %d\n%s\n%s", code, stdout, stderr)
+	}
+	want := fmt.Sprintf("replay: faultline run %s --seed 42 --var A=b --allow-no-stop", path)
+	if !strings.Contains(stdout, want) {
+		t.Errorf("output lacks %q:\n%s", want, stdout)
+	}
+	var res struct{ Flags []string }
+	if err := json.Unmarshal(must(os.ReadFile(filepath.Join(out, "result.json"))), &res); err != nil || !slices.Equal(res.Flags, []string{"--allow-no-stop"}) {
+		t.Errorf("result.json flags = %v (%v), want [--allow-no-stop]", res.Flags, err)
+	}
+	// The replay runs: without the flag, the file would be refused.
+	args := strings.Fields(strings.TrimPrefix(want, "replay: faultline "))
+	args = append(args[:len(args)-1], "--out", filepath.Join(t.TempDir(), "again"), "--allow-no-stop")
+	if code, _, stderr := run(t, args...); code != 0 {
+		t.Errorf("the replay command = %d: %s", code, stderr)
+	}
 }
