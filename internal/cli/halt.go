@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,7 +139,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 					switch {
 					case e.Undo != nil && e.Undo.Kind == "kill" && strings.HasPrefix(e.Name, "launch "): // a target's process, not a fault
 					case e.Undo != nil:
-						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, e.Undo.Kind)
+						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, inPlace(e))
 					case e.Message != "":
 						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, e.Message)
 					default:
@@ -149,4 +150,41 @@ func newStatusCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// inPlace says what a journaled change has put in place, from its undo.
+func inPlace(e journal.Event) string {
+	u := e.Undo
+	pids := func() string {
+		var out []string
+		for _, p := range u.Procs {
+			out = append(out, strconv.Itoa(p.PID))
+		}
+		return strings.Join(out, ", ")
+	}
+	switch u.Kind {
+	case "remove_toxic":
+		return fmt.Sprintf("toxic %s on proxy %s at %s", u.Toxic, u.Proxy, u.API)
+	case "enable_proxy":
+		return fmt.Sprintf("proxy %s at %s disabled", u.Proxy, u.API)
+	case "sigcont":
+		return fmt.Sprintf("%d process(es) stopped: pid %s", len(u.Procs), pids())
+	case "kill":
+		if e.Message != "" {
+			return fmt.Sprintf("pid %s: %s", pids(), e.Message)
+		}
+		return "pid " + pids()
+	case "remove_file":
+		return "fill file " + u.Path
+	case "scale":
+		if u.Replicas != nil {
+			return fmt.Sprintf("%s %s/%s scaled (to go back to %d replicas)", u.Resource, u.Namespace, u.Name, *u.Replicas)
+		}
+		return fmt.Sprintf("%s %s/%s scaled", u.Resource, u.Namespace, u.Name)
+	case "uncordon":
+		return "node " + u.Node + " cordoned"
+	case "exec":
+		return "undone by running " + strings.Join(u.Command, " ")
+	}
+	return u.Kind
 }

@@ -748,3 +748,34 @@ func TestReplayCommandKeepsTheFlags(t *testing.T) {
 		t.Errorf("the replay command = %d: %s", code, stderr)
 	}
 }
+
+// TestStatusSaysWhatARemoteFaultPutInPlace: a remote proxy's toxic shows
+// as the toxic it is, not as its undo step.
+func TestStatusSaysWhatARemoteFaultPutInPlace(t *testing.T) {
+	srv, api := proxytest.NewServer(t, proxy.ServerOptions{Seed: 1})
+	if _, err := srv.Create(proxy.ProxyConfig{Name: "db", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:9", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := t.TempDir()
+	file := filepath.Join(t.TempDir(), "remote.yaml")
+	src := fmt.Sprintf("name: remote\ntargets:\n  db: {proxy: {api: %q, name: db}}\nfaults:\n  - {name: slow db, target: db, latency: {delay: 100ms}}\ninject: 60s\nbaseline: 1s\n", api)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runner := exec.Command(binary(t), "run", file, "--allow-no-stop", "--out", filepath.Join(t.TempDir(), "run"), "--state-dir", stateDir)
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+	want := regexp.MustCompile(`injected: slow db \(toxic faultline-\S+-slow-db-downstream on proxy db at ` + regexp.QuoteMeta(api) + `\)`)
+	var stdout string
+	processtest.WaitFor(t, "status to show the toxic", func() bool {
+		_, stdout, _ = run(t, "status", "--state-dir", stateDir)
+		return want.MatchString(stdout)
+	})
+	if strings.Contains(stdout, "remove_toxic") {
+		t.Errorf("status shows the undo step:\n%s", stdout)
+	}
+	_ = runner.Process.Signal(syscall.SIGTERM)
+	_ = runner.Wait()
+}
