@@ -3,9 +3,11 @@ package experiment
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -185,6 +187,112 @@ type Fault struct {
 	Toxicity     float32
 	Irreversible bool
 	Action       Action
+}
+
+// Settings describes the fault as configured, in one line, for results
+// and comparisons: "latency (delay 8s, jitter 2s) on pay-link, downstream,
+// from 2s for 10s".
+func (f Fault) Settings() string {
+	var b strings.Builder
+	b.WriteString(f.Action.Kind())
+	a := any(f.Action)
+	if t, ok := f.Action.(ProxyToxic); ok {
+		a = t.Effect
+	}
+	if attrs := fieldsText(reflect.ValueOf(a)); attrs != "" {
+		b.WriteString(" (" + attrs + ")")
+	}
+	if f.Target != "" {
+		b.WriteString(" on " + f.Target)
+		if _, ok := f.Action.(ProxyToxic); ok {
+			b.WriteString(", " + f.Direction)
+			if f.Toxicity < 1 {
+				fmt.Fprintf(&b, ", toxicity %g", f.Toxicity)
+			}
+		}
+		if sel := f.Select.String(); sel != "ALL" {
+			b.WriteString(", select " + sel)
+		}
+	}
+	fmt.Fprintf(&b, ", from %v", f.Start)
+	if f.Duration > 0 {
+		fmt.Fprintf(&b, " for %v", f.Duration)
+	} else {
+		b.WriteString(" to the end of injection")
+	}
+	return b.String()
+}
+
+// String is the selection as a file writes it: ALL, COUNT(2), or
+// {tags: zone=a} with a count or percent.
+func (s Selection) String() string {
+	out := s.Mode
+	if s.Mode != "ALL" {
+		out = fmt.Sprintf("%s(%d)", s.Mode, s.N)
+	}
+	if len(s.Tags) > 0 {
+		var tags []string
+		for _, k := range slices.Sorted(maps.Keys(s.Tags)) {
+			tags = append(tags, k+"="+s.Tags[k])
+		}
+		out += " of tags " + strings.Join(tags, ",")
+	}
+	return out
+}
+
+// fieldsText writes a struct's fields that are not zero as "name value,
+// ...", names in snake case ("average_size 4").
+func fieldsText(v reflect.Value) string {
+	if v.Kind() != reflect.Struct {
+		return ""
+	}
+	var parts []string
+	for i := range v.NumField() {
+		fv, ft := v.Field(i), v.Type().Field(i)
+		if !ft.IsExported() || fv.IsZero() || fv.CanInt() && fv.Int() < 0 { // a negative number is "not set" (truncate -1)
+			continue
+		}
+		if ft.Anonymous { // an embedded struct's fields are the action's own
+			if inner := fieldsText(fv); inner != "" {
+				parts = append(parts, inner)
+			}
+			continue
+		}
+		val := fmt.Sprint(fv.Interface())
+		switch fv.Kind() {
+		case reflect.Slice:
+			var items []string
+			for j := range fv.Len() {
+				items = append(items, fmt.Sprint(fv.Index(j).Interface()))
+			}
+			val = "[" + strings.Join(items, " ") + "]"
+		case reflect.Map:
+			var items []string
+			for _, k := range fv.MapKeys() {
+				items = append(items, fmt.Sprintf("%v=%v", k.Interface(), fv.MapIndex(k).Interface()))
+			}
+			slices.Sort(items)
+			val = "{" + strings.Join(items, " ") + "}"
+		}
+		parts = append(parts, snake(ft.Name)+" "+val)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// snake turns a Go field name into the file's key style: AverageSize is
+// average_size.
+func snake(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Action is what a fault does: a ProxyToxic, Down, Kill, Stop or Exec.

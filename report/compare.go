@@ -6,6 +6,8 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+
+	"github.com/faultline/faultline/runner"
 )
 
 // compareRow is one condition in one phase, in both runs.
@@ -24,11 +26,77 @@ type compareSide struct {
 }
 
 type compareData struct {
-	A, B    compareSide
-	Rows    []compareRow
-	Charts  []template.HTML
-	Style   template.CSS
-	Version string
+	A, B     compareSide
+	Rows     []compareRow
+	Faults   []compareFault
+	Warnings []string
+	Charts   []template.HTML
+	Style    template.CSS
+	Version  string
+}
+
+// compareFault is one fault, by name, as each run had it.
+type compareFault struct {
+	Name, A, B string
+	Differ     bool
+}
+
+// CompareWarnings says how two runs differ in what they tested: the
+// experiment, the hypothesis, the faults. A comparison of a fix is only
+// fair when the faults were the same.
+func CompareWarnings(a, b *Run) []string {
+	var out []string
+	ra, rb := a.Result, b.Result
+	if ra.Name != rb.Name {
+		out = append(out, fmt.Sprintf("these are runs of two experiments (%q and %q): only the checks they share line up", ra.Name, rb.Name))
+	}
+	if ra.Hypothesis != rb.Hypothesis {
+		out = append(out, "the two runs have different hypotheses")
+	}
+	for _, f := range compareFaults(a, b) {
+		if f.Differ {
+			out = append(out, fmt.Sprintf("fault %q differs: %s in %s, %s in %s", f.Name, orNone(f.A), label(a), orNone(f.B), label(b)))
+		}
+	}
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// compareFaults pairs the two runs' faults by name, in A's order then B's.
+func compareFaults(a, b *Run) []compareFault {
+	var out []compareFault
+	idx := map[string]int{}
+	for _, f := range a.Result.Faults {
+		idx[f.Name] = len(out)
+		out = append(out, compareFault{Name: f.Name, A: faultSettings(f)})
+	}
+	for _, f := range b.Result.Faults {
+		i, ok := idx[f.Name]
+		if !ok {
+			i = len(out)
+			out = append(out, compareFault{Name: f.Name})
+		}
+		out[i].B = faultSettings(f)
+	}
+	for i := range out {
+		out[i].Differ = out[i].A != out[i].B
+	}
+	return out
+}
+
+// faultSettings is a fault's settings, or its action for a run recorded
+// before settings were.
+func faultSettings(f runner.FaultRecord) string {
+	if f.Settings != "" {
+		return f.Settings
+	}
+	return f.Action + " on " + f.Target
 }
 
 // label names a run in a comparison: its directory's name.
@@ -53,7 +121,8 @@ func (r *Run) injectStart() float64 {
 // aligned on the start of injection. outDir is where compare.html goes,
 // for the links to each run's report.
 func Compare(w io.Writer, a, b *Run, outDir string) error {
-	d := compareData{A: side(a), B: side(b), Style: template.CSS(styleCSS), Version: Version} //nolint:gosec // our own stylesheet
+	d := compareData{A: side(a), B: side(b), Style: template.CSS(styleCSS), Version: Version, //nolint:gosec // our own stylesheet
+		Faults: compareFaults(a, b), Warnings: CompareWarnings(a, b)}
 	for _, s := range []*compareSide{&d.A, &d.B} {
 		s.Link = filepath.Join(s.R.Dir, "report.html")
 		if abs, err := filepath.Abs(s.Link); err == nil {
@@ -133,8 +202,10 @@ const compareHTML = `<!doctype html>
 </head>
 <body>
 <header class="verdict error"><div><h1>{{.A.R.Result.Name}}: {{.A.Label}} and {{.B.Label}} side by side</h1>
-{{with .A.R.Result.Hypothesis}}<p class="headline">{{.}}</p>{{end}}</div></header>
+{{if eq .A.R.Result.Hypothesis .B.R.Result.Hypothesis}}{{with .A.R.Result.Hypothesis}}<p class="headline">{{.}}</p>{{end}}{{else}}<p class="headline">{{.A.Label}}: {{or .A.R.Result.Hypothesis "no hypothesis"}}</p>
+<p class="headline">{{.B.Label}}: {{or .B.R.Result.Hypothesis "no hypothesis"}}</p>{{end}}</div></header>
 <main>
+{{if .Warnings}}<section class="warnings" id="warnings"><h2>Not like for like</h2><ul>{{range .Warnings}}<li>{{.}}</li>{{end}}</ul></section>{{end}}
 <section class="compare-verdicts">
   <div class="v {{.A.Class}}" id="verdict-a"><strong>{{.A.Label}}: {{.A.R.Result.Verdict}}</strong><br>{{.A.Headline}}<br>{{.A.TTR}}</div>
   <div class="v {{.B.Class}}" id="verdict-b"><strong>{{.B.Label}}: {{.B.R.Result.Verdict}}</strong><br>{{.B.Headline}}<br>{{.B.TTR}}</div>
@@ -145,6 +216,12 @@ const compareHTML = `<!doctype html>
 <tbody>{{range .Rows}}<tr><td>{{.Phase}}</td><td class="cond"><code>{{.Condition}}</code></td>
 {{template "cell" .A}}
 {{template "cell" .B}}</tr>
+{{end}}</tbody></table>
+</section>
+<section>
+<h2>Faults</h2>
+<table class="faults" id="faults"><thead><tr><th>fault</th><th>{{.A.Label}}</th><th>{{.B.Label}}</th></tr></thead>
+<tbody>{{range .Faults}}<tr{{if .Differ}} class="differ"{{end}}><td>{{.Name}}</td><td><code>{{or .A "none"}}</code></td><td><code>{{or .B "none"}}</code></td></tr>
 {{end}}</tbody></table>
 </section>
 {{if .Charts}}<section class="timelines"><h2>Timelines, overlaid</h2>

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"flag"
+	"html/template"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,4 +293,36 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestCompareShowsBothSidesFaultsAndHypotheses: a comparison shows each
+// run's faults and hypothesis, and says plainly when they differ.
+func TestCompareShowsBothSidesFaultsAndHypotheses(t *testing.T) {
+	a, b := load(t, "failed"), load(t, "failed")
+	if w := report.CompareWarnings(a, b); len(w) != 0 {
+		t.Fatalf("warnings for a run compared with itself: %v", w)
+	}
+	b.Result.Hypothesis = "Checkout survives anything."
+	b.Result.Faults[0].Settings = "latency (delay 2s) on payments-link, downstream, from 2s for 10s"
+	warnings := report.CompareWarnings(a, b)
+	if len(warnings) != 2 || !strings.Contains(warnings[0], "different hypotheses") || !strings.Contains(warnings[1], `fault "slow card processor" differs`) {
+		t.Fatalf("warnings = %q, want the hypothesis and the fault", warnings)
+	}
+	var out bytes.Buffer
+	if err := report.Compare(&out, a, b, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	html := out.String()
+	for _, want := range []string{"Not like for like", "Checkout survives anything.", a.Result.Hypothesis,
+		"latency on payments-link", "latency (delay 2s) on payments-link, downstream, from 2s for 10s", `<tr class="differ">`} {
+		if want == `<tr class="differ">` {
+			if !strings.Contains(html, want) {
+				t.Errorf("compare.html does not mark the fault that differs")
+			}
+			continue
+		}
+		if !strings.Contains(html, template.HTMLEscapeString(want)) {
+			t.Errorf("compare.html lacks %q", want)
+		}
+	}
 }

@@ -73,24 +73,24 @@ type Options struct {
 
 // Result is result.json.
 type Result struct {
-	Verdict       string            `json:"verdict"`
-	Reasons       []string          `json:"reasons"`
-	Name          string            `json:"name"`
-	File          string            `json:"file"`
-	Hypothesis    string            `json:"hypothesis,omitempty"`
-	Seed          int64             `json:"seed"`
-	Vars          map[string]string `json:"vars"`
+	Verdict    string            `json:"verdict"`
+	Reasons    []string          `json:"reasons"`
+	Name       string            `json:"name"`
+	File       string            `json:"file"`
+	Hypothesis string            `json:"hypothesis,omitempty"`
+	Seed       int64             `json:"seed"`
+	Vars       map[string]string `json:"vars"`
 	// Flags are the command-line flags that changed what ran.
 	Flags []string `json:"flags,omitempty"`
 	// Replay is the command that replays the run, when it is not "faultline
 	// run FILE" with the seed, vars and flags (a demo run's, say).
-	Replay string `json:"replay,omitempty"`
-	Started       Stamp             `json:"started"`
-	Ended         Stamp             `json:"ended"`
-	Phases        []PhaseRecord     `json:"phases"`
-	Checks        []CheckRecord     `json:"checks"`
-	Faults        []FaultRecord     `json:"faults"`
-	TimeToRecover *float64          `json:"time_to_recover"`
+	Replay        string        `json:"replay,omitempty"`
+	Started       Stamp         `json:"started"`
+	Ended         Stamp         `json:"ended"`
+	Phases        []PhaseRecord `json:"phases"`
+	Checks        []CheckRecord `json:"checks"`
+	Faults        []FaultRecord `json:"faults"`
+	TimeToRecover *float64      `json:"time_to_recover"`
 	// Traffic summarizes each phase's traffic: all requests, then each
 	// named request.
 	Traffic []TrafficRecord `json:"traffic"`
@@ -133,9 +133,11 @@ type CheckRecord struct {
 
 // FaultRecord is what a fault did.
 type FaultRecord struct {
-	Name       string   `json:"name"`
-	Target     string   `json:"target"`
-	Action     string   `json:"action"`
+	Name   string `json:"name"`
+	Target string `json:"target"`
+	Action string `json:"action"`
+	// Settings is the fault as the file gives it, in one line.
+	Settings   string   `json:"settings,omitempty"`
 	Hit        []string `json:"hit"`
 	InjectedAt *Stamp   `json:"injected_at"`
 	RevertedAt *Stamp   `json:"reverted_at"`
@@ -987,9 +989,9 @@ func (r *run) finish() {
 	r.exitsMu.Lock()
 	r.res.Reasons = append(r.res.Reasons, r.exits...)
 	r.exitsMu.Unlock()
-	for _, f := range r.faults {
+	for i, f := range r.faults {
 		r.res.Faults = append(r.res.Faults, FaultRecord{
-			Name: f.spec.Name, Target: f.spec.Target, Action: f.spec.Action.Kind(), Hit: nonNil(f.hit),
+			Name: f.spec.Name, Target: f.spec.Target, Action: f.spec.Action.Kind(), Settings: r.x.Faults[i].Settings(), Hit: nonNil(f.hit),
 			InjectedAt: stampPtr(f.injectedAt), RevertedAt: stampPtr(f.revertedAt), Evidence: nonNil(f.evidence), Error: f.err,
 		})
 	}

@@ -301,7 +301,7 @@ func TestReportAndCompareCommands(t *testing.T) {
 	}
 	// Those are runs of two experiments: compared, with a warning; two runs
 	// of one experiment get none.
-	if !strings.Contains(errOut, `warning: comparing runs of two experiments ("slow-payment" and "zone-outage")`) {
+	if !strings.Contains(errOut, `warning: these are runs of two experiments ("slow-payment" and "zone-outage")`) {
 		t.Errorf("compare of two experiments: %q, want a warning", errOut)
 	}
 	if code, _, errOut := run(t, "compare", dir, copyRun(t, "failed"), "-o", html); code != 0 || strings.Contains(errOut, "warning") {

@@ -91,8 +91,8 @@ same experiment before and after a fix, or against two builds.`,
 			if err != nil {
 				return usagef("%v", err)
 			}
-			if a.Result.Name != b.Result.Name {
-				fmt.Fprintf(c.ErrOrStderr(), "warning: comparing runs of two experiments (%q and %q): only the checks they share line up\n", a.Result.Name, b.Result.Name)
+			for _, w := range report.CompareWarnings(a, b) {
+				fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", w)
 			}
 			report.Version = version()
 			if err := writeCompare(out, a, b); err != nil {

@@ -406,7 +406,7 @@ func printPlan(w io.Writer, x *experiment.Experiment, seed int64) error {
 		if f.Duration > 0 {
 			end = (f.Start + f.Duration).String()
 		}
-		sel := "  select " + describeSelect(f.Select)
+		sel := "  select " + f.Select.String()
 		if f.Target == "" {
 			sel = ""
 		}
@@ -475,16 +475,6 @@ func describeExisting(p *experiment.ProcessTarget) (string, error) {
 	return fmt.Sprintf("%d now:\n%16s%s", len(pids), "", strings.Join(lines, "\n"+strings.Repeat(" ", 16))), nil
 }
 
-func describeSelect(s experiment.Selection) string {
-	out := s.Mode
-	if s.Mode != "ALL" {
-		out = fmt.Sprintf("%s(%d)", s.Mode, s.N)
-	}
-	if len(s.Tags) > 0 {
-		out += fmt.Sprintf(" of tags %v", s.Tags)
-	}
-	return out
-}
 
 func newRecoverCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
