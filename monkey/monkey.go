@@ -206,7 +206,7 @@ func (r *monkeyRun) consider(ctx context.Context, g *group, now time.Time, p flo
 	if victim.pod != nil {
 		d.Pod = victim.pod.Namespace + "/" + victim.pod.Name
 	}
-	d.Reason = fmt.Sprintf("1 of %d, %d of %d today", len(members), g.count+1, r.m.DailyCap)
+	d.Reason = fmt.Sprintf("picked 1 of %d matching %s(es); termination %d of at most %d today", len(members), g.noun(), g.count+1, r.m.DailyCap)
 	g.last, g.count = now, g.count+1
 	if r.m.Leashed {
 		d.Action = "leashed: would terminate"
@@ -229,6 +229,28 @@ func (g *group) noun() string {
 		return "pod"
 	}
 	return "process"
+}
+
+// Members lists what a group selects now, as the monkey would find it
+// when it considers the group: "pid 123 (command)" or "namespace/pod".
+func Members(ctx context.Context, g experiment.MonkeyGroup) ([]string, error) {
+	gr := &group{spec: g}
+	if g.Pods != nil {
+		var err error
+		if gr.kube, err = kube.Open(g.Pods.Kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	ms, err := (&monkeyRun{}).members(ctx, gr)
+	var out []string
+	for _, m := range ms {
+		if m.pod != nil {
+			out = append(out, m.pod.Namespace+"/"+m.pod.Name)
+		} else {
+			out = append(out, fmt.Sprintf("pid %d (%s)", m.pid, process.Command(m.pid)))
+		}
+	}
+	return out, err
 }
 
 // members lists the group's processes or pods now.

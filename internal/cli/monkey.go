@@ -70,6 +70,23 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 			w := c.OutOrStdout()
 			if dryRun, _ := c.Flags().GetBool("dry-run"); dryRun {
 				printMonkey(w, m)
+				fmt.Fprintln(w, "members now (each group is looked up again whenever it is considered):")
+				for _, gr := range m.Groups {
+					ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
+					members, err := monkey.Members(ctx, gr)
+					cancel()
+					switch {
+					case err != nil:
+						fmt.Fprintf(w, "  group %s: %s\n", gr.Name, strings.ReplaceAll(err.Error(), "\n", "\n    "))
+					case len(members) == 0:
+						fmt.Fprintf(w, "  group %s: none now\n", gr.Name)
+					default:
+						if len(members) > 10 {
+							members = append(members[:10], fmt.Sprintf("and %d more", len(members)-10))
+						}
+						fmt.Fprintf(w, "  group %s: %s\n", gr.Name, strings.Join(members, "\n    "+strings.Repeat(" ", len(gr.Name)+8)))
+					}
+				}
 				fmt.Fprintln(w, "dry run: nothing was started or touched")
 				return nil
 			}

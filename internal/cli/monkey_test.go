@@ -3,12 +3,15 @@ package cli_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/faultline/faultline/process/processtest"
 )
 
 func writeMonkey(t *testing.T, src string) string {
@@ -70,5 +73,21 @@ func TestMonkeyFileErrors(t *testing.T) {
 	good := writeMonkey(t, "groups: {web: {process: {match: web}}}\n")
 	if code, out, _ := run(t, "monkey", "-c", good, "--dry-run"); code != 0 || !strings.Contains(out, `group web: processes matching "web"`) {
 		t.Errorf("dry run = %d %q", code, out)
+	}
+}
+
+// TestMonkeyDryRunListsTheMembersNow: a dry run names the processes each
+// group selects now, as the monkey would find them.
+func TestMonkeyDryRunListsTheMembersNow(t *testing.T) {
+	cmd, marker := processtest.Sleepers(t)
+	file := writeMonkey(t, fmt.Sprintf("groups: {workers: {process: {match: %q}}, nobody: {process: {match: no-such-process-%d}}}\n", marker, os.Getpid()))
+	code, out, errOut := run(t, "monkey", "-c", file, "--dry-run")
+	if code != 0 {
+		t.Fatalf("dry run = %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"members now", fmt.Sprintf("group workers: pid %d (sh -c", cmd.Process.Pid), "group nobody: no process matches"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, out)
+		}
 	}
 }
