@@ -475,7 +475,6 @@ func describeExisting(p *experiment.ProcessTarget) (string, error) {
 	return fmt.Sprintf("%d now:\n%16s%s", len(pids), "", strings.Join(lines, "\n"+strings.Repeat(" ", 16))), nil
 }
 
-
 func newRecoverCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "recover [PATH]",

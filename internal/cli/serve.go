@@ -100,6 +100,15 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	}
+	// A server runs long: once start-up has settled, only what it uses
+	// stays resident.
+	go func() {
+		select {
+		case <-time.After(time.Second):
+			releaseStartupPages()
+		case <-ctx.Done():
+		}
+	}()
 	log.Info("faultline proxy server listening", "api", "http://"+ln.Addr().String(), "seed", srv.Seed(),
 		"proxies", len(srv.List()), "auth", token != "")
 	errc := make(chan error, 1)

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package cli
+
+// releaseStartupPages does nothing off Linux.
+func releaseStartupPages() {}
