@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
 	"os"
 	"os/exec"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline/faultline/proxy"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
@@ -259,8 +262,69 @@ func runIn(t *testing.T, ns NS, timeout time.Duration, name string, args ...stri
 }
 
 // crashingRunner is a runner that makes a network, tables and faults,
-// journaling each op as a JSON line in path, then waits to be killed.
+// journaling each op as a JSON line in path (synced before the change),
+// says "ready" and waits to be killed.
 func crashingRunner(path string) {
-	fmt.Fprintln(os.Stderr, "crash runner: not written yet", path)
-	os.Exit(3)
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "crash runner:", err)
+		os.Exit(3)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		fail(err)
+	}
+	j := func(op Op) error {
+		b, err := json.Marshal(op)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(append(b, '\n')); err != nil {
+			return err
+		}
+		return f.Sync()
+	}
+	run := os.Getenv("NETFAULT_TEST_RUN")
+	ctx := context.Background()
+	nw, err := NewNetwork(run, netip.Prefix{})
+	if err != nil {
+		fail(err)
+	}
+	if err := nw.Create(ctx, j); err != nil {
+		fail(err)
+	}
+	var insts []Instance
+	for i := range 2 {
+		inst, err := nw.AddInstance(ctx, i, j)
+		if err != nil {
+			fail(err)
+		}
+		insts = append(insts, inst)
+	}
+	host, err := HostNS()
+	if err != nil {
+		fail(err)
+	}
+	for _, ns := range []NS{insts[0].NS, host} {
+		if _, err := Tables(ctx, ns, run, j); err != nil {
+			fail(err)
+		}
+	}
+	to := []Dest{{Prefix: netip.PrefixFrom(insts[1].Addr, 32), Port: 80}}
+	if _, err := Inject(ctx, insts[0].NS, run, "part", Partition{To: to}, j); err != nil {
+		fail(err)
+	}
+	if _, err := Inject(ctx, host, run, "loss", PacketLoss{Percent: 5, To: to}, j); err != nil {
+		fail(err)
+	}
+	if _, _, err := InterceptTCP(ctx, insts[0].NS, run, "icpt", []Dest{{Port: 6379}}, proxy.Config{Name: "icpt"}, j); err != nil {
+		fail(err)
+	}
+	fmt.Println("ready")
+	select {}
 }
+
+func ioReadFull(r io.Reader, b []byte) (int, error) { return io.ReadFull(r, b) }
+
+func t0() context.Context { return context.Background() }
+
+func prefixOf(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }

@@ -61,7 +61,8 @@ type Fault interface {
 // Partition lets no packet pass between the namespace and To, either way.
 // Without Reject the packets vanish where the sender cannot tell (a TCP
 // connect hangs until its timeout); with Reject a TCP peer gets an RST and
-// any other an ICMP port unreachable, so it fails at once.
+// any other an ICMP port unreachable, so it fails at once (TCP resets and
+// ICMP unreachable errors then pass, the rejections among them).
 type Partition struct {
 	To     []Dest
 	Reject bool
@@ -510,6 +511,23 @@ func familyMatch(nfproto byte) []expr.Any {
 	}
 }
 
+// rejections selects TCP resets and ICMP destination unreachable errors.
+var rejections = [][]expr.Any{
+	slices.Concat(l4Match(unix.IPPROTO_TCP), []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x04}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0}},
+	}),
+	slices.Concat(l4Match(unix.IPPROTO_ICMP), []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{3}},
+	}),
+	slices.Concat(l4Match(unix.IPPROTO_ICMPV6), []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{1}},
+	}),
+}
+
 // fromLoopback selects packets that came in on lo (ifindex 1 in every
 // namespace).
 var fromLoopback = []expr.Any{
@@ -538,6 +556,14 @@ func (p Partition) build(b *builder) error {
 	if p.Reject {
 		out := b.chain(b.inet, "out", nftables.ChainHookOutput, nftables.ChainPriorityFilter, nftables.ChainTypeFilter, "")
 		in := b.chain(b.inet, "in", nftables.ChainHookInput, nftables.ChainPriorityFilter, nftables.ChainTypeFilter, "")
+		// The rejections themselves pass: the RST or ICMP error that a
+		// reject at output makes comes back in with the destination's
+		// address as its source.
+		for _, ch := range []*nftables.Chain{out, in} {
+			for _, m := range rejections {
+				b.rule(ch, m, verdict(expr.VerdictAccept))
+			}
+		}
 		for _, d := range p.To {
 			for _, cs := range []struct {
 				ch *nftables.Chain
