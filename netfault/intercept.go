@@ -176,7 +176,9 @@ func InterceptTCP(ctx context.Context, ns NS, run, fault string, to []Dest, cfg 
 	}
 	p := proxy.New(cfg)
 	if err := p.Start(); err != nil {
-		first.Close()
+		if first != nil {
+			first.Close()
+		}
 		return nil, Op{}, err
 	}
 	op, err := Inject(ctx, ns, run, fault, Redirect{To: to, Protocol: TCP, Port: port, Mark: Mark}, j)
