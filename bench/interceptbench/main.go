@@ -217,7 +217,6 @@ func benchMain(runs int, out string) (err error) {
 	}
 	// The explicit proxies listen in the client's namespace too, on
 	// consecutive ports, as a client re-pointed at faultline would use.
-	var explicit []*proxy.Proxy
 	var base int
 	for i, up := range []string{echo.String(), netip.AddrPortFrom(sv.Addr, 9001).String()} {
 		var ln *net.TCPListener
@@ -234,7 +233,6 @@ func benchMain(runs int, out string) (err error) {
 			return err
 		}
 		defer p.Stop()
-		explicit = append(explicit, p)
 	}
 	var raw []figures
 	measure := func(name, target string) error {
@@ -329,4 +327,3 @@ func dirOf(p string) string {
 	}
 	return "."
 }
-
