@@ -118,6 +118,12 @@ type Config struct {
 	Rules   []Rule
 	// Timeout bounds a forwarded query (default 2 s).
 	Timeout time.Duration
+	// PacketConn and Listener, if both are set, are served instead of
+	// listening on Listen (an intercept opens them inside a network
+	// namespace); Stop closes them. Forwarded queries still leave from
+	// this process's own sockets.
+	PacketConn net.PacketConn
+	Listener   net.Listener
 }
 
 // Server is the resolver.
@@ -165,9 +171,11 @@ func (s *Server) Faulted() int64 { return s.faulted.Load() }
 
 // Start listens on UDP and TCP (the same port) and serves.
 func (s *Server) Start() error {
-	pc, ln, err := listenBoth(s.cfg.Listen)
-	if err != nil {
-		return err
+	pc, ln, err := s.cfg.PacketConn, s.cfg.Listener, error(nil)
+	if pc == nil || ln == nil {
+		if pc, ln, err = listenBoth(s.cfg.Listen); err != nil {
+			return err
+		}
 	}
 	s.addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(s.serve)

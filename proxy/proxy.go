@@ -60,6 +60,15 @@ type Config struct {
 	// without it, only connections opened while the proxy has an HTTP
 	// toxic do. Empty is plain TCP.
 	Protocol string
+	// Listener, if not nil, opens the listener at every start instead of
+	// listening on Listen (an intercept opens it inside a network
+	// namespace); it must return a *net.TCPListener.
+	Listener func() (net.Listener, error)
+	// Dial, if not nil, opens the upstream connection of each accepted
+	// client instead of dialling Upstream (an intercept dials the client's
+	// original destination); ctx ends with the proxy's run and
+	// DialTimeout. See intercept.go.
+	Dial func(ctx context.Context, client *net.TCPConn) (*net.TCPConn, error)
 }
 
 // Proxy forwards TCP connections from Listen to Upstream, applying toxics.
@@ -86,6 +95,9 @@ type Proxy struct {
 	protocol   string
 	httpCounts map[uint64]*atomic.Int64 // by toxic serial
 	nonHTTP    atomic.Int64
+	// listenFn and dialFn are Config.Listener and Config.Dial.
+	listenFn func() (net.Listener, error)
+	dialFn   func(ctx context.Context, client *net.TCPConn) (*net.TCPConn, error)
 }
 
 // toxicEntry is one toxic as the proxy holds it; it is never modified, an
@@ -115,6 +127,8 @@ func New(cfg Config) *Proxy {
 		log:         cfg.Logger,
 		conns:       map[*conn]struct{}{},
 		protocol:    cfg.Protocol,
+		listenFn:    cfg.Listener,
+		dialFn:      cfg.Dial,
 	}
 	if p.dialTimeout <= 0 {
 		p.dialTimeout = DefaultDialTimeout
@@ -177,12 +191,12 @@ func (p *Proxy) startLocked() error {
 	if p.run != nil {
 		return nil
 	}
-	ln, err := net.Listen("tcp", p.listen)
+	ln, err := p.openListener()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &listenerRun{ln: ln.(*net.TCPListener), cancel: cancel}
+	r := &listenerRun{ln: ln, cancel: cancel}
 	p.run = r
 	p.listen = ln.Addr().String()
 	r.wg.Add(1)
@@ -280,8 +294,7 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 	p.mu.Lock()
 	upstream := p.upstream
 	p.mu.Unlock()
-	d := net.Dialer{Timeout: p.dialTimeout}
-	sc, err := d.DialContext(ctx, "tcp", upstream)
+	sc, err := p.dialUpstream(ctx, client, upstream)
 	if err != nil {
 		// The client sees the connection closed, as with Toxiproxy.
 		_ = client.Close()
@@ -302,7 +315,7 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		}
 		front, client = client, outer
 	}
-	c := newConn(p, client, sc.(*net.TCPConn))
+	c := newConn(p, client, sc)
 	c.front = front
 	if !p.register(c, r) {
 		c.close()

@@ -8,8 +8,9 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-# Debian packages the tests use: the real servers they run on loopback.
-pkgs=(prometheus postgresql redis-server chromium libxml2-utils)
+# Debian packages the tests use: the real servers they run on loopback, and
+# the unmodified clients (curl, redis-cli) that netfault's tests run in namespaces.
+pkgs=(prometheus postgresql redis-server chromium libxml2-utils curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
