@@ -326,3 +326,31 @@ func TestCompareShowsBothSidesFaultsAndHypotheses(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordedRunsRenderAsBefore: run directories recorded by an earlier
+// faultline (a finished run, and one whose runner was killed) render to
+// the same report.html, summary.md and junit.xml as they did then
+// (-update rewrites the goldens).
+func TestRecordedRunsRenderAsBefore(t *testing.T) {
+	version := report.Version
+	report.Version = "test"
+	defer func() { report.Version = version }()
+	for _, name := range []string{"recorded", "incomplete"} {
+		t.Run(name, func(t *testing.T) {
+			r := load(t, name)
+			var html, md, junit bytes.Buffer
+			if err := r.HTML(&html); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Markdown(&md, ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.JUnit(&junit); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".html", html.Bytes())
+			golden(t, name+"-as-before.md", md.Bytes())
+			golden(t, name+"-as-before.xml", junit.Bytes())
+		})
+	}
+}
