@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/faultline/faultline/runner"
+	"github.com/faultline/faultline/record"
 )
 
 // compareRow is one condition in one phase, in both runs.
@@ -92,7 +92,7 @@ func compareFaults(a, b *Run) []compareFault {
 
 // faultSettings is a fault's settings, or its action for a run recorded
 // before settings were.
-func faultSettings(f runner.FaultRecord) string {
+func faultSettings(f record.FaultRecord) string {
 	if f.Settings != "" {
 		return f.Settings
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/faultline/faultline/runner"
+	"github.com/faultline/faultline/record"
 )
 
 //go:embed style.css
@@ -50,13 +50,13 @@ const cellHTML = `{{define "cell"}}{{if .Present}}<td class="{{.State}}" title="
 
 var checkPhases = []string{"baseline", "inject", "recovery"}
 
-func cellText(c runner.CheckRecord) string {
+func cellText(c record.CheckRecord) string {
 	if c.Value == nil {
 		return c.Detail
 	}
-	s := runner.FormatValue(*c.Value, c.Unit)
+	s := record.FormatValue(*c.Value, c.Unit)
 	if c.Threshold != nil {
-		s += " (limit " + runner.FormatValue(*c.Threshold, c.Unit) + ")"
+		s += " (limit " + record.FormatValue(*c.Threshold, c.Unit) + ")"
 	}
 	return s
 }
@@ -85,7 +85,7 @@ func (r *Run) checkRows() []checkRow {
 
 // faultRow is one fault for the report.
 type faultRow struct {
-	runner.FaultRecord
+	record.FaultRecord
 	Injected, Reverted string
 }
 
@@ -145,19 +145,19 @@ func (r *Run) markers(shift float64) []marker {
 type metric struct {
 	name  string
 	color string
-	value func(runner.Sample) float64
+	value func(record.Sample) float64
 }
 
 var (
 	rateMetrics = []metric{
-		{"requests/s", blue, func(s runner.Sample) float64 { return float64(s.Requests) }},
-		{"errors/s", vermilion, func(s runner.Sample) float64 { return float64(s.Errors) }},
+		{"requests/s", blue, func(s record.Sample) float64 { return float64(s.Requests) }},
+		{"errors/s", vermilion, func(s record.Sample) float64 { return float64(s.Errors) }},
 	}
-	errorMetrics   = []metric{{"error rate", vermilion, func(s runner.Sample) float64 { return s.ErrorRate }}}
+	errorMetrics   = []metric{{"error rate", vermilion, func(s record.Sample) float64 { return s.ErrorRate }}}
 	latencyMetrics = []metric{
-		{"p50", blue, func(s runner.Sample) float64 { return s.P50 }},
-		{"p95", orange, func(s runner.Sample) float64 { return s.P95 }},
-		{"p99", vermilion, func(s runner.Sample) float64 { return s.P99 }},
+		{"p50", blue, func(s record.Sample) float64 { return s.P50 }},
+		{"p95", orange, func(s record.Sample) float64 { return s.P95 }},
+		{"p99", vermilion, func(s record.Sample) float64 { return s.P99 }},
 	}
 )
 
@@ -199,13 +199,13 @@ func verdictClass(v string) string { return strings.ToLower(v) }
 // headline says the verdict in words.
 func headline(v string) string {
 	switch v {
-	case runner.Passed:
+	case record.Passed:
 		return "The hypothesis held."
-	case runner.Failed:
+	case record.Failed:
 		return "The hypothesis did not hold: the experiment found a weakness."
-	case runner.Aborted:
+	case record.Aborted:
 		return "The run was stopped before its end, and every fault was reverted."
-	case runner.Error:
+	case record.Error:
 		return "The experiment could not be carried out."
 	}
 	return "The run did not finish."
@@ -213,7 +213,7 @@ func headline(v string) string {
 
 type htmlData struct {
 	R            *Run
-	Res          runner.Result
+	Res          record.Result
 	Class        string
 	Headline     string
 	Phases       []string
@@ -223,7 +223,7 @@ type htmlData struct {
 	Duration     string
 	Started      string
 	TTR          string
-	Traffic      []runner.TrafficRecord
+	Traffic      []record.TrafficRecord
 	Replay       string
 	Version      string
 	Style        template.CSS
@@ -250,8 +250,8 @@ func (r *Run) htmlData() htmlData {
 }
 
 var funcs = template.FuncMap{
-	"pct":  func(v float64) string { return runner.FormatValue(v, "ratio") },
-	"dur":  func(v float64) string { return runner.FormatValue(v, "s") },
+	"pct":  func(v float64) string { return record.FormatValue(v, "ratio") },
+	"dur":  func(v float64) string { return record.FormatValue(v, "s") },
 	"rate": func(v float64) string { return fmt.Sprintf("%.1f/s", v) },
 	"join": strings.Join,
 }

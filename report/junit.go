@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/faultline/faultline/runner"
+	"github.com/faultline/faultline/record"
 )
 
 // The JUnit XML that CI systems read: testsuites > testsuite > testcase,
@@ -87,7 +87,7 @@ func (r *Run) JUnit(w io.Writer) error {
 		}
 		suite.Cases = append(suite.Cases, tc)
 	}
-	if res.Verdict == runner.Error || res.Verdict == Incomplete {
+	if res.Verdict == record.Error || res.Verdict == Incomplete {
 		suite.Cases = append(suite.Cases, junitCase{Name: "run", Classname: class, Time: seconds(r.duration()),
 			Error: &junitProblem{Message: strings.Join(res.Reasons, "; "), Type: strings.ToLower(res.Verdict)}})
 		suite.Errors++

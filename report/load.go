@@ -19,14 +19,14 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/journal"
-	"github.com/faultline/faultline/runner"
+	"github.com/faultline/faultline/record"
 )
 
 // Run is a run directory as read back.
 type Run struct {
 	Dir     string
-	Result  runner.Result
-	Samples []runner.Sample
+	Result  record.Result
+	Samples []record.Sample
 	Events  []journal.Event
 	// Complete is false when the run never wrote result.json (its runner
 	// was killed): Result is then rebuilt from the journal.
@@ -69,7 +69,7 @@ func Load(dir string) (*Run, error) {
 	return r, nil
 }
 
-func readSamples(path string) ([]runner.Sample, error) {
+func readSamples(path string) ([]record.Sample, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -78,14 +78,14 @@ func readSamples(path string) ([]runner.Sample, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var out []runner.Sample
+	var out []record.Sample
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for line := 1; sc.Scan(); line++ {
 		if strings.TrimSpace(sc.Text()) == "" {
 			continue
 		}
-		var s runner.Sample
+		var s record.Sample
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
 			return out, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
@@ -96,8 +96,8 @@ func readSamples(path string) ([]runner.Sample, error) {
 
 // fromJournal rebuilds what it can of a result from the journal of a run
 // that did not finish.
-func fromJournal(events []journal.Event) runner.Result {
-	res := runner.Result{Verdict: Incomplete, Vars: map[string]string{}, Checks: []runner.CheckRecord{}, Faults: []runner.FaultRecord{}}
+func fromJournal(events []journal.Event) record.Result {
+	res := record.Result{Verdict: Incomplete, Vars: map[string]string{}, Checks: []record.CheckRecord{}, Faults: []record.FaultRecord{}}
 	res.Reasons = []string{"the run did not finish (its journal has no run_end): 'faultline recover DIR' undoes what it left"}
 	var last time.Time
 	byID := map[string]int{}   // intent ID: index in res.Faults
@@ -107,7 +107,7 @@ func fromJournal(events []journal.Event) runner.Result {
 		last = e.Time
 		switch e.Type {
 		case journal.RunStart:
-			res.Name, res.Started = e.Name, runner.Stamp(e.Time)
+			res.Name, res.Started = e.Name, record.Stamp(e.Time)
 			for _, kv := range strings.Fields(e.Message) {
 				if k, v, ok := strings.Cut(kv, "="); ok && k == "file" {
 					res.File = v
@@ -117,19 +117,19 @@ func fromJournal(events []journal.Event) runner.Result {
 			}
 		case journal.Phase:
 			if n := len(res.Phases); n > 0 {
-				res.Phases[n-1].End = runner.Stamp(e.Time)
+				res.Phases[n-1].End = record.Stamp(e.Time)
 			}
-			res.Phases = append(res.Phases, runner.PhaseRecord{Name: e.Name, Start: runner.Stamp(e.Time)})
+			res.Phases = append(res.Phases, record.PhaseRecord{Name: e.Name, Start: record.Stamp(e.Time)})
 		case journal.Intent:
 			if e.Name == "" || strings.HasPrefix(e.Name, "launch ") {
 				continue
 			}
 			i, seen := byName[e.Name] // a fault can take several steps
 			if !seen {
-				at := runner.Stamp(e.Time)
+				at := record.Stamp(e.Time)
 				i = len(res.Faults)
 				byName[e.Name] = i
-				res.Faults = append(res.Faults, runner.FaultRecord{Name: e.Name, InjectedAt: &at, Hit: []string{}, Evidence: []string{}})
+				res.Faults = append(res.Faults, record.FaultRecord{Name: e.Name, InjectedAt: &at, Hit: []string{}, Evidence: []string{}})
 			}
 			if e.Message != "" {
 				res.Faults[i].Hit = append(res.Faults[i].Hit, e.Message)
@@ -149,10 +149,10 @@ func fromJournal(events []journal.Event) runner.Result {
 			if e.Message == "recovered" {
 				res.Reasons = []string{"the run did not finish: its runner was stopped; 'faultline recover' undid what it left at " + e.Time.UTC().Format(time.RFC3339)}
 				// What had no undo (a toxic on a proxy inside the runner)
-				// ended with the runner.
+				// ended with the record.
 				for _, i := range byID {
 					if res.Faults[i].RevertedAt == nil {
-						at := runner.Stamp(e.Time)
+						at := record.Stamp(e.Time)
 						res.Faults[i].RevertedAt = &at
 					}
 				}
@@ -160,20 +160,20 @@ func fromJournal(events []journal.Event) runner.Result {
 		}
 	}
 	if n := len(res.Phases); n > 0 && time.Time(res.Phases[n-1].End).IsZero() {
-		res.Phases[n-1].End = runner.Stamp(last)
+		res.Phases[n-1].End = record.Stamp(last)
 	}
-	res.Ended = runner.Stamp(last)
+	res.Ended = record.Stamp(last)
 	return res
 }
 
 // closeFault marks fault i reverted at t once none of its steps is open.
-func closeFault(res *runner.Result, i int, byID map[string]int, open map[string]bool, t time.Time) {
+func closeFault(res *record.Result, i int, byID map[string]int, open map[string]bool, t time.Time) {
 	for id := range open {
 		if byID[id] == i {
 			return
 		}
 	}
-	at := runner.Stamp(t)
+	at := record.Stamp(t)
 	res.Faults[i].RevertedAt = &at
 }
 
@@ -212,7 +212,7 @@ func (r *Run) WriteAll() error {
 }
 
 // since is t in seconds after the run started.
-func (r *Run) since(t runner.Stamp) float64 {
+func (r *Run) since(t record.Stamp) float64 {
 	return time.Time(t).Sub(time.Time(r.Result.Started)).Seconds()
 }
 
@@ -235,7 +235,7 @@ func (r *Run) Replay() string { return ReplayCommand(r.Result) }
 
 // ReplayCommand is the command that runs res's experiment again with the
 // same seed and variables.
-func ReplayCommand(res runner.Result) string {
+func ReplayCommand(res record.Result) string {
 	if res.Replay != "" {
 		return res.Replay
 	}

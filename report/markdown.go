@@ -5,10 +5,10 @@ import (
 	"io"
 	"strings"
 
-	"github.com/faultline/faultline/runner"
+	"github.com/faultline/faultline/record"
 )
 
-var verdictEmoji = map[string]string{runner.Passed: "✅", runner.Failed: "❌", runner.Aborted: "🛑", runner.Error: "⚠️", Incomplete: "⚠️"}
+var verdictEmoji = map[string]string{record.Passed: "✅", record.Failed: "❌", record.Aborted: "🛑", record.Error: "⚠️", Incomplete: "⚠️"}
 
 // mdEscape keeps a value from breaking a Markdown table.
 func mdEscape(s string) string {
@@ -37,10 +37,10 @@ func (r *Run) Markdown(w io.Writer, link string) error {
 		for _, c := range res.Checks {
 			measured, limit := c.Detail, ""
 			if c.Value != nil {
-				measured = runner.FormatValue(*c.Value, c.Unit)
+				measured = record.FormatValue(*c.Value, c.Unit)
 			}
 			if c.Threshold != nil {
-				limit = runner.FormatValue(*c.Threshold, c.Unit)
+				limit = record.FormatValue(*c.Threshold, c.Unit)
 			}
 			state, cond := "✅ held", "`"+c.Condition+"`"
 			switch {
