@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/faultline/faultline/process"
 )
 
 // Event types.
@@ -45,6 +47,27 @@ type Event struct {
 	// Runner is the process writing the journal, on run_start: recover
 	// leaves alone a run whose runner is still alive.
 	Runner *Proc `json:"runner,omitempty"`
+	// File, Seed and Run are the experiment file, the seed and the run's
+	// id, on run_start (older journals say them in Message only).
+	File string `json:"file,omitempty"`
+	Seed int64  `json:"seed,omitempty"`
+	Run  string `json:"run,omitempty"`
+	// Launch, on an Intent, says the step launches a target's process
+	// rather than injecting a fault (older journals name such steps
+	// "launch TARGET[i]").
+	Launch *Launch `json:"launch,omitempty"`
+}
+
+// Launch names the instance of a target that a step launched.
+type Launch struct {
+	Target   string `json:"target"`
+	Instance int    `json:"instance"`
+}
+
+// Launches reports whether an event launches a target's process, in
+// this journal's words or an older one's.
+func (e Event) Launches() bool {
+	return e.Launch != nil || e.Type == Intent && strings.HasPrefix(e.Name, "launch ")
 }
 
 // Undo says how to reverse one change, with no state but itself.
@@ -79,12 +102,8 @@ type Undo struct {
 	Command []string `json:"command,omitempty"`
 }
 
-// Proc is a process as the kernel knows it: pid and start time (clock
-// ticks since boot, field 22 of /proc/PID/stat).
-type Proc struct {
-	PID   int    `json:"pid"`
-	Start uint64 `json:"start"`
-}
+// Proc is a process with its start time (package process).
+type Proc = process.Proc
 
 // Writer appends events to a journal file.
 type Writer struct {

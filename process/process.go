@@ -11,9 +11,15 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/faultline/faultline/journal"
 )
+
+// Proc is a process as the kernel knows it: pid and start time (clock
+// ticks since boot, field 22 of /proc/PID/stat), so that a recycled pid is
+// never taken for the process that had it.
+type Proc struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
 
 // ErrGone means the process exited, or its pid now belongs to another.
 var ErrGone = errors.New("process is gone")
@@ -56,14 +62,14 @@ func statAll(pid int) (ppid int, state byte, pgrp int, flags uint64, start uint6
 }
 
 // Identify returns pid with its start time.
-func Identify(pid int) (journal.Proc, error) {
+func Identify(pid int) (Proc, error) {
 	_, _, start, err := stat(pid)
-	return journal.Proc{PID: pid, Start: start}, err
+	return Proc{PID: pid, Start: start}, err
 }
 
 // State returns a process's state letter (R, S, T for stopped, Z, ...),
 // checking that it is still the same process.
-func State(p journal.Proc) (byte, error) {
+func State(p Proc) (byte, error) {
 	_, st, start, err := stat(p.PID)
 	if err != nil {
 		return 0, err
@@ -77,13 +83,13 @@ func State(p journal.Proc) (byte, error) {
 // Alive reports whether p still runs: it exists, is the same process, and
 // is not a zombie waiting for its parent (a killed runner its shell has not
 // reaped yet is gone for every purpose here).
-func Alive(p journal.Proc) bool {
+func Alive(p Proc) bool {
 	st, err := State(p)
 	return err == nil && st != 'Z' && st != 'X'
 }
 
 // Tree returns pid and all its descendants, parents before children.
-func Tree(pid int) ([]journal.Proc, error) {
+func Tree(pid int) ([]Proc, error) {
 	root, err := Identify(pid)
 	if err != nil {
 		return nil, err
@@ -102,7 +108,7 @@ func Tree(pid int) ([]journal.Proc, error) {
 			children[ppid] = append(children[ppid], p)
 		}
 	}
-	out := []journal.Proc{root}
+	out := []Proc{root}
 	for i := 0; i < len(out); i++ {
 		for _, c := range children[out[i].PID] {
 			if p, err := Identify(c); err == nil {
@@ -116,7 +122,7 @@ func Tree(pid int) ([]journal.Proc, error) {
 // Signal sends sig to each process whose start time still matches. It
 // returns an error naming the processes it could not signal (ErrGone for
 // those that are no longer there); the others are signalled all the same.
-func Signal(procs []journal.Proc, sig syscall.Signal) error {
+func Signal(procs []Proc, sig syscall.Signal) error {
 	var errs []error
 	for _, p := range procs {
 		if _, err := State(p); err != nil {
@@ -367,7 +373,7 @@ func Find(s Selector) ([]int, error) {
 // group is only touched while it is leader's: a pid is not given to a new
 // process while a group still bears it, so when another process holds the
 // leader's pid now, the group is someone else's and nothing is signalled.
-func SignalGroup(leader journal.Proc, sig syscall.Signal) (int, error) {
+func SignalGroup(leader Proc, sig syscall.Signal) (int, error) {
 	if _, err := State(leader); err == nil {
 		members := groupMembers(leader.PID)
 		if err := syscall.Kill(-leader.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {

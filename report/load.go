@@ -108,6 +108,10 @@ func fromJournal(events []journal.Event) record.Result {
 		switch e.Type {
 		case journal.RunStart:
 			res.Name, res.Started = e.Name, record.Stamp(e.Time)
+			if e.File != "" { // the typed fields; older journals have the message only
+				res.File, res.Seed = e.File, e.Seed
+				continue
+			}
 			for _, kv := range strings.Fields(e.Message) {
 				if k, v, ok := strings.Cut(kv, "="); ok && k == "file" {
 					res.File = v
@@ -121,7 +125,7 @@ func fromJournal(events []journal.Event) record.Result {
 			}
 			res.Phases = append(res.Phases, record.PhaseRecord{Name: e.Name, Start: record.Stamp(e.Time)})
 		case journal.Intent:
-			if e.Name == "" || strings.HasPrefix(e.Name, "launch ") {
+			if e.Name == "" || e.Launches() {
 				continue
 			}
 			i, seen := byName[e.Name] // a fault can take several steps

@@ -354,3 +354,23 @@ func TestRecordedRunsRenderAsBefore(t *testing.T) {
 		})
 	}
 }
+
+// TestIncompleteRunReadsTheTypedFields: a journal that says its file and
+// seed in run_start's own fields (not the message) is read from them.
+func TestIncompleteRunReadsTheTypedFields(t *testing.T) {
+	dir := t.TempDir()
+	j := `{"time":"2026-12-01T10:00:00Z","type":"run_start","name":"typed","file":"exp.yaml","seed":99,"run":"abc"}
+{"time":"2026-12-01T10:00:01Z","type":"intent","id":"1","name":"launch svc[0]","launch":{"target":"svc","instance":0},"undo":{"kind":"kill","procs":[{"pid":1,"start":1}]}}
+{"time":"2026-12-01T10:00:02Z","type":"intent","id":"2","name":"slow","message":"add toxic"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "journal.jsonl"), []byte(j), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := report.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Result.File != "exp.yaml" || r.Result.Seed != 99 || len(r.Result.Faults) != 1 || r.Result.Faults[0].Name != "slow" {
+		t.Fatalf("rebuilt result: file %q seed %d faults %+v; want exp.yaml, 99 and the one fault (not the launch)", r.Result.File, r.Result.Seed, r.Result.Faults)
+	}
+}

@@ -140,7 +140,8 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 		r.res.Vars = map[string]string{}
 	}
 	self, _ := process.Identify(os.Getpid())
-	_ = r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Runner: &self, Message: fmt.Sprintf("file=%s seed=%d run=%s", x.File, opts.Seed, r.id)})
+	_ = r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Runner: &self, File: x.File, Seed: opts.Seed, Run: r.id,
+		Message: fmt.Sprintf("file=%s seed=%d run=%s", x.File, opts.Seed, r.id)})
 
 	// Whatever happens below, faults are reverted and what was launched is
 	// stopped; a panic is turned into an ERROR verdict after that.

@@ -233,6 +233,7 @@ func (r *run) launch(ctx context.Context, t *target, in *instance) error {
 	in.proc, _ = process.Identify(cmd.Process.Pid)
 	id := r.nextID()
 	_ = r.j.Append(journal.Event{Type: journal.Intent, ID: id, Name: fmt.Sprintf("launch %s[%d]", t.spec.Name, in.index),
+		Launch: &journal.Launch{Target: t.spec.Name, Instance: in.index},
 		Undo: &journal.Undo{Kind: "kill", Procs: []journal.Proc{in.proc}, Group: true}})
 	in.launchID = id
 	if in.ready == "" {

@@ -9,7 +9,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/faultline/faultline/journal"
@@ -27,7 +26,7 @@ func main() {
 	launches := map[string]bool{} // launched processes, stopped at teardown: not faults
 	for _, e := range events {
 		switch {
-		case e.Type == journal.Intent && strings.HasPrefix(e.Name, "launch "):
+		case e.Launches():
 			launches[e.ID] = true
 		case e.Type == journal.Note && e.Name == "stop_condition":
 			fired = e.Time

@@ -137,7 +137,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				}
 				for _, e := range open {
 					switch {
-					case e.Undo != nil && e.Undo.Kind == "kill" && strings.HasPrefix(e.Name, "launch "): // a target's process, not a fault
+					case e.Launches(): // a target's process, not a fault
 					case e.Undo != nil:
 						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, inPlace(e))
 					case e.Message != "":
