@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"fmt"
+	"github.com/faultline/faultline/internal/decode"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,7 +61,7 @@ func ParseCondition(s string) (Condition, error) {
 	case "":
 		return c, fmt.Errorf("empty condition: want METRIC OP VALUE, e.g. error_rate < 1%%")
 	default:
-		return c, fmt.Errorf("unknown metric %q%s", m, suggest(m, []string{"error_rate", "latency", "throughput"}))
+		return c, fmt.Errorf("unknown metric %q%s", m, decode.Suggest(m, []string{"error_rate", "latency", "throughput"}))
 	}
 	op := next()
 	if op == "of" {

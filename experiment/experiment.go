@@ -1,8 +1,8 @@
 package experiment
 
 import (
-	"errors"
 	"fmt"
+	"github.com/faultline/faultline/internal/decode"
 	"maps"
 	"net"
 	"net/url"
@@ -402,171 +402,88 @@ var topKeys = []string{"version", "name", "description", "hypothesis", "targets"
 // once, each an *Error with its line, column and field, joined with
 // errors.Join.
 func Parse(file string, data []byte, opts Options) (*Experiment, error) {
-	d := &decoder{file: file}
-	root, err := document(file, data, "an experiment needs at least name, targets, faults and stop_when")
+	d := &decoder{decode.New(file)}
+	root, err := decode.Document(file, data, "an experiment needs at least name, targets, faults and stop_when")
 	if err != nil {
 		return nil, err
 	}
-	expandVars(d, root, opts.Vars, "")
+	d.ExpandVars(root, opts.Vars, "")
 	x := &Experiment{File: file, Baseline: DefaultBaseline, Recovery: DefaultRecovery, MaxTargets: DefaultMaxTargets, MaxDuration: DefaultMaxDuration}
-	f := d.mapping(root, "", topKeys...)
-	if n := f.get("version"); n != nil {
+	f := d.Mapping(root, "", topKeys...)
+	if n := f.Get("version"); n != nil {
 		if n.Value != "1" {
-			d.errorf(n, "version", "only version 1 is known, got %s", kindName(n))
+			d.Errorf(n, "version", "only version 1 is known, got %s", decode.KindName(n))
 		}
 	}
-	if n := f.get("name"); n != nil {
-		x.Name = d.str(n, "name")
+	if n := f.Get("name"); n != nil {
+		x.Name = d.Str(n, "name")
 	} else {
-		d.errorf(root, "name", "required")
+		d.Errorf(root, "name", "required")
 	}
-	if n := f.get("description"); n != nil {
-		x.Description = d.str(n, "description")
+	if n := f.Get("description"); n != nil {
+		x.Description = d.Str(n, "description")
 	}
-	if n := f.get("hypothesis"); n != nil {
-		x.Hypothesis = d.str(n, "hypothesis")
+	if n := f.Get("hypothesis"); n != nil {
+		x.Hypothesis = d.Str(n, "hypothesis")
 	}
-	if n := f.get("targets"); n != nil {
+	if n := f.Get("targets"); n != nil {
 		x.Targets = d.targets(n)
 	}
-	if n := f.get("traffic"); n != nil {
+	if n := f.Get("traffic"); n != nil {
 		x.Traffic = d.traffic(n)
 	}
-	if n := f.get("steady_state"); n != nil {
+	if n := f.Get("steady_state"); n != nil {
 		x.SteadyState = d.steadyState(n)
 	}
-	if n := f.get("baseline"); n != nil {
-		x.Baseline = d.positive(n, "baseline")
+	if n := f.Get("baseline"); n != nil {
+		x.Baseline = d.Positive(n, "baseline")
 	}
-	if n := f.get("inject"); n != nil {
-		x.Inject = d.positive(n, "inject")
+	if n := f.Get("inject"); n != nil {
+		x.Inject = d.Positive(n, "inject")
 	}
-	if n := f.get("recovery"); n != nil {
-		x.Recovery = d.duration(n, "recovery")
+	if n := f.Get("recovery"); n != nil {
+		x.Recovery = d.Duration(n, "recovery")
 	}
-	if n := f.get("max_targets"); n != nil {
-		if x.MaxTargets = d.integer(n, "max_targets"); x.MaxTargets < 1 {
-			d.errorf(n, "max_targets", "must be at least 1")
+	if n := f.Get("max_targets"); n != nil {
+		if x.MaxTargets = d.Integer(n, "max_targets"); x.MaxTargets < 1 {
+			d.Errorf(n, "max_targets", "must be at least 1")
 		}
 	}
-	if n := f.get("max_duration"); n != nil {
-		x.MaxDuration = d.positive(n, "max_duration")
+	if n := f.Get("max_duration"); n != nil {
+		x.MaxDuration = d.Positive(n, "max_duration")
 	}
-	faultsNode := f.get("faults")
+	faultsNode := f.Get("faults")
 	if faultsNode != nil {
 		x.Faults = d.faults(faultsNode)
 	}
 	if len(x.Faults) == 0 && faultsNode == nil {
-		d.errorf(root, "faults", "required: an experiment without faults tests nothing")
+		d.Errorf(root, "faults", "required: an experiment without faults tests nothing")
 	} else if len(x.Faults) == 0 && faultsNode.Kind == yaml.SequenceNode {
-		d.errorf(faultsNode, "faults", "empty: an experiment without faults tests nothing")
+		d.Errorf(faultsNode, "faults", "empty: an experiment without faults tests nothing")
 	}
-	if f.get("targets") == nil && slices.ContainsFunc(x.Faults, func(ft Fault) bool { return ft.Target != "" }) {
-		d.errorf(root, "targets", "required: what the faults act on")
+	if f.Get("targets") == nil && slices.ContainsFunc(x.Faults, func(ft Fault) bool { return ft.Target != "" }) {
+		d.Errorf(root, "targets", "required: what the faults act on")
 	}
-	if n := f.get("stop_when"); n != nil {
+	if n := f.Get("stop_when"); n != nil {
 		x.StopWhen = d.conditions(n, "stop_when")
 	}
 	// A stop_when whose entries are all wrong has its own errors already.
-	if sw := f.get("stop_when"); (sw == nil || sw.Kind == yaml.SequenceNode && len(sw.Content) == 0) && !opts.AllowNoStop {
+	if sw := f.Get("stop_when"); (sw == nil || sw.Kind == yaml.SequenceNode && len(sw.Content) == 0) && !opts.AllowNoStop {
 		// At the faults that would run without a safety net, else the top.
 		at := root
-		if k := f.key("faults"); k != nil {
+		if k := f.Key("faults"); k != nil {
 			at = k
 		}
 		if sw != nil {
 			at = sw
 		}
-		d.errorf(at, "stop_when", "no stop condition: add one (e.g. error_rate > 50%% for 5s) or run with --allow-no-stop")
+		d.Errorf(at, "stop_when", "no stop condition: add one (e.g. error_rate > 50%% for 5s) or run with --allow-no-stop")
 	}
 	d.check(x, root, f)
-	if len(d.errs) > 0 {
-		slices.SortStableFunc(d.errs, func(a, b error) int {
-			pa, pb := a.(*Error).Pos, b.(*Error).Pos
-			if pa.Line != pb.Line {
-				return pa.Line - pb.Line
-			}
-			return pa.Col - pb.Col
-		})
-		return nil, errors.Join(d.errs...)
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return x, nil
-}
-
-// document reads a YAML file's top node, or the error naming its line; an
-// empty file's error says what the file needs (need).
-func document(file string, data []byte, need string) (*yaml.Node, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg, line := yamlProblem(err)
-		// yaml.v3 gives the line of the enclosing block for many errors, and
-		// counts some from 0: the first line after which the file fails the
-		// same way is where the problem is.
-		if at := firstFailingLine(data, msg, line-1); at > 0 {
-			line = at
-		}
-		switch {
-		case strings.Contains(msg, "expected ',' or"):
-			msg += " (a [ or { not closed, or a value holding { } or , inside [ ] or { } without quotes)"
-		case strings.Contains(msg, "expected key"), strings.Contains(msg, "expected '-' indicator"):
-			msg += " (check the indentation of this line against the lines above)"
-		}
-		return nil, errors.Join(&Error{File: file, Pos: Pos{line, 1}, Msg: "not valid YAML: " + msg})
-	}
-	if len(doc.Content) == 0 {
-		return nil, errors.Join(&Error{File: file, Pos: Pos{1, 1}, Msg: "empty file: " + need})
-	}
-	return doc.Content[0], nil
-}
-
-// yamlProblem splits a yaml.v3 error into its message and the line it
-// gives (1 if none).
-func yamlProblem(err error) (string, int) {
-	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 1
-	if m := regexp.MustCompile(`^line (\d+): `).FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = strings.TrimPrefix(msg, m[0])
-	}
-	return msg, line
-}
-
-// firstFailingLine returns the first line n, from line from on, such that
-// the file's first n lines fail to parse with msg; 0 if the whole file
-// does not fail that way. A YAML syntax error stays once a prefix has it,
-// so the line is searched in halves: a few parses, whatever the size.
-// (The line yaml.v3 gives is never more than one past the problem's.)
-func firstFailingLine(data []byte, msg string, from int) int {
-	var ends []int // ends[n-1]: the length of the first n lines
-	for i, c := range data {
-		if c == '\n' {
-			ends = append(ends, i+1)
-		}
-	}
-	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
-		ends = append(ends, len(data))
-	}
-	fails := func(n int) bool {
-		var doc yaml.Node
-		err := yaml.Unmarshal(data[:ends[n-1]], &doc)
-		if err == nil {
-			return false
-		}
-		m, _ := yamlProblem(err)
-		return m == msg
-	}
-	lo, hi := max(from, 1), len(ends)
-	if lo > hi || !fails(hi) {
-		return 0
-	}
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if fails(mid) {
-			hi = mid
-		} else {
-			lo = mid + 1
-		}
-	}
-	return lo
 }
 
 // ParseFile reads and parses an experiment file.
@@ -578,55 +495,17 @@ func ParseFile(path string, opts Options) (*Experiment, error) {
 	return Parse(path, data, opts)
 }
 
-var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-(?:[^{}]|\{[^{}]*\})*)?\}`)
-
-// expandVars replaces ${NAME} in every scalar, from vars or the
-// environment; an undefined one is an error at its place and field.
-func expandVars(d *decoder, n *yaml.Node, vars map[string]string, field string) {
-	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
-		n.Value = varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
-			g := varRE.FindStringSubmatch(m)
-			name := g[1]
-			if v, ok := vars[name]; ok {
-				return v
-			}
-			if v, ok := os.LookupEnv(name); ok {
-				return v
-			}
-			if def, ok := strings.CutPrefix(g[2], ":-"); ok {
-				return def
-			}
-			d.errorf(n, field, "${%s} is not defined: give --var %s=VALUE or set it in the environment", name, name)
-			if d.undefined == nil {
-				d.undefined = map[*yaml.Node]bool{}
-			}
-			d.undefined[n] = true
-			return m
-		})
-	}
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			expandVars(d, n.Content[i+1], vars, join(field, n.Content[i].Value))
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			expandVars(d, c, vars, fmt.Sprintf("%s[%d]", field, i))
-		}
-	}
-}
-
 func (d *decoder) targets(n *yaml.Node) []Target {
-	f := d.mapping(n, "targets")
-	if n.Kind == yaml.MappingNode && len(f.keys) == 0 {
-		d.errorf(n, "targets", "empty: name at least one target")
+	f := d.Mapping(n, "targets")
+	if n.Kind == yaml.MappingNode && len(f.Keys) == 0 {
+		d.Errorf(n, "targets", "empty: name at least one target")
 	}
 	var out []Target
-	for _, k := range f.keys {
+	for _, k := range f.Keys {
 		field := "targets." + k.Value
 		t := Target{Name: k.Value, Pos: pos(k)}
-		tf := d.mapping(f.get(k.Value), field, targetKeys...)
-		p, px, dn, pd := tf.get("process"), tf.get("proxy"), tf.get("dns"), tf.get("pods")
+		tf := d.Mapping(f.Get(k.Value), field, targetKeys...)
+		p, px, dn, pd := tf.Get("process"), tf.Get("proxy"), tf.Get("dns"), tf.Get("pods")
 		given := 0
 		for _, x := range []*yaml.Node{p, px, dn, pd} {
 			if x != nil {
@@ -635,7 +514,7 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 		}
 		switch {
 		case given > 1:
-			d.errorf(k, field, "a target is a process, a proxy, a dns resolver or pods, one of them")
+			d.Errorf(k, field, "a target is a process, a proxy, a dns resolver or pods, one of them")
 		case pd != nil:
 			t.Pods = d.podsTarget(pd, field+".pods")
 		case p != nil:
@@ -645,13 +524,13 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 		case dn != nil:
 			t.DNS = d.dnsTarget(dn, field+".dns")
 		default:
-			d.errorf(k, field, "want process:, proxy:, dns: or pods:")
+			d.Errorf(k, field, "want process:, proxy:, dns: or pods:")
 		}
-		if tg := tf.get("tags"); tg != nil {
+		if tg := tf.Get("tags"); tg != nil {
 			t.Tags = map[string][]string{}
-			tgf := d.mapping(tg, field+".tags")
-			for _, tk := range tgf.keys {
-				t.Tags[tk.Value] = d.strList(tgf.get(tk.Value), field+".tags."+tk.Value, true)
+			tgf := d.Mapping(tg, field+".tags")
+			for _, tk := range tgf.Keys {
+				t.Tags[tk.Value] = d.StrList(tgf.Get(tk.Value), field+".tags."+tk.Value, true)
 			}
 		}
 		out = append(out, t)
@@ -660,125 +539,125 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 }
 
 func (d *decoder) process(n *yaml.Node, field string) *ProcessTarget {
-	f := d.mapping(n, field, processKeys...)
+	f := d.Mapping(n, field, processKeys...)
 	p := &ProcessTarget{Instances: 1}
 	ways := 0
-	if c := f.get("command"); c != nil {
+	if c := f.Get("command"); c != nil {
 		ways++
-		if p.Command = d.strList(c, field+".command", false); len(p.Command) == 0 && c.Kind == yaml.SequenceNode {
-			d.errorf(c, field+".command", "empty")
+		if p.Command = d.StrList(c, field+".command", false); len(p.Command) == 0 && c.Kind == yaml.SequenceNode {
+			d.Errorf(c, field+".command", "empty")
 		}
 	}
-	if c := f.get("match"); c != nil {
+	if c := f.Get("match"); c != nil {
 		ways++
-		p.Match = d.str(c, field+".match")
+		p.Match = d.Str(c, field+".match")
 		if _, err := regexp.Compile(p.Match); err != nil {
-			d.errorf(c, field+".match", "not a valid regexp: %v", err)
+			d.Errorf(c, field+".match", "not a valid regexp: %v", err)
 		}
 	}
-	if c := f.get("pid"); c != nil {
+	if c := f.Get("pid"); c != nil {
 		ways++
-		if p.PID = d.integer(c, field+".pid"); p.PID <= 1 {
-			d.errorf(c, field+".pid", "want a process id above 1")
+		if p.PID = d.Integer(c, field+".pid"); p.PID <= 1 {
+			d.Errorf(c, field+".pid", "want a process id above 1")
 		}
 	}
-	if c := f.get("pidfile"); c != nil {
+	if c := f.Get("pidfile"); c != nil {
 		ways++
-		p.PIDFile = d.str(c, field+".pidfile")
+		p.PIDFile = d.Str(c, field+".pidfile")
 	}
 	if ways != 1 {
-		d.errorf(n, field, "give exactly one of command (launched by the run), match, pid or pidfile (already running)")
+		d.Errorf(n, field, "give exactly one of command (launched by the run), match, pid or pidfile (already running)")
 	}
-	if c := f.get("ready"); c != nil {
-		p.Ready = d.str(c, field+".ready")
+	if c := f.Get("ready"); c != nil {
+		p.Ready = d.Str(c, field+".ready")
 	}
-	if c := f.get("instances"); c != nil {
-		p.Instances = d.integer(c, field+".instances")
+	if c := f.Get("instances"); c != nil {
+		p.Instances = d.Integer(c, field+".instances")
 		switch {
 		case p.Instances < 1:
-			d.errorf(c, field+".instances", "must be at least 1")
+			d.Errorf(c, field+".instances", "must be at least 1")
 		case len(p.Command) == 0:
-			d.errorf(c, field+".instances", "only a launched process (command) can have instances")
+			d.Errorf(c, field+".instances", "only a launched process (command) can have instances")
 		}
 	}
-	if c := f.get("allow_other_users"); c != nil {
-		p.AllowOtherUsers = d.boolean(c, field+".allow_other_users")
+	if c := f.Get("allow_other_users"); c != nil {
+		p.AllowOtherUsers = d.Boolean(c, field+".allow_other_users")
 		if len(p.Command) > 0 {
-			d.errorf(c, field+".allow_other_users", "a launched process runs as faultline's user; allow_other_users is for processes the run did not launch")
+			d.Errorf(c, field+".allow_other_users", "a launched process runs as faultline's user; allow_other_users is for processes the run did not launch")
 		}
 	}
-	if c := f.get("restart"); c != nil {
-		p.Restart = d.strList(c, field+".restart", false)
+	if c := f.Get("restart"); c != nil {
+		p.Restart = d.StrList(c, field+".restart", false)
 		if len(p.Command) > 0 {
-			d.errorf(c, field+".restart", "a launched process is restarted with its own command; restart is for processes the run did not launch")
+			d.Errorf(c, field+".restart", "a launched process is restarted with its own command; restart is for processes the run did not launch")
 		}
 	}
 	return p
 }
 
 func (d *decoder) proxyTarget(n *yaml.Node, field string) *ProxyTarget {
-	f := d.mapping(n, field, proxyKeys...)
+	f := d.Mapping(n, field, proxyKeys...)
 	p := &ProxyTarget{}
 	for key, dst := range map[string]*string{"listen": &p.Listen, "upstream": &p.Upstream, "api": &p.API, "name": &p.Name, "token": &p.Token} {
-		if v := f.get(key); v != nil {
-			*dst = d.str(v, field+"."+key)
+		if v := f.Get(key); v != nil {
+			*dst = d.Str(v, field+"."+key)
 		}
 	}
 	for _, key := range []string{"listen", "upstream"} {
-		if v := f.get(key); v != nil && v.Value != "" && !hostPort(v.Value) {
-			d.errorf(v, field+"."+key, "want HOST:PORT (e.g. 127.0.0.1:0 for a free port, or {NAME.addr}), got %q", v.Value)
+		if v := f.Get(key); v != nil && v.Value != "" && !hostPort(v.Value) {
+			d.Errorf(v, field+"."+key, "want HOST:PORT (e.g. 127.0.0.1:0 for a free port, or {NAME.addr}), got %q", v.Value)
 		}
 	}
 	embedded, remote := p.Listen != "" || p.Upstream != "", p.API != "" || p.Name != ""
 	switch {
 	case embedded && remote:
-		d.errorf(n, field, "an embedded proxy (listen, upstream) or a remote one (api, name), not both")
+		d.Errorf(n, field, "an embedded proxy (listen, upstream) or a remote one (api, name), not both")
 	case embedded && (p.Listen == "" || p.Upstream == ""):
-		d.errorf(n, field, "an embedded proxy needs both listen and upstream")
+		d.Errorf(n, field, "an embedded proxy needs both listen and upstream")
 	case remote && (p.API == "" || p.Name == ""):
-		d.errorf(n, field, "a remote proxy needs both api (its server's URL) and name")
+		d.Errorf(n, field, "a remote proxy needs both api (its server's URL) and name")
 	case !embedded && !remote:
-		d.errorf(n, field, "want listen and upstream (embedded proxy) or api and name (remote proxy)")
+		d.Errorf(n, field, "want listen and upstream (embedded proxy) or api and name (remote proxy)")
 	}
 	return p
 }
 
 func (d *decoder) podsTarget(n *yaml.Node, field string) *PodsTarget {
-	f := d.mapping(n, field, podsKeys...)
+	f := d.Mapping(n, field, podsKeys...)
 	t := &PodsTarget{Namespace: "default"}
-	if v := f.get("namespace"); v != nil {
-		t.Namespace = d.str(v, field+".namespace")
+	if v := f.Get("namespace"); v != nil {
+		t.Namespace = d.Str(v, field+".namespace")
 	}
-	if v := f.get("selector"); v != nil {
-		t.Selector = d.str(v, field+".selector")
+	if v := f.Get("selector"); v != nil {
+		t.Selector = d.Str(v, field+".selector")
 	} else {
-		d.errorf(n, field+".selector", "required: a label selector, e.g. app=checkout")
+		d.Errorf(n, field+".selector", "required: a label selector, e.g. app=checkout")
 	}
-	if v := f.get("kubeconfig"); v != nil {
-		t.Kubeconfig = d.str(v, field+".kubeconfig")
+	if v := f.Get("kubeconfig"); v != nil {
+		t.Kubeconfig = d.Str(v, field+".kubeconfig")
 	}
 	return t
 }
 
 func (d *decoder) dnsTarget(n *yaml.Node, field string) *DNSTarget {
-	f := d.mapping(n, field, dnsKeys...)
+	f := d.Mapping(n, field, dnsKeys...)
 	t := &DNSTarget{Listen: "127.0.0.1:0"}
-	if v := f.get("listen"); v != nil {
-		t.Listen = d.str(v, field+".listen")
+	if v := f.Get("listen"); v != nil {
+		t.Listen = d.Str(v, field+".listen")
 	}
-	if v := f.get("upstream"); v != nil {
-		t.Upstream = d.str(v, field+".upstream")
+	if v := f.Get("upstream"); v != nil {
+		t.Upstream = d.Str(v, field+".upstream")
 		if _, _, err := net.SplitHostPort(t.Upstream); err != nil {
-			d.errorf(v, field+".upstream", "want HOST:PORT of a resolver, e.g. 127.0.0.53:53")
+			d.Errorf(v, field+".upstream", "want HOST:PORT of a resolver, e.g. 127.0.0.53:53")
 		}
 	}
-	if v := f.get("records"); v != nil {
+	if v := f.Get("records"); v != nil {
 		t.Records = map[string]string{}
-		rf := d.mapping(v, field+".records")
-		for _, k := range rf.keys {
-			ip := d.str(rf.get(k.Value), field+".records."+k.Value)
+		rf := d.Mapping(v, field+".records")
+		for _, k := range rf.Keys {
+			ip := d.Str(rf.Get(k.Value), field+".records."+k.Value)
 			if net.ParseIP(ip) == nil {
-				d.errorf(rf.get(k.Value), field+".records."+k.Value, "want an IP address, got %q", ip)
+				d.Errorf(rf.Get(k.Value), field+".records."+k.Value, "want an IP address, got %q", ip)
 			}
 			t.Records[k.Value] = ip
 		}
@@ -787,28 +666,28 @@ func (d *decoder) dnsTarget(n *yaml.Node, field string) *DNSTarget {
 }
 
 func (d *decoder) traffic(n *yaml.Node) *Traffic {
-	f := d.mapping(n, "traffic", trafficKeys...)
+	f := d.Mapping(n, "traffic", trafficKeys...)
 	t := &Traffic{Timeout: DefaultTimeout}
-	if r := f.get("rate"); r != nil {
-		s, _ := strings.CutSuffix(d.str(r, "traffic.rate"), "/s")
+	if r := f.Get("rate"); r != nil {
+		s, _ := strings.CutSuffix(d.Str(r, "traffic.rate"), "/s")
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil || v <= 0 {
-			d.errorf(r, "traffic.rate", "want requests per second such as 40/s, got %s", kindName(r))
+			d.Errorf(r, "traffic.rate", "want requests per second such as 40/s, got %s", decode.KindName(r))
 		}
 		t.Rate = v
 	} else {
-		d.errorf(n, "traffic.rate", "required, e.g. rate: 40/s")
+		d.Errorf(n, "traffic.rate", "required, e.g. rate: 40/s")
 	}
-	if v := f.get("timeout"); v != nil {
-		t.Timeout = d.positive(v, "traffic.timeout")
+	if v := f.Get("timeout"); v != nil {
+		t.Timeout = d.Positive(v, "traffic.timeout")
 	}
-	rq := f.get("requests")
+	rq := f.Get("requests")
 	if rq == nil || rq.Kind != yaml.SequenceNode || len(rq.Content) == 0 {
 		at := n
 		if rq != nil {
 			at = rq
 		}
-		d.errorf(at, "traffic.requests", "want a list of requests, e.g. - GET http://127.0.0.1:8080/")
+		d.Errorf(at, "traffic.requests", "want a list of requests, e.g. - GET http://127.0.0.1:8080/")
 		return t
 	}
 	names := map[string]bool{}
@@ -818,38 +697,38 @@ func (d *decoder) traffic(n *yaml.Node) *Traffic {
 		if r.Kind == yaml.ScalarNode {
 			req.Method, req.URL = splitRequest(r.Value)
 		} else {
-			rf := d.mapping(r, field, requestKeys...)
-			if v := rf.get("name"); v != nil {
-				req.Name = d.str(v, field+".name")
+			rf := d.Mapping(r, field, requestKeys...)
+			if v := rf.Get("name"); v != nil {
+				req.Name = d.Str(v, field+".name")
 			}
-			if v := rf.get("method"); v != nil {
-				req.Method = strings.ToUpper(d.str(v, field+".method"))
+			if v := rf.Get("method"); v != nil {
+				req.Method = strings.ToUpper(d.Str(v, field+".method"))
 			}
-			if v := rf.get("url"); v != nil {
-				req.URL = d.str(v, field+".url")
+			if v := rf.Get("url"); v != nil {
+				req.URL = d.Str(v, field+".url")
 			}
-			if v := rf.get("body"); v != nil {
-				req.Body = d.str(v, field+".body")
+			if v := rf.Get("body"); v != nil {
+				req.Body = d.Str(v, field+".body")
 			}
-			if v := rf.get("weight"); v != nil {
-				if req.Weight = d.number(v, field+".weight"); req.Weight <= 0 {
-					d.errorf(v, field+".weight", "must be > 0")
+			if v := rf.Get("weight"); v != nil {
+				if req.Weight = d.Number(v, field+".weight"); req.Weight <= 0 {
+					d.Errorf(v, field+".weight", "must be > 0")
 				}
 			}
-			if v := rf.get("headers"); v != nil {
+			if v := rf.Get("headers"); v != nil {
 				req.Headers = map[string]string{}
-				hf := d.mapping(v, field+".headers")
-				for _, hk := range hf.keys {
-					req.Headers[hk.Value] = d.str(hf.get(hk.Value), field+".headers."+hk.Value)
+				hf := d.Mapping(v, field+".headers")
+				for _, hk := range hf.Keys {
+					req.Headers[hk.Value] = d.Str(hf.Get(hk.Value), field+".headers."+hk.Value)
 				}
 			}
 		}
 		if !strings.HasPrefix(req.URL, "http://") && !strings.HasPrefix(req.URL, "https://") {
-			d.errorf(r, field, "want an http:// or https:// URL, got %q", req.URL)
+			d.Errorf(r, field, "want an http:// or https:// URL, got %q", req.URL)
 		}
 		if req.Name != "" {
 			if names[req.Name] {
-				d.errorf(r, field+".name", "%q names two requests", req.Name)
+				d.Errorf(r, field+".name", "%q names two requests", req.Name)
 			}
 			names[req.Name] = true
 		}
@@ -868,19 +747,19 @@ func splitRequest(s string) (method, url string) {
 
 func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
 	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, field, "want a list of conditions, got %s", kindName(n))
+		d.Errorf(n, field, "want a list of conditions, got %s", decode.KindName(n))
 		return nil
 	}
 	var out []Condition
 	for i, c := range n.Content {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		s := d.str(c, f)
+		s := d.Str(c, f)
 		if s == "" {
 			continue
 		}
 		cond, err := ParseCondition(s)
 		if err != nil {
-			d.errorf(c, f, "%v", err)
+			d.Errorf(c, f, "%v", err)
 			continue
 		}
 		out = append(out, cond)
@@ -893,7 +772,7 @@ func (d *decoder) steadyState(n *yaml.Node) []Check { return d.checks(n, "steady
 // checks reads a list of conditions and probes at field.
 func (d *decoder) checks(n *yaml.Node, at string) []Check {
 	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, at, "want a list of conditions and probes, got %s", kindName(n))
+		d.Errorf(n, at, "want a list of conditions and probes, got %s", decode.KindName(n))
 		return nil
 	}
 	var out []Check
@@ -903,7 +782,7 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 		if c.Kind == yaml.ScalarNode && strings.HasPrefix(strings.TrimSpace(c.Value), "ready_pods(") {
 			p, err := parseReadyPods(c.Value)
 			if err != nil {
-				d.errorf(c, field, "%v", err)
+				d.Errorf(c, field, "%v", err)
 				continue
 			}
 			ch.Probe = p
@@ -913,42 +792,42 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 		if c.Kind == yaml.ScalarNode {
 			cond, err := ParseCondition(c.Value)
 			if err != nil {
-				d.errorf(c, field, "%v", err)
+				d.Errorf(c, field, "%v", err)
 				continue
 			}
 			ch.Condition = &cond
 			out = append(out, ch)
 			continue
 		}
-		f := d.mapping(c, field, checkKeys...)
-		if v := f.get("phases"); v != nil {
-			ch.Phases = d.strList(v, field+".phases", true)
+		f := d.Mapping(c, field, checkKeys...)
+		if v := f.Get("phases"); v != nil {
+			ch.Phases = d.StrList(v, field+".phases", true)
 			for j, p := range ch.Phases {
 				if !slices.Contains(Phases, p) {
-					d.errorf(v, fmt.Sprintf("%s.phases[%d]", field, j), "unknown phase %q%s", p, suggest(p, Phases))
+					d.Errorf(v, fmt.Sprintf("%s.phases[%d]", field, j), "unknown phase %q%s", p, decode.Suggest(p, Phases))
 				}
 			}
 		}
-		cond, probe := f.get("condition"), f.get("probe")
+		cond, probe := f.Get("condition"), f.Get("probe")
 		switch {
 		case cond != nil && probe != nil:
-			d.errorf(c, field, "an entry is a condition or a probe, not both")
+			d.Errorf(c, field, "an entry is a condition or a probe, not both")
 		case cond != nil && strings.HasPrefix(strings.TrimSpace(cond.Value), "ready_pods("):
 			p, err := parseReadyPods(cond.Value)
 			if err != nil {
-				d.errorf(cond, field+".condition", "%v", err)
+				d.Errorf(cond, field+".condition", "%v", err)
 			}
 			ch.Probe = p
 		case cond != nil:
-			parsed, err := ParseCondition(d.str(cond, field+".condition"))
+			parsed, err := ParseCondition(d.Str(cond, field+".condition"))
 			if err != nil {
-				d.errorf(cond, field+".condition", "%v", err)
+				d.Errorf(cond, field+".condition", "%v", err)
 			}
 			ch.Condition = &parsed
 		case probe != nil:
 			ch.Probe = d.probe(probe, f, field)
 		default:
-			d.errorf(c, field, "want a condition (error_rate < 1%%) or probe: (GET URL, tcp HOST:PORT, command: [...], prometheus: URL)")
+			d.Errorf(c, field, "want a condition (error_rate < 1%%) or probe: (GET URL, tcp HOST:PORT, command: [...], prometheus: URL)")
 		}
 		out = append(out, ch)
 	}
@@ -958,17 +837,17 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 func (d *decoder) probe(n *yaml.Node, f fields, field string) *Probe {
 	p := &Probe{}
 	if n.Kind == yaml.MappingNode {
-		pf := d.mapping(n, field+".probe", probeKeys...)
+		pf := d.Mapping(n, field+".probe", probeKeys...)
 		switch {
-		case pf.get("command") != nil:
-			p.Kind, p.Command, p.Expect = "command", d.strList(pf.get("command"), field+".probe.command", false), "0"
-		case pf.get("prometheus") != nil:
-			p.Kind, p.URL = "prometheus", d.str(pf.get("prometheus"), field+".probe.prometheus")
+		case pf.Get("command") != nil:
+			p.Kind, p.Command, p.Expect = "command", d.StrList(pf.Get("command"), field+".probe.command", false), "0"
+		case pf.Get("prometheus") != nil:
+			p.Kind, p.URL = "prometheus", d.Str(pf.Get("prometheus"), field+".probe.prometheus")
 		default:
-			d.errorf(n, field+".probe", "want command: [...] or prometheus: URL")
+			d.Errorf(n, field+".probe", "want command: [...] or prometheus: URL")
 		}
 	} else {
-		s := d.str(n, field+".probe")
+		s := d.Str(n, field+".probe")
 		if addr, ok := strings.CutPrefix(s, "tcp "); ok {
 			p.Kind, p.Address = "tcp", strings.TrimSpace(addr)
 		} else {
@@ -976,37 +855,37 @@ func (d *decoder) probe(n *yaml.Node, f fields, field string) *Probe {
 			p.Method, p.URL = splitRequest(s)
 			p.Expect = "200"
 			if !strings.HasPrefix(p.URL, "http://") && !strings.HasPrefix(p.URL, "https://") {
-				d.errorf(n, field+".probe", "want METHOD URL, tcp HOST:PORT, command: [...] or prometheus: URL; got %q", s)
+				d.Errorf(n, field+".probe", "want METHOD URL, tcp HOST:PORT, command: [...] or prometheus: URL; got %q", s)
 			}
 		}
 	}
-	if v := f.get("expect"); v != nil {
-		p.Expect = d.str(v, field+".expect")
+	if v := f.Get("expect"); v != nil {
+		p.Expect = d.Str(v, field+".expect")
 		switch p.Kind {
 		case "http", "command":
 			if _, err := strconv.Atoi(p.Expect); err != nil {
-				d.errorf(v, field+".expect", "want a status number, got %q", p.Expect)
+				d.Errorf(v, field+".expect", "want a status number, got %q", p.Expect)
 			}
 		case "prometheus":
 			if !validPromExpect(p.Expect) {
-				d.errorf(v, field+".expect", "want OP VALUE such as < 5, got %q", p.Expect)
+				d.Errorf(v, field+".expect", "want OP VALUE such as < 5, got %q", p.Expect)
 			}
 		case "tcp":
-			d.errorf(v, field+".expect", "a tcp probe passes when it connects: no expect")
+			d.Errorf(v, field+".expect", "a tcp probe passes when it connects: no expect")
 		}
 	}
-	if v := f.get("query"); v != nil {
-		p.Query = d.str(v, field+".query")
+	if v := f.Get("query"); v != nil {
+		p.Query = d.Str(v, field+".query")
 		if p.Kind != "prometheus" {
-			d.errorf(v, field+".query", "only a prometheus probe has a query")
+			d.Errorf(v, field+".query", "only a prometheus probe has a query")
 		}
 	} else if p.Kind == "prometheus" {
-		d.errorf(n, field+".query", "a prometheus probe needs a query")
+		d.Errorf(n, field+".query", "a prometheus probe needs a query")
 	}
-	if v := f.get("body"); v != nil {
-		p.Body = d.str(v, field+".body")
+	if v := f.Get("body"); v != nil {
+		p.Body = d.Str(v, field+".body")
 		if _, err := regexp.Compile(p.Body); err != nil {
-			d.errorf(v, field+".body", "not a valid regexp: %v", err)
+			d.Errorf(v, field+".body", "not a valid regexp: %v", err)
 		}
 	}
 	return p

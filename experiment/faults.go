@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"fmt"
+	"github.com/faultline/faultline/internal/decode"
 	"math"
 	"net/http"
 	"regexp"
@@ -22,57 +23,57 @@ var faultKeys = append([]string{"name", "target", "start", "duration", "select",
 
 func (d *decoder) faults(n *yaml.Node) []Fault {
 	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, "faults", "want a list of faults, got %s", kindName(n))
+		d.Errorf(n, "faults", "want a list of faults, got %s", decode.KindName(n))
 		return nil
 	}
 	var out []Fault
 	names := map[string]bool{}
 	for i, c := range n.Content {
 		field := fmt.Sprintf("faults[%d]", i)
-		f := d.mapping(c, field, faultKeys...)
+		f := d.Mapping(c, field, faultKeys...)
 		ft := Fault{Pos: pos(c), Select: Selection{Mode: "ALL"}, Direction: "downstream", Toxicity: 1}
-		if v := f.get("name"); v != nil {
-			ft.Name = d.str(v, field+".name")
+		if v := f.Get("name"); v != nil {
+			ft.Name = d.Str(v, field+".name")
 			if names[ft.Name] {
-				d.errorf(v, field+".name", "%q names two faults", ft.Name)
+				d.Errorf(v, field+".name", "%q names two faults", ft.Name)
 			}
 			names[ft.Name] = true
 		} else {
-			d.errorf(c, field+".name", "required")
+			d.Errorf(c, field+".name", "required")
 		}
-		if v := f.get("target"); v != nil {
-			ft.Target = d.str(v, field+".target")
+		if v := f.Get("target"); v != nil {
+			ft.Target = d.Str(v, field+".target")
 		}
-		if v := f.get("start"); v != nil {
-			ft.Start = d.duration(v, field+".start")
+		if v := f.Get("start"); v != nil {
+			ft.Start = d.Duration(v, field+".start")
 			if ft.Start < 0 {
-				d.errorf(v, field+".start", "must be >= 0, got %s", v.Value)
+				d.Errorf(v, field+".start", "must be >= 0, got %s", v.Value)
 			}
 		}
-		if v := f.get("duration"); v != nil {
-			ft.Duration = d.positive(v, field+".duration")
+		if v := f.Get("duration"); v != nil {
+			ft.Duration = d.Positive(v, field+".duration")
 		}
-		if v := f.get("select"); v != nil {
+		if v := f.Get("select"); v != nil {
 			ft.Select = d.selection(v, field+".select")
 		}
-		if v := f.get("direction"); v != nil {
-			ft.Direction = d.str(v, field+".direction")
+		if v := f.Get("direction"); v != nil {
+			ft.Direction = d.Str(v, field+".direction")
 			if !slices.Contains([]string{"upstream", "downstream", "both"}, ft.Direction) {
-				d.errorf(v, field+".direction", "want upstream, downstream or both, got %q", ft.Direction)
+				d.Errorf(v, field+".direction", "want upstream, downstream or both, got %q", ft.Direction)
 			}
 		}
-		if v := f.get("toxicity"); v != nil {
-			x := d.number(v, field+".toxicity")
+		if v := f.Get("toxicity"); v != nil {
+			x := d.Number(v, field+".toxicity")
 			if x < 0 || x > 1 {
-				d.errorf(v, field+".toxicity", "must be between 0 and 1, got %v", v.Value)
+				d.Errorf(v, field+".toxicity", "must be between 0 and 1, got %v", v.Value)
 			}
 			ft.Toxicity = float32(x)
 		}
-		if v := f.get("irreversible"); v != nil {
-			ft.Irreversible = d.boolean(v, field+".irreversible")
+		if v := f.Get("irreversible"); v != nil {
+			ft.Irreversible = d.Boolean(v, field+".irreversible")
 		}
 		var given []*yaml.Node
-		for _, k := range f.keys {
+		for _, k := range f.Keys {
 			if slices.Contains(actionKeys, k.Value) {
 				given = append(given, k)
 			}
@@ -80,13 +81,13 @@ func (d *decoder) faults(n *yaml.Node) []Fault {
 		switch len(given) {
 		case 0:
 			// A misspelt action ("latncy") has its own "did you mean" already.
-			if !slices.ContainsFunc(unknownKeys(c, faultKeys), func(k string) bool { return closeTo(k, actionKeys) }) {
-				d.errorf(c, field, "no action: give one of %s", strings.Join(actionKeys, ", "))
+			if !slices.ContainsFunc(decode.UnknownKeys(c, faultKeys), func(k string) bool { return decode.CloseTo(k, actionKeys) }) {
+				d.Errorf(c, field, "no action: give one of %s", strings.Join(actionKeys, ", "))
 			}
 		case 1:
-			ft.Action = d.action(given[0].Value, f.get(given[0].Value), field+"."+given[0].Value)
+			ft.Action = d.action(given[0].Value, f.Get(given[0].Value), field+"."+given[0].Value)
 		default:
-			d.errorf(given[1], field, "one action per fault, got %s and %s", given[0].Value, given[1].Value)
+			d.Errorf(given[1], field, "one action per fault, got %s and %s", given[0].Value, given[1].Value)
 		}
 		out = append(out, ft)
 	}
@@ -104,27 +105,27 @@ func (d *decoder) selection(n *yaml.Node, field string) Selection {
 	if n.Kind == yaml.ScalarNode {
 		return d.selector(n, n.Value, field)
 	}
-	f := d.mapping(n, field, selectKeys...)
-	if v := f.get("tags"); v != nil {
+	f := d.Mapping(n, field, selectKeys...)
+	if v := f.Get("tags"); v != nil {
 		s.Tags = map[string]string{}
-		tf := d.mapping(v, field+".tags")
-		for _, k := range tf.keys {
-			s.Tags[k.Value] = d.str(tf.get(k.Value), field+".tags."+k.Value)
+		tf := d.Mapping(v, field+".tags")
+		for _, k := range tf.Keys {
+			s.Tags[k.Value] = d.Str(tf.Get(k.Value), field+".tags."+k.Value)
 		}
 	}
-	c, p := f.get("count"), f.get("percent")
+	c, p := f.Get("count"), f.Get("percent")
 	switch {
 	case c != nil && p != nil:
-		d.errorf(n, field, "count or percent, not both")
+		d.Errorf(n, field, "count or percent, not both")
 	case c != nil:
-		s.Mode, s.N = "COUNT", d.integer(c, field+".count")
+		s.Mode, s.N = "COUNT", d.Integer(c, field+".count")
 		if s.N < 1 {
-			d.errorf(c, field+".count", "must be at least 1")
+			d.Errorf(c, field+".count", "must be at least 1")
 		}
 	case p != nil:
-		s.Mode, s.N = "PERCENT", d.integer(p, field+".percent")
+		s.Mode, s.N = "PERCENT", d.Integer(p, field+".percent")
 		if s.N < 1 || s.N > 100 {
-			d.errorf(p, field+".percent", "must be 1 to 100")
+			d.Errorf(p, field+".percent", "must be 1 to 100")
 		}
 	}
 	return s
@@ -138,17 +139,17 @@ func (d *decoder) selector(n *yaml.Node, v, field string) Selection {
 	case countRE.MatchString(v):
 		k, _ := strconv.Atoi(countRE.FindStringSubmatch(v)[1])
 		if k < 1 {
-			d.errorf(n, field, "COUNT needs at least 1")
+			d.Errorf(n, field, "COUNT needs at least 1")
 		}
 		return Selection{Mode: "COUNT", N: k}
 	case percentRE.MatchString(v):
 		k, err := strconv.Atoi(percentRE.FindStringSubmatch(v)[1])
 		if err != nil || k < 1 || k > 100 {
-			d.errorf(n, field, "PERCENT takes a whole number from 1 to 100, got %q", v)
+			d.Errorf(n, field, "PERCENT takes a whole number from 1 to 100, got %q", v)
 		}
 		return Selection{Mode: "PERCENT", N: k}
 	}
-	d.errorf(n, field, "want ALL, COUNT(n), PERCENT(n) or {tags: {...}, count|percent: n}, got %q", v)
+	d.Errorf(n, field, "want ALL, COUNT(n), PERCENT(n) or {tags: {...}, count|percent: n}, got %q", v)
 	return Selection{Mode: "ALL"}
 }
 
@@ -156,153 +157,153 @@ func (d *decoder) selector(n *yaml.Node, v, field string) Selection {
 // names with Go durations for times.
 func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 	dur := func(f fields, k string) time.Duration {
-		if v := f.get(k); v != nil {
-			return d.duration(v, field+"."+k)
+		if v := f.Get(k); v != nil {
+			return d.Duration(v, field+"."+k)
 		}
 		return 0
 	}
 	num := func(f fields, k string) int64 {
-		if v := f.get(k); v != nil {
-			return int64(d.integer(v, field+"."+k))
+		if v := f.Get(k); v != nil {
+			return int64(d.Integer(v, field+"."+k))
 		}
 		return 0
 	}
 	var e proxy.Effect
 	switch key {
 	case "latency":
-		f := d.mapping(n, field, "delay", "jitter")
-		if f.get("delay") == nil {
-			d.errorf(n, field+".delay", "required, e.g. latency: {delay: 1s, jitter: 100ms}")
+		f := d.Mapping(n, field, "delay", "jitter")
+		if f.Get("delay") == nil {
+			d.Errorf(n, field+".delay", "required, e.g. latency: {delay: 1s, jitter: 100ms}")
 		}
 		e = proxy.Latency{Delay: dur(f, "delay"), Jitter: dur(f, "jitter")}
 	case "bandwidth":
-		f := d.mapping(n, field, "rate")
-		if f.get("rate") == nil {
-			d.errorf(n, field+".rate", "required: KB/s, e.g. bandwidth: {rate: 100}")
+		f := d.Mapping(n, field, "rate")
+		if f.Get("rate") == nil {
+			d.Errorf(n, field+".rate", "required: KB/s, e.g. bandwidth: {rate: 100}")
 		}
 		e = proxy.Bandwidth{Rate: num(f, "rate")}
 	case "slow_close":
-		e = proxy.SlowClose{Delay: dur(d.mapping(n, field, "delay"), "delay")}
+		e = proxy.SlowClose{Delay: dur(d.Mapping(n, field, "delay"), "delay")}
 	case "timeout":
-		e = proxy.Timeout{Timeout: dur(d.mapping(n, field, "timeout"), "timeout")}
+		e = proxy.Timeout{Timeout: dur(d.Mapping(n, field, "timeout"), "timeout")}
 	case "reset_peer":
-		e = proxy.ResetPeer{Timeout: dur(d.mapping(n, field, "timeout"), "timeout")}
+		e = proxy.ResetPeer{Timeout: dur(d.Mapping(n, field, "timeout"), "timeout")}
 	case "slicer":
-		f := d.mapping(n, field, "average_size", "size_variation", "delay")
+		f := d.Mapping(n, field, "average_size", "size_variation", "delay")
 		e = proxy.Slicer{AverageSize: int(num(f, "average_size")), SizeVariation: int(num(f, "size_variation")), Delay: dur(f, "delay")}
 	case "limit_data":
-		e = proxy.LimitData{Bytes: num(d.mapping(n, field, "bytes"), "bytes")}
+		e = proxy.LimitData{Bytes: num(d.Mapping(n, field, "bytes"), "bytes")}
 	case "http_status":
-		f := d.mapping(n, field, "status", "body", "retry_after", "first", "every", "method", "path")
-		if f.get("status") == nil {
-			d.errorf(n, field+".status", "required, e.g. http_status: {status: 503, path: /charge}")
+		f := d.Mapping(n, field, "status", "body", "retry_after", "first", "every", "method", "path")
+		if f.Get("status") == nil {
+			d.Errorf(n, field+".status", "required, e.g. http_status: {status: 503, path: /charge}")
 		}
 		hs := proxy.HTTPStatus{HTTPMatch: d.httpMatch(f, field), Status: int(num(f, "status")), Body: d.optStr(f, "body", field),
 			RetryAfter: int(num(f, "retry_after")), First: int(num(f, "first")), Every: int(num(f, "every"))}
-		if f.get("status") == nil {
+		if f.Get("status") == nil {
 			hs.Status = http.StatusServiceUnavailable // reported as required above, once
 		}
 		e = hs
 	case "http_latency":
-		f := d.mapping(n, field, "delay", "jitter", "phase", "method", "path")
-		if f.get("delay") == nil {
-			d.errorf(n, field+".delay", "required, e.g. http_latency: {delay: 2s, path: /charge}")
+		f := d.Mapping(n, field, "delay", "jitter", "phase", "method", "path")
+		if f.Get("delay") == nil {
+			d.Errorf(n, field+".delay", "required, e.g. http_latency: {delay: 2s, path: /charge}")
 		}
 		e = proxy.HTTPLatency{HTTPMatch: d.httpMatch(f, field), Delay: dur(f, "delay"), Jitter: dur(f, "jitter"), Phase: d.optStr(f, "phase", field)}
 	case "http_body":
-		f := d.mapping(n, field, "null", "drop", "rename", "retype", "garble", "truncate", "method", "path")
+		f := d.Mapping(n, field, "null", "drop", "rename", "retype", "garble", "truncate", "method", "path")
 		b := proxy.HTTPBody{HTTPMatch: d.httpMatch(f, field), Garble: int(num(f, "garble")), Truncate: -1,
 			Null: d.optList(f, "null", field), Drop: d.optList(f, "drop", field), Retype: d.optList(f, "retype", field), Rename: d.optMap(f, "rename", field)}
-		if f.get("truncate") != nil {
+		if f.Get("truncate") != nil {
 			b.Truncate = int(num(f, "truncate"))
 		}
 		e = b
 	case "http_header":
-		f := d.mapping(n, field, "drop", "set", "add", "phase", "method", "path")
+		f := d.Mapping(n, field, "drop", "set", "add", "phase", "method", "path")
 		e = proxy.HTTPHeader{HTTPMatch: d.httpMatch(f, field), Phase: d.optStr(f, "phase", field),
 			Drop: d.optList(f, "drop", field), Set: d.optMap(f, "set", field), Add: d.optMap(f, "add", field)}
 	case "pod_kill":
-		f := d.mapping(n, field, "grace")
+		f := d.Mapping(n, field, "grace")
 		k := PodKill{}
-		if v := f.get("grace"); v != nil {
-			switch g := d.str(v, field+".grace"); g {
+		if v := f.Get("grace"); v != nil {
+			switch g := d.Str(v, field+".grace"); g {
 			case "pod":
 				k.PodGrace = true
 			case "0", "0s":
 			default:
-				d.errorf(v, field+".grace", "want 0 (kill at once, the default) or pod (each pod's own grace period), got %q", g)
+				d.Errorf(v, field+".grace", "want 0 (kill at once, the default) or pod (each pod's own grace period), got %q", g)
 			}
 		}
 		return k
 	case "scale":
-		f := d.mapping(n, field, "kind", "name", "replicas")
+		f := d.Mapping(n, field, "kind", "name", "replicas")
 		sc := Scale{Resource: "deployment"}
-		if v := f.get("kind"); v != nil {
-			sc.Resource = strings.ToLower(d.str(v, field+".kind"))
+		if v := f.Get("kind"); v != nil {
+			sc.Resource = strings.ToLower(d.Str(v, field+".kind"))
 			if sc.Resource != "deployment" && sc.Resource != "statefulset" {
-				d.errorf(v, field+".kind", "want deployment or statefulset, got %q", v.Value)
+				d.Errorf(v, field+".kind", "want deployment or statefulset, got %q", v.Value)
 			}
 		}
-		if v := f.get("name"); v != nil {
-			sc.Name = d.str(v, field+".name")
+		if v := f.Get("name"); v != nil {
+			sc.Name = d.Str(v, field+".name")
 		} else {
-			d.errorf(n, field+".name", "required: the Deployment or StatefulSet to scale")
+			d.Errorf(n, field+".name", "required: the Deployment or StatefulSet to scale")
 		}
-		if v := f.get("replicas"); v != nil {
-			if sc.Replicas = d.integer(v, field+".replicas"); sc.Replicas < 0 {
-				d.errorf(v, field+".replicas", "must be >= 0")
+		if v := f.Get("replicas"); v != nil {
+			if sc.Replicas = d.Integer(v, field+".replicas"); sc.Replicas < 0 {
+				d.Errorf(v, field+".replicas", "must be >= 0")
 			}
 		} else {
-			d.errorf(n, field+".replicas", "required")
+			d.Errorf(n, field+".replicas", "required")
 		}
 		return sc
 	case "cordon":
-		d.mapping(n, field)
+		d.Mapping(n, field)
 		return Cordon{}
 	case "cpu":
-		f := d.mapping(n, field, "workers", "load")
+		f := d.Mapping(n, field, "workers", "load")
 		w, l := int64(1), int64(100)
-		if f.get("workers") != nil {
+		if f.Get("workers") != nil {
 			w = num(f, "workers")
 		}
-		if f.get("load") != nil {
+		if f.Get("load") != nil {
 			l = num(f, "load")
 		}
 		if w < 1 || l < 1 || l > 100 {
-			d.errorf(n, field, "want workers >= 1 and load (percent) from 1 to 100")
+			d.Errorf(n, field, "want workers >= 1 and load (percent) from 1 to 100")
 		}
 		return Stress{Resource: "cpu", Args: []string{"--workers", strconv.FormatInt(w, 10), "--load", strconv.FormatInt(l, 10)}}
 	case "memory":
-		f := d.mapping(n, field, "size", "rate")
+		f := d.Mapping(n, field, "size", "rate")
 		st := Stress{Resource: "memory"}
-		if v := f.get("size"); v == nil {
-			d.errorf(n, field+".size", "required, e.g. memory: {size: 512MiB}")
+		if v := f.Get("size"); v == nil {
+			d.Errorf(n, field+".size", "required, e.g. memory: {size: 512MiB}")
 		} else if sz := d.size(v, field+".size"); sz != "" {
 			st.Args = append(st.Args, "--size", sz)
 		}
-		if v := f.get("rate"); v != nil {
+		if v := f.Get("rate"); v != nil {
 			if r := d.size(v, field+".rate"); r != "" {
 				st.Args = append(st.Args, "--rate", r)
 			}
 		}
 		return st
 	case "disk_fill":
-		f := d.mapping(n, field, "path", "free", "fill", "allow_root")
+		f := d.Mapping(n, field, "path", "free", "fill", "allow_root")
 		st := Stress{Resource: "disk"}
-		if v := f.get("path"); v == nil {
-			d.errorf(n, field+".path", "required: a directory on the file system to fill")
+		if v := f.Get("path"); v == nil {
+			d.Errorf(n, field+".path", "required: a directory on the file system to fill")
 		} else {
-			st.Path = d.str(v, field+".path")
+			st.Path = d.Str(v, field+".path")
 			st.Args = append(st.Args, "--path", st.Path)
 		}
-		free, fill := f.get("free"), f.get("fill")
+		free, fill := f.Get("free"), f.Get("fill")
 		switch {
 		case (free == nil) == (fill == nil):
-			d.errorf(n, field, "give free (a size or a percentage: 5%%) or fill (a size), one of them")
+			d.Errorf(n, field, "give free (a size or a percentage: 5%%) or fill (a size), one of them")
 		case free != nil && strings.HasSuffix(free.Value, "%"):
 			p, err := strconv.ParseFloat(strings.TrimSuffix(free.Value, "%"), 64)
 			if err != nil || p <= 0 || p >= 100 {
-				d.errorf(free, field+".free", "want a percentage between 0 and 100, got %q", free.Value)
+				d.Errorf(free, field+".free", "want a percentage between 0 and 100, got %q", free.Value)
 			}
 			st.Args = append(st.Args, "--free", free.Value)
 		case free != nil:
@@ -314,99 +315,99 @@ func (d *decoder) action(key string, n *yaml.Node, field string) Action {
 				st.Args = append(st.Args, "--fill", sz)
 			}
 		}
-		if v := f.get("allow_root"); v != nil && d.boolean(v, field+".allow_root") {
+		if v := f.Get("allow_root"); v != nil && d.Boolean(v, field+".allow_root") {
 			st.Args = append(st.Args, "--allow-root")
 		}
 		return st
 	case "connections":
-		f := d.mapping(n, field, "address", "count", "mode", "protocol", "dsn")
+		f := d.Mapping(n, field, "address", "count", "mode", "protocol", "dsn")
 		st := Stress{Resource: "connections"}
 		count := int64(10)
-		if f.get("count") != nil {
+		if f.Get("count") != nil {
 			count = num(f, "count")
 		}
 		if count < 1 {
-			d.errorf(n, field+".count", "must be at least 1")
+			d.Errorf(n, field+".count", "must be at least 1")
 		}
 		st.Args = []string{"--count", strconv.FormatInt(count, 10)}
 		protocol := "tcp"
-		if v := f.get("protocol"); v != nil {
-			protocol = d.str(v, field+".protocol")
+		if v := f.Get("protocol"); v != nil {
+			protocol = d.Str(v, field+".protocol")
 		}
 		switch protocol {
 		case "tcp":
-			if v := f.get("address"); v == nil {
-				d.errorf(n, field+".address", "required: HOST:PORT to connect to")
+			if v := f.Get("address"); v == nil {
+				d.Errorf(n, field+".address", "required: HOST:PORT to connect to")
 			} else {
-				st.Args = append(st.Args, "--address", d.str(v, field+".address"))
+				st.Args = append(st.Args, "--address", d.Str(v, field+".address"))
 			}
 		case "postgres":
-			if v := f.get("dsn"); v == nil {
-				d.errorf(n, field+".dsn", "required with protocol: postgres, e.g. postgres://app@127.0.0.1:5432/app")
+			if v := f.Get("dsn"); v == nil {
+				d.Errorf(n, field+".dsn", "required with protocol: postgres, e.g. postgres://app@127.0.0.1:5432/app")
 			} else {
-				st.Args = append(st.Args, "--protocol", "postgres", "--dsn", d.str(v, field+".dsn"))
+				st.Args = append(st.Args, "--protocol", "postgres", "--dsn", d.Str(v, field+".dsn"))
 			}
 		default:
-			d.errorf(f.get("protocol"), field+".protocol", "want tcp or postgres, got %q", protocol)
+			d.Errorf(f.Get("protocol"), field+".protocol", "want tcp or postgres, got %q", protocol)
 		}
-		if v := f.get("mode"); v != nil {
-			mode := d.str(v, field+".mode")
+		if v := f.Get("mode"); v != nil {
+			mode := d.Str(v, field+".mode")
 			if mode != "idle" && mode != "slow" {
-				d.errorf(v, field+".mode", "want idle or slow, got %q", mode)
+				d.Errorf(v, field+".mode", "want idle or slow, got %q", mode)
 			}
 			st.Args = append(st.Args, "--mode", mode)
 		}
 		return st
 	case "dns":
-		f := d.mapping(n, field, "rules")
-		v := f.get("rules")
+		f := d.Mapping(n, field, "rules")
+		v := f.Get("rules")
 		if v == nil {
-			d.errorf(n, field+".rules", "required, e.g. dns: {rules: [\"payments.*=SERVFAIL\"]}")
+			d.Errorf(n, field+".rules", "required, e.g. dns: {rules: [\"payments.*=SERVFAIL\"]}")
 			return DNS{}
 		}
-		rules := d.strList(v, field+".rules", true)
+		rules := d.StrList(v, field+".rules", true)
 		if _, err := dnsfault.ParseRules(rules); err != nil {
-			d.errorf(v, field+".rules", "%v", err)
+			d.Errorf(v, field+".rules", "%v", err)
 		}
 		return DNS{Rules: rules}
 	case "down":
-		d.mapping(n, field)
+		d.Mapping(n, field)
 		return Down{}
 	case "stop":
-		d.mapping(n, field)
+		d.Mapping(n, field)
 		return Stop{}
 	case "kill":
-		f := d.mapping(n, field, "signal")
+		f := d.Mapping(n, field, "signal")
 		k := Kill{Signal: "SIGKILL"}
-		if v := f.get("signal"); v != nil {
+		if v := f.Get("signal"); v != nil {
 			k.Signal = d.signal(v, field+".signal")
 		}
 		return k
 	case "exec":
-		f := d.mapping(n, field, "inject", "revert")
+		f := d.Mapping(n, field, "inject", "revert")
 		x := Exec{}
-		if v := f.get("inject"); v != nil {
-			x.Inject = d.strList(v, field+".inject", false)
+		if v := f.Get("inject"); v != nil {
+			x.Inject = d.StrList(v, field+".inject", false)
 		}
-		if v := f.get("revert"); v != nil {
-			x.Revert = d.strList(v, field+".revert", false)
+		if v := f.Get("revert"); v != nil {
+			x.Revert = d.StrList(v, field+".revert", false)
 		}
 		if len(x.Inject) == 0 || len(x.Revert) == 0 {
-			d.errorf(n, field, "needs inject: [cmd, ...] and revert: [cmd, ...]")
+			d.Errorf(n, field, "needs inject: [cmd, ...] and revert: [cmd, ...]")
 		}
 		return x
 	}
 	if err := proxy.Validate(e); err != nil {
-		d.errorf(n, field, "%v", err)
+		d.Errorf(n, field, "%v", err)
 	}
 	return ProxyToxic{Effect: e}
 }
 
 // size reads a size such as 512MiB and returns it as written, or "".
 func (d *decoder) size(n *yaml.Node, field string) string {
-	v := d.str(n, field)
+	v := d.Str(n, field)
 	if _, err := stress.ParseSize(v); err != nil {
-		d.errorf(n, field, "%v", err)
+		d.Errorf(n, field, "%v", err)
 		return ""
 	}
 	return v
@@ -424,28 +425,28 @@ func (d *decoder) httpMatch(f fields, field string) proxy.HTTPMatch {
 }
 
 func (d *decoder) optStr(f fields, k, field string) string {
-	if v := f.get(k); v != nil {
-		return d.str(v, field+"."+k)
+	if v := f.Get(k); v != nil {
+		return d.Str(v, field+"."+k)
 	}
 	return ""
 }
 
 func (d *decoder) optList(f fields, k, field string) []string {
-	if v := f.get(k); v != nil {
-		return d.strList(v, field+"."+k, true)
+	if v := f.Get(k); v != nil {
+		return d.StrList(v, field+"."+k, true)
 	}
 	return nil
 }
 
 func (d *decoder) optMap(f fields, k, field string) map[string]string {
-	v := f.get(k)
+	v := f.Get(k)
 	if v == nil {
 		return nil
 	}
 	m := map[string]string{}
-	mf := d.mapping(v, field+"."+k)
-	for _, key := range mf.keys {
-		m[key.Value] = d.str(mf.get(key.Value), field+"."+k+"."+key.Value)
+	mf := d.Mapping(v, field+"."+k)
+	for _, key := range mf.Keys {
+		m[key.Value] = d.Str(mf.Get(key.Value), field+"."+k+"."+key.Value)
 	}
 	return m
 }
@@ -468,12 +469,12 @@ func signalNames() []string {
 
 // signal reads a signal's name: SIGTERM, TERM or term.
 func (d *decoder) signal(n *yaml.Node, field string) string {
-	sig := strings.ToUpper(d.str(n, field))
+	sig := strings.ToUpper(d.Str(n, field))
 	if !strings.HasPrefix(sig, "SIG") {
 		sig = "SIG" + sig // KILL is SIGKILL
 	}
 	if _, ok := Signals[sig]; !ok {
-		d.errorf(n, field, "unknown signal %q%s", sig, suggest(sig, signalNames()))
+		d.Errorf(n, field, "unknown signal %q%s", sig, decode.Suggest(sig, signalNames()))
 	}
 	return sig
 }
@@ -521,28 +522,28 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 	}
 	checkCond := func(c Condition, at *yaml.Node, field string) {
 		if x.Traffic == nil {
-			d.errorf(at, field, "%q measures the traffic, but the experiment has no traffic section", c.Text)
+			d.Errorf(at, field, "%q measures the traffic, but the experiment has no traffic section", c.Text)
 		}
 		if c.Of != "" && !requests[c.Of] {
-			d.errorf(at, field, "no request is named %q (give requests a name: to scope a condition)", c.Of)
+			d.Errorf(at, field, "no request is named %q (give requests a name: to scope a condition)", c.Of)
 		}
 	}
-	if n := f.get("steady_state"); n != nil && n.Kind == yaml.SequenceNode {
+	if n := f.Get("steady_state"); n != nil && n.Kind == yaml.SequenceNode {
 		for i, ch := range x.SteadyState {
 			if ch.Condition != nil && i < len(n.Content) {
 				checkCond(*ch.Condition, n.Content[i], fmt.Sprintf("steady_state[%d]", i))
 			}
 		}
 	}
-	if n := f.get("stop_when"); n != nil && n.Kind == yaml.SequenceNode {
+	if n := f.Get("stop_when"); n != nil && n.Kind == yaml.SequenceNode {
 		for i, c := range x.StopWhen {
 			if c.Baseline {
-				d.errorf(n.Content[min(i, len(n.Content)-1)], fmt.Sprintf("stop_when[%d]", i), "a stop condition cannot use the baseline (it must be ready before the baseline ends): give a value")
+				d.Errorf(n.Content[min(i, len(n.Content)-1)], fmt.Sprintf("stop_when[%d]", i), "a stop condition cannot use the baseline (it must be ready before the baseline ends): give a value")
 			}
 			checkCond(c, n.Content[min(i, len(n.Content)-1)], fmt.Sprintf("stop_when[%d]", i))
 		}
 	}
-	fn := f.get("faults")
+	fn := f.Get("faults")
 	var latestEnd time.Duration
 	for i, ft := range x.Faults {
 		at := root
@@ -554,7 +555,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 			latestEnd = max(latestEnd, addDurations(ft.Start, ft.Duration))
 		}
 		if x.Inject > 0 && ft.Start >= x.Inject {
-			d.errorf(at, field+".start", "starts at %v, after the inject phase ends (%v)", ft.Start, x.Inject)
+			d.Errorf(at, field+".start", "starts at %v, after the inject phase ends (%v)", ft.Start, x.Inject)
 		}
 		if ft.Action == nil {
 			continue
@@ -564,7 +565,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 			_, isExec := ft.Action.(Exec)
 			_, isStress := ft.Action.(Stress)
 			if !isExec && !isStress {
-				d.errorf(at, field+".target", "required")
+				d.Errorf(at, field+".target", "required")
 			}
 			continue
 		}
@@ -574,42 +575,42 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 				names = append(names, n)
 			}
 			slices.Sort(names)
-			d.errorf(valueOf(at, "target"), field+".target", "no target named %q%s", ft.Target, suggest(ft.Target, names))
+			d.Errorf(valueOf(at, "target"), field+".target", "no target named %q%s", ft.Target, decode.Suggest(ft.Target, names))
 			continue
 		}
 		switch a := ft.Action.(type) {
 		case ProxyToxic, Down:
 			if t.Proxy == nil {
-				d.errorf(at, field, "%s acts on a proxy, but target %q is not one", a.Kind(), t.Name)
+				d.Errorf(at, field, "%s acts on a proxy, but target %q is not one", a.Kind(), t.Name)
 			}
 		case PodKill, Scale, Cordon:
 			if t.Pods == nil {
-				d.errorf(at, field, "%s acts on a pods target (namespace and selector), but target %q is not one", a.Kind(), t.Name)
+				d.Errorf(at, field, "%s acts on a pods target (namespace and selector), but target %q is not one", a.Kind(), t.Name)
 			}
 		case DNS:
 			if t.DNS == nil {
-				d.errorf(at, field, "dns acts on a dns target (a resolver the run starts), but target %q is not one", t.Name)
+				d.Errorf(at, field, "dns acts on a dns target (a resolver the run starts), but target %q is not one", t.Name)
 			}
 		case Kill, Stop:
 			if t.Process == nil {
-				d.errorf(at, field, "%s acts on processes, but target %q is not a process (use down: {} to take a proxy down)", a.Kind(), t.Name)
+				d.Errorf(at, field, "%s acts on processes, but target %q is not a process (use down: {} to take a proxy down)", a.Kind(), t.Name)
 				continue
 			}
 			if _, isKill := a.(Kill); isKill && !t.Process.Launched() && len(t.Process.Restart) == 0 && !ft.Irreversible {
-				d.errorf(at, field, "killing %q cannot be undone: the run did not launch it and it has no restart: command; add restart: [...] to the target or irreversible: true to the fault", t.Name)
+				d.Errorf(at, field, "killing %q cannot be undone: the run did not launch it and it has no restart: command; add restart: [...] to the target or irreversible: true to the fault", t.Name)
 			}
 		}
 		if len(ft.Select.Tags) > 0 && t.Tags == nil && t.Pods == nil { // a pod's tags are its labels
-			d.errorf(at, field+".select.tags", "target %q has no tags", t.Name)
+			d.Errorf(at, field+".select.tags", "target %q has no tags", t.Name)
 		}
 	}
 	d.checkRefs(root, "", targets)
 	if x.Inject == 0 {
 		// Not when other problems are there: a misspelt duration would
 		// cause this one too.
-		faultErrs := slices.ContainsFunc(d.errs, func(e error) bool { return strings.HasPrefix(e.(*Error).Field, "faults") })
+		faultErrs := slices.ContainsFunc(d.Errs(), func(e error) bool { return strings.HasPrefix(e.(*Error).Field, "faults") })
 		if latestEnd == 0 && len(x.Faults) > 0 && !faultErrs {
-			d.errorf(root, "inject", "the inject phase has no end: give inject: DURATION, or a duration to at least one fault")
+			d.Errorf(root, "inject", "the inject phase has no end: give inject: DURATION, or a duration to at least one fault")
 		}
 		x.Inject = latestEnd
 	}
@@ -618,7 +619,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 		if total == math.MaxInt64 {
 			sum = "more than " + (math.MaxInt64 * time.Duration(1)).Truncate(time.Hour).String()
 		}
-		d.errorf(root, "max_duration", "baseline %v + inject %v + recovery %v = %s, over max_duration %v", x.Baseline, x.Inject, x.Recovery, sum, x.MaxDuration)
+		d.Errorf(root, "max_duration", "baseline %v + inject %v + recovery %v = %s, over max_duration %v", x.Baseline, x.Inject, x.Recovery, sum, x.MaxDuration)
 	}
 }
 
@@ -676,15 +677,15 @@ func (d *decoder) checkRefs(n *yaml.Node, field string, targets map[string]*Targ
 					names = append(names, name)
 				}
 				slices.Sort(names)
-				d.errorf(n, field, "%s: no target named %q%s", m[0], m[1], suggest(m[1], names))
+				d.Errorf(n, field, "%s: no target named %q%s", m[0], m[1], decode.Suggest(m[1], names))
 				continue
 			}
 			switch addrs := t.addresses(); {
 			case addrs == 0:
-				d.errorf(n, field, "%s: target %q has no address of its own (only launched processes, embedded proxies and dns resolvers do)", m[0], m[1])
+				d.Errorf(n, field, "%s: target %q has no address of its own (only launched processes, embedded proxies and dns resolvers do)", m[0], m[1])
 			case m[2] != "":
 				if i, _ := strconv.Atoi(m[2]); i >= addrs {
-					d.errorf(n, field, "%s: target %q has %d instance(s), numbered from 0", m[0], m[1], addrs)
+					d.Errorf(n, field, "%s: target %q has %d instance(s), numbered from 0", m[0], m[1], addrs)
 				}
 			}
 		}
@@ -692,7 +693,7 @@ func (d *decoder) checkRefs(n *yaml.Node, field string, targets map[string]*Targ
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			d.checkRefs(n.Content[i+1], join(field, n.Content[i].Value), targets)
+			d.checkRefs(n.Content[i+1], decode.Join(field, n.Content[i].Value), targets)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {

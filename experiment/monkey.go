@@ -1,8 +1,8 @@
 package experiment
 
 import (
-	"errors"
 	"fmt"
+	"github.com/faultline/faultline/internal/decode"
 	"os"
 	"strings"
 	"time"
@@ -67,58 +67,58 @@ func ParseMonkeyFile(path string) (*Monkey, error) {
 // ParseMonkey reads a monkey file; every problem is reported at once, with
 // its line, column and field.
 func ParseMonkey(file string, data []byte) (*Monkey, error) {
-	d := &decoder{file: file}
-	root, err := document(file, data, "a monkey needs schedule and groups")
+	d := &decoder{decode.New(file)}
+	root, err := decode.Document(file, data, "a monkey needs schedule and groups")
 	if err != nil {
 		return nil, err
 	}
 	m := &Monkey{File: file, Location: time.Local, From: 9 * time.Hour, To: 17 * time.Hour,
 		Days:            []time.Weekday{time.Monday, time.Tuesday, time.Wednesday, time.Thursday, time.Friday},
 		MeanTimeBetween: time.Hour, MinGap: 10 * time.Minute, DailyCap: 3}
-	f := d.mapping(root, "", monkeyKeys...)
-	if n := f.get("version"); n != nil && n.Value != "1" {
-		d.errorf(n, "version", "only version 1 is known")
+	f := d.Mapping(root, "", monkeyKeys...)
+	if n := f.Get("version"); n != nil && n.Value != "1" {
+		d.Errorf(n, "version", "only version 1 is known")
 	}
-	if n := f.get("leashed"); n != nil {
-		m.Leashed = d.boolean(n, "leashed")
+	if n := f.Get("leashed"); n != nil {
+		m.Leashed = d.Boolean(n, "leashed")
 	}
-	if n := f.get("schedule"); n != nil {
+	if n := f.Get("schedule"); n != nil {
 		d.schedule(n, m)
 	}
-	if n := f.get("groups"); n != nil {
-		gf := d.mapping(n, "groups")
-		for _, k := range gf.keys {
+	if n := f.Get("groups"); n != nil {
+		gf := d.Mapping(n, "groups")
+		for _, k := range gf.Keys {
 			field := "groups." + k.Value
 			g := MonkeyGroup{Name: k.Value, Pos: pos(k), Signal: "SIGKILL"}
-			cf := d.mapping(gf.get(k.Value), field, groupKeys...)
-			p, pd := cf.get("process"), cf.get("pods")
+			cf := d.Mapping(gf.Get(k.Value), field, groupKeys...)
+			p, pd := cf.Get("process"), cf.Get("pods")
 			switch {
 			case p != nil && pd != nil:
-				d.errorf(k, field, "a group is processes or pods, not both")
+				d.Errorf(k, field, "a group is processes or pods, not both")
 			case pd != nil:
 				g.Pods = d.podsTarget(pd, field+".pods")
 			case p != nil:
 				g.Process = d.process(p, field+".process")
 				if g.Process.Launched() {
-					d.errorf(p, field+".process", "the monkey acts on processes already running: give match, pid or pidfile")
+					d.Errorf(p, field+".process", "the monkey acts on processes already running: give match, pid or pidfile")
 				}
 			default:
-				d.errorf(k, field+".process", "required: which processes (process: {match, pid or pidfile}) or pods (pods: {namespace, selector})")
+				d.Errorf(k, field+".process", "required: which processes (process: {match, pid or pidfile}) or pods (pods: {namespace, selector})")
 			}
-			if e := cf.get("env"); e != nil {
+			if e := cf.Get("env"); e != nil {
 				g.Env = map[string]string{}
-				ef := d.mapping(e, field+".env")
-				for _, ek := range ef.keys {
-					g.Env[ek.Value] = d.str(ef.get(ek.Value), field+".env."+ek.Value)
+				ef := d.Mapping(e, field+".env")
+				for _, ek := range ef.Keys {
+					g.Env[ek.Value] = d.Str(ef.Get(ek.Value), field+".env."+ek.Value)
 				}
 			}
-			if s := cf.get("signal"); s != nil {
+			if s := cf.Get("signal"); s != nil {
 				g.Signal = d.signal(s, field+".signal")
 			}
-			if c := cf.get("outage_check"); c != nil {
+			if c := cf.Get("outage_check"); c != nil {
 				for _, ch := range d.checks(c, field+".outage_check") {
 					if ch.Probe == nil {
-						d.errorf(c, field+".outage_check", "only probes here (GET URL, tcp HOST:PORT, command: [...]): there is no traffic to measure")
+						d.Errorf(c, field+".outage_check", "only probes here (GET URL, tcp HOST:PORT, command: [...]): there is no traffic to measure")
 						continue
 					}
 					g.Check = append(g.Check, ch)
@@ -127,58 +127,58 @@ func ParseMonkey(file string, data []byte) (*Monkey, error) {
 			}
 			m.Groups = append(m.Groups, g)
 		}
-		if len(gf.keys) == 0 && n.Kind == yaml.MappingNode {
-			d.errorf(n, "groups", "empty: opt in at least one group")
+		if len(gf.Keys) == 0 && n.Kind == yaml.MappingNode {
+			d.Errorf(n, "groups", "empty: opt in at least one group")
 		}
 	} else {
-		d.errorf(root, "groups", "required: the groups that opted in")
+		d.Errorf(root, "groups", "required: the groups that opted in")
 	}
-	if len(d.errs) > 0 {
-		return nil, errors.Join(d.errs...)
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
 func (d *decoder) schedule(n *yaml.Node, m *Monkey) {
-	f := d.mapping(n, "schedule", scheduleKeys...)
-	if v := f.get("timezone"); v != nil {
-		loc, err := time.LoadLocation(d.str(v, "schedule.timezone"))
+	f := d.Mapping(n, "schedule", scheduleKeys...)
+	if v := f.Get("timezone"); v != nil {
+		loc, err := time.LoadLocation(d.Str(v, "schedule.timezone"))
 		if err != nil {
-			d.errorf(v, "schedule.timezone", "unknown time zone %q: want an IANA name such as Europe/Paris or UTC", v.Value)
+			d.Errorf(v, "schedule.timezone", "unknown time zone %q: want an IANA name such as Europe/Paris or UTC", v.Value)
 		} else {
 			m.Location = loc
 		}
 	}
-	if v := f.get("days"); v != nil {
+	if v := f.Get("days"); v != nil {
 		m.Days = nil
-		for i, s := range d.strList(v, "schedule.days", true) {
+		for i, s := range d.StrList(v, "schedule.days", true) {
 			day, ok := dayNames[strings.ToLower(s)[:min(3, len(s))]]
 			if !ok || len(s) < 3 {
-				d.errorf(v, fmt.Sprintf("schedule.days[%d]", i), "unknown day %q: want mon, tue, wed, thu, fri, sat or sun", s)
+				d.Errorf(v, fmt.Sprintf("schedule.days[%d]", i), "unknown day %q: want mon, tue, wed, thu, fri, sat or sun", s)
 				continue
 			}
 			m.Days = append(m.Days, day)
 		}
 	}
-	if v := f.get("hours"); v != nil {
-		from, to, ok := strings.Cut(d.str(v, "schedule.hours"), "-")
+	if v := f.Get("hours"); v != nil {
+		from, to, ok := strings.Cut(d.Str(v, "schedule.hours"), "-")
 		a, errA := clock(from)
 		b, errB := clock(to)
 		if !ok || errA != nil || errB != nil || a >= b {
-			d.errorf(v, "schedule.hours", "want HH:MM-HH:MM, the first before the second, e.g. 09:00-17:00; got %q", v.Value)
+			d.Errorf(v, "schedule.hours", "want HH:MM-HH:MM, the first before the second, e.g. 09:00-17:00; got %q", v.Value)
 		} else {
 			m.From, m.To = a, b
 		}
 	}
-	if v := f.get("mean_time_between"); v != nil {
-		m.MeanTimeBetween = d.positive(v, "schedule.mean_time_between")
+	if v := f.Get("mean_time_between"); v != nil {
+		m.MeanTimeBetween = d.Positive(v, "schedule.mean_time_between")
 	}
-	if v := f.get("min_gap"); v != nil {
-		m.MinGap = d.duration(v, "schedule.min_gap")
+	if v := f.Get("min_gap"); v != nil {
+		m.MinGap = d.Duration(v, "schedule.min_gap")
 	}
-	if v := f.get("daily_cap"); v != nil {
-		if m.DailyCap = d.integer(v, "schedule.daily_cap"); m.DailyCap < 1 {
-			d.errorf(v, "schedule.daily_cap", "must be at least 1")
+	if v := f.Get("daily_cap"); v != nil {
+		if m.DailyCap = d.Integer(v, "schedule.daily_cap"); m.DailyCap < 1 {
+			d.Errorf(v, "schedule.daily_cap", "must be at least 1")
 		}
 	}
 }
