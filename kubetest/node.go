@@ -67,6 +67,9 @@ type Node struct {
 	lock       *os.File
 	closeOnce  sync.Once
 	closeErr   error
+	// beforeUnlock, when set, runs at the end of Close, while no other
+	// node can start (for a test's look at the host).
+	beforeUnlock func()
 }
 
 // Image names the node imports; the pause image is its pinned sandbox.
@@ -414,6 +417,9 @@ func (n *Node) Close() error {
 		err := sweepHost(n.nodeAssets)
 		if left := leftovers(n.nodeAssets); len(left) > 0 {
 			err = errors.Join(err, fmt.Errorf("left on the host: %s", strings.Join(left, ", ")))
+		}
+		if n.beforeUnlock != nil {
+			n.beforeUnlock()
 		}
 		n.lock.Close()
 		n.closeErr = err

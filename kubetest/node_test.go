@@ -24,12 +24,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// hostBefore is the host before any node of this test binary ran.
+// hostBefore is the host before any node of this test binary ran, once
+// what a node of a killed test binary left was removed.
 var hostBefore map[string]string
 
 func TestMain(m *testing.M) {
 	if _, err := exec.LookPath("nft"); err == nil && os.Geteuid() == 0 {
-		if hostBefore, err = hostSnapshot(); err != nil {
+		if hostBefore, err = cleanHostSnapshot(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -226,6 +227,20 @@ func TestNodeRunsADeploymentReachableByPodIPAndServiceName(t *testing.T) {
 	}
 }
 
+// cleanHostSnapshot removes what a node that died left, as NewNode does,
+// and takes a snapshot of the host, holding the node lock meanwhile.
+func cleanHostSnapshot() (map[string]string, error) {
+	lock, err := lockHost(15 * time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := sweepHost(NodeAssets()); err != nil {
+		return nil, err
+	}
+	return hostSnapshot()
+}
+
 // hostSnapshot is what a node may change on the host, as tools other than
 // kubetest's own see it. What other packages' tests, running beside this
 // one, make and remove is left out: the network namespaces, bridges and
@@ -379,12 +394,15 @@ func TestNodeLeavesTheHostAsItFoundIt(t *testing.T) {
 			t.Errorf("while the node runs, host %s has no %s:\n%s", what, want, during[what])
 		}
 	}
+	// The host once the node stopped, before another test binary's node
+	// may start.
+	var after map[string]string
+	n.beforeUnlock = func() { after, err = hostSnapshot() }
 	start := time.Now()
 	if err := CloseShared(); err != nil {
 		t.Errorf("CloseShared: %v", err)
 	}
 	t.Logf("node stopped in %v", time.Since(start).Round(100*time.Millisecond))
-	after, err := hostSnapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
