@@ -1,8 +1,18 @@
 // Package kubetest starts a real Kubernetes API server (kube-apiserver and
 // etcd, built from the Go module proxy by scripts/kube.sh) on free loopback
-// ports for tests: no fake clientset. Without controllers or nodes, pods
-// stay Pending and a Deployment's replicas are only a number, which is all
-// a fault's inject and revert need.
+// ports for tests: no fake clientset. Three setups, one per test:
+//
+//   - Start: the API server alone. Pods stay Pending and a Deployment's
+//     replicas are only a number, which is all a fault's inject and revert
+//     need.
+//   - StartWithNodes: controllers and kwok's fake nodes. Pods become
+//     Running and Ready and killed ones are replaced, but nothing runs.
+//   - SharedNode: controllers and one real node (kubelet, containerd, runc,
+//     a CNI bridge, kube-proxy, CoreDNS; scripts/kubenode.sh builds them),
+//     shared by a test binary's tests. Pods of the faultline image run and
+//     answer on their pod IPs and by Service name. It needs root, and
+//     changes the host while it runs; NOTES.md says how, and what was
+//     found on the way.
 package kubetest
 
 import (
