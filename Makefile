@@ -14,6 +14,8 @@ export CACHE TOXIPROXY_VERSION
 # A real Kubernetes control plane for the kube tests, built once from the Go
 # module proxy by scripts/kube.sh (about 7 minutes cold, cached by version).
 export KUBE_ASSETS ?= $(CACHE)/kube-v1.37.2-etcd-v3.7.3-kwok-v0.8.0
+# A real node for the kube tests that run pods, by scripts/kubenode.sh.
+export KUBE_NODE_ASSETS ?= $(CACHE)/kubenode-v1.37.2-containerd-v2.4.2-runc-v1.5.3-cni-v1.10.0-coredns-v1.15.0
 
 .PHONY: all build test deps lint unit demo-test fuzz bench clean
 

@@ -1,8 +1,18 @@
 // Package kubetest starts a real Kubernetes API server (kube-apiserver and
 // etcd, built from the Go module proxy by scripts/kube.sh) on free loopback
-// ports for tests: no fake clientset. Without controllers or nodes, pods
-// stay Pending and a Deployment's replicas are only a number, which is all
-// a fault's inject and revert need.
+// ports for tests: no fake clientset. Three setups, one per test:
+//
+//   - Start: the API server alone. Pods stay Pending and a Deployment's
+//     replicas are only a number, which is all a fault's inject and revert
+//     need.
+//   - StartWithNodes: controllers and kwok's fake nodes. Pods become
+//     Running and Ready and killed ones are replaced, but nothing runs.
+//   - SharedNode: controllers and one real node (kubelet, containerd, runc,
+//     a CNI bridge, kube-proxy, CoreDNS; scripts/kubenode.sh builds them),
+//     shared by a test binary's tests. Pods of the faultline image run and
+//     answer on their pod IPs and by Service name. It needs root, and
+//     changes the host while it runs; NOTES.md says how, and what was
+//     found on the way.
 package kubetest
 
 import (
@@ -19,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +65,7 @@ func Assets() string {
 // Cluster is a running API server.
 type Cluster struct {
 	dir, assets, keyFile string
+	procs                []*proc
 	// Kubeconfig is a file for clients (an admin token, TLS unchecked).
 	Kubeconfig string
 	// UserKubeconfig is the same server as user "faultline-user", who is
@@ -69,59 +81,94 @@ type Cluster struct {
 // test builds them.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
-	assets := Assets()
-	for _, b := range []string{"etcd", "kube-apiserver"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("kubetest: %s missing in %s: make test builds it (scripts/kube.sh)", b, assets)
+	requireAssets(t, Assets(), "etcd", "kube-apiserver")
+	c := &Cluster{dir: t.TempDir(), assets: Assets()}
+	t.Cleanup(func() {
+		c.stop()
+		if t.Failed() {
+			t.Log(c.logTails(4096))
+		}
+	})
+	if err := c.startAPIServer("10.0.0.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// requireAssets skips the test (fails it under CI=true) when one of the
+// files is missing in dir.
+func requireAssets(t testing.TB, dir string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			script := "scripts/kube.sh"
+			if dir != Assets() {
+				script = "scripts/kubenode.sh"
 			}
-			t.Skipf("kubetest: %s missing in %s: run scripts/kube.sh", b, assets)
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("kubetest: %s missing in %s: make test builds it (%s)", f, dir, script)
+			}
+			t.Skipf("kubetest: %s missing in %s: run %s", f, dir, script)
 		}
 	}
-	dir := t.TempDir()
-	port := func() int {
+}
+
+// startAPIServer runs etcd and kube-apiserver in c.dir, serving Services
+// from serviceCIDR. What it started is in c.procs, for c.stop, also when
+// it fails.
+func (c *Cluster) startAPIServer(serviceCIDR string) error {
+	ports := make([]int, 3)
+	for i := range ports {
 		p, err := freeport.Get()
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		return p
+		ports[i] = p
 	}
-	client, peer, secure := port(), port(), port()
+	client, peer, secure := ports[0], ports[1], ports[2]
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	start(t, dir, "etcd", filepath.Join(assets, "etcd"), "--data-dir", filepath.Join(dir, "etcd"), "--name", "default",
+	if err := c.run("etcd", filepath.Join(c.assets, "etcd"), nil, "--data-dir", filepath.Join(c.dir, "etcd"), "--name", "default",
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "default="+peerURL, "--unsafe-no-fsync", "--log-level", "warn")
-	waitHTTP(t, etcdURL+"/health", "", 30*time.Second)
+		"--initial-cluster", "default="+peerURL, "--unsafe-no-fsync", "--log-level", "warn"); err != nil {
+		return err
+	}
+	if err := waitHTTP(etcdURL+"/health", "", 30*time.Second); err != nil {
+		return err
+	}
 
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	keyFile := filepath.Join(dir, "sa.key")
-	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	c.keyFile = filepath.Join(c.dir, "sa.key")
+	_ = os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
 	_, _ = rand.Read(tok)
 	userToken := hex.EncodeToString(tok)
-	tokens := filepath.Join(dir, "tokens.csv")
+	tokens := filepath.Join(c.dir, "tokens.csv")
 	_ = os.WriteFile(tokens, []byte(token+",admin,admin,system:masters\n"+userToken+",faultline-user,faultline-user\n"), 0o600)
-	start(t, dir, "kube-apiserver", filepath.Join(assets, "kube-apiserver"),
+	if err := c.run("kube-apiserver", filepath.Join(c.assets, "kube-apiserver"), nil,
 		"--etcd-servers", etcdURL, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
 		"--secure-port", strconv.Itoa(secure), "--endpoint-reconciler-type", "none",
-		"--cert-dir", filepath.Join(dir, "certs"), "--token-auth-file", tokens,
+		"--cert-dir", filepath.Join(c.dir, "certs"), "--token-auth-file", tokens,
 		"--authorization-mode", "RBAC", "--service-account-issuer", "https://kubernetes.default.svc",
-		"--service-account-key-file", keyFile, "--service-account-signing-key-file", keyFile,
-		"--service-cluster-ip-range", "10.0.0.0/24", "--disable-admission-plugins", "ServiceAccount")
-	url := fmt.Sprintf("https://127.0.0.1:%d", secure)
-	waitHTTP(t, url+"/readyz", token, 60*time.Second)
-
-	kubeconfig := writeKubeconfig(dir, "kubeconfig", url, "admin", token)
-	userKubeconfig := writeKubeconfig(dir, "user-kubeconfig", url, "faultline-user", userToken)
-	cfg := &rest.Config{Host: url, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}
-	return &Cluster{Kubeconfig: kubeconfig, UserKubeconfig: userKubeconfig, Config: cfg, Token: token, URL: url, dir: dir, assets: assets, keyFile: keyFile}
+		"--service-account-key-file", c.keyFile, "--service-account-signing-key-file", c.keyFile,
+		"--service-cluster-ip-range", serviceCIDR, "--disable-admission-plugins", "ServiceAccount"); err != nil {
+		return err
+	}
+	c.URL = fmt.Sprintf("https://127.0.0.1:%d", secure)
+	if err := waitHTTP(c.URL+"/readyz", token, 60*time.Second); err != nil {
+		return err
+	}
+	c.Token = token
+	c.Kubeconfig = writeKubeconfig(c.dir, "kubeconfig", c.URL, "admin", token)
+	c.UserKubeconfig = writeKubeconfig(c.dir, "user-kubeconfig", c.URL, "faultline-user", userToken)
+	c.Config = &rest.Config{Host: c.URL, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}
+	return nil
 }
 
 func writeKubeconfig(dir, name, url, user, token string) string {
@@ -143,23 +190,15 @@ current-context: test
 func StartWithNodes(t testing.TB, nodes int) *Cluster {
 	t.Helper()
 	c := Start(t)
-	for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kwok", "kwok-stages.yaml"} {
-		if _, err := os.Stat(filepath.Join(c.assets, b)); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("kubetest: %s missing in %s: make test builds it (scripts/kube.sh)", b, c.assets)
-			}
-			t.Skipf("kubetest: %s missing in %s: run scripts/kube.sh", b, c.assets)
-		}
+	requireAssets(t, c.assets, "kube-controller-manager", "kube-scheduler", "kwok", "kwok-stages.yaml")
+	if err := c.startControllers(fakeNodeControllers); err != nil {
+		t.Fatal(err)
 	}
-	start(t, c.dir, "kube-controller-manager", filepath.Join(c.assets, "kube-controller-manager"),
-		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0",
-		"--controllers", "deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,namespace-controller,node-lifecycle-controller",
-		"--service-account-private-key-file", c.keyFile, "--use-service-account-credentials=false")
-	start(t, c.dir, "kube-scheduler", filepath.Join(c.assets, "kube-scheduler"),
-		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0")
-	start(t, c.dir, "kwok", filepath.Join(c.assets, "kwok"),
+	if err := c.run("kwok", filepath.Join(c.assets, "kwok"), nil,
 		"--kubeconfig", c.Kubeconfig, "--manage-all-nodes=true", "--config", filepath.Join(c.assets, "kwok-stages.yaml"),
-		"--server-address", "127.0.0.1:0")
+		"--server-address", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
 	for i := 1; i <= nodes; i++ {
 		node := fmt.Sprintf(`{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-%d","labels":{"type":"kwok","topology.kubernetes.io/zone":"%c"}},"spec":{}}`, i, 'a'+rune((i-1)%3))
 		if err := c.post("/api/v1/nodes", node); err != nil {
@@ -167,6 +206,22 @@ func StartWithNodes(t testing.TB, nodes int) *Cluster {
 		}
 	}
 	return c
+}
+
+// fakeNodeControllers are what kube-controller-manager runs beside kwok.
+const fakeNodeControllers = "deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,namespace-controller,node-lifecycle-controller"
+
+// startControllers runs kube-controller-manager (with these controllers)
+// and kube-scheduler.
+func (c *Cluster) startControllers(controllers string) error {
+	if err := c.run("kube-controller-manager", filepath.Join(c.assets, "kube-controller-manager"), nil,
+		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0",
+		"--controllers", controllers,
+		"--service-account-private-key-file", c.keyFile, "--use-service-account-credentials=false"); err != nil {
+		return err
+	}
+	return c.run("kube-scheduler", filepath.Join(c.assets, "kube-scheduler"), nil,
+		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0")
 }
 
 // post creates an object from its JSON, as the admin.
@@ -187,45 +242,99 @@ func (c *Cluster) post(path, body string) error {
 	return nil
 }
 
-// start runs a control-plane binary until the test ends; its output goes
-// to NAME.log, shown when the test fails.
-func start(t testing.TB, dir, name, bin string, args ...string) {
-	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("kubetest: start %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			if len(b) > 4096 {
-				b = b[len(b)-4096:]
-			}
-			t.Logf("%s log (last 4 KB):\n%s", name, b)
-		}
-	})
+// proc is a process that a Cluster started; its output goes to its log.
+type proc struct {
+	name, logPath string
+	cmd           *exec.Cmd
+	log           *os.File
+	done          chan struct{}
 }
 
-func waitHTTP(t testing.TB, url, token string, limit time.Duration) {
-	t.Helper()
+// run starts bin as name, with env added to this process's environment;
+// its output goes to NAME.log in c.dir. c.stop ends it.
+func (c *Cluster) run(name, bin string, env []string, args ...string) error {
+	p := &proc{name: name, logPath: filepath.Join(c.dir, name+".log"), done: make(chan struct{})}
+	logf, err := os.Create(p.logPath)
+	if err != nil {
+		return err
+	}
+	p.log = logf
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("kubetest: start %s: %w", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	c.procs = append(c.procs, p)
+	return nil
+}
+
+// stop ends every process c started, the last started first: SIGTERM,
+// then after 10 s SIGKILL to its process group.
+func (c *Cluster) stop() {
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		c.procs[i].stop()
+	}
+	c.procs = nil
+}
+
+// stopProcs stops the named processes (as stop does), before the rest.
+func (c *Cluster) stopProcs(names ...string) {
+	var keep []*proc
+	for _, p := range c.procs {
+		if slices.Contains(names, p.name) {
+			p.stop()
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	c.procs = keep
+}
+
+// exited reports a process of c's that has ended, which none should
+// while the cluster runs.
+func (c *Cluster) exited() error {
+	for _, p := range c.procs {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited: %v", p.name, p.cmd.ProcessState)
+		default:
+		}
+	}
+	return nil
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	p.log.Close()
+}
+
+// logTails is the last n bytes of each process's log, for a failed test.
+func (c *Cluster) logTails(n int) string {
+	var b strings.Builder
+	for _, p := range c.procs {
+		log, _ := os.ReadFile(p.logPath)
+		if len(log) > n {
+			log = log[len(log)-n:]
+		}
+		fmt.Fprintf(&b, "%s log (last %d bytes):\n%s\n", p.name, n, log)
+	}
+	return b.String()
+}
+
+// waitHTTP polls url until it answers 200, for at most limit.
+func waitHTTP(url, token string, limit time.Duration) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a test server's own certificate
+	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	var last string
@@ -238,7 +347,7 @@ func waitHTTP(t testing.TB, url, token string, limit time.Duration) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 			last = resp.Status
 		} else {
@@ -246,7 +355,7 @@ func waitHTTP(t testing.TB, url, token string, limit time.Duration) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("kubetest: %s not ready after %v: %s", url, limit, last)
+			return fmt.Errorf("kubetest: %s not ready after %v: %s", url, limit, last)
 		case <-time.After(100 * time.Millisecond): // polling a server that is coming up
 		}
 	}

@@ -8,9 +8,11 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-# Debian packages the tests use: the real servers they run on loopback, and
-# the unmodified clients (curl, redis-cli) that netfault's tests run in namespaces.
-pkgs=(prometheus postgresql redis-server chromium libxml2-utils curl)
+# Debian packages the tests use: the real servers they run on loopback; the
+# unmodified clients (curl, redis-cli) that netfault's tests run in
+# namespaces; nftables (the nft binary kube-proxy's nftables mode runs) and
+# libseccomp-dev (runc's seccomp) for the real Kubernetes node.
+pkgs=(prometheus postgresql redis-server chromium libxml2-utils curl nftables libseccomp-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -35,3 +37,8 @@ fi
 # A real Kubernetes control plane (kube-apiserver, etcd, ...) for the kube
 # tests: built once from the Go module proxy, cached by version.
 "$(dirname "$0")/kube.sh" >/dev/null
+# A real node beside it (kubelet, containerd, runc, CNI plugins, CoreDNS),
+# likewise; and the static faultline build its images hold, so the tests
+# that build them find it in Go's build cache.
+"$(dirname "$0")/kubenode.sh" >/dev/null
+CGO_ENABLED=0 go build -o /dev/null ./cmd/faultline ./kubetest/internal/pause
