@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/faultline/faultline/probe"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 )
@@ -128,50 +129,15 @@ type Request struct {
 	Weight  float64 // share of the rate; equal shares when all are 0
 }
 
+// Probe is polled every tick; it passes when it meets its expect.
+type Probe = probe.Spec
+
 // Check is one steady-state entry: a condition on the traffic or a probe.
 type Check struct {
 	Pos       Pos
 	Condition *Condition
 	Probe     *Probe
 	Phases    []string // baseline, inject, recovery
-}
-
-// Probe is polled every second; it passes when it meets Expect.
-type Probe struct {
-	Kind   string // http, tcp, command, prometheus, ready_pods
-	Method string // http
-	// ready_pods: the pods whose Ready share is compared with Expect
-	// ("OP FRACTION"); Namespace and Kubeconfig default to the first pods
-	// target's.
-	Namespace, Selector, Kubeconfig string
-	URL                             string // http, prometheus (the server)
-	Address                         string // tcp
-	Command                         []string
-	Query                           string // prometheus
-	Expect                          string // http: a status; command: an exit status; prometheus: "OP VALUE"
-	Body                            string // http: a regexp the body must match
-}
-
-// Text is how results, reports and plans name the probe, e.g. "probe GET
-// http://127.0.0.1:8080/health expects 200 and body ~ ok".
-func (p *Probe) Text() string {
-	switch p.Kind {
-	case "tcp":
-		return "probe tcp " + p.Address
-	case "command":
-		return "probe command " + strings.Join(p.Command, " ") + " exits " + p.Expect
-	case "prometheus":
-		return fmt.Sprintf("probe prometheus %s: %s %s", p.URL, p.Query, p.Expect)
-	case "ready_pods":
-		op, v, _ := strings.Cut(p.Expect, " ")
-		f, _ := strconv.ParseFloat(v, 64)
-		return fmt.Sprintf("ready_pods(%s/%s) %s %s%%", p.Namespace, p.Selector, op, strconv.FormatFloat(f*100, 'g', -1, 64))
-	}
-	text := fmt.Sprintf("probe %s %s expects %s", p.Method, p.URL, p.Expect)
-	if p.Body != "" {
-		text += " and body ~ " + p.Body
-	}
-	return text
 }
 
 // Fault is one fault of the experiment.
@@ -387,7 +353,6 @@ var (
 	trafficKeys = []string{"rate", "timeout", "requests"}
 	requestKeys = []string{"name", "method", "url", "headers", "body", "weight"}
 	checkKeys   = []string{"condition", "probe", "expect", "body", "query", "phases"}
-	probeKeys   = []string{"command", "prometheus"}
 	selectKeys  = []string{"tags", "count", "percent"}
 )
 
@@ -695,7 +660,7 @@ func (d *decoder) traffic(n *yaml.Node) *Traffic {
 		field := fmt.Sprintf("traffic.requests[%d]", i)
 		req := Request{Method: "GET"}
 		if r.Kind == yaml.ScalarNode {
-			req.Method, req.URL = splitRequest(r.Value)
+			req.Method, req.URL = probe.SplitRequest(r.Value)
 		} else {
 			rf := d.Mapping(r, field, requestKeys...)
 			if v := rf.Get("name"); v != nil {
@@ -737,14 +702,6 @@ func (d *decoder) traffic(n *yaml.Node) *Traffic {
 	return t
 }
 
-// splitRequest reads "METHOD URL" or a bare URL.
-func splitRequest(s string) (method, url string) {
-	if m, u, ok := strings.Cut(strings.TrimSpace(s), " "); ok {
-		return strings.ToUpper(m), strings.TrimSpace(u)
-	}
-	return "GET", strings.TrimSpace(s)
-}
-
 func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
 	if n.Kind != yaml.SequenceNode {
 		d.Errorf(n, field, "want a list of conditions, got %s", decode.KindName(n))
@@ -780,7 +737,7 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 		field := fmt.Sprintf("%s[%d]", at, i)
 		ch := Check{Pos: pos(c), Phases: Phases}
 		if c.Kind == yaml.ScalarNode && strings.HasPrefix(strings.TrimSpace(c.Value), "ready_pods(") {
-			p, err := parseReadyPods(c.Value)
+			p, err := probe.ParseReadyPods(c.Value)
 			if err != nil {
 				d.Errorf(c, field, "%v", err)
 				continue
@@ -808,12 +765,12 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 				}
 			}
 		}
-		cond, probe := f.Get("condition"), f.Get("probe")
+		cond, pn := f.Get("condition"), f.Get("probe")
 		switch {
-		case cond != nil && probe != nil:
+		case cond != nil && pn != nil:
 			d.Errorf(c, field, "an entry is a condition or a probe, not both")
 		case cond != nil && strings.HasPrefix(strings.TrimSpace(cond.Value), "ready_pods("):
-			p, err := parseReadyPods(cond.Value)
+			p, err := probe.ParseReadyPods(cond.Value)
 			if err != nil {
 				d.Errorf(cond, field+".condition", "%v", err)
 			}
@@ -824,107 +781,14 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 				d.Errorf(cond, field+".condition", "%v", err)
 			}
 			ch.Condition = &parsed
-		case probe != nil:
-			ch.Probe = d.probe(probe, f, field)
+		case pn != nil:
+			ch.Probe = probe.Decode(d.Decoder, pn, f, field)
 		default:
 			d.Errorf(c, field, "want a condition (error_rate < 1%%) or probe: (GET URL, tcp HOST:PORT, command: [...], prometheus: URL)")
 		}
 		out = append(out, ch)
 	}
 	return out
-}
-
-func (d *decoder) probe(n *yaml.Node, f fields, field string) *Probe {
-	p := &Probe{}
-	if n.Kind == yaml.MappingNode {
-		pf := d.Mapping(n, field+".probe", probeKeys...)
-		switch {
-		case pf.Get("command") != nil:
-			p.Kind, p.Command, p.Expect = "command", d.StrList(pf.Get("command"), field+".probe.command", false), "0"
-		case pf.Get("prometheus") != nil:
-			p.Kind, p.URL = "prometheus", d.Str(pf.Get("prometheus"), field+".probe.prometheus")
-		default:
-			d.Errorf(n, field+".probe", "want command: [...] or prometheus: URL")
-		}
-	} else {
-		s := d.Str(n, field+".probe")
-		if addr, ok := strings.CutPrefix(s, "tcp "); ok {
-			p.Kind, p.Address = "tcp", strings.TrimSpace(addr)
-		} else {
-			p.Kind = "http"
-			p.Method, p.URL = splitRequest(s)
-			p.Expect = "200"
-			if !strings.HasPrefix(p.URL, "http://") && !strings.HasPrefix(p.URL, "https://") {
-				d.Errorf(n, field+".probe", "want METHOD URL, tcp HOST:PORT, command: [...] or prometheus: URL; got %q", s)
-			}
-		}
-	}
-	if v := f.Get("expect"); v != nil {
-		p.Expect = d.Str(v, field+".expect")
-		switch p.Kind {
-		case "http", "command":
-			if _, err := strconv.Atoi(p.Expect); err != nil {
-				d.Errorf(v, field+".expect", "want a status number, got %q", p.Expect)
-			}
-		case "prometheus":
-			if !validPromExpect(p.Expect) {
-				d.Errorf(v, field+".expect", "want OP VALUE such as < 5, got %q", p.Expect)
-			}
-		case "tcp":
-			d.Errorf(v, field+".expect", "a tcp probe passes when it connects: no expect")
-		}
-	}
-	if v := f.Get("query"); v != nil {
-		p.Query = d.Str(v, field+".query")
-		if p.Kind != "prometheus" {
-			d.Errorf(v, field+".query", "only a prometheus probe has a query")
-		}
-	} else if p.Kind == "prometheus" {
-		d.Errorf(n, field+".query", "a prometheus probe needs a query")
-	}
-	if v := f.Get("body"); v != nil {
-		p.Body = d.Str(v, field+".body")
-		if _, err := regexp.Compile(p.Body); err != nil {
-			d.Errorf(v, field+".body", "not a valid regexp: %v", err)
-		}
-	}
-	return p
-}
-
-// validPromExpect checks "OP NUMBER".
-// parseReadyPods reads "ready_pods(app=checkout) >= 80%" or, with a
-// namespace, "ready_pods(shop/app=checkout) >= 80%": the share of the pods
-// that are Ready, checked like a probe every tick.
-func parseReadyPods(s string) (*Probe, error) {
-	rest := strings.TrimPrefix(strings.TrimSpace(s), "ready_pods(")
-	// The last ')': a set-based selector has its own, "app in (web,api)".
-	i := strings.LastIndex(rest, ")")
-	ok := i >= 0
-	sel, cond := rest[:max(i, 0)], rest[i+1:]
-	if !ok || strings.TrimSpace(sel) == "" {
-		return nil, fmt.Errorf("want ready_pods(SELECTOR) OP PERCENT, e.g. ready_pods(app=checkout) >= 80%%; got %q", s)
-	}
-	p := &Probe{Kind: "ready_pods", Selector: strings.TrimSpace(sel)}
-	if ns, selector, ok := strings.Cut(p.Selector, "/"); ok && !strings.ContainsAny(ns, "=!,") {
-		p.Namespace, p.Selector = ns, selector
-	}
-	op, val, ok := strings.Cut(strings.TrimSpace(cond), " ")
-	val = strings.TrimSpace(val)
-	pct, err := strconv.ParseFloat(strings.TrimSuffix(val, "%"), 64)
-	if !ok || !slices.Contains(ops, op) || !strings.HasSuffix(val, "%") || err != nil || pct < 0 || pct > 100 {
-		return nil, fmt.Errorf("want ready_pods(SELECTOR) OP PERCENT, e.g. ready_pods(app=checkout) >= 80%%; got %q", s)
-	}
-	p.Expect = op + " " + strconv.FormatFloat(pct/100, 'g', -1, 64)
-	return p, nil
-}
-
-func validPromExpect(s string) bool {
-	op, v, ok := strings.Cut(strings.TrimSpace(s), " ")
-	if !ok || !slices.Contains(ops, op) {
-		return false
-	}
-	_, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	return err == nil
 }
 
 // hostPort reports whether s is HOST:PORT with a port number, or holds a

@@ -263,22 +263,3 @@ func TestProbeText(t *testing.T) {
 		}
 	}
 }
-
-// A monkey's ready_pods outage check watches its own group's namespace
-// and cluster, as a steady-state one watches the first pods target's.
-func TestMonkeyReadyPodsDefaults(t *testing.T) {
-	m, err := experiment.ParseMonkey("monkey.yaml", []byte(`
-schedule: {timezone: UTC, days: [mon], hours: "09:00-17:00", mean_time_between: 1h}
-groups:
-  checkout:
-    pods: {namespace: shop, selector: app=checkout, kubeconfig: /etc/k}
-    outage_check: ["ready_pods(app=checkout) >= 80%"]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := m.Groups[0].Check[0].Probe
-	if p.Namespace != "shop" || p.Kubeconfig != "/etc/k" {
-		t.Errorf("outage check on namespace %q, kubeconfig %q; want the group's shop, /etc/k", p.Namespace, p.Kubeconfig)
-	}
-}

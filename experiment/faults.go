@@ -2,19 +2,20 @@ package experiment
 
 import (
 	"fmt"
-	"github.com/faultline/faultline/internal/decode"
 	"math"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/faultline/faultline/internal/decode"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/faultline/faultline/dnsfault"
+	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/stress"
 )
@@ -452,29 +453,13 @@ func (d *decoder) optMap(f fields, k, field string) map[string]string {
 }
 
 // Signals a kill fault may send.
-var Signals = map[string]syscall.Signal{
-	"SIGKILL": syscall.SIGKILL, "SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT,
-	"SIGQUIT": syscall.SIGQUIT, "SIGHUP": syscall.SIGHUP, "SIGABRT": syscall.SIGABRT,
-	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
-}
-
-func signalNames() []string {
-	var out []string
-	for k := range Signals {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
+var Signals = process.Signals
 
 // signal reads a signal's name: SIGTERM, TERM or term.
 func (d *decoder) signal(n *yaml.Node, field string) string {
-	sig := strings.ToUpper(d.Str(n, field))
-	if !strings.HasPrefix(sig, "SIG") {
-		sig = "SIG" + sig // KILL is SIGKILL
-	}
-	if _, ok := Signals[sig]; !ok {
-		d.Errorf(n, field, "unknown signal %q%s", sig, decode.Suggest(sig, signalNames()))
+	sig, ok := process.ParseSignal(d.Str(n, field))
+	if !ok {
+		d.Errorf(n, field, "unknown signal %q%s", sig, decode.Suggest(sig, process.SignalNames()))
 	}
 	return sig
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/faultline/faultline/probe"
 	"gopkg.in/yaml.v3"
 )
 
@@ -120,7 +122,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		"trafficDoc": trafficKeys,
 		"requestObj": requestKeys,
 		"checkObj":   checkKeys,
-		"probeObj":   probeKeys,
+		"probeObj":   probe.Keys,
 		"selectObj":  selectKeys,
 		"faultDoc":   faultKeys,
 	} {

@@ -123,7 +123,7 @@ func TestManifestsAndLeastPrivilege(t *testing.T) {
 		}
 	}
 	mcm, _ := cs.CoreV1().ConfigMaps("shop").Get(context.Background(), "faultline-monkey", metav1.GetOptions{})
-	if _, err := experiment.ParseMonkey("configmap", []byte(mcm.Data["monkey.yaml"])); err != nil {
+	if _, err := monkey.Parse("configmap", []byte(mcm.Data["monkey.yaml"])); err != nil {
 		t.Errorf("the ConfigMap's monkey file: %v", err)
 	}
 	type access struct{ verb, group, resource, sub, ns, name string }
@@ -174,7 +174,7 @@ func TestMonkeyOnPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	shop(t, cs, 4)
-	m, err := experiment.ParseMonkey("m.yaml", []byte(`
+	m, err := monkey.Parse("m.yaml", []byte(`
 schedule: {timezone: UTC, days: [mon], hours: "00:00-24:00", mean_time_between: 1m, min_gap: 0s, daily_cap: 2}
 groups:
   checkout: {pods: {namespace: shop, selector: app=checkout, kubeconfig: `+cluster.Kubeconfig+`}}

@@ -3,7 +3,6 @@ package kube_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -13,9 +12,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/fault/builtin"
 	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/kubetest"
-	"github.com/faultline/faultline/runner"
 )
 
 // shop creates namespace shop with pods checkout-0..n-1 (app=checkout,
@@ -187,10 +186,11 @@ faults: [{name: scale, target: checkout, scale: {name: checkout, replicas: 1}}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &http.Client{}
+	prober := builtin.Prober()
 	for i, want := range []bool{true, false} {
-		ok, why := runner.Probe(ctx, hc, x.SteadyState[i].Probe)
-		if ok != want || why != "3 of 4 pods Ready" {
+		res, err := prober.Run(ctx, x.SteadyState[i].Probe)
+		ok, why := res.Passed, res.Detail
+		if err != nil || ok != want || why != "3 of 4 pods Ready" {
 			t.Errorf("%s: %v (%s), want %v", x.SteadyState[i].Probe.Selector, ok, why, want)
 		}
 	}

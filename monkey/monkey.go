@@ -11,17 +11,15 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"strings"
 
 	"time"
 
-	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/kube"
+	"github.com/faultline/faultline/probe"
 	"github.com/faultline/faultline/process"
-	"github.com/faultline/faultline/runner"
 )
 
 // Clock is the monkey's time: the real one, or one a test drives.
@@ -56,6 +54,9 @@ type Options struct {
 	Tick time.Duration
 	// Journal receives every decision and termination.
 	Journal *journal.Writer
+	// Probes run the groups' outage checks; nil means a prober with every
+	// built-in kind.
+	Probes *probe.Prober
 	// Out, if not nil, gets a line per decision.
 	Out io.Writer
 	// Until, if not zero, ends the run at that time on Clock.
@@ -74,7 +75,7 @@ type Decision struct {
 
 // group is a group's state.
 type group struct {
-	spec  experiment.MonkeyGroup
+	spec  Group
 	kube  *kube.Client
 	last  time.Time
 	day   string // the local date the count is for
@@ -82,7 +83,7 @@ type group struct {
 }
 
 // Run decides until ctx ends (or Until), and returns what it decided.
-func Run(ctx context.Context, m *experiment.Monkey, opts Options) ([]Decision, error) {
+func Run(ctx context.Context, m *Config, opts Options) ([]Decision, error) {
 	if opts.Clock == nil {
 		opts.Clock = RealClock{}
 	}
@@ -104,7 +105,11 @@ func Run(ctx context.Context, m *experiment.Monkey, opts Options) ([]Decision, e
 		}
 		groups = append(groups, gr)
 	}
-	r := &monkeyRun{m: m, opts: opts, rng: rng, hc: &http.Client{Timeout: 2 * time.Second}}
+	if opts.Probes == nil {
+		opts.Probes = probe.New(probe.Config{Timeout: 2 * time.Second,
+			Cluster: func(kubeconfig string) (probe.Cluster, error) { return kube.Open(kubeconfig) }})
+	}
+	r := &monkeyRun{m: m, opts: opts, rng: rng, prober: opts.Probes}
 	self, _ := process.Identify(os.Getpid()) // so that recover leaves a live monkey alone
 	r.journal(journal.Event{Type: journal.RunStart, Name: "monkey", Runner: &self, Message: fmt.Sprintf("file=%s seed=%d leashed=%v", m.File, opts.Seed, m.Leashed)})
 	defer r.journal(journal.Event{Type: journal.RunEnd, Message: "monkey stopped"})
@@ -128,10 +133,10 @@ func Run(ctx context.Context, m *experiment.Monkey, opts Options) ([]Decision, e
 }
 
 type monkeyRun struct {
-	m         *experiment.Monkey
+	m         *Config
 	opts      Options
 	rng       *rand.Rand
-	hc        *http.Client
+	prober    *probe.Prober
 	decisions []Decision
 	seq       int
 }
@@ -195,7 +200,11 @@ func (r *monkeyRun) consider(ctx context.Context, g *group, now time.Time, p flo
 		return
 	}
 	for _, c := range g.spec.Check {
-		if ok, why := runner.Probe(ctx, r.hc, c.Probe); !ok {
+		res, err := r.prober.Run(ctx, c)
+		if why := res.Detail; err != nil || !res.Passed {
+			if err != nil {
+				why = err.Error()
+			}
 			d.Action, d.Reason = "skipped", "steady state already broken: "+why
 			r.decide(d)
 			return
@@ -233,7 +242,7 @@ func (g *group) noun() string {
 
 // Members lists what a group selects now, as the monkey would find it
 // when it considers the group: "pid 123 (command)" or "namespace/pod".
-func Members(ctx context.Context, g experiment.MonkeyGroup) ([]string, error) {
+func Members(ctx context.Context, g Group) ([]string, error) {
 	gr := &group{spec: g}
 	if g.Pods != nil {
 		var err error
@@ -281,11 +290,11 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 	r.seq++
 	id := fmt.Sprintf("m%d", r.seq)
 	var undo *journal.Undo
-	if len(g.spec.Process.Restart) > 0 {
-		undo = &journal.Undo{Kind: "exec", Command: g.spec.Process.Restart}
+	if len(g.spec.Processes.Restart) > 0 {
+		undo = &journal.Undo{Kind: "exec", Command: g.spec.Processes.Restart}
 	}
 	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Undo: undo, Message: fmt.Sprintf("%s to pid %d", g.spec.Signal, pid)})
-	err = process.Signal(procs, experiment.Signals[g.spec.Signal])
+	err = process.Signal(procs, process.Signals[g.spec.Signal])
 	if err = process.IgnoreGone(err); err != nil {
 		// A process there would not take the signal (EPERM, say): it was
 		// not terminated, and nothing is restarted.
@@ -309,7 +318,7 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 	if process.Alive(procs[0]) {
 		d.Reason += fmt.Sprintf("; still running %.0f s after the signal", time.Since(signalled).Seconds())
 	}
-	rerr := runner.RunCommand(context.WithoutCancel(ctx), g.spec.Process.Restart)
+	rerr := process.RunCommand(context.WithoutCancel(ctx), g.spec.Processes.Restart)
 	d.Reason += "; restarted"
 	if rerr != nil {
 		// Not undone: recover runs the restart again.
@@ -345,7 +354,7 @@ func errText(err error) string {
 
 // find lists the group's processes now.
 func (r *monkeyRun) find(g *group) ([]int, error) {
-	pids, err := runner.FindProcesses(g.spec.Process)
+	pids, err := process.Find(g.spec.Processes.Selector())
 	if err != nil || len(g.spec.Env) == 0 {
 		return pids, err
 	}

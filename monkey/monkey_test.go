@@ -15,7 +15,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/monkey"
 	"github.com/faultline/faultline/process"
@@ -73,9 +72,9 @@ func group(t *testing.T, n, optedIn int) (marker string, cmds []*exec.Cmd) {
 	return marker, cmds
 }
 
-func parse(t *testing.T, src string) *experiment.Monkey {
+func parse(t *testing.T, src string) *monkey.Config {
 	t.Helper()
-	m, err := experiment.ParseMonkey("monkey.yaml", []byte(src))
+	m, err := monkey.Parse("monkey.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +306,7 @@ groups:
 }
 
 func TestParseMonkeyErrors(t *testing.T) {
-	_, err := experiment.ParseMonkey("m.yaml", []byte(`
+	_, err := monkey.Parse("m.yaml", []byte(`
 schedule: {timezone: Mars/Olympus, days: [mon, funday], hours: "17:00-09:00", daily_cap: 0}
 groups:
   web: {process: {command: [sleep, "1"]}, signal: SIGFOO}
@@ -325,5 +324,24 @@ groups:
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+}
+
+// A monkey's ready_pods outage check watches its own group's namespace
+// and cluster, as a steady-state one watches the first pods target's.
+func TestMonkeyReadyPodsDefaults(t *testing.T) {
+	m, err := monkey.Parse("monkey.yaml", []byte(`
+schedule: {timezone: UTC, days: [mon], hours: "09:00-17:00", mean_time_between: 1h}
+groups:
+  checkout:
+    pods: {namespace: shop, selector: app=checkout, kubeconfig: /etc/k}
+    outage_check: ["ready_pods(app=checkout) >= 80%"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Groups[0].Check[0]
+	if p.Namespace != "shop" || p.Kubeconfig != "/etc/k" {
+		t.Errorf("outage check on namespace %q, kubeconfig %q; want the group's shop, /etc/k", p.Namespace, p.Kubeconfig)
 	}
 }

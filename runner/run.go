@@ -20,8 +20,10 @@ import (
 
 	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/fault/builtin"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/load"
+	"github.com/faultline/faultline/probe"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 )
@@ -55,6 +57,8 @@ type Options struct {
 	// Live says Progress is a terminal: the line of each tick is redrawn in
 	// place, and only events (phases, faults injected and reverted) stay.
 	Live bool
+	// Probes run the steady state's probes; nil means builtin.Prober().
+	Probes *probe.Prober
 	// Hurry, closed after ctx ends (a second Ctrl-C), makes the run end as
 	// soon as every fault is reverted: it stops waiting for the traffic's
 	// requests in flight (they end by their timeout, in the background)
@@ -81,7 +85,7 @@ type run struct {
 	col     *collector
 	faults  []*fault
 	res     *Result
-	probeHC *http.Client
+	prober  *probe.Prober
 	samples *json.Encoder // samples.jsonl, a line per tick
 	exitsMu sync.Mutex
 	exits   []string                  // launched processes that exited on their own
@@ -100,6 +104,9 @@ type run struct {
 func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Result, err error) {
 	if opts.Tick <= 0 {
 		opts.Tick = time.Second
+	}
+	if opts.Probes == nil {
+		opts.Probes = builtin.Prober()
 	}
 	if opts.RecoveryWindow <= 0 {
 		opts.RecoveryWindow = 5 * time.Second
@@ -132,7 +139,7 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 		samples: json.NewEncoder(samplesf),
 		targets: map[string]*target{},
 		col:     newCollector(),
-		probeHC: &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+		prober:  opts.Probes,
 		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: opts.Seed, Vars: opts.Vars, Flags: opts.Flags, Replay: opts.Replay,
 			Started: Stamp(time.Now()), Reasons: []string{}, Checks: []CheckRecord{}, Faults: []FaultRecord{}, Traffic: []TrafficRecord{}},
 	}
@@ -487,7 +494,11 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 func (r *run) runProbes(ctx context.Context) {
 	r.probeFailures = r.probeFailures[:0]
 	for i, p := range r.probes {
-		ok, what := runProbe(ctx, r.probeHC, p)
+		res, err := r.prober.Run(ctx, p)
+		ok, what := err == nil && res.Passed, res.Detail
+		if err != nil {
+			what = err.Error()
+		}
 		if !ok && ctx.Err() != nil {
 			continue // cut short by the run's end: not something the probe saw
 		}
@@ -829,7 +840,7 @@ func (r *run) teardown() {
 			t.dns.Stop()
 		}
 	}
-	r.probeHC.CloseIdleConnections()
+	r.prober.Close()
 }
 
 func (r *run) finish() {

@@ -234,7 +234,7 @@ func (r *run) launch(ctx context.Context, t *target, in *instance) error {
 	id := r.nextID()
 	_ = r.j.Append(journal.Event{Type: journal.Intent, ID: id, Name: fmt.Sprintf("launch %s[%d]", t.spec.Name, in.index),
 		Launch: &journal.Launch{Target: t.spec.Name, Instance: in.index},
-		Undo: &journal.Undo{Kind: "kill", Procs: []journal.Proc{in.proc}, Group: true}})
+		Undo:   &journal.Undo{Kind: "kill", Procs: []journal.Proc{in.proc}, Group: true}})
 	in.launchID = id
 	if in.ready == "" {
 		return nil

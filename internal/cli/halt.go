@@ -184,6 +184,9 @@ func inPlace(e journal.Event) string {
 	case "uncordon":
 		return "node " + u.Node + " cordoned"
 	case "exec":
+		if e.Message != "" {
+			return e.Message + "; undone by running " + strings.Join(u.Command, " ")
+		}
 		return "undone by running " + strings.Join(u.Command, " ")
 	}
 	return u.Kind

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/monkey"
 )
@@ -54,7 +53,7 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 			if file == "" {
 				return usagef("-c FILE is required: the monkey's schedule and groups (see --help)")
 			}
-			m, err := experiment.ParseMonkeyFile(file)
+			m, err := monkey.ParseFile(file)
 			if err != nil {
 				return fileErrors(c.ErrOrStderr(), file, err)
 			}
@@ -155,7 +154,7 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
 }
 
 // printMonkey says what the monkey will do.
-func printMonkey(w io.Writer, m *experiment.Monkey) {
+func printMonkey(w io.Writer, m *monkey.Config) {
 	days := make([]string, len(m.Days))
 	for i, d := range m.Days {
 		days[i] = d.String()[:3]
@@ -168,7 +167,7 @@ func printMonkey(w io.Writer, m *experiment.Monkey) {
 			fmt.Fprintf(w, "  group %s: pods %s in namespace %s, deleted with grace 0\n", gr.Name, gr.Pods.Selector, gr.Pods.Namespace)
 			continue
 		}
-		fmt.Fprintf(w, "  group %s: %s%s, %s\n", gr.Name, describeProcess(gr.Process), describeEnv(gr.Env), gr.Signal)
+		fmt.Fprintf(w, "  group %s: %s%s, %s\n", gr.Name, describeProcess(gr.Processes), describeEnv(gr.Env), gr.Signal)
 	}
 }
 
@@ -176,7 +175,7 @@ func fmtClock(d time.Duration) string {
 	return fmt.Sprintf("%02d:%02d", int(d.Hours()), int(d.Minutes())%60)
 }
 
-func describeProcess(p *experiment.ProcessTarget) string {
+func describeProcess(p *monkey.Processes) string {
 	switch {
 	case p.PID != 0:
 		return fmt.Sprintf("pid %d", p.PID)

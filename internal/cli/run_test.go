@@ -624,7 +624,7 @@ func TestRecoverAMonkeyThroughAnotherPath(t *testing.T) {
 	if _, err := state.Register(stateDir, state.Run{Name: "monkey", Out: filepath.Join(link, "monkey-1"), Runner: dead}); err != nil {
 		t.Fatal(err)
 	}
-	if code, stdout, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(stdout, "left injected: web (exec)") {
+	if code, stdout, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(stdout, "left injected: web (SIGKILL to pid 42; undone by running touch") {
 		t.Errorf("status of a dead monkey = %d %q", code, stdout)
 	}
 	code, stdout, stderr := run(t, "recover", filepath.Join(real, "monkey-1"), "--state-dir", stateDir)

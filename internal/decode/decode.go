@@ -416,4 +416,3 @@ func (d *Decoder) ExpandVars(n *yaml.Node, vars map[string]string, field string)
 		}
 	}
 }
-
