@@ -1,6 +1,9 @@
 package experiment
 
 import (
+	"maps"
+	"slices"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/faultline/faultline/internal/decode"
@@ -15,7 +18,22 @@ type Pos = decode.Pos
 
 // decoder is package decode's, with the experiment file's own parts as
 // methods.
-type decoder struct{ *decode.Decoder }
+type decoder struct {
+	*decode.Decoder
+	// actions are the action keys of families registered from outside.
+	actions map[string]ActionDecoder
+}
+
+// actionKeys are every action key the decoder knows, built-in first.
+func (d *decoder) actionKeys() []string {
+	keys := slices.Clone(actionKeys)
+	for _, k := range slices.Sorted(maps.Keys(d.actions)) {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
 
 type fields = decode.Fields
 

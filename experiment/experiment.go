@@ -338,6 +338,9 @@ type Options struct {
 	Vars map[string]string
 	// AllowNoStop accepts an experiment without stop conditions.
 	AllowNoStop bool
+	// Actions are action keys beyond the built-in ones, each with how to
+	// read its value: the families a fault.Registry has from outside.
+	Actions map[string]ActionDecoder
 }
 
 // Phases a steady-state entry may name.
@@ -367,7 +370,7 @@ var topKeys = []string{"version", "name", "description", "hypothesis", "targets"
 // once, each an *Error with its line, column and field, joined with
 // errors.Join.
 func Parse(file string, data []byte, opts Options) (*Experiment, error) {
-	d := &decoder{decode.New(file)}
+	d := &decoder{Decoder: decode.New(file), actions: opts.Actions}
 	root, err := decode.Document(file, data, "an experiment needs at least name, targets, faults and stop_when")
 	if err != nil {
 		return nil, err

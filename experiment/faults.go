@@ -20,7 +20,8 @@ import (
 	"github.com/faultline/faultline/stress"
 )
 
-var faultKeys = append([]string{"name", "target", "start", "duration", "select", "direction", "toxicity", "irreversible"}, actionKeys...)
+// faultFields are a fault's keys beside its action.
+var faultFields = []string{"name", "target", "start", "duration", "select", "direction", "toxicity", "irreversible"}
 
 func (d *decoder) faults(n *yaml.Node) []Fault {
 	if n.Kind != yaml.SequenceNode {
@@ -29,9 +30,10 @@ func (d *decoder) faults(n *yaml.Node) []Fault {
 	}
 	var out []Fault
 	names := map[string]bool{}
+	actions := d.actionKeys()
 	for i, c := range n.Content {
 		field := fmt.Sprintf("faults[%d]", i)
-		f := d.Mapping(c, field, faultKeys...)
+		f := d.Mapping(c, field, append(slices.Clone(faultFields), actions...)...)
 		ft := Fault{Pos: pos(c), Select: Selection{Mode: "ALL"}, Direction: "downstream", Toxicity: 1}
 		if v := f.Get("name"); v != nil {
 			ft.Name = d.Str(v, field+".name")
@@ -75,15 +77,15 @@ func (d *decoder) faults(n *yaml.Node) []Fault {
 		}
 		var given []*yaml.Node
 		for _, k := range f.Keys {
-			if slices.Contains(actionKeys, k.Value) {
+			if slices.Contains(actions, k.Value) {
 				given = append(given, k)
 			}
 		}
 		switch len(given) {
 		case 0:
 			// A misspelt action ("latncy") has its own "did you mean" already.
-			if !slices.ContainsFunc(decode.UnknownKeys(c, faultKeys), func(k string) bool { return decode.CloseTo(k, actionKeys) }) {
-				d.Errorf(c, field, "no action: give one of %s", strings.Join(actionKeys, ", "))
+			if !slices.ContainsFunc(decode.UnknownKeys(c, append(slices.Clone(faultFields), actions...)), func(k string) bool { return decode.CloseTo(k, actions) }) {
+				d.Errorf(c, field, "no action: give one of %s", strings.Join(actions, ", "))
 			}
 		case 1:
 			ft.Action = d.action(given[0].Value, f.Get(given[0].Value), field+"."+given[0].Value)
@@ -157,6 +159,9 @@ func (d *decoder) selector(n *yaml.Node, v, field string) Selection {
 // action reads a fault's action; proxy toxics take the API's attribute
 // names with Go durations for times.
 func (d *decoder) action(key string, n *yaml.Node, field string) Action {
+	if dec, ok := d.actions[key]; ok && !slices.Contains(actionKeys, key) {
+		return dec(newNode(d.Decoder, n, field))
+	}
 	dur := func(f fields, k string) time.Duration {
 		if v := f.Get(k); v != nil {
 			return d.Duration(v, field+"."+k)

@@ -3,6 +3,8 @@ package experiment
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
+	"slices"
 
 	"github.com/invopop/jsonschema"
 )
@@ -279,9 +281,26 @@ func (selectDoc) JSONSchema() *jsonschema.Schema {
 }
 
 // Schema returns the JSON Schema of experiment files.
-func Schema() ([]byte, error) {
+func Schema() ([]byte, error) { return SchemaWith(nil) }
+
+// SchemaWith is Schema with more action keys a fault may give: each key's
+// value has the shape of its doc (a Go struct value with json tags), as a
+// fault.Registry's families from outside declare them.
+func SchemaWith(actions map[string]any) ([]byte, error) {
 	r := &jsonschema.Reflector{RequiredFromJSONSchemaTags: false}
 	s := r.Reflect(&fileDoc{})
+	if fd, ok := s.Definitions["faultDoc"]; ok && fd.Properties != nil {
+		for _, key := range slices.Sorted(maps.Keys(actions)) {
+			ds := r.Reflect(actions[key])
+			for name, def := range ds.Definitions {
+				if _, ok := s.Definitions[name]; !ok {
+					s.Definitions[name] = def
+				}
+			}
+			ds.Definitions, ds.Version = nil, ""
+			fd.Properties.Set(key, ds)
+		}
+	}
 	s.ID = "https://faultline.dev/schemas/experiment.json"
 	s.Title = "faultline experiment"
 	// The union types name these by reference: reflect them too and take

@@ -100,6 +100,9 @@ type Undo struct {
 	Token string `json:"-"` // never on disk: recover takes it from the environment
 	// Command is run by "exec".
 	Command []string `json:"command,omitempty"`
+	// Data is what a family registered from outside faultline needs to
+	// undo a change of its own kind, as it wrote it.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // Proc is a process with its start time (package process).

@@ -79,7 +79,7 @@ recovery: 1s
 func TestSamplesFile(t *testing.T) {
 	x := slowDependency(t, "100ms")
 	dir := filepath.Join(t.TempDir(), "run")
-	if _, err := runner.Run(context.Background(), x, runner.Options{OutDir: dir, Seed: 1, Tick: 200 * time.Millisecond, RecoveryWindow: time.Second}); err != nil {
+	if _, err := runner.Run(context.Background(), build(t, x, 1), runner.Options{OutDir: dir, Tick: 200 * time.Millisecond, RecoveryWindow: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(filepath.Join(dir, "samples.jsonl"))
@@ -168,7 +168,7 @@ recovery: 1s
 				cancel() // Ctrl-C while the POST is in flight
 			}()
 			dir := filepath.Join(t.TempDir(), "run")
-			res, err := runner.Run(ctx, x, runner.Options{OutDir: dir, Seed: 7, Tick: 200 * time.Millisecond, RecoveryWindow: time.Second})
+			res, err := runner.Run(ctx, build(t, x, 7), runner.Options{OutDir: dir, Tick: 200 * time.Millisecond, RecoveryWindow: time.Second})
 			cancel()
 			if err != nil {
 				t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,22 +17,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/fault/builtin"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/load"
+	"github.com/faultline/faultline/plan"
 	"github.com/faultline/faultline/probe"
 	"github.com/faultline/faultline/process"
-	"github.com/faultline/faultline/proxy"
+	"github.com/faultline/faultline/target"
 )
 
 // Options change how a run goes.
 type Options struct {
 	// OutDir is the run directory, created; it must not hold a journal.
 	OutDir string
-	// Seed seeds every random choice; zero picks one (recorded).
-	Seed int64
 	// Vars are the --var values, recorded in the result.
 	Vars map[string]string
 	// Flags are the command-line flags that change what runs
@@ -57,6 +55,9 @@ type Options struct {
 	// Live says Progress is a terminal: the line of each tick is redrawn in
 	// place, and only events (phases, faults injected and reverted) stay.
 	Live bool
+	// Faults are the fault families the run can inject; nil means
+	// builtin.Registry(), faultline's own.
+	Faults *fault.Registry
 	// Probes run the steady state's probes; nil means builtin.Prober().
 	Probes *probe.Prober
 	// Hurry, closed after ctx ends (a second Ctrl-C), makes the run end as
@@ -80,10 +81,11 @@ type run struct {
 	jmu     sync.Mutex
 	seq     int
 	rand    *rand.Rand
-	targets map[string]*target
+	reg     *fault.Registry
+	targets *target.Set
 	procLog io.Writer
 	col     *collector
-	faults  []*fault
+	faults  []*faultRun
 	res     *Result
 	prober  *probe.Prober
 	samples *json.Encoder // samples.jsonl, a line per tick
@@ -96,23 +98,24 @@ type run struct {
 	probeFailures []string
 }
 
-// Run carries out the experiment and returns its result, also written to
+// Run carries out a plan's experiment and returns its result, also written to
 // OutDir/result.json. Cancelling ctx (Ctrl-C) aborts the run: every fault
 // is reverted and everything launched is stopped before Run returns. The
 // error is for a run that could not be recorded at all; a run that could
 // not start has verdict ERROR.
-func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Result, err error) {
+func Run(ctx context.Context, p *plan.Plan, opts Options) (res *Result, err error) {
+	x, seed := p.Experiment(), p.Seed()
 	if opts.Tick <= 0 {
 		opts.Tick = time.Second
 	}
 	if opts.Probes == nil {
 		opts.Probes = builtin.Prober()
 	}
+	if opts.Faults == nil {
+		opts.Faults = builtin.Registry()
+	}
 	if opts.RecoveryWindow <= 0 {
 		opts.RecoveryWindow = 5 * time.Second
-	}
-	if opts.Seed == 0 {
-		opts.Seed = time.Now().UnixNano()
 	}
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, err
@@ -134,21 +137,29 @@ func Run(ctx context.Context, x *experiment.Experiment, opts Options) (res *Resu
 	defer samplesf.Close()
 	r := &run{
 		x: x, opts: opts, j: j, procLog: logf,
-		id:      strconv.FormatInt(time.Now().Unix()%1_000_000, 36) + strconv.FormatInt(opts.Seed&0xfff, 36),
-		rand:    rand.New(rand.NewPCG(uint64(opts.Seed), 0xfa17)),
+		id:      strconv.FormatInt(time.Now().Unix()%1_000_000, 36) + strconv.FormatInt(seed&0xfff, 36),
+		rand:    rand.New(rand.NewPCG(uint64(seed), 0xfa17)),
 		samples: json.NewEncoder(samplesf),
-		targets: map[string]*target{},
+		reg:     opts.Faults,
 		col:     newCollector(),
 		prober:  opts.Probes,
-		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: opts.Seed, Vars: opts.Vars, Flags: opts.Flags, Replay: opts.Replay,
+		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: seed, Vars: opts.Vars, Flags: opts.Flags, Replay: opts.Replay,
 			Started: Stamp(time.Now()), Reasons: []string{}, Checks: []CheckRecord{}, Faults: []FaultRecord{}, Traffic: []TrafficRecord{}},
 	}
 	if r.res.Vars == nil {
 		r.res.Vars = map[string]string{}
 	}
+	r.targets = target.New(x, target.Env{Journal: r, NextID: r.nextID, Log: logf, Seed: seed, Guard: r.guard,
+		Progress: r.progressf,
+		Exited: func(msg string) {
+			r.progressf("%s", msg)
+			r.exitsMu.Lock()
+			r.exits = append(r.exits, msg)
+			r.exitsMu.Unlock()
+		}})
 	self, _ := process.Identify(os.Getpid())
-	_ = r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Runner: &self, File: x.File, Seed: opts.Seed, Run: r.id,
-		Message: fmt.Sprintf("file=%s seed=%d run=%s", x.File, opts.Seed, r.id)})
+	_ = r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Runner: &self, File: x.File, Seed: seed, Run: r.id,
+		Message: fmt.Sprintf("file=%s seed=%d run=%s", x.File, seed, r.id)})
 
 	// Whatever happens below, faults are reverted and what was launched is
 	// stopped; a panic is turned into an ERROR verdict after that.
@@ -190,13 +201,9 @@ func (r *run) journal(e journal.Event) error {
 	return nil
 }
 
-func (r *run) journalUndone(id string, err error) {
-	if err != nil {
-		_ = r.journal(journal.Event{Type: journal.Note, ID: id, Message: "revert failed: " + err.Error()})
-		return
-	}
-	_ = r.journal(journal.Event{Type: journal.Undone, ID: id})
-}
+// Append journals an event, as fault.Journal and target.Journal have it.
+func (r *run) Append(e journal.Event) error { return r.journal(e) }
+
 
 func (r *run) verdict(v, reason string) {
 	// The first verdict that is not PASSED stands; reasons add up.
@@ -328,9 +335,9 @@ func (r *run) execute(ctx context.Context) {
 					injectErr = fmt.Errorf("fault %q: %w", f.spec.Name, err)
 					return true
 				}
-				r.progressf("injected %q: %s", f.spec.Name, strings.Join(f.hit, ", "))
-			case f.revert != nil && f.spec.Duration > 0 && elapsed >= f.spec.Start+f.spec.Duration:
-				r.revertFault(ctx, f)
+				r.progressf("injected %q: %s", f.spec.Name, strings.Join(f.hits(), ", "))
+			case f.active && f.spec.Duration > 0 && elapsed >= f.spec.Start+f.spec.Duration:
+				r.revertFault(f)
 			}
 		}
 		if c := r.stopCondition(now); c != "" {
@@ -348,7 +355,7 @@ func (r *run) execute(ctx context.Context) {
 			switch {
 			case f.injectedAt.IsZero() && f.err == "":
 				at = start.Add(f.spec.Start)
-			case f.revert != nil && f.spec.Duration > 0:
+			case f.active && f.spec.Duration > 0:
 				at = start.Add(f.spec.Start + f.spec.Duration)
 			default:
 				continue
@@ -393,30 +400,6 @@ func (r *run) execute(ctx context.Context) {
 	}
 	r.enterPhase("recovery")
 	r.recover(ctx)
-}
-
-// revertFault reverts one fault now, on a context of its own.
-func (r *run) revertFault(_ context.Context, f *fault) {
-	if f.revert == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := f.revert(ctx); err != nil {
-		f.err = strings.TrimSpace(f.err + " revert: " + err.Error())
-		r.verdict(Error, fmt.Sprintf("fault %q could not be reverted: %v", f.spec.Name, err))
-	}
-	f.revert = nil
-	f.revertedAt = time.Now()
-	r.progressf("reverted %q", f.spec.Name)
-}
-
-// rollback reverts every fault still in place, latest first. It runs on
-// every way out and is harmless the second time.
-func (r *run) rollback() {
-	for i := len(r.faults) - 1; i >= 0; i-- {
-		r.revertFault(context.Background(), r.faults[i])
-	}
 }
 
 // tickFor waits d, calling onTick every tick and at each time next names
@@ -467,7 +450,7 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 	s := r.col.window(now.Add(-r.opts.Tick), now, "")
 	active := []string{}
 	for _, f := range r.faults {
-		if f.revert != nil {
+		if f.active {
 			active = append(active, f.spec.Name)
 		}
 	}
@@ -695,91 +678,21 @@ func (r *run) recover(ctx context.Context) {
 	}
 }
 
-// setup finds existing processes, gives launched ones their ports, starts
-// embedded proxies (whose addresses may name those ports), then launches
-// the processes in file order.
+// setup sets up the targets (finding what runs, giving launched
+// processes their ports, starting embedded proxies and resolvers), fills
+// every reference, then launches the processes in file order.
 func (r *run) setup(ctx context.Context) error {
 	// Every fault is in the result, also when setup ends before injection.
 	for _, spec := range r.x.Faults {
-		r.faults = append(r.faults, &fault{spec: spec})
+		r.faults = append(r.faults, &faultRun{spec: spec})
 	}
-	for _, spec := range r.x.Targets {
-		t := &target{spec: spec}
-		r.targets[spec.Name] = t
-		switch {
-		case spec.Proxy != nil && spec.Proxy.API != "":
-			token := spec.Proxy.Token
-			if token == "" {
-				token = os.Getenv("FAULTLINE_TOKEN")
-			}
-			t.client = proxy.NewClient(spec.Proxy.API, token)
-			if _, err := t.client.Proxy(ctx, spec.Proxy.Name); err != nil {
-				return fmt.Errorf("target %s: proxy %s at %s: %w", spec.Name, spec.Proxy.Name, spec.Proxy.API, err)
-			}
-		case spec.Process != nil:
-			if err := r.setupProcess(t); err != nil {
-				return err
-			}
-		case spec.Pods != nil:
-			if err := r.setupPods(t); err != nil {
-				return err
-			}
-		}
-	}
-	for _, spec := range r.x.Targets {
-		if spec.Proxy == nil || spec.Proxy.API != "" {
-			continue
-		}
-		t := r.targets[spec.Name]
-		listen, err1 := r.fillRefs(spec.Proxy.Listen)
-		upstream, err2 := r.fillRefs(spec.Proxy.Upstream)
-		if err := errors.Join(err1, err2); err != nil {
-			return fmt.Errorf("target %s: %w", spec.Name, err)
-		}
-		cfg := proxy.Config{Name: spec.Name, Listen: listen, Upstream: upstream, Seed: r.opts.Seed}
-		for _, f := range r.x.Faults {
-			if f.Target == spec.Name && experiment.HTTPAction(f.Action) {
-				cfg.Protocol = "http" // HTTP faults act on connections opened before them too
-			}
-		}
-		t.proxy = proxy.New(cfg)
-		if err := t.proxy.Start(); err != nil {
-			return fmt.Errorf("target %s: embedded proxy: %w", spec.Name, err)
-		}
-		r.progressf("proxy %s listening on %s -> %s", spec.Name, t.proxy.Listen(), upstream)
-	}
-	for _, spec := range r.x.Targets {
-		if spec.DNS == nil {
-			continue
-		}
-		t := r.targets[spec.Name]
-		records := map[string][]net.IP{}
-		for name, ip := range spec.DNS.Records {
-			records[strings.ToLower(strings.TrimSuffix(name, "."))] = []net.IP{net.ParseIP(ip)}
-		}
-		t.dns = dnsfault.New(dnsfault.Config{Listen: spec.DNS.Listen, Upstream: spec.DNS.Upstream, Records: records})
-		if err := t.dns.Start(); err != nil {
-			t.dns = nil
-			return fmt.Errorf("target %s: dns resolver on %s: %w", spec.Name, spec.DNS.Listen, err)
-		}
-		r.progressf("dns resolver %s listening on %s (udp and tcp)", spec.Name, t.dns.Addr())
+	if err := r.targets.Setup(ctx); err != nil {
+		return err
 	}
 	if err := r.resolveRefs(); err != nil {
 		return err
 	}
-	for _, spec := range r.x.Targets {
-		t := r.targets[spec.Name]
-		if spec.Process == nil || !spec.Process.Launched() {
-			continue
-		}
-		for _, in := range t.instances {
-			if err := r.launch(ctx, t, in); err != nil {
-				return err
-			}
-			r.progressf("started %s[%d]: pid %d, %s", spec.Name, in.index, in.proc.PID, strings.Join(in.args, " "))
-		}
-	}
-	return nil
+	return r.targets.Launch(ctx)
 }
 
 // startTraffic runs the load until the returned func is called.
@@ -787,7 +700,7 @@ func (r *run) startTraffic() func() {
 	if r.x.Traffic == nil {
 		return func() {}
 	}
-	cfg := load.Config{Rate: r.x.Traffic.Rate, Timeout: r.x.Traffic.Timeout, Seed: r.opts.Seed}
+	cfg := load.Config{Rate: r.x.Traffic.Rate, Timeout: r.x.Traffic.Timeout, Seed: r.res.Seed}
 	for _, q := range r.traffic {
 		h := http.Header{}
 		for k, v := range q.Headers {
@@ -820,26 +733,7 @@ func (r *run) teardown() {
 	if r.res.Phases == nil || r.res.Phases[len(r.res.Phases)-1].Name != "teardown" {
 		r.enterPhase("teardown")
 	}
-	// Launched processes stop in the reverse of their start order.
-	for i := len(r.x.Targets) - 1; i >= 0; i-- {
-		t := r.targets[r.x.Targets[i].Name]
-		if t == nil {
-			continue
-		}
-		for _, in := range t.instances {
-			if in.cmd != nil {
-				stopInstance(in, 5*time.Second, r.opts.Hurry)
-				r.journalUndone(in.launchID, nil)
-				in.cmd = nil
-			}
-		}
-		if t.proxy != nil {
-			t.proxy.Stop()
-		}
-		if t.dns != nil {
-			t.dns.Stop()
-		}
-	}
+	r.targets.Teardown(r.opts.Hurry)
 	r.prober.Close()
 }
 
@@ -866,19 +760,13 @@ func (r *run) finish() {
 	r.exitsMu.Unlock()
 	for i, f := range r.faults {
 		r.res.Faults = append(r.res.Faults, FaultRecord{
-			Name: f.spec.Name, Target: f.spec.Target, Action: f.spec.Action.Kind(), Settings: r.x.Faults[i].Settings(), Hit: nonNil(f.hit),
-			InjectedAt: stampPtr(f.injectedAt), RevertedAt: stampPtr(f.revertedAt), Evidence: nonNil(f.evidence), Error: f.err,
+			Name: f.spec.Name, Target: f.spec.Target, Action: f.spec.Action.Kind(), Settings: r.x.Faults[i].Settings(), Hit: f.hits(),
+			InjectedAt: stampPtr(f.injectedAt), RevertedAt: stampPtr(f.revertedAt), Evidence: f.evidence(), Error: f.err,
 		})
 	}
 	_ = r.journal(journal.Event{Type: journal.RunEnd, Message: r.res.Verdict})
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
 
 func (r *run) writeResult() error {
 	b, err := MarshalResult(r.res)

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/plan"
 	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/runner"
 )
@@ -97,9 +98,19 @@ stop_when:
 	return x
 }
 
+// build is a plan of x with seed (0: picked).
+func build(t *testing.T, x *experiment.Experiment, seed int64) *plan.Plan {
+	t.Helper()
+	p, err := plan.Build(x, plan.Options{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func runFast(t *testing.T, ctx context.Context, x *experiment.Experiment) *runner.Result {
 	t.Helper()
-	res, err := runner.Run(ctx, x, runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 7, Tick: 200 * time.Millisecond, RecoveryWindow: time.Second})
+	res, err := runner.Run(ctx, build(t, x, 7), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Tick: 200 * time.Millisecond, RecoveryWindow: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +194,7 @@ func TestInterruptRevertsFaults(t *testing.T) {
 	defer cancel()
 	done := make(chan *runner.Result)
 	go func() {
-		res, err := runner.Run(ctx, stopExperiment(t, marker), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Tick: 100 * time.Millisecond})
+		res, err := runner.Run(ctx, build(t, stopExperiment(t, marker), 0), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Tick: 100 * time.Millisecond})
 		if err != nil {
 			panic(err)
 		}
@@ -262,7 +273,7 @@ recovery: 1s
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "run")
-	res, err := runner.Run(context.Background(), x, runner.Options{OutDir: dir, Seed: 1, Tick: 100 * time.Millisecond, RecoveryWindow: 200 * time.Millisecond})
+	res, err := runner.Run(context.Background(), build(t, x, 1), runner.Options{OutDir: dir, Tick: 100 * time.Millisecond, RecoveryWindow: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +303,7 @@ recovery: 1s
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := runner.Run(context.Background(), x, runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 1})
+	res, err := runner.Run(context.Background(), build(t, x, 1), runner.Options{OutDir: filepath.Join(t.TempDir(), "run")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +335,7 @@ recovery: 1s
 func TestLiveProgress(t *testing.T) {
 	var out bytes.Buffer
 	x := slowDependency(t, "100ms")
-	_, err := runner.Run(context.Background(), x, runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 7,
+	_, err := runner.Run(context.Background(), build(t, x, 7), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"),
 		Tick: 200 * time.Millisecond, RecoveryWindow: time.Second, Progress: &out, Live: true, Prefix: "[slow] "})
 	if err != nil {
 		t.Fatal(err)
@@ -369,7 +380,7 @@ func (c *cancelOn) Write(b []byte) (int, error) {
 func TestInterruptKeepsTheInjectChecks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	res, err := runner.Run(ctx, slowDependency(t, "0"), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Seed: 7,
+	res, err := runner.Run(ctx, build(t, slowDependency(t, "0"), 7), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"),
 		Tick: 200 * time.Millisecond, RecoveryWindow: time.Second, Progress: &cancelOn{"inject   ", 4, cancel}}) // 4 ticks into the injection, the fault started
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +412,7 @@ func TestInterruptedProbeIsNotAFailure(t *testing.T) {
 	defer cancel()
 	done := make(chan *runner.Result)
 	go func() {
-		res, err := runner.Run(ctx, x, runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Tick: 100 * time.Millisecond})
+		res, err := runner.Run(ctx, build(t, x, 0), runner.Options{OutDir: filepath.Join(t.TempDir(), "run"), Tick: 100 * time.Millisecond})
 		if err != nil {
 			panic(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/faultline/faultline/examples/experiments"
 	"github.com/faultline/faultline/examples/shop"
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/plan"
 	"github.com/faultline/faultline/report"
 	"github.com/faultline/faultline/runner"
 )
@@ -322,7 +323,11 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 	if o.quiet {
 		progress = io.Discard
 	}
-	res, err := runner.Run(ctx, x, runner.Options{OutDir: row.Dir, Vars: vars, Progress: progress, Seed: o.seed,
+	p, err := plan.Build(x, plan.Options{Seed: o.seed})
+	if err != nil {
+		return row, err
+	}
+	res, err := runner.Run(ctx, p, runner.Options{OutDir: row.Dir, Vars: vars, Progress: progress,
 		Replay: demoReplay(o, name), Prefix: fmt.Sprintf("[%s/%s] ", name, build), Live: isTerminal(progress)})
 	if err != nil {
 		return row, err

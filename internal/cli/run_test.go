@@ -335,7 +335,7 @@ func TestHaltAbortsRunsAndRefusesNewOnes(t *testing.T) {
 	cmd, runner, out := startFreeze(t, "--state-dir", stateDir)
 	file := runner.Args[2]
 	code, stdout, _ := run(t, "status", "--state-dir", stateDir)
-	if code != 0 || !strings.Contains(stdout, "freeze  pid") || !strings.Contains(stdout, "injected: freeze the workers (sigcont)") {
+	if code != 0 || !strings.Contains(stdout, "freeze  pid") || !strings.Contains(stdout, "injected: freeze the workers (3 process(es) stopped: pid ") {
 		t.Fatalf("status = %d %q", code, stdout)
 	}
 	if code, stdout, _ := run(t, "halt", "--state-dir", stateDir, "--reason", "test"); code != 0 || !strings.Contains(stdout, "1 run(s) in progress") {

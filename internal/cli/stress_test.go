@@ -157,7 +157,7 @@ func TestStandaloneStressIsRecoverable(t *testing.T) {
 	file := filepath.Join(fill, fmt.Sprintf(".faultline-fill-%d", cmd.Process.Pid))
 	processtest.WaitFor(t, "status to show the fill", func() bool {
 		_, stdout, _ := run(t, "status", "--state-dir", stateDir)
-		return strings.Contains(stdout, "stress disk") && strings.Contains(stdout, "injected: stress disk (remove_file)")
+		return strings.Contains(stdout, "stress disk") && strings.Contains(stdout, "injected: stress disk (fill file "+file+")")
 	})
 	_ = cmd.Process.Kill() // SIGKILL: the file stays
 	_ = cmd.Wait()

@@ -1,4 +1,4 @@
-package runner
+package builtin
 
 import (
 	"fmt"
@@ -15,13 +15,13 @@ import (
 	"github.com/faultline/faultline/experiment"
 )
 
-// Every action an experiment file can give has a kind of fault that
-// injects it: an unregistered one would only show as an error mid-run.
+// Every action an experiment file can give has a family that injects it:
+// an unregistered one would only show as an error mid-run.
 // The action types are read from package experiment's source (every type
 // with a Kind method), so a new one cannot be forgotten here too.
-func TestEveryActionHasAKind(t *testing.T) {
+func TestEveryActionHasAFamily(t *testing.T) {
 	fset := token.NewFileSet()
-	files, err := filepath.Glob("../experiment/*.go")
+	files, err := filepath.Glob("../../experiment/*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,16 +48,16 @@ func TestEveryActionHasAKind(t *testing.T) {
 		t.Fatalf("found %d action types in package experiment (%v): is the source there?", len(actions), actions)
 	}
 	var registered []string
-	for typ := range kinds {
+	for _, typ := range Registry().ActionTypes() {
 		if typ.PkgPath() != reflect.TypeFor[experiment.Down]().PkgPath() {
-			t.Errorf("a kind is registered for %v, not an action of package experiment", typ)
+			t.Errorf("a family is registered for %v, not an action of package experiment", typ)
 		}
 		registered = append(registered, typ.Name())
 	}
 	slices.Sort(actions)
 	slices.Sort(registered)
 	if !slices.Equal(actions, registered) {
-		t.Errorf("action types %v, kinds registered for %v", actions, registered)
+		t.Errorf("action types %v, families registered for %v", actions, registered)
 	}
 }
 

@@ -1,0 +1,169 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/kube"
+	"github.com/faultline/faultline/process"
+)
+
+// ErrRefused says a run would refuse the experiment when it sets up.
+var ErrRefused = errors.New("a run would refuse this experiment")
+
+// Describe writes what a run of the plan would do, touching nothing: the
+// phases, the targets (with the processes and pods they reach now), each
+// fault's window, the steady state and the stop conditions. It returns an
+// error wrapping ErrRefused when a run would refuse the experiment at
+// setup (a target that reaches init or faultline's own ancestry, say).
+func (p *Plan) Describe(w io.Writer) error {
+	x, seed := p.x, p.seed
+	var refused []error // what a run would refuse at setup
+	fmt.Fprintf(w, "plan for %q (%s)\n", x.Name, x.File)
+	if x.Hypothesis != "" {
+		fmt.Fprintf(w, "hypothesis: %s\n", x.Hypothesis)
+	}
+	fmt.Fprintf(w, "phases: baseline %v, inject %v, recovery up to %v (max_duration %v)\n", x.Baseline, x.Inject, x.Recovery, x.MaxDuration)
+	if x.Traffic != nil {
+		fmt.Fprintf(w, "traffic: %g requests/s, timeout %v, %d kind(s) of request\n", x.Traffic.Rate, x.Traffic.Timeout, len(x.Traffic.Requests))
+	}
+	fmt.Fprintln(w, "targets:")
+	for _, t := range x.Targets {
+		switch {
+		case t.Proxy != nil && t.Proxy.API != "":
+			fmt.Fprintf(w, "  %-12s remote proxy %s at %s\n", t.Name, t.Proxy.Name, t.Proxy.API)
+		case t.Proxy != nil:
+			fmt.Fprintf(w, "  %-12s embedded proxy %s -> %s\n", t.Name, t.Proxy.Listen, t.Proxy.Upstream)
+		case t.DNS != nil:
+			fmt.Fprintf(w, "  %-12s dns resolver on %s (upstream %s, %d record(s))\n", t.Name, t.DNS.Listen, orNone(t.DNS.Upstream), len(t.DNS.Records))
+		case t.Pods != nil:
+			fmt.Fprintf(w, "  %-12s pods %s in namespace %s: %s\n", t.Name, t.Pods.Selector, t.Pods.Namespace, podsNow(t.Pods))
+		case t.Process.Launched():
+			fmt.Fprintf(w, "  %-12s launched: %d × %s\n", t.Name, t.Process.Instances, strings.Join(t.Process.Command, " "))
+		default:
+			desc, err := describeExisting(t.Process)
+			if err != nil {
+				desc = "REFUSED: " + strings.ReplaceAll(err.Error(), "\n", "\n"+strings.Repeat(" ", 16))
+				refused = append(refused, fmt.Errorf("target %s: %w", t.Name, err))
+			}
+			fmt.Fprintf(w, "  %-12s running process(es): %s\n", t.Name, desc)
+		}
+	}
+	fmt.Fprintln(w, "faults (times from the start of injection):")
+	for _, f := range x.Faults {
+		end := "end of inject"
+		if f.Duration > 0 {
+			end = (f.Start + f.Duration).String()
+		}
+		sel := "  select " + f.Select.String()
+		if f.Target == "" {
+			sel = ""
+		}
+		fmt.Fprintf(w, "  %-24q %-11s on %-12s [%v, %s)%s\n", f.Name, f.Action.Kind(), orMachine(f.Target), f.Start, end, sel)
+	}
+	if len(x.SteadyState) > 0 {
+		fmt.Fprintln(w, "steady state:")
+		for _, c := range x.SteadyState {
+			what := ""
+			if c.Condition != nil {
+				what = c.Condition.Text
+			} else {
+				what = c.Probe.Text()
+			}
+			fmt.Fprintf(w, "  %-50s in %s\n", what, strings.Join(c.Phases, ", "))
+		}
+	}
+	for _, f := range x.Faults {
+		switch a := f.Action.(type) {
+		case experiment.Exec:
+			fmt.Fprintf(w, "fault %q runs: %s; reverts with: %s\n", f.Name, strings.Join(a.Inject, " "), strings.Join(a.Revert, " "))
+		case experiment.Stress:
+			fmt.Fprintf(w, "fault %q runs: faultline stress %s %s; stopped on revert\n", f.Name, a.Resource, strings.Join(a.Args, " "))
+		}
+	}
+	if len(x.StopWhen) == 0 {
+		fmt.Fprintln(w, "stop conditions: none (--allow-no-stop)")
+	} else {
+		fmt.Fprintln(w, "stop when any of:")
+	}
+	for _, c := range x.StopWhen {
+		fmt.Fprintf(w, "  %s\n", c.Text)
+	}
+	if p.seedGiven {
+		fmt.Fprintf(w, "seed: %d (instances are picked with it)\n", seed)
+	}
+	fmt.Fprintln(w, "dry run: nothing was started or touched")
+	if len(refused) > 0 {
+		return fmt.Errorf("%w: %w", ErrRefused, errors.Join(refused...))
+	}
+	return nil
+}
+
+// describeExisting lists the running processes a target names now, as a
+// run would find them; err is what a run would refuse.
+func describeExisting(p *experiment.ProcessTarget) (string, error) {
+	pids, err := process.Find(p.Selector())
+	if err != nil {
+		return "", err
+	}
+	var lines []string
+	for i, pid := range pids {
+		if i == 10 {
+			lines = append(lines, fmt.Sprintf("and %d more", len(pids)-10))
+			break
+		}
+		owner := "?"
+		if uid, err := process.UID(pid); err == nil {
+			owner = strconv.Itoa(uid)
+			if u, err := user.LookupId(owner); err == nil {
+				owner = u.Username
+			}
+		}
+		lines = append(lines, fmt.Sprintf("pid %d (%s) %s", pid, owner, process.Command(pid)))
+	}
+	return fmt.Sprintf("%d now:\n%16s%s", len(pids), "", strings.Join(lines, "\n"+strings.Repeat(" ", 16))), nil
+}
+
+// podsNow lists the pods a target selects now (reading only), for the plan.
+func podsNow(p *experiment.PodsTarget) string {
+	c, err := kube.Open(p.Kubeconfig)
+	if err != nil {
+		return "cannot reach the cluster: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pods, err := c.Pods(ctx, p.Namespace, p.Selector)
+	if err != nil {
+		return "cannot list them: " + err.Error()
+	}
+	names := make([]string, 0, len(pods))
+	for _, pod := range pods {
+		names = append(names, pod.Name)
+	}
+	if len(names) > 10 {
+		names = append(names[:10], "...")
+	}
+	return fmt.Sprintf("%d now (%s); each fault resolves its selection when it starts", len(pods), strings.Join(names, ", "))
+}
+
+// orMachine names a fault's target; stress and exec faults have none.
+func orMachine(target string) string {
+	if target == "" {
+		return "the machine"
+	}
+	return target
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -1,0 +1,330 @@
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/faultline/faultline/dnsfault"
+	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/kube"
+	"github.com/faultline/faultline/proxy"
+)
+
+// Journal is where launches are written (a *journal.Writer).
+type Journal interface {
+	Append(journal.Event) error
+}
+
+// Env is what a run gives its targets.
+type Env struct {
+	Journal Journal
+	// NextID returns a journal id no other step of the run has.
+	NextID func() string
+	// Log is processes.log: what launched processes print.
+	Log io.Writer
+	// Progress says what setup did ("proxy p listening on ..."); nil
+	// says nothing.
+	Progress func(format string, args ...any)
+	// Exited is told of a launched process that exited on its own; nil
+	// ignores it.
+	Exited func(msg string)
+	// Guard runs fn on a goroutine of the run, turning a panic into the
+	// run's end; nil runs fn as it is.
+	Guard func(what string, fn func())
+	// Seed seeds the embedded proxies' random draws.
+	Seed int64
+}
+
+// Target is one target of a run: a *Process, *Proxy, *DNS or *Pods.
+type Target interface {
+	// Spec is the target as the file gives it (references filled in once
+	// Set.Resolve has run).
+	Spec() *experiment.Target
+}
+
+// Set is every target of a run.
+type Set struct {
+	env    Env
+	x      *experiment.Experiment
+	order  []Target
+	byName map[string]Target
+}
+
+// New returns the targets of an experiment, not set up yet.
+func New(x *experiment.Experiment, env Env) *Set {
+	if env.Progress == nil {
+		env.Progress = func(string, ...any) {}
+	}
+	if env.Exited == nil {
+		env.Exited = func(string) {}
+	}
+	if env.Guard == nil {
+		env.Guard = func(_ string, fn func()) { fn() }
+	}
+	s := &Set{env: env, x: x, byName: map[string]Target{}}
+	for i := range x.Targets {
+		spec := x.Targets[i]
+		var t Target
+		switch {
+		case spec.Process != nil:
+			t = &Process{spec: spec, env: &s.env}
+		case spec.Proxy != nil:
+			t = &Proxy{spec: spec}
+		case spec.DNS != nil:
+			t = &DNS{spec: spec}
+		case spec.Pods != nil:
+			t = &Pods{spec: spec}
+		default:
+			continue
+		}
+		s.order = append(s.order, t)
+		s.byName[spec.Name] = t
+	}
+	return s
+}
+
+// Get returns the target of a name, nil if there is none.
+func (s *Set) Get(name string) Target { return s.byName[name] }
+
+// Setup finds the processes that already run and gives launched ones
+// their ports, checks remote proxies and clusters, then starts embedded
+// proxies and DNS resolvers (whose addresses may name those ports), in
+// file order. Launched processes start in Launch, once references are
+// filled.
+func (s *Set) Setup(ctx context.Context) error {
+	for _, t := range s.order {
+		switch t := t.(type) {
+		case *Process:
+			if err := t.setup(); err != nil {
+				return err
+			}
+		case *Proxy:
+			if err := t.setupRemote(ctx); err != nil {
+				return err
+			}
+		case *Pods:
+			var err error
+			if t.Client, err = kube.Open(t.spec.Pods.Kubeconfig); err != nil {
+				return fmt.Errorf("target %s: %w", t.spec.Name, err)
+			}
+		}
+	}
+	for _, t := range s.order {
+		if p, ok := t.(*Proxy); ok && p.spec.Proxy.API == "" {
+			if err := s.startProxy(p); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range s.order {
+		if d, ok := t.(*DNS); ok {
+			if err := d.start(s.env.Progress); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Set) startProxy(p *Proxy) error {
+	spec := p.spec
+	listen, err1 := s.FillRefs(spec.Proxy.Listen)
+	upstream, err2 := s.FillRefs(spec.Proxy.Upstream)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("target %s: %w", spec.Name, err)
+	}
+	cfg := proxy.Config{Name: spec.Name, Listen: listen, Upstream: upstream, Seed: s.env.Seed}
+	for _, f := range s.x.Faults {
+		if f.Target == spec.Name && experiment.HTTPAction(f.Action) {
+			cfg.Protocol = "http" // HTTP faults act on connections opened before them too
+		}
+	}
+	p.Embedded = proxy.New(cfg)
+	if err := p.Embedded.Start(); err != nil {
+		p.Embedded = nil
+		return fmt.Errorf("target %s: embedded proxy: %w", spec.Name, err)
+	}
+	s.env.Progress("proxy %s listening on %s -> %s", spec.Name, p.Embedded.Listen(), upstream)
+	return nil
+}
+
+// Resolve gives every target its spec with references filled in (filled
+// is the experiment with them filled, as x with its targets in the same
+// order), and fills each launched instance's command and ready: {port}
+// and {instance} of its own, then fill.
+func (s *Set) Resolve(filled *experiment.Experiment, fill func(string) string) {
+	for i := range filled.Targets {
+		t := s.byName[filled.Targets[i].Name]
+		if t == nil {
+			continue
+		}
+		orig := s.x.Targets[i]
+		switch t := t.(type) {
+		case *Process:
+			t.spec = filled.Targets[i]
+			t.resolve(orig.Process, fill)
+		case *Proxy:
+			t.spec = filled.Targets[i]
+		case *DNS:
+			t.spec = filled.Targets[i]
+		case *Pods:
+			t.spec = filled.Targets[i]
+		}
+	}
+}
+
+// Launch starts the processes the run launches, in file order, each
+// instance ready before the next starts.
+func (s *Set) Launch(ctx context.Context) error {
+	for _, t := range s.order {
+		p, ok := t.(*Process)
+		if !ok || !p.spec.Process.Launched() {
+			continue
+		}
+		for _, in := range p.Instances {
+			if err := p.Launch(ctx, in); err != nil {
+				return err
+			}
+			s.env.Progress("started %s[%d]: pid %d, %s", p.spec.Name, in.Index, in.Proc.PID, strings.Join(in.Args, " "))
+		}
+	}
+	return nil
+}
+
+// Teardown stops what the run launched, in the reverse of its start
+// order (SIGKILL after 5 s, or at once when hurry closes), and the
+// embedded proxies and resolvers.
+func (s *Set) Teardown(hurry <-chan struct{}) {
+	for i := len(s.order) - 1; i >= 0; i-- {
+		switch t := s.order[i].(type) {
+		case *Process:
+			t.stop(5*time.Second, hurry)
+		case *Proxy:
+			if t.Embedded != nil {
+				t.Embedded.Stop()
+			}
+		case *DNS:
+			if t.Server != nil {
+				t.Server.Stop()
+			}
+		}
+	}
+}
+
+// FillRefs replaces {T.port}, {T[i].port}, {T.addr} and {T.addrs} (every
+// instance's 127.0.0.1:PORT, comma-separated); for an embedded proxy, its
+// listen address; for a resolver, its own.
+func (s *Set) FillRefs(str string) (string, error) {
+	var errs []error
+	out := experiment.RefPattern.ReplaceAllStringFunc(str, func(m string) string {
+		g := experiment.RefPattern.FindStringSubmatch(m)
+		t, ok := s.byName[g[1]]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: no target %q", m, g[1]))
+			return m
+		}
+		addrs := addresses(t)
+		if len(addrs) == 0 {
+			errs = append(errs, fmt.Errorf("%s: target %s has no address", m, g[1]))
+			return m
+		}
+		if g[3] == "addrs" {
+			return strings.Join(addrs, ",")
+		}
+		i := 0
+		if g[2] != "" {
+			i, _ = strconv.Atoi(g[2])
+		}
+		if i >= len(addrs) {
+			errs = append(errs, fmt.Errorf("%s: target %s has %d instance(s)", m, g[1], len(addrs)))
+			return m
+		}
+		if g[3] == "addr" {
+			return addrs[i]
+		}
+		_, port, _ := net.SplitHostPort(addrs[i])
+		return port
+	})
+	return out, errors.Join(errs...)
+}
+
+func addresses(t Target) []string {
+	switch t := t.(type) {
+	case *Proxy:
+		if t.Embedded != nil {
+			return []string{t.Embedded.Listen()}
+		}
+	case *DNS:
+		if t.Server != nil {
+			return []string{t.Server.Addr()}
+		}
+	case *Process:
+		var out []string
+		for _, in := range t.Instances {
+			if in.Port != 0 {
+				out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(in.Port)))
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// Proxy is a proxy target: Embedded in the run, or one of a remote API
+// reached through Client.
+type Proxy struct {
+	spec     experiment.Target
+	Embedded *proxy.Proxy
+	Client   *proxy.Client
+}
+
+// Spec is the target as the file gives it.
+func (p *Proxy) Spec() *experiment.Target { return &p.spec }
+
+func (p *Proxy) setupRemote(ctx context.Context) error {
+	px := p.spec.Proxy
+	if px.API == "" {
+		return nil
+	}
+	token := px.Token
+	if token == "" {
+		token = os.Getenv("FAULTLINE_TOKEN")
+	}
+	p.Client = proxy.NewClient(px.API, token)
+	if _, err := p.Client.Proxy(ctx, px.Name); err != nil {
+		return fmt.Errorf("target %s: proxy %s at %s: %w", p.spec.Name, px.Name, px.API, err)
+	}
+	return nil
+}
+
+// DNS is a resolver the run starts.
+type DNS struct {
+	spec   experiment.Target
+	Server *dnsfault.Server
+}
+
+// Spec is the target as the file gives it.
+func (d *DNS) Spec() *experiment.Target { return &d.spec }
+
+func (d *DNS) start(progress func(string, ...any)) error {
+	spec := d.spec.DNS
+	records := map[string][]net.IP{}
+	for name, ip := range spec.Records {
+		records[strings.ToLower(strings.TrimSuffix(name, "."))] = []net.IP{net.ParseIP(ip)}
+	}
+	srv := dnsfault.New(dnsfault.Config{Listen: spec.Listen, Upstream: spec.Upstream, Records: records})
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("target %s: dns resolver on %s: %w", d.spec.Name, spec.Listen, err)
+	}
+	d.Server = srv
+	progress("dns resolver %s listening on %s (udp and tcp)", d.spec.Name, srv.Addr())
+	return nil
+}
