@@ -204,7 +204,6 @@ func (r *run) journal(e journal.Event) error {
 // Append journals an event, as fault.Journal and target.Journal have it.
 func (r *run) Append(e journal.Event) error { return r.journal(e) }
 
-
 func (r *run) verdict(v, reason string) {
 	// The first verdict that is not PASSED stands; reasons add up.
 	if r.res.Verdict == "" || r.res.Verdict == Passed {
@@ -766,7 +765,6 @@ func (r *run) finish() {
 	}
 	_ = r.journal(journal.Event{Type: journal.RunEnd, Message: r.res.Verdict})
 }
-
 
 func (r *run) writeResult() error {
 	b, err := MarshalResult(r.res)
