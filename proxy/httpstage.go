@@ -114,15 +114,16 @@ func looksHTTP(b []byte) bool {
 // toxics to the upstream). It ends, closing both, when either side does.
 // Bodies stream through, except a response that an http_body toxic
 // rewrites, which is read whole.
-func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struct{}) {
+func (p *Proxy) serveHTTP(c *conn, client net.Conn, inner *net.TCPConn) {
 	defer client.Close()
 	defer inner.Close()
+	done := c.done
 	cr := bufio.NewReader(client)
 	ir := bufio.NewReader(inner)
 	// Whoever speaks first decides: a server that speaks first (SMTP, MySQL)
 	// is not HTTP, and waiting for its client would wait forever.
-	clientFirst := peek(cr)
-	upstreamFirst := peek(ir)
+	clientFirst := peek(c, cr)
+	upstreamFirst := peek(c, ir)
 	select {
 	case err := <-clientFirst:
 		if err != nil {
@@ -133,13 +134,13 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			return // closed before anyone spoke: the client sees the close
 		}
 		p.nonHTTP.Add(1)
-		pipe(client, cr, clientFirst, inner, ir, nil)
+		pipe(c, client, cr, clientFirst, inner, ir, nil)
 		return
 	}
 	first, _ := cr.Peek(min(cr.Buffered(), 18))
 	if !looksHTTP(first) {
 		p.nonHTTP.Add(1)
-		pipe(client, cr, nil, inner, ir, upstreamFirst)
+		pipe(c, client, cr, nil, inner, ir, upstreamFirst)
 		return
 	}
 	// Responses go out in as few writes as they arrive in: Response.Write
@@ -148,7 +149,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 	// Between requests, the upstream may close the connection (an idle
 	// timeout): the client must see that close, as it would without the
 	// stage, rather than a 502 for its next request.
-	upstream := closeOnEnd(upstreamFirst, client)
+	upstream := closeOnEnd(c, upstreamFirst, client)
 	// While a response is pending, the client's side is watched too: a
 	// client that leaves must reach the upstream, as without the stage.
 	var clientNext <-chan error
@@ -193,8 +194,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 		// The request goes out while its answer is awaited: an upstream may
 		// answer before it has read the whole body (413, 401), and that
 		// answer must reach the client, as it would without the stage.
-		sent := make(chan error, 1)
-		go func() { sent <- req.Write(inner) }()
+		sent := c.async(func() error { return req.Write(inner) })
 		var upErr error
 		select {
 		case upErr = <-upstream:
@@ -207,7 +207,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 				_ = inner.CloseWrite()
 				req.Close = true
 			} else {
-				clientNext = watchClient(cr, inner)
+				clientNext = watchClient(c, cr, inner)
 			}
 			upErr = <-upstream
 		}
@@ -224,7 +224,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			if resp.Write(cw) != nil || cw.Flush() != nil {
 				return
 			}
-			pipe(client, cr, clientNext, inner, ir, nil)
+			pipe(c, client, cr, clientNext, inner, ir, nil)
 			return
 		}
 		if !p.respond(cw, req, resp, toxics, done) || req.Close || resp.Close {
@@ -234,9 +234,9 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			if err := <-sent; err != nil {
 				return
 			}
-			clientNext = watchClient(cr, inner)
+			clientNext = watchClient(c, cr, inner)
 		}
-		upstream = closeOnEnd(peek(ir), client)
+		upstream = closeOnEnd(c, peek(c, ir), client)
 	}
 }
 
@@ -267,9 +267,8 @@ func (f *idleFlusher) Flush() error { return f.w.Flush() }
 // more or leaves: a client that half-closes half-closes inner, one whose
 // connection fails closes it. Its result (nil: bytes wait) must be
 // received before cr is read again.
-func watchClient(cr *bufio.Reader, inner *net.TCPConn) <-chan error {
-	ch := make(chan error, 1)
-	go func() {
+func watchClient(c *conn, cr *bufio.Reader, inner *net.TCPConn) <-chan error {
+	return c.async(func() error {
 		_, err := cr.Peek(1)
 		switch {
 		case errors.Is(err, io.EOF):
@@ -277,50 +276,43 @@ func watchClient(cr *bufio.Reader, inner *net.TCPConn) <-chan error {
 		case err != nil:
 			_ = inner.Close()
 		}
-		ch <- err
-	}()
-	return ch
+		return err
+	})
 }
 
 // peek waits until r has a byte or has ended; its result (nil: bytes wait)
 // must be received before r is read again.
-func peek(r *bufio.Reader) <-chan error {
-	ch := make(chan error, 1)
-	go func() {
+func peek(c *conn, r *bufio.Reader) <-chan error {
+	return c.async(func() error {
 		_, err := r.Peek(1)
-		ch <- err
-	}()
-	return ch
+		return err
+	})
 }
 
 // closeOnEnd passes on the upstream's peek, closing client first if the
 // upstream has ended.
-func closeOnEnd(upstream <-chan error, client net.Conn) <-chan error {
-	ch := make(chan error, 1)
-	go func() {
+func closeOnEnd(c *conn, upstream <-chan error, client net.Conn) <-chan error {
+	return c.async(func() error {
 		err := <-upstream
 		if err != nil {
 			_ = client.Close()
 		}
-		ch <- err
-	}()
-	return ch
+		return err
+	})
 }
 
 // pipe passes bytes both ways unchanged, from the client (read through cr,
 // once clientReady has a result, if not nil) to inner and from inner (read
 // through ir, once innerReady has) to the client, half-closing each side as
 // the other ends.
-func pipe(client net.Conn, cr io.Reader, clientReady <-chan error, inner *net.TCPConn, ir io.Reader, innerReady <-chan error) {
-	done := make(chan struct{})
-	go func() {
+func pipe(c *conn, client net.Conn, cr io.Reader, clientReady <-chan error, inner *net.TCPConn, ir io.Reader, innerReady <-chan error) {
+	done := c.async(func() error {
 		if clientReady != nil {
 			<-clientReady
 		}
 		_, _ = io.Copy(inner, cr)
-		_ = inner.CloseWrite()
-		close(done)
-	}()
+		return inner.CloseWrite()
+	})
 	if innerReady != nil {
 		<-innerReady
 	}
@@ -488,8 +480,9 @@ func loopbackPair() (a, b *net.TCPConn, err error) {
 	}
 	ch := make(chan res, 1)
 	go func() {
-		c, err := ln.AcceptTCP()
-		ch <- res{c, err}
+		r := res{err: errPanic}
+		defer func() { _ = recover(); ch <- r }() // nothing here should panic; if it does, no pair
+		r.c, r.err = ln.AcceptTCP()
 	}()
 	a, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
 	if err != nil {

@@ -254,8 +254,6 @@ func fromHTTPWire(w any) (Effect, bool) {
 	switch w := w.(type) {
 	case *httpStatusWire:
 		return HTTPStatus{HTTPMatch{w.Method, w.Path}, w.Status, w.Body, w.RetryAfter, w.First, w.Every}, true
-	case *httpLatencyWire:
-		return HTTPLatency{HTTPMatch{w.Method, w.Path}, ms(w.Latency), ms(w.Jitter), w.Phase}, true
 	case *httpBodyWire:
 		return HTTPBody{HTTPMatch{w.Method, w.Path}, w.Null, w.Drop, w.Retype, w.Rename, w.Garble, w.Truncate}, true
 	case *httpHeaderWire:

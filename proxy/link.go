@@ -223,6 +223,9 @@ func (l *link) hasActive() bool {
 func (l *link) run() {
 	defer l.c.linkDone(l)
 	defer l.waitQueue()
+	// Deferred last, so it runs first: a panic closes the connection before
+	// waitQueue would wait for what the panic left queued.
+	defer func() { l.c.p.survive(recover(), l.c) }()
 	for {
 		l.adopt()
 		if l.c.isClosed() {
@@ -594,6 +597,7 @@ func (q *queue) push(l *link, b *batch) bool {
 // drain is the writer goroutine.
 func (q *queue) drain(l *link) {
 	defer l.c.wg.Done()
+	defer func() { l.c.p.survive(recover(), l.c) }()
 	for {
 		q.mu.Lock()
 		if len(q.items) == 0 {

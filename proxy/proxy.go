@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -73,6 +74,7 @@ type Proxy struct {
 	log         *slog.Logger
 	lastLog     atomic.Int64 // unix ns of the last dial failure logged
 	unlogged    atomic.Int64 // dial failures since then
+	panics      atomic.Int64 // recovered panics of connection goroutines
 
 	mu       sync.Mutex
 	listen   string
@@ -255,16 +257,24 @@ func (p *Proxy) Update(listen, upstream string, enabled bool) error {
 
 func (p *Proxy) accept(ctx context.Context, r *listenerRun) {
 	defer r.wg.Done()
+	for !p.acceptLoop(ctx, r) { // a panic was recovered: accept on
+	}
+}
+
+// acceptLoop accepts until the listener closes and reports true then; it
+// reports false after a recovered panic.
+func (p *Proxy) acceptLoop(ctx context.Context, r *listenerRun) (done bool) {
+	defer func() { p.survive(recover(), nil) }()
 	for {
 		client, err := r.ln.AcceptTCP()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
+				return true
 			}
 			// Out of file descriptors and the like: back off, don't spin.
 			select {
 			case <-ctx.Done():
-				return
+				return true
 			case <-time.After(10 * time.Millisecond):
 			}
 			continue
@@ -274,9 +284,66 @@ func (p *Proxy) accept(ctx context.Context, r *listenerRun) {
 	}
 }
 
+// survive handles what recover returned in a goroutine of the data path: a
+// panic closes that connection (c, if not nil), which lets go of whatever
+// its toxics held, and is counted and logged; the process and the other
+// connections go on. Deferred as
+//
+//	defer func() { p.survive(recover(), c) }()
+func (p *Proxy) survive(v any, c *conn) {
+	if v == nil {
+		return
+	}
+	if p.log != nil {
+		p.log.Error("a connection's goroutine panicked: the connection is closed, the proxy goes on",
+			"proxy", p.name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	}
+	p.metrics.panicked()
+	p.panics.Add(1) // after the log, before the close: whoever sees either sees the count
+	if c != nil {
+		c.close()
+	}
+}
+
+// async runs f in a goroutine of c and delivers its result on the channel
+// returned; a panic in f closes c and delivers errPanic.
+func (c *conn) async(f func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		err := errPanic
+		defer func() {
+			c.p.survive(recover(), c)
+			ch <- err
+		}()
+		err = f()
+	}()
+	return ch
+}
+
+var errPanic = errors.New("panic (recovered; the connection is closed)")
+
+// Panics returns how many panics in the proxy's connections were
+// recovered (each closed its connection); a bug, which the log describes.
+func (p *Proxy) Panics() int64 { return p.panics.Load() }
+
 // handle dials the upstream for one client and runs the connection.
 func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn) {
 	defer r.wg.Done()
+	var c *conn
+	registered := false
+	defer func() {
+		if v := recover(); v != nil {
+			_ = client.Close()
+			p.survive(v, c)
+		}
+		if registered {
+			c.wg.Wait()
+			p.mu.Lock()
+			delete(p.conns, c)
+			p.mu.Unlock()
+			p.metrics.connClosed()
+		}
+	}()
 	p.mu.Lock()
 	upstream := p.upstream
 	p.mu.Unlock()
@@ -302,7 +369,7 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		}
 		front, client = client, outer
 	}
-	c := newConn(p, client, sc.(*net.TCPConn))
+	c = newConn(p, client, sc.(*net.TCPConn))
 	c.front = front
 	if !p.register(c, r) {
 		c.close()
@@ -311,11 +378,13 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		}
 		return
 	}
+	registered = true
 	if inner != nil {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			p.serveHTTP(front, inner, c.done)
+			defer func() { p.survive(recover(), c) }()
+			p.serveHTTP(c, front, inner)
 		}()
 	}
 	c.wg.Add(1)
@@ -324,11 +393,6 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		c.links[Downstream].run()
 	}()
 	c.links[Upstream].run()
-	c.wg.Wait()
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-	p.metrics.connClosed()
 }
 
 func (p *Proxy) logDialFailure(upstream string, err error) {
