@@ -112,12 +112,11 @@ func looksHTTP(b []byte) bool {
 // serveHTTP reads HTTP requests from the client, applies the HTTP toxics,
 // and forwards them through inner (whose other end goes through the byte
 // toxics to the upstream). It ends, closing both, when either side does.
-// Bodies stream through, except a response that an http_body toxic
-// rewrites, which is read whole.
+// Messages go on as they came (see httpwire.go); bodies stream through,
+// except a response that an http_body toxic rewrites, which is read whole.
 func (p *Proxy) serveHTTP(c *conn, client net.Conn, inner *net.TCPConn) {
 	defer client.Close()
 	defer inner.Close()
-	done := c.done
 	cr := bufio.NewReader(client)
 	ir := bufio.NewReader(inner)
 	// Whoever speaks first decides: a server that speaks first (SMTP, MySQL)
@@ -143,13 +142,41 @@ func (p *Proxy) serveHTTP(c *conn, client net.Conn, inner *net.TCPConn) {
 		pipe(c, client, cr, nil, inner, ir, upstreamFirst)
 		return
 	}
-	// Responses go out in as few writes as they arrive in: Response.Write
-	// writes its status line, headers and body in separate calls.
-	cw := &idleFlusher{w: bufio.NewWriter(client), src: ir}
+	s := &httpConn{p: p, c: c, client: client, inner: inner, cr: cr, ir: ir,
+		// A message goes out in as few writes as it arrives in.
+		cw: &idleFlusher{w: bufio.NewWriter(client), src: ir},
+		iw: &idleFlusher{w: bufio.NewWriter(inner), src: cr}}
+	s.serve(upstreamFirst)
+}
+
+// httpConn is one connection in the HTTP stage: the client's side (read
+// through cr, written through cw) and inner, towards the upstream (ir, iw).
+type httpConn struct {
+	p      *Proxy
+	c      *conn
+	client net.Conn
+	inner  *net.TCPConn
+	cr, ir *bufio.Reader
+	cw, iw *idleFlusher
+}
+
+// next is what follows a response.
+type next int
+
+const (
+	nextRequest next = iota // read the next request
+	passRest                // pass everything from here on as it comes
+	endConn                 // end the connection
+)
+
+// serve relays requests and their responses until the connection ends;
+// upstreamFirst is the pending peek at the upstream's first byte.
+func (s *httpConn) serve(upstreamFirst <-chan error) {
+	c, cr := s.c, s.cr
 	// Between requests, the upstream may close the connection (an idle
 	// timeout): the client must see that close, as it would without the
 	// stage, rather than a 502 for its next request.
-	upstream := closeOnEnd(c, upstreamFirst, client)
+	upstream := closeOnEnd(c, upstreamFirst, s.client)
 	// While a response is pending, the client's side is watched too: a
 	// client that leaves must reach the upstream, as without the stage.
 	var clientNext <-chan error
@@ -160,41 +187,34 @@ func (p *Proxy) serveHTTP(c *conn, client net.Conn, inner *net.TCPConn) {
 			}
 			clientNext = nil
 		}
-		req, err := http.ReadRequest(cr)
+		h, err := readHead(cr)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				writeSimple(client, http.StatusBadRequest, "faultline: malformed HTTP request: "+err.Error(), 0)
+			if len(h) > 0 && !errors.Is(err, errHeadTooLarge) { // cut short: what came goes on
+				s.passRest(h, nil, upstream)
 			}
 			return
 		}
-		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
-			// The stage answers it: a toxic may answer the request itself.
-			req.Header.Del("Expect")
-			if _, err := io.WriteString(client, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
-				return
-			}
+		req, f, err := requestFraming(h)
+		if err != nil || req.ProtoMajor != 1 {
+			// Not HTTP/1 that the stage can frame (HTTP/2's preface, a
+			// malformed head): no toxic can act on it, and it and all that
+			// follows pass as they are, for the upstream to judge.
+			s.p.nonHTTP.Add(1)
+			s.passRest(h, nil, upstream)
+			return
 		}
-		toxics := p.httpToxicsFor(req.Method, req.URL.Path)
-		keep, answered := p.requestPhase(client, req, toxics, done)
+		toxics := s.p.httpToxicsFor(req.Method, req.URL.Path)
+		h, answered, keep := s.requestPhase(h, req, f, toxics)
 		if !keep {
 			return
 		}
 		if answered {
-			// The body nobody will read is consumed, so that the next
-			// request starts where it should; past a limit, as net/http
-			// does, the connection ends instead.
-			if n, err := io.CopyN(io.Discard, req.Body, maxDrain+1); n > maxDrain || err != nil && err != io.EOF {
-				return
-			}
 			continue
-		}
-		if _, ok := req.Header["User-Agent"]; !ok {
-			req.Header["User-Agent"] = []string{""} // Request.Write would add Go's own
 		}
 		// The request goes out while its answer is awaited: an upstream may
 		// answer before it has read the whole body (413, 401), and that
 		// answer must reach the client, as it would without the stage.
-		sent := c.async(func() error { return req.Write(inner) })
+		sent := c.async(func() error { return s.send(h, f) })
 		var upErr error
 		select {
 		case upErr = <-upstream:
@@ -204,40 +224,59 @@ func (p *Proxy) serveHTTP(c *conn, client net.Conn, inner *net.TCPConn) {
 				// The request did not go out whole (either side failed):
 				// the upstream, told it ends here, may still answer; the
 				// connection ends after that answer.
-				_ = inner.CloseWrite()
+				_ = s.inner.CloseWrite()
 				req.Close = true
 			} else {
-				clientNext = watchClient(c, cr, inner)
+				clientNext = watchClient(c, cr, s.inner)
 			}
 			upErr = <-upstream
 		}
 		if upErr != nil {
 			return // closed before this request: the client has seen the close
 		}
-		resp, err := http.ReadResponse(ir, req)
-		if err != nil {
-			writeSimple(client, http.StatusBadGateway, "faultline: upstream response: "+err.Error(), 0)
-			return
+		then := s.respond(req, toxics)
+		if then == nextRequest && req.Close {
+			then = passRest // whatever else comes goes as it would without the stage
 		}
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			// Another protocol from here on (a WebSocket): pass it through.
-			if resp.Write(cw) != nil || cw.Flush() != nil {
-				return
+		switch then {
+		case endConn:
+			return
+		case passRest:
+			ready := clientNext
+			if sent != nil { // the request is still going out
+				ready = sent
 			}
-			pipe(c, client, cr, clientNext, inner, ir, nil)
-			return
-		}
-		if !p.respond(cw, req, resp, toxics, done) || req.Close || resp.Close {
+			pipe(c, s.client, cr, ready, s.inner, s.ir, nil)
 			return
 		}
 		if sent != nil { // answered while the request was still going out
 			if err := <-sent; err != nil {
 				return
 			}
-			clientNext = watchClient(c, cr, inner)
+			clientNext = watchClient(c, cr, s.inner)
 		}
-		upstream = closeOnEnd(c, peek(c, ir), client)
+		upstream = closeOnEnd(c, peek(c, s.ir), s.client)
 	}
+}
+
+// passRest sends head (what the stage read and will not frame) to the
+// upstream and passes everything after it both ways as it comes.
+func (s *httpConn) passRest(head []byte, clientReady, upstreamReady <-chan error) {
+	if _, err := s.inner.Write(head); err != nil {
+		return
+	}
+	pipe(s.c, s.client, s.cr, clientReady, s.inner, s.ir, upstreamReady)
+}
+
+// send forwards a request's head and its body, as framed, to the upstream.
+func (s *httpConn) send(h []byte, f framing) error {
+	if _, err := s.iw.Write(h); err != nil {
+		return err
+	}
+	if err := copyBody(s.iw, s.cr, f); err != nil {
+		return err
+	}
+	return s.iw.Flush()
 }
 
 // maxDrain is the most of an unread request body the stage reads to keep
@@ -245,7 +284,7 @@ func (p *Proxy) serveHTTP(c *conn, client net.Conn, inner *net.TCPConn) {
 const maxDrain = 256 << 10
 
 // idleFlusher flushes what it buffered whenever src has nothing more
-// buffered: a response that arrived whole goes out in one write, and a
+// buffered: a message that arrived whole goes out in one write, and a
 // streamed one (server-sent events) goes out as it arrives. It has no
 // ReadFrom, so that every copy goes through Write.
 type idleFlusher struct {
@@ -323,19 +362,20 @@ func pipe(c *conn, client net.Conn, cr io.Reader, clientReady <-chan error, inne
 	<-done
 }
 
-// requestPhase applies the toxics that act before forwarding. answered is
-// true when an http_status toxic answered; keep is false when the
-// connection must end.
-func (p *Proxy) requestPhase(client net.Conn, req *http.Request, toxics []httpToxic, done <-chan struct{}) (keep, answered bool) {
+// requestPhase applies the toxics that act before forwarding, and returns
+// the head to forward. answered is true when an http_status toxic answered
+// (and the body was read and dropped); keep is false when the connection
+// must end.
+func (s *httpConn) requestPhase(h []byte, req *http.Request, f framing, toxics []httpToxic) (_ []byte, answered, keep bool) {
 	for _, t := range toxics {
 		switch e := t.effect.(type) {
 		case HTTPLatency:
-			if e.Phase == "request" && !sleep(p.delay(e.Delay, e.Jitter), done) {
-				return false, false
+			if e.Phase == "request" && !sleep(s.p.delay(e.Delay, e.Jitter), s.c.done) {
+				return h, false, false
 			}
 		case HTTPHeader:
 			if e.Phase == "request" {
-				editHeader(req.Header, e)
+				h = editHead(h, e)
 			}
 		}
 	}
@@ -347,12 +387,28 @@ func (p *Proxy) requestPhase(client net.Conn, req *http.Request, toxics []httpTo
 		if n := t.n; e.First > 0 && n > int64(e.First) || e.Every > 0 && n%int64(e.Every) != 0 {
 			continue
 		}
-		if err := writeSimple(client, e.Status, e.Body, e.RetryAfter); err != nil {
-			return false, true
+		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+			// The client sends the body only when told to: the stage
+			// reads and drops it after its answer.
+			if _, err := io.WriteString(s.client, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+				return h, true, false
+			}
 		}
-		return !req.Close, true
+		if err := writeSimple(s.client, e.Status, e.Body, e.RetryAfter); err != nil {
+			return h, true, false
+		}
+		// The body nobody will read is consumed, so that the next request
+		// starts where it should; past a limit, as net/http does, the
+		// connection ends instead.
+		if f.length > maxDrain {
+			return h, true, false
+		}
+		if _, err := readBody(s.cr, f, maxDrain); err != nil {
+			return h, true, false
+		}
+		return h, true, !req.Close
 	}
-	return true, false
+	return h, false, true
 }
 
 // sleep waits d, or until done is closed (false).
@@ -367,58 +423,105 @@ func sleep(d time.Duration, done <-chan struct{}) bool {
 	}
 }
 
-// respond applies the response toxics and writes the response to client,
-// flushed; false means the connection must end. The body streams through
-// unless an http_body toxic rewrites it.
-func (p *Proxy) respond(client *idleFlusher, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
-	// The body is never closed here: closing it would read the rest of a
-	// stream the client has left. Write reads it to its end; on any
-	// failure the connection ends.
-	noBody := req.Method == http.MethodHead || resp.StatusCode/100 == 1 || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
+// respond relays the upstream's answer to req: interim responses (100
+// Continue) as they come, then the final one, through the response toxics.
+// The body streams through unless an http_body toxic rewrites it.
+func (s *httpConn) respond(req *http.Request, toxics []httpToxic) next {
+	for {
+		h, err := readHead(s.ir)
+		if err != nil {
+			if len(h) > 0 && !errors.Is(err, errHeadTooLarge) { // cut short: what came goes on
+				_, _ = s.cw.Write(h)
+				_ = s.cw.Flush()
+			}
+			return endConn
+		}
+		resp, f, err := responseFraming(h, req)
+		if err != nil {
+			// An answer the stage cannot frame: it and what follows go on
+			// as they are.
+			if _, err := s.cw.Write(h); err != nil || s.cw.Flush() != nil {
+				return endConn
+			}
+			return passRest
+		}
+		code := resp.StatusCode
+		if code/100 == 1 && code != http.StatusSwitchingProtocols {
+			if _, err := s.cw.Write(h); err != nil || s.cw.Flush() != nil {
+				return endConn
+			}
+			continue // the final response follows
+		}
+		if code == http.StatusSwitchingProtocols || req.Method == http.MethodConnect && code/100 == 2 {
+			// Another protocol from here on (a WebSocket, a tunnel).
+			if _, err := s.cw.Write(h); err != nil || s.cw.Flush() != nil {
+				return endConn
+			}
+			return passRest
+		}
+		if !s.respondFinal(h, req, f, toxics) {
+			return endConn
+		}
+		if resp.Close || f.length < 0 && !f.chunked {
+			return passRest
+		}
+		return nextRequest
+	}
+}
+
+// respondFinal writes a final response whose head is h, applying the
+// response toxics; false means the connection must end. A body that ends
+// with the connection (no length) is left for passRest to carry, unless a
+// toxic rewrites it.
+func (s *httpConn) respondFinal(h []byte, req *http.Request, f framing, toxics []httpToxic) bool {
 	rewrite := false
 	for _, t := range toxics {
-		if _, ok := t.effect.(HTTPBody); ok && !noBody {
+		if _, ok := t.effect.(HTTPBody); ok && (f.chunked || f.length != 0) {
 			rewrite = true
 		}
 	}
 	var body []byte
 	if rewrite {
 		var err error
-		body, err = io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
-		if err != nil || len(body) > maxHTTPBody {
-			_ = writeSimple(client, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0)
-			_ = client.Flush()
+		if body, err = readBody(s.ir, f, maxHTTPBody); err != nil {
+			_ = writeSimple(s.cw, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0)
+			_ = s.cw.Flush()
 			return false
 		}
 	}
 	for _, t := range toxics {
 		switch e := t.effect.(type) {
 		case HTTPLatency:
-			if e.Phase != "request" && !sleep(p.delay(e.Delay, e.Jitter), done) {
+			if e.Phase != "request" && !sleep(s.p.delay(e.Delay, e.Jitter), s.c.done) {
 				return false
 			}
 		case HTTPHeader:
 			if e.Phase != "request" {
-				editHeader(resp.Header, e)
+				h = editHead(h, e)
 			}
 		case HTTPBody:
 			if rewrite {
-				body = p.editBody(e, body)
+				body = s.p.editBody(e, body)
 			}
 		}
 	}
 	if rewrite {
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		resp.ContentLength, resp.TransferEncoding = int64(len(body)), nil
-		resp.Header.Del("Content-Length")
+		h = withLength(h, len(body))
 	}
-	if !rewrite {
-		resp.Body = io.NopCloser(resp.Body) // Write closes what it was given
+	if _, err := s.cw.Write(h); err != nil {
+		return false
+	}
+	if rewrite {
+		_, err := s.cw.Write(body)
+		return err == nil && s.cw.Flush() == nil
+	}
+	if f.length < 0 && !f.chunked {
+		return s.cw.Flush() == nil // the body follows until the upstream closes
 	}
 	// What was written goes out even if the upstream failed mid-body, as
 	// it would without the stage.
-	err := resp.Write(client)
-	return client.Flush() == nil && err == nil
+	err := copyBody(s.cw, s.ir, f)
+	return s.cw.Flush() == nil && err == nil
 }
 
 func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {
@@ -434,18 +537,6 @@ func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {
 		body = body[:e.Truncate]
 	}
 	return body
-}
-
-func editHeader(h http.Header, e HTTPHeader) {
-	for _, k := range e.Drop {
-		h.Del(k)
-	}
-	for k, v := range e.Set {
-		h.Set(k, v)
-	}
-	for k, v := range e.Add {
-		h.Add(k, v)
-	}
 }
 
 // writeSimple writes a response made by the proxy, keeping the connection

@@ -345,8 +345,9 @@ func httpModeProxy(t *testing.T, upstream string) (net.Conn, *bufio.Reader, *pro
 
 // What the HTTP stage must not change: the upstream closing a kept-alive
 // connection reaches the client as a close (not a 502 for its next
-// request), no User-Agent is added, and Expect: 100-continue and a
-// protocol switch work as they do without the stage.
+// request), no User-Agent is added, Expect: 100-continue reaches the
+// upstream, which answers it, and a protocol switch works as it does
+// without the stage.
 func TestHTTPModeIsTransparent(t *testing.T) {
 	t.Run("upstream closes an idle connection", func(t *testing.T) {
 		srv, _ := shopAPI(t)
@@ -380,7 +381,7 @@ func TestHTTPModeIsTransparent(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("response: %v %v", resp, err)
 		}
-		if s := <-got; s != `ua=[] expect="" body=hi` {
+		if s := <-got; s != `ua=[] expect="100-continue" body=hi` {
 			t.Errorf("the upstream saw %s", s)
 		}
 	})

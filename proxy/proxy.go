@@ -674,9 +674,17 @@ func (c *conn) reset() {
 	c.close()
 }
 
-// linkDone closes the connection once both streams have ended.
+// linkDone closes the connection once both streams have ended. In HTTP
+// mode the real client's socket is the HTTP stage's to close: it may still
+// be writing the end of a response to it.
 func (c *conn) linkDone(*link) {
-	if c.ended.Add(1) == 2 {
-		c.close()
+	if c.ended.Add(1) != 2 {
+		return
 	}
+	if c.front == nil {
+		c.close()
+		return
+	}
+	_ = c.client.Close()
+	_ = c.server.Close()
 }
