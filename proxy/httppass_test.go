@@ -129,3 +129,47 @@ func TestHTTPHeaderToxicEditsOnlyItsFields(t *testing.T) {
 		t.Errorf("client received %q, want %q", back, want)
 	}
 }
+
+// Headers are capped as net/http caps them: a request whose head passes 1
+// MiB gets a 431 and never reaches the upstream, a response whose head
+// does gets the client a 502; a head just under the cap passes.
+func TestHTTPStageCapsHeaders(t *testing.T) {
+	big := strings.Repeat("a", 2<<20)
+	up, got := scriptedUpstream(t, map[string]string{
+		"/":    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"/big": "HTTP/1.1 200 OK\r\nX-Big: " + big + "\r\nContent-Length: 0\r\n\r\n",
+	}, "")
+	_, _, p := httpModeProxy(t, up)
+	status := func(msg string, more bool) string {
+		c := dial(t, p.Listen())
+		go func() {
+			_, _ = io.WriteString(c, msg)
+			if more { // a client that keeps sending its endless header line
+				for range 64 {
+					if _, err := io.WriteString(c, big); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		c.Close()
+		return strings.TrimSpace(line)
+	}
+	if s := status("GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+big, true); s != "HTTP/1.1 431 Request Header Fields Too Large" {
+		t.Errorf("a request with 2 MiB of headers and more: %q, want 431", s)
+	}
+	if b := <-got; len(b) != 0 {
+		t.Errorf("the upstream received %d bytes of a refused request", len(b))
+	}
+	if s := status("GET / HTTP/1.1\r\nHost: a\r\nX-Near: "+big[:1<<20-100]+"\r\nConnection: close\r\n\r\n", false); s != "HTTP/1.1 200 OK" {
+		t.Errorf("a request with just under 1 MiB of headers: %q, want 200", s)
+	}
+	<-got
+	if s := status("GET /big HTTP/1.1\r\nHost: a\r\n\r\n", false); s != "HTTP/1.1 502 Bad Gateway" {
+		t.Errorf("a response with 2 MiB of headers: %q, want 502", s)
+	}
+}

@@ -188,8 +188,14 @@ func (s *httpConn) serve(upstreamFirst <-chan error) {
 			clientNext = nil
 		}
 		h, err := readHead(cr)
+		if errors.Is(err, errHeadTooLarge) {
+			// As net/http answers: one endless header line must not grow
+			// the stage's memory.
+			s.refuse(http.StatusRequestHeaderFieldsTooLarge, "faultline: request headers over 1 MiB")
+			return
+		}
 		if err != nil {
-			if len(h) > 0 && !errors.Is(err, errHeadTooLarge) { // cut short: what came goes on
+			if len(h) > 0 { // cut short: what came goes on
 				s.passRest(h, nil, upstream)
 			}
 			return
@@ -257,6 +263,20 @@ func (s *httpConn) serve(upstreamFirst <-chan error) {
 		}
 		upstream = closeOnEnd(c, peek(c, s.ir), s.client)
 	}
+}
+
+// refuse answers a request with status, for the connection to end: the
+// answer goes out, and what the client still sends is read and dropped
+// for a moment, so that closing does not reset the answer away.
+func (s *httpConn) refuse(status int, msg string) {
+	if writeSimple(s.client, status, msg, 0, false) != nil {
+		return
+	}
+	if tc, ok := s.client.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = s.client.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, s.cr, 64<<20)
 }
 
 // passRest sends head (what the stage read and will not frame) to the
@@ -394,7 +414,7 @@ func (s *httpConn) requestPhase(h []byte, req *http.Request, f framing, toxics [
 				return h, true, false
 			}
 		}
-		if err := writeSimple(s.client, e.Status, e.Body, e.RetryAfter); err != nil {
+		if err := writeSimple(s.client, e.Status, e.Body, e.RetryAfter, true); err != nil {
 			return h, true, false
 		}
 		// The body nobody will read is consumed, so that the next request
@@ -429,8 +449,15 @@ func sleep(d time.Duration, done <-chan struct{}) bool {
 func (s *httpConn) respond(req *http.Request, toxics []httpToxic) next {
 	for {
 		h, err := readHead(s.ir)
+		if errors.Is(err, errHeadTooLarge) {
+			// The client may still be watched (cr is not the stage's to
+			// read here): the answer goes, then the connection ends.
+			_ = writeSimple(s.cw, http.StatusBadGateway, "faultline: upstream response headers over 1 MiB", 0, false)
+			_ = s.cw.Flush()
+			return endConn
+		}
 		if err != nil {
-			if len(h) > 0 && !errors.Is(err, errHeadTooLarge) { // cut short: what came goes on
+			if len(h) > 0 { // cut short: what came goes on
 				_, _ = s.cw.Write(h)
 				_ = s.cw.Flush()
 			}
@@ -484,7 +511,7 @@ func (s *httpConn) respondFinal(h []byte, req *http.Request, f framing, toxics [
 	if rewrite {
 		var err error
 		if body, err = readBody(s.ir, f, maxHTTPBody); err != nil {
-			_ = writeSimple(s.cw, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0)
+			_ = writeSimple(s.cw, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0, false)
 			_ = s.cw.Flush()
 			return false
 		}
@@ -540,8 +567,8 @@ func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {
 }
 
 // writeSimple writes a response made by the proxy, keeping the connection
-// usable.
-func writeSimple(w io.Writer, status int, body string, retryAfter int) error {
+// usable: an http_status toxic's answer (fromToxic), or the stage's own.
+func writeSimple(w io.Writer, status int, body string, retryAfter int, fromToxic bool) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
 	ct := "text/plain; charset=utf-8"
@@ -552,7 +579,12 @@ func writeSimple(w io.Writer, status int, body string, retryAfter int) error {
 	if retryAfter > 0 {
 		b.WriteString("Retry-After: " + strconv.Itoa(retryAfter) + "\r\n")
 	}
-	b.WriteString("X-Faultline-Toxic: http_status\r\n\r\n")
+	if fromToxic {
+		b.WriteString("X-Faultline-Toxic: http_status\r\n")
+	} else {
+		b.WriteString("X-Faultline: proxy\r\n")
+	}
+	b.WriteString("\r\n")
 	b.WriteString(body)
 	_, err := io.WriteString(w, b.String())
 	return err
