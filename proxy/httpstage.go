@@ -53,7 +53,8 @@ func (p *Proxy) NonHTTPConns() int64 { return p.nonHTTP.Load() }
 // httpToxic is an HTTP toxic as one request sees it.
 type httpToxic struct {
 	effect Effect
-	n      int64 // this request's number among those it matched (first, every)
+	n      int64           // this request's number among those it matched (first, every)
+	gone   <-chan struct{} // closed once the toxic is removed or changed
 }
 
 // httpToxicsFor returns the HTTP toxics that apply to one request: those
@@ -87,7 +88,7 @@ func (p *Proxy) httpToxicsFor(method, path string) []httpToxic {
 			n = &atomic.Int64{}
 			p.httpCounts[t.serial] = n
 		}
-		out = append(out, httpToxic{effect: t.Effect, n: n.Add(1)})
+		out = append(out, httpToxic{effect: t.Effect, n: n.Add(1), gone: t.gone})
 	}
 	return out
 }
@@ -390,7 +391,7 @@ func (s *httpConn) requestPhase(h []byte, req *http.Request, f framing, toxics [
 	for _, t := range toxics {
 		switch e := t.effect.(type) {
 		case HTTPLatency:
-			if e.Phase == "request" && !sleep(s.p.delay(e.Delay, e.Jitter), s.c.done) {
+			if e.Phase == "request" && !sleep(s.p.delay(e.Delay, e.Jitter), t.gone, s.c.done) {
 				return h, false, false
 			}
 		case HTTPHeader:
@@ -431,12 +432,15 @@ func (s *httpConn) requestPhase(h []byte, req *http.Request, f framing, toxics [
 	return h, false, true
 }
 
-// sleep waits d, or until done is closed (false).
-func sleep(d time.Duration, done <-chan struct{}) bool {
+// sleep waits d, or until gone is closed (the toxic that delays is
+// removed: the wait ends early), or until done is closed (false).
+func sleep(d time.Duration, gone, done <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
+	case <-gone:
 		return true
 	case <-done:
 		return false
@@ -519,7 +523,7 @@ func (s *httpConn) respondFinal(h []byte, req *http.Request, f framing, toxics [
 	for _, t := range toxics {
 		switch e := t.effect.(type) {
 		case HTTPLatency:
-			if e.Phase != "request" && !sleep(s.p.delay(e.Delay, e.Jitter), s.c.done) {
+			if e.Phase != "request" && !sleep(s.p.delay(e.Delay, e.Jitter), t.gone, s.c.done) {
 				return false
 			}
 		case HTTPHeader:

@@ -661,3 +661,55 @@ func TestHTTPModeEarlyAnswerToAnUpload(t *testing.T) {
 		t.Errorf("answer to the upload: %s %q, want the upstream's 413", resp.Status, body)
 	}
 }
+
+// A request an http_latency toxic holds is let go as soon as the toxic is
+// removed (a rollback), or every toxic is (a halt, /reset), in either
+// phase, as the byte-level latency lets its bytes go.
+func TestRemovingHTTPLatencyReleasesHeldRequests(t *testing.T) {
+	for _, c := range []struct {
+		phase     string
+		removeAll bool
+	}{{"request", false}, {"response", false}, {"response", true}} {
+		t.Run(fmt.Sprintf("%s phase, remove all %v", c.phase, c.removeAll), func(t *testing.T) {
+			srv, hits := shopAPI(t)
+			p := proxytest.New(t, strings.TrimPrefix(srv.URL, "http://"))
+			proxytest.AddToxic(t, p, proxy.Toxic{Name: "slow", Effect: proxy.HTTPLatency{Delay: 10 * time.Minute, Phase: c.phase}})
+			answered := make(chan error, 1)
+			go func() {
+				cl := &http.Client{Timeout: time.Minute}
+				resp, err := cl.Get("http://" + p.Listen() + "/x")
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				answered <- err
+			}()
+			held := func() bool { // the request matched, and for a response, the upstream answered
+				return p.ToxicHits("slow") == 1 && (c.phase == "request" || hits.Load() == 1)
+			}
+			for deadline := time.Now().Add(10 * time.Second); !held(); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the request never reached the toxic")
+				}
+			}
+			select {
+			case err := <-answered:
+				t.Fatalf("answered while held: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if c.removeAll {
+				p.RemoveAllToxics()
+			} else if err := p.RemoveToxic("slow"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-answered:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the request is still held 10 s after its toxic was removed")
+			}
+		})
+	}
+}

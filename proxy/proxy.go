@@ -95,6 +95,14 @@ type Proxy struct {
 type toxicEntry struct {
 	Toxic
 	serial uint64
+	// gone is closed when the entry stops applying (the toxic is removed
+	// or updated): what it holds back, such as a request an http_latency
+	// delays, is let go.
+	gone chan struct{}
+}
+
+func newToxicEntry(t Toxic, serial uint64) *toxicEntry {
+	return &toxicEntry{Toxic: t, serial: serial, gone: make(chan struct{})}
 }
 
 // chain is the immutable list of a stream's toxics, in order.
@@ -479,7 +487,7 @@ func (p *Proxy) AddToxic(t Toxic) (Toxic, error) {
 		return t, fmt.Errorf("toxic %q: %w", t.Name, ErrExists)
 	}
 	p.serial++
-	p.toxics = append(p.toxics, &toxicEntry{Toxic: t, serial: p.serial})
+	p.toxics = append(p.toxics, newToxicEntry(t, p.serial))
 	p.rebuildLocked()
 	return t, nil
 }
@@ -517,7 +525,8 @@ func (p *Proxy) modifyToxic(name string, change func(Toxic) (Toxic, error)) (Tox
 	}
 	for i, e := range p.toxics {
 		if e == old {
-			p.toxics[i] = &toxicEntry{Toxic: t, serial: old.serial}
+			p.toxics[i] = newToxicEntry(t, old.serial)
+			close(old.gone)
 		}
 	}
 	p.rebuildLocked()
@@ -525,14 +534,16 @@ func (p *Proxy) modifyToxic(name string, change func(Toxic) (Toxic, error)) (Tox
 }
 
 // RemoveToxic removes a toxic. What it was holding back on live
-// connections is let go at once; removing a timeout closes the connections
-// it was holding.
+// connections is let go at once (bytes, and requests or responses an
+// http_latency delays); removing a timeout closes the connections it was
+// holding.
 func (p *Proxy) RemoveToxic(name string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, e := range p.toxics {
 		if e.Name == name {
 			p.toxics = append(p.toxics[:i:i], p.toxics[i+1:]...)
+			close(e.gone)
 			p.rebuildLocked()
 			return nil
 		}
@@ -540,12 +551,16 @@ func (p *Proxy) RemoveToxic(name string) error {
 	return fmt.Errorf("toxic %q: %w", name, ErrNotFound)
 }
 
-// RemoveAllToxics removes every toxic.
+// RemoveAllToxics removes every toxic, letting go at once of what they
+// held, as RemoveToxic does.
 func (p *Proxy) RemoveAllToxics() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.toxics) == 0 {
 		return
+	}
+	for _, e := range p.toxics {
+		close(e.gone)
 	}
 	p.toxics = nil
 	p.rebuildLocked()

@@ -61,7 +61,7 @@ func TestPanicInTheDataPathClosesOnlyThatConnection(t *testing.T) {
 	}
 	p.mu.Lock()
 	p.serial++
-	p.toxics = append(p.toxics, &toxicEntry{Toxic: Toxic{Name: "bad", Stream: Upstream, Effect: Bandwidth{Rate: -1}}, serial: p.serial})
+	p.toxics = append(p.toxics, newToxicEntry(Toxic{Name: "bad", Stream: Upstream, Effect: Bandwidth{Rate: -1}}, p.serial))
 	p.rebuildLocked()
 	p.mu.Unlock()
 
