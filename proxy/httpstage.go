@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -559,10 +560,7 @@ func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {
 	body, _ = e.rewriteJSON(body)
 	if e.Garble > 0 && len(body) > 0 {
 		body = bytes.Clone(body)
-		for range e.Garble {
-			i := p.rand.Int64N(int64(len(body)))
-			body[i] ^= byte(1 + p.rand.Int64N(255))
-		}
+		garble(body, e.Garble, p.rand.child())
 	}
 	if e.Truncate >= 0 && e.Truncate < len(body) {
 		body = body[:e.Truncate]
@@ -629,4 +627,26 @@ func loopbackPair() (a, b *net.TCPConn, err error) {
 		return nil, nil, errors.Join(err, r.err)
 	}
 	return a, r.c, nil
+}
+
+// garble changes n distinct bytes of body, each to another value; n at or
+// past the body's length changes every byte once. The work is the body's
+// size at most, however large n is.
+func garble(body []byte, n int, r *rand.Rand) {
+	if n >= len(body) {
+		for i := range body {
+			body[i] ^= byte(1 + r.IntN(255))
+		}
+		return
+	}
+	// Floyd's sampling: n distinct positions in n draws.
+	picked := make([]uint64, (len(body)+63)/64)
+	for j := len(body) - n; j < len(body); j++ {
+		i := r.IntN(j + 1)
+		if picked[i/64]&(1<<(i%64)) != 0 {
+			i = j
+		}
+		picked[i/64] |= 1 << (i % 64)
+		body[i] ^= byte(1 + r.IntN(255))
+	}
 }

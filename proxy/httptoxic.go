@@ -63,8 +63,9 @@ type HTTPLatency struct {
 // HTTPBody rewrites the bodies of matched responses: JSON edits at paths
 // such as "$.payment.status" or "$.items[*].price" (Null sets the value to
 // null, Drop removes the field, Rename gives it a new name, Retype turns a
-// string into a number or a number into a string), then Garble flips that
-// many bytes, then Truncate keeps only that many bytes (negative: all).
+// string into a number or a number into a string), then Garble changes
+// that many distinct bytes (every byte, once, when it is the body's length
+// or more), then Truncate keeps only that many bytes (negative: all).
 type HTTPBody struct {
 	HTTPMatch
 	Null, Drop, Retype []string

@@ -713,3 +713,50 @@ func TestRemovingHTTPLatencyReleasesHeldRequests(t *testing.T) {
 		})
 	}
 }
+
+// garble changes that many distinct bytes, at most every byte once, so the
+// work is bounded by the body whatever the attribute says: a garble of
+// 1e15 answers at once with every byte changed, and the proxy can be
+// deleted at once after it.
+func TestHTTPBodyGarbleIsBoundedByTheBody(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+	t.Cleanup(srv.Close)
+	_, api := proxytest.NewServer(t, proxy.ServerOptions{Seed: 1})
+	cl := proxy.NewClient(api, "")
+	ctx := t.Context()
+	for _, c := range []struct {
+		garble  int64
+		changed int
+	}{{1_000_000_000_000_000, len(body)}, {10, 10}, {999, 999}} {
+		info, err := cl.CreateProxy(ctx, "g", "127.0.0.1:0", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.AddToxic(ctx, "g", proxy.ToxicInfo{Name: "garble", Type: "http_body", Stream: "downstream", Toxicity: 1,
+			Attributes: map[string]any{"garble": c.garble}}); err != nil {
+			t.Fatal(err)
+		}
+		hc := &http.Client{Timeout: 10 * time.Second}
+		resp, got := do(t, hc, "GET", "http://"+info.Listen+"/")
+		changed := 0
+		for i := range min(len(got), len(body)) {
+			if got[i] != body[i] {
+				changed++
+			}
+		}
+		if resp.StatusCode != 200 || len(got) != len(body) || changed != c.changed {
+			t.Errorf("garble %d: %s, %d bytes, %d changed; want %d bytes, %d changed", c.garble, resp.Status, len(got), changed, len(body), c.changed)
+		}
+		deleted := make(chan error, 1)
+		go func() { deleted <- cl.DeleteProxy(ctx, "g") }()
+		select {
+		case err := <-deleted:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("garble %d: deleting the proxy hangs", c.garble)
+		}
+	}
+}

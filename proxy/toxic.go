@@ -423,6 +423,14 @@ func (r *lockedRand) Float32() float32 {
 	return r.r.Float32()
 }
 
+// child returns a source of its own seeded from r, for a stretch of draws
+// that should not take r's lock each time.
+func (r *lockedRand) child() *rand.Rand {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return rand.New(rand.NewPCG(r.r.Uint64(), r.r.Uint64()))
+}
+
 // Uint64N returns a number in [0, n), or 0 when n is 0.
 func (r *lockedRand) Uint64N(n uint64) uint64 {
 	if n == 0 {
