@@ -634,6 +634,7 @@ func (l *link) init(c *conn, s Stream, src, dst *net.TCPConn) {
 	l.c, l.stream, l.src, l.dst = c, s, src, dst
 	l.srcRaw, _ = src.SyscallConn() // never fails for an open *net.TCPConn
 	l.wake = make(chan struct{}, 1)
+	l.readMax = chunkSize
 	l.q.init()
 	l.received, l.sent = c.p.metrics.counters(s)
 }
