@@ -30,7 +30,7 @@ const maxBody = 1 << 20
 //	POST   /proxies/{proxy}/toxics/{t}    update toxicity and attributes (merged)
 //	PATCH  /proxies/{proxy}/toxics/{t}    the same
 //	DELETE /proxies/{proxy}/toxics/{t}    remove (204)
-//	POST   /reset                         enable all, remove all toxics (204)
+//	POST   /reset                         remove all toxics, enable all (204)
 //	GET    /version                       {"version": "..."}
 //	GET    /metrics                       Prometheus metrics
 //

@@ -188,18 +188,21 @@ func (p *Proxy) differs(c ProxyConfig) bool {
 	return listen != p.listen || c.Upstream != p.upstream
 }
 
-// Reset enables every proxy and removes every toxic. It stops at the first
-// proxy that cannot listen.
+// Reset removes every toxic and enables every proxy. A proxy that cannot
+// listen again (its port taken) does not stop the others: every proxy is
+// reset, then the failures are returned, one "proxy NAME: ERROR" each.
 func (s *Server) Reset() error {
-	var errs []error
+	var failed []string
 	for _, p := range s.List() {
-		if err := p.Start(); err != nil {
-			errs = append(errs, err)
-			break
-		}
 		p.RemoveAllToxics()
+		if err := p.Start(); err != nil {
+			failed = append(failed, fmt.Sprintf("proxy %s: %v", p.Name(), err))
+		}
 	}
-	return errors.Join(errs...)
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
 }
 
 // Close stops every proxy and removes them all.
