@@ -177,6 +177,19 @@ func (s *Server) Populate(cs []ProxyConfig) ([]*Proxy, error) {
 	return done, nil
 }
 
+// Changes reports whether Populate(cs) would create or replace a proxy, or
+// Update with c's addresses would move one: whether it changes the set-up,
+// as opposed to keeping every proxy as it is.
+func (s *Server) Changes(cs ...ProxyConfig) bool {
+	for _, c := range cs {
+		p, err := s.Get(c.Name)
+		if err != nil || p.differs(c) {
+			return true
+		}
+	}
+	return false
+}
+
 // differs reports whether c names other addresses than p has.
 func (p *Proxy) differs(c ProxyConfig) bool {
 	listen := c.Listen

@@ -354,14 +354,17 @@ func startServe(t *testing.T) (stateDir, api string, cl *proxy.Client) {
 }
 
 // While halted, 'faultline serve' puts every fault back as /reset does
-// (toxics removed, proxies enabled) and refuses new ones with a 409 that
-// says so; after resume they are accepted again.
+// (toxics removed, proxies enabled) and refuses with a 409 that says so
+// everything that would inject a fault or remove the user's set-up;
+// putting things back goes on, and after resume all is accepted again.
 func TestServeWhileHalted(t *testing.T) {
 	stateDir, api, cl := startServe(t)
 	ctx := t.Context()
 	url := "--api=http://" + api
+	up := freeAddr(t)
 	for _, args := range [][]string{
-		{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9", url},
+		{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", up, url},
+		{"proxy", "create", "db", "-l", "127.0.0.1:0", "-u", up, url},
 		{"toxic", "add", "web", "-t", "latency", "-a", "latency=100", url},
 		{"proxy", "toggle", "web", url},
 	} {
@@ -369,7 +372,7 @@ func TestServeWhileHalted(t *testing.T) {
 			t.Fatalf("%v = %d %s %s", args, code, out, errOut)
 		}
 	}
-	if code, _, _ := run(t, "halt", "--state-dir", stateDir, "--reason", "test"); code != 0 {
+	if code, _, _ := run(t, "halt", "--state-dir", stateDir, "--reason", "checkout paging"); code != 0 {
 		t.Fatal("halt failed")
 	}
 	processtest.WaitFor(t, "the faults put back", func() bool {
@@ -377,11 +380,59 @@ func TestServeWhileHalted(t *testing.T) {
 		return err == nil && p.Enabled && len(p.Toxics) == 0
 	})
 	code, _, errOut := run(t, "toxic", "add", "web", "-t", "latency", "-a", "latency=100", url)
-	if code == 0 || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "faultline is halted") {
+	if code != cli.ExitError || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "faultline is halted") ||
+		!strings.Contains(errOut, "checkout paging") {
 		t.Errorf("toxic add while halted = %d %q, want a 409 that says why", code, errOut)
 	}
-	// Taking a proxy down is refused too; putting one back is not (a run
-	// rolling back, or recover, does it while halted).
+	web, err := cl.Proxy(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := fmt.Sprintf(`{"name":"web","listen":%q,"upstream":%q,"enabled":true,"toxics":[]}`, web.Listen, web.Upstream)
+	other := freeAddr(t)
+	type step struct{ method, path, body string }
+	refused := []step{
+		{"POST", "/proxies", `{"name":"new","listen":"127.0.0.1:0","upstream":"` + up + `"}`},
+		{"POST", "/populate", `[{"name":"new","listen":"127.0.0.1:0","upstream":"` + up + `"}]`},
+		{"POST", "/populate", `[{"name":"web","listen":"` + web.Listen + `","upstream":"127.0.0.1:1"}]`},
+		{"POST", "/populate", `[{"name":"web","listen":"` + other + `","upstream":"` + up + `","enabled":false}]`},
+		{"DELETE", "/proxies/db", ""},
+		{"POST", "/proxies/web", `{"enabled":false}`},
+		{"PATCH", "/proxies/web", `{"enabled": false} {}`},
+		{"POST", "/proxies/web", `{"upstream":"127.0.0.1:1"}`},
+		{"POST", "/proxies/web", `{"listen":"127.0.0.1:0"}`},
+		{"POST", "/proxies/web/toxics", `{"type":"timeout"}`},
+	}
+	allowed := []step{
+		{"POST", "/proxies/web", same}, // a client's Save() that changes nothing
+		{"POST", "/populate", `[{"name":"web","listen":"` + web.Listen + `","upstream":"` + up + `"}]`},
+		{"POST", "/reset", ""},
+		{"GET", "/proxies", ""},
+	}
+	do := func(st step) int {
+		req, _ := http.NewRequest(st.method, "http://"+api+st.path, strings.NewReader(st.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, st := range refused {
+		if code := do(st); code != http.StatusConflict {
+			t.Errorf("%s %s %s while halted: %d, want 409", st.method, st.path, st.body, code)
+		}
+	}
+	for _, st := range allowed {
+		if code := do(st); code >= 300 {
+			t.Errorf("%s %s %s while halted: %d, want it done", st.method, st.path, st.body, code)
+		}
+	}
+	if ps, err := cl.Proxies(ctx); err != nil || len(ps) != 2 || ps["web"].Upstream != up || ps["web"].Listen != web.Listen || !ps["web"].Enabled {
+		t.Errorf("after the refused requests the set-up changed: %v %+v", err, ps)
+	}
+	// Taking a proxy down is refused; putting one back is not (a run
+	// rolling back, or recover, does it while halted), nor removing a toxic.
 	var ae *proxy.APIError
 	if _, err := cl.SetEnabled(ctx, "web", false); !errors.As(err, &ae) || ae.Status != 409 {
 		t.Errorf("disabling a proxy while halted: %v, want a 409", err)
@@ -389,24 +440,20 @@ func TestServeWhileHalted(t *testing.T) {
 	if _, err := cl.SetEnabled(ctx, "web", true); err != nil {
 		t.Errorf("enabling a proxy while halted: %v", err)
 	}
-	for _, body := range []string{`{"upstream": "127.0.0.1:1"}`, `{"enabled": false} {}`, `{"listen": "127.0.0.1:0"}`} {
-		resp, err := http.Post("http://"+api+"/proxies/web", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusConflict {
-			t.Errorf("proxy update %s while halted: %s, want 409", body, resp.Status)
-		}
-	}
-	if code, out, errOut := run(t, "proxy", "create", "other", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9", url); code != 0 {
-		t.Errorf("creating a proxy while halted = %d %s %s", code, out, errOut)
+	if err := cl.RemoveToxic(ctx, "web", "nope"); !errors.As(err, &ae) || ae.Status != 404 {
+		t.Errorf("removing a toxic while halted: %v, want it tried (404 for one that does not exist)", err)
 	}
 	if code, _, _ := run(t, "resume", "--state-dir", stateDir); code != 0 {
 		t.Fatal("resume failed")
 	}
-	if code, out, errOut := run(t, "toxic", "add", "web", "-t", "latency", "-a", "latency=100", url); code != 0 {
-		t.Errorf("toxic add after resume = %d %s %s", code, out, errOut)
+	for _, args := range [][]string{
+		{"toxic", "add", "web", "-t", "latency", "-a", "latency=100", url},
+		{"proxy", "delete", "db", url},
+		{"proxy", "create", "other", "-l", "127.0.0.1:0", "-u", up, url},
+	} {
+		if code, out, errOut := run(t, args...); code != 0 {
+			t.Errorf("%v after resume = %d %s %s", args, code, out, errOut)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"reflect"
@@ -94,7 +95,7 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 		return failure(fmt.Errorf("API listen: %w", err))
 	}
 	hs := &http.Server{
-		Handler:           logChanges(log, refuseWhileHalted(stateDir, srv.Handler())),
+		Handler:           logChanges(log, refuseWhileHalted(stateDir, srv, srv.Handler())),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -164,20 +165,21 @@ func watchHalt(ctx context.Context, log *slog.Logger, srv *proxy.Server, stateDi
 	}
 }
 
-// refuseWhileHalted answers 409, while the kill switch is engaged, to the
-// requests that would inject: adding or changing a toxic, taking a proxy
-// down, pointing it elsewhere. Putting things back (removing toxics,
-// enabling proxies) and reading go on.
-func refuseWhileHalted(stateDir string, next http.Handler) http.Handler {
+// refuseWhileHalted answers 409, while the kill switch is engaged, to every
+// request that would inject a fault or remove the user's set-up (see
+// refusedWhileHalted). Putting things back goes on: removing toxics,
+// enabling proxies, /reset, and reading.
+func refuseWhileHalted(stateDir string, srv *proxy.Server, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if changes(r) {
-			if halted, _ := state.Halted(stateDir); halted && injects(r) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if halted, note := state.Halted(stateDir); halted && refusedWhileHalted(r, srv) {
+				body := map[string]any{"error": haltedMessage(note), "status": http.StatusConflict}
+				if r.URL.Path == "/populate" {
+					body["proxies"] = nil // the shape of populate's answers, which old clients decode first
+				}
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusConflict)
-				_ = json.NewEncoder(w).Encode(map[string]any{
-					"error":  "faultline is halted: no toxic is added or changed, and no proxy taken down or changed, until 'faultline resume' ('faultline status' says why)",
-					"status": http.StatusConflict,
-				})
+				_ = json.NewEncoder(w).Encode(body)
 				return
 			}
 		}
@@ -185,34 +187,86 @@ func refuseWhileHalted(stateDir string, next http.Handler) http.Handler {
 	})
 }
 
-// changes reports whether an API request writes to a proxy or a toxic.
-func changes(r *http.Request) bool {
-	return (r.Method == http.MethodPost || r.Method == http.MethodPatch) && strings.HasPrefix(r.URL.Path, "/proxies/")
+// haltedMessage is the 409's text: it starts with "faultline is halted",
+// which faultline's clients recognise.
+func haltedMessage(note string) string {
+	since, reason := haltNote(note)
+	why := "since " + since
+	if reason != "" {
+		why += ": " + reason
+	}
+	return fmt.Sprintf("faultline is halted (%s): no proxy is created, changed, taken down or deleted and no toxic added or changed until 'faultline resume'; removing toxics, enabling proxies and /reset still work", why)
 }
 
-// injects reports whether a request that changes adds or changes a toxic
-// or changes a proxy other than by enabling it; it leaves r's body as it
-// found it, and reads it as the API does (the first JSON value).
-func injects(r *http.Request) bool {
-	if strings.Contains(strings.TrimPrefix(r.URL.Path, "/proxies/"), "/toxics") {
+// haltNote splits the kill switch's note into its time and the reason
+// given, if any.
+func haltNote(note string) (since, reason string) {
+	since, reason, _ = strings.Cut(strings.TrimSpace(note), " ")
+	return since, strings.TrimSpace(reason)
+}
+
+// refusedWhileHalted reports whether a request that is not a read would
+// inject a fault or remove the user's set-up: creating a proxy, /populate
+// that creates or changes one, deleting a proxy, disabling one or moving
+// it (listen, upstream), adding or changing a toxic. Removing toxics,
+// enabling proxies and /reset are not. A request the API would refuse
+// anyway (a proxy that does not exist, a body that is not JSON) is left
+// for the API to answer. It leaves r's body as it found it, and reads it
+// as the API does (the first JSON value).
+func refusedWhileHalted(r *http.Request, srv *proxy.Server) bool {
+	var parts []string
+	for _, seg := range strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/") {
+		s, err := url.PathUnescape(seg)
+		if err != nil {
+			return false // the API does not route it
+		}
+		parts = append(parts, s)
+	}
+	switch {
+	case len(parts) == 1 && parts[0] == "proxies":
+		return r.Method == http.MethodPost
+	case len(parts) == 1 && parts[0] == "populate":
+		cs, err := proxy.DecodeProxyConfigs(peekBody(r))
+		return err == nil && srv.Changes(cs...)
+	case len(parts) < 2 || parts[0] != "proxies":
+		return false // /reset, and what the API does not route
+	}
+	p, err := srv.Get(parts[1])
+	if err != nil {
+		return false // 404
+	}
+	if len(parts) > 2 { // a toxic: adding or changing one is refused, removing one is not
+		return parts[2] == "toxics" && r.Method != http.MethodDelete
+	}
+	if r.Method == http.MethodDelete {
 		return true
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	update := struct {
+		Enabled          *bool
+		Listen, Upstream *string
+	}{}
+	if json.NewDecoder(bytes.NewReader(peekBody(r))).Decode(&update) != nil {
+		return false // the API refuses it anyway
+	}
+	c := proxy.ProxyConfig{Name: p.Name(), Listen: p.Listen(), Upstream: p.Upstream()}
+	if update.Listen != nil {
+		c.Listen = *update.Listen
+	}
+	if update.Upstream != nil {
+		c.Upstream = *update.Upstream
+	}
+	return update.Enabled != nil && !*update.Enabled || srv.Changes(c)
+}
+
+// peekBody returns up to the API's limit of r's body and leaves the body
+// for the API to read as it came.
+func peekBody(r *http.Request) []byte {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	r.Body = struct {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
-	if err != nil {
-		return false
-	}
-	var update struct {
-		Enabled          *bool
-		Listen, Upstream *string
-	}
-	if json.NewDecoder(bytes.NewReader(body)).Decode(&update) != nil {
-		return false // the API refuses it anyway
-	}
-	return update.Enabled != nil && !*update.Enabled || update.Listen != nil || update.Upstream != nil
+	return body
 }
 
 // logChanges logs every API request that changes something (any method
