@@ -381,8 +381,11 @@ func TestServeWhileHalted(t *testing.T) {
 	})
 	code, _, errOut := run(t, "toxic", "add", "web", "-t", "latency", "-a", "latency=100", url)
 	if code != cli.ExitError || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "faultline is halted") ||
-		!strings.Contains(errOut, "checkout paging") {
-		t.Errorf("toxic add while halted = %d %q, want a 409 that says why", code, errOut)
+		!strings.Contains(errOut, "checkout paging") || strings.Contains(errOut, "give another name") || !strings.Contains(errOut, "'faultline resume' releases it") {
+		t.Errorf("toxic add while halted = %d %q, want a 409 that says why and what to do, with no hint of a name clash", code, errOut)
+	}
+	if code, out, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(out, "HALTED since ") || !strings.Contains(out, "reason: checkout paging") {
+		t.Errorf("status while halted = %d %q, want the halt's time and reason", code, out)
 	}
 	web, err := cl.Proxy(ctx, "web")
 	if err != nil {

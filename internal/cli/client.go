@@ -73,7 +73,22 @@ func checkAddr(flag, addr string) error {
 
 // inProxy names the proxy in an API error, whose text is Toxiproxy's.
 func inProxy(name string, err error) error {
-	return failure(fmt.Errorf("proxy %s: %w", name, err))
+	return failure(withHaltHint(fmt.Errorf("proxy %s: %w", name, err)))
+}
+
+// refusedAsHalted reports whether err is faultline serve's 409 while its
+// kill switch is engaged.
+func refusedAsHalted(err error) bool {
+	var ae *proxy.APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.HasPrefix(ae.Message, "faultline is halted")
+}
+
+// withHaltHint adds what to do to a refusal while halted.
+func withHaltHint(err error) error {
+	if !refusedAsHalted(err) {
+		return err
+	}
+	return fmt.Errorf("%w\nthe kill switch is engaged where the server runs: 'faultline status' there shows it, 'faultline resume' releases it", err)
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -427,7 +442,7 @@ toxic applies to, drawn per connection.`,
 			}
 			got, err := cl.AddToxic(c.Context(), args[0], t)
 			var ae *proxy.APIError
-			if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+			if errors.As(err, &ae) && ae.Status == http.StatusConflict && !refusedAsHalted(err) {
 				return failure(fmt.Errorf("proxy %s: toxic %s: %w (give another name with -n, or change it: faultline toxic update %s -n %s -a ...)",
 					args[0], t.Name, err, args[0], t.Name))
 			}

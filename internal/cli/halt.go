@@ -106,7 +106,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			w := c.OutOrStdout()
 			if halted, note := state.Halted(g.state()); halted {
-				fmt.Fprintf(w, "HALTED since %s\n", strings.TrimSpace(note))
+				since, reason := haltNote(note)
+				if reason == "" {
+					reason = "(none given: 'faultline halt --reason' records one)"
+				}
+				fmt.Fprintf(w, "HALTED since %s\n  reason: %s\n  new runs are refused, 'faultline serve' refuses new faults; 'faultline resume' releases it\n", since, reason)
 			}
 			runs, err := state.Runs(g.state())
 			if err != nil {
