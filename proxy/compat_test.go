@@ -545,3 +545,19 @@ func TestResetResetsEveryProxyThenReportsFailures(t *testing.T) {
 		}
 	}
 }
+
+// The API's answers carry an X-Toxiproxy-Request-Id, as Toxiproxy's do
+// (TestRequestIDLikeToxiproxy compares with Toxiproxy itself).
+func TestAPIRequestID(t *testing.T) {
+	_, url := apiServer(t, proxy.ServerOptions{Token: "t"})
+	for _, path := range []string{"/version", "/proxies"} {
+		resp, err := http.Get(url + path) // no token: a 401, with an id all the same
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if id := resp.Header.Get("X-Toxiproxy-Request-Id"); len(id) != 20 {
+			t.Errorf("GET %s: %s, request id %q, want 20 characters", path, resp.Status, id)
+		}
+	}
+}
