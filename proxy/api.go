@@ -250,7 +250,7 @@ func (s *Server) updateProxy(w http.ResponseWriter, r *http.Request, p *Proxy) {
 	if in.Enabled != nil {
 		enabled = *in.Enabled
 	}
-	if err := p.Update(in.Listen, in.Upstream, enabled); err != nil {
+	if err := p.Update(s.withHost(in.Listen), in.Upstream, enabled); err != nil {
 		fail(w, "proxy", err)
 		return
 	}

@@ -522,3 +522,98 @@ func TestServeHaltWithAProxyThatCannotListen(t *testing.T) {
 		return err == nil && len(b.Toxics) == 0
 	})
 }
+
+// An API beyond loopback without a token is warned about (and still
+// serves, as Toxiproxy's does); proxies without a host in their listen
+// address listen where the API does, so never on all interfaces while the
+// API is on loopback.
+func TestServeExposure(t *testing.T) {
+	for _, c := range []struct {
+		ip, token, host string
+		warns           bool
+	}{
+		{"127.0.0.1", "", "127.0.0.1", false},
+		{"::1", "", "::1", false},
+		{"0.0.0.0", "", "", true},
+		{"::", "", "", true},
+		{"0.0.0.0", "s3cret", "", false},
+		{"198.18.0.5", "", "198.18.0.5", true},
+	} {
+		host, warning := cli.Exposure(&net.TCPAddr{IP: net.ParseIP(c.ip), Port: 8474}, c.token)
+		if host != c.host || (warning != "") != c.warns || c.warns && !strings.Contains(warning, "--token-file") {
+			t.Errorf("API on %s, token %q: proxies on %q, warning %q; want %q, warning %v", c.ip, c.token, host, warning, c.host, c.warns)
+		}
+	}
+	_, api, cl := startServe(t)
+	for _, listen := range []string{"", ":0"} {
+		p, err := cl.CreateProxy(t.Context(), "p"+listen, listen, "127.0.0.1:9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(p.Listen, "127.0.0.1:") {
+			t.Errorf("a proxy created with listen %q while the API is on %s listens on %s", listen, api, p.Listen)
+		}
+	}
+}
+
+// The token can come from a file, which ps does not show; one given on
+// the command line works but is warned about.
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := freeAddr(t)
+	cmd := exec.Command(binary(t), "serve", "--listen", api, "--state-dir", dir, "--token-file", file)
+	var serveErr bytes.Buffer
+	cmd.Stderr = &syncBuffer{b: &serveErr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	authed := proxy.NewClient("http://"+api, "s3cret")
+	processtest.WaitFor(t, "the API", func() bool { _, err := authed.Proxies(t.Context()); return err == nil })
+	var ae *proxy.APIError
+	if _, err := proxy.NewClient("http://"+api, "").Proxies(t.Context()); !errors.As(err, &ae) || ae.Status != 401 {
+		t.Errorf("without the token: %v, want a 401", err)
+	}
+	code, _, errOut := run(t, "proxy", "list", "--api", "http://"+api, "--token-file", file)
+	if code != 0 || strings.Contains(errOut, "warning") {
+		t.Errorf("proxy list --token-file = %d %q", code, errOut)
+	}
+	code, _, errOut = run(t, "proxy", "list", "--api", "http://"+api, "--token", "s3cret")
+	if code != 0 || !strings.Contains(errOut, "warning: --token shows in ps") || !strings.Contains(errOut, "--token-file") {
+		t.Errorf("proxy list --token = %d %q, want it done with a warning", code, errOut)
+	}
+	cmd.Stderr.(*syncBuffer).mu.Lock()
+	if strings.Contains(serveErr.String(), "warning") {
+		t.Errorf("serve --token-file on loopback warned: %q", serveErr.String())
+	}
+	cmd.Stderr.(*syncBuffer).mu.Unlock()
+	code, _, errOut = run(t, "serve", "--listen", freeAddr(t), "--state-dir", dir, "--token", "s3cret", "--config", filepath.Join(dir, "none.json"))
+	if !strings.Contains(errOut, "warning: --token shows in ps") {
+		t.Errorf("serve --token = %d %q, want the warning", code, errOut)
+	}
+	if code, _, errOut := run(t, "serve", "--token", "a", "--token-file", file); code != cli.ExitUsage {
+		t.Errorf("serve --token --token-file = %d %q, want a usage error", code, errOut)
+	}
+	if err := os.WriteFile(file, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run(t, "proxy", "list", "--api", "http://"+api, "--token-file", file); code != cli.ExitUsage || !strings.Contains(errOut, "token alone on one line") {
+		t.Errorf("an empty token file = %d %q, want a usage error", code, errOut)
+	}
+}
+
+// syncBuffer is a buffer that a process's output and the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}

@@ -23,24 +23,27 @@ import (
 
 // apiFlags are the flags every API client command takes.
 type apiFlags struct {
-	api, token string
-	json       bool
+	api, token, tokenFile string
+	json                  bool
+	cmd                   *cobra.Command
 }
 
 func (a *apiFlags) register(cmd *cobra.Command) {
+	a.cmd = cmd
 	f := cmd.PersistentFlags()
 	f.StringVar(&a.api, "api", envOr("http://127.0.0.1:8474", "FAULTLINE_API", "TOXIPROXY_URL"),
 		"`URL` of the proxy API: faultline serve or any Toxiproxy ($FAULTLINE_API, $TOXIPROXY_URL)")
-	f.StringVar(&a.token, "token", "", "bearer `token` for the API (default $FAULTLINE_TOKEN)")
+	f.StringVar(&a.token, "token", "", "bearer `token` for the API; shows in ps: prefer --token-file or $FAULTLINE_TOKEN")
+	f.StringVar(&a.tokenFile, "token-file", "", "`file` holding the bearer token for the API (default $FAULTLINE_TOKEN)")
 	f.BoolVar(&a.json, "json", false, "print the API's JSON instead of a table")
 }
 
 // client returns a client for --api, or a usage error for a URL that is
 // not http(s).
 func (a *apiFlags) client() (*proxy.Client, error) {
-	token := a.token
-	if token == "" {
-		token = envOr("", "FAULTLINE_TOKEN")
+	token, err := resolveToken(a.cmd, a.token, a.tokenFile)
+	if err != nil {
+		return nil, err
 	}
 	if scheme, _, ok := strings.Cut(a.api, "://"); ok && scheme != "http" && scheme != "https" {
 		return nil, usagef("--api %q: want an http:// or https:// URL", a.api)

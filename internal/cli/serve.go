@@ -26,9 +26,9 @@ import (
 
 func newServeCmd(g *globals) *cobra.Command {
 	var (
-		host, listen, config, token string
-		port                        int
-		seed                        int64
+		host, listen, config, token, tokenFile string
+		port                                   int
+		seed                                   int64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -38,8 +38,14 @@ so Toxiproxy's client libraries and toxiproxy-cli drive it unchanged, and so
 do 'faultline proxy' and 'faultline toxic'. Prometheus metrics are at /metrics.
 
 The API listens on loopback by default (Toxiproxy listens on all interfaces).
-With a token (--token or FAULTLINE_TOKEN), every request must carry
-"Authorization: Bearer TOKEN" or gets 401.
+With a token (--token-file FILE or $FAULTLINE_TOKEN; --token too, but the
+command line shows in ps), every request must carry "Authorization: Bearer
+TOKEN" or gets 401. An API beyond loopback without a token starts, as
+Toxiproxy does, with a warning: anyone who reaches it can inject faults.
+
+A proxy created without a host in its listen address ("" or ":PORT") listens
+on the API's host: on loopback while the API is, on all interfaces (as
+Toxiproxy does) when the API is.
 
 --config takes the same JSON as POST /populate, a list of proxies:
   [{"name": "redis", "listen": "127.0.0.1:26379", "upstream": "127.0.0.1:6379"}]
@@ -48,7 +54,7 @@ On SIGINT or SIGTERM the server stops: every proxy closes its listener and
 connections, so no fault outlives it.`,
 		Example: `  faultline serve
   faultline serve --port 8475 --config proxies.json --seed 42
-  FAULTLINE_TOKEN=s3cret faultline serve --listen 127.0.0.1:8474`,
+  faultline serve --listen 0.0.0.0:8474 --token-file /run/secrets/faultline-token`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			addr := listen
@@ -63,13 +69,14 @@ connections, so no fault outlives it.`,
 			} else if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
 				return usagef("--listen %q: port must be 0 to 65535", addr)
 			}
-			if token == "" {
-				token = os.Getenv("FAULTLINE_TOKEN")
+			token, err := resolveToken(c, token, tokenFile)
+			if err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(c.Context(), stopSignals()...)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
-			return serve(ctx, log, addr, config, token, seed, g.state())
+			return serve(ctx, c.ErrOrStderr(), log, addr, config, token, seed, g.state())
 		},
 	}
 	f := cmd.Flags()
@@ -78,21 +85,51 @@ connections, so no fault outlives it.`,
 	f.StringVar(&listen, "listen", "", "`HOST:PORT` for the API (overrides --host and --port)")
 	f.StringVar(&config, "config", "", "JSON `file` of proxies to create at start, as for POST /populate")
 	f.Int64Var(&seed, "seed", 0, "seed for random draws (toxicity, jitter, slicer sizes); 0 picks one and logs it")
-	f.StringVar(&token, "token", "", "bearer `token` required on every API call (default $FAULTLINE_TOKEN)")
+	f.StringVar(&token, "token", "", "bearer `token` required on every API call; shows in ps: prefer --token-file or $FAULTLINE_TOKEN")
+	f.StringVar(&tokenFile, "token-file", "", "`file` holding the bearer token required on every API call (default $FAULTLINE_TOKEN)")
 	return cmd
 }
 
-func serve(ctx context.Context, log *slog.Logger, addr, config, token string, seed int64, stateDir string) error {
-	srv := proxy.NewServer(proxy.ServerOptions{Seed: seed, Token: token, Version: version(), Logger: log})
+// resolveToken returns the bearer token of --token, --token-file or
+// $FAULTLINE_TOKEN, in that order, warning on stderr when it came on the
+// command line, where ps and the shell's history show it.
+func resolveToken(c *cobra.Command, token, tokenFile string) (string, error) {
+	switch {
+	case token != "" && tokenFile != "":
+		return "", usagef("give --token or --token-file, not both")
+	case token != "":
+		fmt.Fprintln(c.ErrOrStderr(), "faultline: warning: --token shows in ps and in the shell's history; use --token-file FILE or $FAULTLINE_TOKEN instead")
+		return token, nil
+	case tokenFile != "":
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return "", usagef("--token-file: %v", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" || strings.ContainsAny(token, "\r\n") {
+			return "", usagef("--token-file %s: want the token alone on one line", tokenFile)
+		}
+		return token, nil
+	}
+	return os.Getenv("FAULTLINE_TOKEN"), nil
+}
+
+func serve(ctx context.Context, stderr io.Writer, log *slog.Logger, addr, config, token string, seed int64, stateDir string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return failure(fmt.Errorf("API listen: %w", err))
+	}
+	defer ln.Close()
+	listenHost, warning := exposure(ln.Addr().(*net.TCPAddr), token)
+	if warning != "" {
+		fmt.Fprintln(stderr, "faultline: warning: "+warning)
+		log.Warn(warning)
+	}
+	srv := proxy.NewServer(proxy.ServerOptions{Seed: seed, Token: token, Version: version(), Logger: log, ListenHost: listenHost})
 	defer srv.Close()
 	if config != "" {
 		if err := populateFromFile(srv, config); err != nil {
 			return err
 		}
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return failure(fmt.Errorf("API listen: %w", err))
 	}
 	hs := &http.Server{
 		Handler:           logChanges(log, refuseWhileHalted(stateDir, srv, srv.Handler())),
@@ -124,6 +161,21 @@ func serve(ctx context.Context, log *slog.Logger, addr, config, token string, se
 		return failure(err)
 	}
 	return nil
+}
+
+// exposure returns the host that proxies without one in their listen
+// address take, the API's: loopback while the API listens there, all
+// interfaces ("", as Toxiproxy does) when it listens on all. It also
+// returns a warning when the API is reachable beyond loopback without a
+// token (Toxiproxy's behaviour, which is kept).
+func exposure(api *net.TCPAddr, token string) (listenHost, warning string) {
+	if !api.IP.IsUnspecified() {
+		listenHost = api.IP.String()
+	}
+	if !api.IP.IsLoopback() && token == "" {
+		warning = fmt.Sprintf("the API listens on %s, beyond loopback, with no token: anyone who reaches it can inject faults; give --token-file FILE (or $FAULTLINE_TOKEN), or listen on 127.0.0.1", api)
+	}
+	return listenHost, warning
 }
 
 // watchHalt puts srv back as /reset does (every toxic removed, every
