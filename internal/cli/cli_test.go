@@ -617,3 +617,54 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
+
+// Shell completion offers the toxic types after -t, the API's proxies
+// where a proxy is named and a proxy's toxics after -n; with no API it
+// offers nothing, at once and without a word.
+func TestShellCompletion(t *testing.T) {
+	s, url := proxytest.NewServer(t, proxy.ServerOptions{Seed: 1})
+	for _, name := range []string{"redis", "db"} {
+		p, err := s.Create(proxy.ProxyConfig{Name: name, Listen: "127.0.0.1:0", Upstream: "127.0.0.1:9"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.AddToxic(proxy.Toxic{Name: name + "_slow", Effect: proxy.Latency{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	complete := func(args ...string) (names []string, stderr string) {
+		code, out, errOut := run(t, append([]string{"__complete"}, args...)...)
+		if code != 0 {
+			t.Fatalf("__complete %v = %d %s", args, code, errOut)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, ":") {
+				names = append(names, l)
+			}
+		}
+		return names, errOut
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"toxic", "add", "redis", "-t", ""}, strings.Join(proxy.ToxicTypes, " ")},
+		{[]string{"proxy", "inspect", "--api", url, ""}, "db redis"},
+		{[]string{"proxy", "toggle", "--api", url, ""}, "db redis"},
+		{[]string{"proxy", "delete", "--api", url, ""}, "db redis"},
+		{[]string{"toxic", "add", "--api", url, ""}, "db redis"},
+		{[]string{"toxic", "remove", "--api", url, "--token", "ignored", ""}, "db redis"},
+		{[]string{"toxic", "update", "redis", "--api", url, "-n", ""}, "redis_slow"},
+		{[]string{"proxy", "inspect", "--api", url, "db", ""}, ""},
+	} {
+		names, errOut := complete(c.args...)
+		if got := strings.Join(names, " "); got != c.want || strings.Contains(errOut, "warning") {
+			t.Errorf("completing %v: %q (stderr %q), want %q", c.args, got, errOut, c.want)
+		}
+	}
+	start := time.Now()
+	names, errOut := complete("proxy", "inspect", "--api", "http://"+freeAddr(t), "")
+	if len(names) != 0 || strings.Contains(errOut, "faultline:") || strings.Contains(errOut, "refused") || time.Since(start) > 5*time.Second {
+		t.Errorf("completing with no API: %q, stderr %q, after %v; want nothing, quietly, at once", names, errOut, time.Since(start))
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -41,7 +42,12 @@ func (a *apiFlags) register(cmd *cobra.Command) {
 // client returns a client for --api, or a usage error for a URL that is
 // not http(s).
 func (a *apiFlags) client() (*proxy.Client, error) {
-	token, err := resolveToken(a.cmd, a.token, a.tokenFile)
+	return a.newClient(a.cmd)
+}
+
+// newClient is client, warning on warn's stderr (nil: not at all).
+func (a *apiFlags) newClient(warn *cobra.Command) (*proxy.Client, error) {
+	token, err := resolveToken(warn, a.token, a.tokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +55,63 @@ func (a *apiFlags) client() (*proxy.Client, error) {
 		return nil, usagef("--api %q: want an http:// or https:// URL", a.api)
 	}
 	return proxy.NewClient(a.api, token), nil
+}
+
+// completionTimeout bounds what shell completion waits for the API.
+const completionTimeout = time.Second
+
+// ask calls the API for shell completion: quickly, and silently (no
+// warning, no error: a completion offers nothing instead).
+func (a *apiFlags) ask(c *cobra.Command, call func(context.Context, *proxy.Client) ([]string, error)) ([]string, cobra.ShellCompDirective) {
+	cl, err := a.newClient(nil)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx := c.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, completionTimeout)
+	defer cancel()
+	names, err := call(ctx, cl)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	sort.Strings(names)
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeProxy completes a command's first argument, a proxy, with the
+// names of the API's proxies.
+func (a *apiFlags) completeProxy(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return a.ask(c, func(ctx context.Context, cl *proxy.Client) ([]string, error) {
+		ps, err := cl.Proxies(ctx)
+		return slices.Collect(maps.Keys(ps)), err
+	})
+}
+
+// completeToxic completes a toxic's name with those of the proxy given
+// as the first argument.
+func (a *apiFlags) completeToxic(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) == 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return a.ask(c, func(ctx context.Context, cl *proxy.Client) ([]string, error) {
+		p, err := cl.Proxy(ctx, args[0])
+		var names []string
+		for _, t := range p.Toxics {
+			names = append(names, t.Name)
+		}
+		return names, err
+	})
+}
+
+// completeTypes completes -t with the toxic types.
+func completeTypes(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return proxy.ToxicTypes, cobra.ShellCompDirectiveNoFileComp
 }
 
 // hintNoServer makes the subcommands of cmd say what to do when nothing
@@ -185,7 +248,8 @@ The flags follow toxiproxy-cli's.`,
 
 	inspect := &cobra.Command{
 		Use: "inspect NAME", Aliases: []string{"i"}, Short: "Show a proxy and its toxics", Args: exactArgs("NAME"),
-		Example: "  faultline proxy inspect redis\n  faultline proxy inspect redis --json",
+		ValidArgsFunction: a.completeProxy,
+		Example:           "  faultline proxy inspect redis\n  faultline proxy inspect redis --json",
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -204,7 +268,8 @@ The flags follow toxiproxy-cli's.`,
 
 	toggle := &cobra.Command{
 		Use: "toggle NAME", Short: "Enable a disabled proxy, or disable (take down) an enabled one", Args: exactArgs("NAME"),
-		Example: "  faultline proxy toggle redis   # the service is down: new connections refused, live ones dropped\n  faultline proxy toggle redis   # and back up",
+		ValidArgsFunction: a.completeProxy,
+		Example:           "  faultline proxy toggle redis   # the service is down: new connections refused, live ones dropped\n  faultline proxy toggle redis   # and back up",
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -231,7 +296,8 @@ The flags follow toxiproxy-cli's.`,
 
 	del := &cobra.Command{
 		Use: "delete NAME", Short: "Delete a proxy, closing its connections", Args: exactArgs("NAME"),
-		Example: "  faultline proxy delete redis",
+		ValidArgsFunction: a.completeProxy,
+		Example:           "  faultline proxy delete redis",
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -410,6 +476,7 @@ toxic applies to, drawn per connection.`,
 	var f toxicFlags
 	add := &cobra.Command{
 		Use: "add PROXY -t TYPE [-a KEY=VALUE]...", Short: "Add a toxic to a proxy", Args: exactArgs("PROXY"),
+		ValidArgsFunction: a.completeProxy,
 		Example: `  faultline toxic add redis -t latency -a latency=1000 -a jitter=100   # replies 1 s ± 0.1 s late
   faultline toxic add redis -t timeout -u                              # requests vanish
   faultline toxic add redis -t reset_peer -u -a timeout=500            # RST 0.5 s after a request
@@ -466,6 +533,7 @@ toxic applies to, drawn per connection.`,
 	add.Flags().Float32Var(&f.toxicity, "toxicity", 1, "`share` of connections affected, 0 to 1")
 	add.Flags().BoolVarP(&f.upstream, "upstream", "u", false, "act on the upstream stream (client -> server)")
 	add.Flags().BoolVarP(&f.downst, "downstream", "d", false, "act on the downstream stream (server -> client, the default)")
+	_ = add.RegisterFlagCompletionFunc("type", completeTypes)
 
 	var uf toxicFlags
 	update := &cobra.Command{
@@ -475,7 +543,8 @@ value) or its toxicity, on live connections too. Unlike toxiproxy-cli,
 the toxicity stays as it is unless --toxicity is given.`,
 		Example: `  faultline toxic update redis -n latency_downstream -a latency=2000
   faultline toxic update redis -n slow_uploads --toxicity 1`,
-		Args: exactArgs("PROXY"),
+		Args:              exactArgs("PROXY"),
+		ValidArgsFunction: a.completeProxy,
 		RunE: func(c *cobra.Command, args []string) error {
 			if uf.name == "" {
 				return usagef("toxic update: --toxicName (-n) is required")
@@ -514,11 +583,13 @@ the toxicity stays as it is unless --toxicity is given.`,
 	update.Flags().StringVarP(&uf.name, "toxicName", "n", "", "`name` of the toxic to change")
 	update.Flags().StringArrayVarP(&uf.attrs, "attribute", "a", nil, "`KEY=VALUE` attribute, repeatable")
 	update.Flags().Float32Var(&uf.toxicity, "toxicity", 0, "new `share` of connections affected, 0 to 1 (default: unchanged)")
+	_ = update.RegisterFlagCompletionFunc("toxicName", a.completeToxic)
 
 	var rname string
 	remove := &cobra.Command{
 		Use: "remove PROXY -n NAME", Aliases: []string{"delete", "rm"}, Short: "Remove a toxic", Args: exactArgs("PROXY"),
-		Example: "  faultline toxic remove redis -n latency_downstream",
+		ValidArgsFunction: a.completeProxy,
+		Example:           "  faultline toxic remove redis -n latency_downstream",
 		RunE: func(c *cobra.Command, args []string) error {
 			if rname == "" {
 				return usagef("toxic remove: --toxicName (-n) is required")
@@ -538,6 +609,7 @@ the toxicity stays as it is unless --toxicity is given.`,
 		},
 	}
 	remove.Flags().StringVarP(&rname, "toxicName", "n", "", "`name` of the toxic to remove")
+	_ = remove.RegisterFlagCompletionFunc("toxicName", a.completeToxic)
 	cmd.AddCommand(add, update, remove)
 	hintNoServer(cmd, &a)
 	return cmd

@@ -91,14 +91,17 @@ connections, so no fault outlives it.`,
 }
 
 // resolveToken returns the bearer token of --token, --token-file or
-// $FAULTLINE_TOKEN, in that order, warning on stderr when it came on the
-// command line, where ps and the shell's history show it.
+// $FAULTLINE_TOKEN, in that order, warning on c's stderr (unless c is nil)
+// when it came on the command line, where ps and the shell's history show
+// it.
 func resolveToken(c *cobra.Command, token, tokenFile string) (string, error) {
 	switch {
 	case token != "" && tokenFile != "":
 		return "", usagef("give --token or --token-file, not both")
 	case token != "":
-		fmt.Fprintln(c.ErrOrStderr(), "faultline: warning: --token shows in ps and in the shell's history; use --token-file FILE or $FAULTLINE_TOKEN instead")
+		if c != nil {
+			fmt.Fprintln(c.ErrOrStderr(), "faultline: warning: --token shows in ps and in the shell's history; use --token-file FILE or $FAULTLINE_TOKEN instead")
+		}
 		return token, nil
 	case tokenFile != "":
 		b, err := os.ReadFile(tokenFile)
