@@ -89,7 +89,8 @@ out=bench/results/proxy.md
   echo "Client, upstream servers and proxy are three processes on the same cores. Throughput moves $(( $(head -1 "$raw" | sed 's/.*"throughput_bytes":\([0-9]*\).*/\1/') >> 20 )) MiB one direction at a time;"
   echo "the round trip is a 64-byte echo; new connections are sequential (dial, 1-byte echo, close);"
   echo "memory is the proxy process's RSS growth per idle connection (2000 connections, each after a 1-byte echo);"
-  echo "the latency figure is the mean round trip with a 100 ms downstream latency toxic minus the median without."
+  echo "the latency figure is what a 100 ms downstream latency toxic adds to 64-byte echoes sent every 10 ms (300 of them), less 100 ms:"
+  echo "its mean and 99th percentile, each against the mean round trip at the same pace without the toxic."
   echo "\"3 toxics each stream\" is latency 0 ms, bandwidth at 100 GB/s and limit_data of 2^60 bytes on both streams."
   echo
   "$work/proxybench" -report "$raw"

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -764,8 +765,13 @@ func (q *queue) waitDue(c *conn, b *batch, due time.Time) bool {
 	return true
 }
 
-// sleepUntil sleeps in the kernel, holding the thread, until t.
+// sleepUntil sleeps in the kernel, holding the thread, until t, with the
+// thread's timer slack (by which the kernel may wake it late to merge
+// wake-ups: 50 µs by default) at its finest meanwhile.
 func sleepUntil(t time.Time) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer fineTimerSlack()()
 	for d := time.Until(t); d > 0; d = time.Until(t) {
 		ts := syscall.NsecToTimespec(int64(d))
 		_ = syscall.Nanosleep(&ts, nil)
