@@ -314,10 +314,14 @@ func (p *Proxy) survive(v any, c *conn) {
 }
 
 // async runs f in a goroutine of c and delivers its result on the channel
-// returned; a panic in f closes c and delivers errPanic.
+// returned; a panic in f closes c and delivers errPanic. The connection
+// ends once f has returned. Only a goroutine of c that is itself counted
+// in c.wg calls it.
 func (c *conn) async(f func() error) <-chan error {
 	ch := make(chan error, 1)
+	c.wg.Add(1)
 	go func() {
+		defer c.wg.Done()
 		err := errPanic
 		defer func() {
 			c.p.survive(recover(), c)
