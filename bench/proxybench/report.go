@@ -237,7 +237,7 @@ func writeSummary(w io.Writer, r *runs) {
 			span(q(faultline, cRelay, conn)))
 	}
 	if name, b := r.best(rtt, true); name != "" && r.med(direct, rtt) != 0 {
-		fmt.Fprintf(w, "- The limit: the best user-space relay measured here (%s) takes %.1f× direct TCP's round trip; faultline takes %.1f×.\n",
+		fmt.Fprintf(w, "- The limit: no relay measured here comes near direct TCP's round trip: the best reference relay (%s) takes %.1f× it, faultline %.1f×.\n",
 			strings.TrimSuffix(name, " (reference)"), b/r.med(direct, rtt), q(faultline, direct, rtt))
 	}
 	fmt.Fprintf(w, "- A 100 ms latency toxic adds %+.2f ms to it on average and %+.2f ms at p99 (Toxiproxy: %+.2f ms and %+.2f ms).\n",
