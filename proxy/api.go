@@ -30,11 +30,12 @@ const maxBody = 1 << 20
 //	POST   /proxies/{proxy}/toxics/{t}    update toxicity and attributes (merged)
 //	PATCH  /proxies/{proxy}/toxics/{t}    the same
 //	DELETE /proxies/{proxy}/toxics/{t}    remove (204)
-//	POST   /reset                         enable all, remove all toxics (204)
+//	POST   /reset                         remove all toxics, enable all (204)
 //	GET    /version                       {"version": "..."}
 //	GET    /metrics                       Prometheus metrics
 //
-// Errors are {"error": "...", "status": N}. Requests from browsers
+// Errors are {"error": "...", "status": N}. Every answer of a route has
+// an X-Toxiproxy-Request-Id header, as Toxiproxy's. Requests from browsers
 // (User-Agent "Mozilla/...") get 403, against cross-site requests; with a
 // token set, requests without "Authorization: Bearer TOKEN" get 401.
 func (s *Server) Handler() http.Handler {
@@ -58,9 +59,17 @@ func (s *Server) Handler() http.Handler {
 	return s.guard(mux)
 }
 
-func (s *Server) guard(next http.Handler) http.Handler {
+// requestIDHeader is sent, as by Toxiproxy, on every answer of a route the
+// API has (not on the 404 of an unknown path or a 405).
+const requestIDHeader = "X-Toxiproxy-Request-Id"
+
+func (s *Server) guard(mux *http.ServeMux) http.Handler {
 	token := []byte("Bearer " + s.opts.Token)
+	var next http.Handler = mux
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			w.Header().Set(requestIDHeader, newRequestID())
+		}
 		if strings.HasPrefix(r.UserAgent(), "Mozilla/") {
 			http.Error(w, "User agent not allowed", http.StatusForbidden)
 			return
@@ -241,7 +250,7 @@ func (s *Server) updateProxy(w http.ResponseWriter, r *http.Request, p *Proxy) {
 	if in.Enabled != nil {
 		enabled = *in.Enabled
 	}
-	if err := p.Update(in.Listen, in.Upstream, enabled); err != nil {
+	if err := p.Update(s.withHost(in.Listen), in.Upstream, enabled); err != nil {
 		fail(w, "proxy", err)
 		return
 	}

@@ -507,3 +507,57 @@ func TestMetricsCountBytesWithToxiproxyNames(t *testing.T) {
 		}
 	}
 }
+
+// /reset resets every proxy even when one cannot listen again (its port
+// taken), then says which failed and why: the proxies after it lose their
+// toxics and come back up all the same.
+func TestResetResetsEveryProxyThenReportsFailures(t *testing.T) {
+	s, url := apiServer(t, proxy.ServerOptions{Seed: 1})
+	up := echoServer(t)
+	for _, name := range []string{"a", "b", "c"} {
+		p, err := s.Create(proxy.ProxyConfig{Name: name, Listen: "127.0.0.1:0", Upstream: up, Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.AddToxic(proxy.Toxic{Effect: proxy.Latency{Delay: time.Second}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := s.Get("a")
+	b, _ := s.Get("b")
+	a.Stop()
+	b.Stop()
+	taken, err := net.Listen("tcp", a.Listen()) // a cannot listen again
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	status, body := call(t, "POST", url+"/reset", "")
+	if status != 500 || !strings.Contains(body, "proxy a: listen tcp "+a.Listen()+": bind: address already in use") {
+		t.Errorf("reset with a's port taken = %d %s, want a 500 naming a and why", status, body)
+	}
+	for _, p := range s.List() {
+		if n := len(p.Toxics()); n != 0 {
+			t.Errorf("proxy %s kept %d toxics", p.Name(), n)
+		}
+		if want := p.Name() != "a"; p.Enabled() != want {
+			t.Errorf("proxy %s enabled = %v, want %v", p.Name(), p.Enabled(), want)
+		}
+	}
+}
+
+// The API's answers carry an X-Toxiproxy-Request-Id, as Toxiproxy's do
+// (TestRequestIDLikeToxiproxy compares with Toxiproxy itself).
+func TestAPIRequestID(t *testing.T) {
+	_, url := apiServer(t, proxy.ServerOptions{Token: "t"})
+	for _, path := range []string{"/version", "/proxies"} {
+		resp, err := http.Get(url + path) // no token: a 401, with an id all the same
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if id := resp.Header.Get("X-Toxiproxy-Request-Id"); len(id) != 20 {
+			t.Errorf("GET %s: %s, request id %q, want 20 characters", path, resp.Status, id)
+		}
+	}
+}

@@ -18,6 +18,7 @@
 // costs two goroutines whatever the number of its toxics. Toxics are added,
 // changed and removed on live connections without losing, duplicating or
 // reordering a byte. Unlike Toxiproxy, a half-close (shutdown of one
-// direction) is passed through, and invalid attribute values are refused
-// instead of crashing the server.
+// direction) is passed through, invalid attribute values are refused
+// instead of crashing the server, and a panic in a connection's goroutines
+// closes that connection alone (see Proxy.Panics).
 package proxy

@@ -1,6 +1,9 @@
 package proxy
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // applyToxics runs a batch through the link's active toxics, in order.
 // Each toxic rewrites the batch: due times, pieces, and how the stream ends.
@@ -47,10 +50,18 @@ func (l *link) applyToxics(b *batch, now time.Time) {
 	}
 }
 
-// delay draws a delay of d ± jitter, never below zero.
+// delay draws a delay of d ± jitter, never below zero, and saturating
+// rather than wrapping around where d and jitter are close to the largest
+// Duration.
 func (p *Proxy) delay(d, jitter time.Duration) time.Duration {
 	if jitter > 0 {
-		d += time.Duration(p.rand.Int64N(2*int64(jitter))) - jitter
+		// An offset in [-jitter, jitter): 2*jitter fits in a uint64.
+		off := time.Duration(p.rand.Uint64N(2*uint64(jitter)) - uint64(jitter))
+		if off > 0 && d > math.MaxInt64-off {
+			d = math.MaxInt64
+		} else {
+			d += off // d >= 0 and off >= -jitter: no wrap below zero
+		}
 	}
 	return max(d, 0)
 }
@@ -72,7 +83,10 @@ func bandwidth(st *toxicState, e Bandwidth, in []piece) []piece {
 		}
 		return in
 	}
-	maxLen := int64(100) * e.Rate // bytes in 100 ms
+	maxLen := int64(math.MaxInt64) // bytes in 100 ms, saturated
+	if e.Rate <= math.MaxInt64/100 {
+		maxLen = 100 * e.Rate
+	}
 	var out []piece
 	for _, p := range in {
 		data := p.data

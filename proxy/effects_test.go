@@ -104,3 +104,38 @@ func TestCompactReleasesTheChunk(t *testing.T) {
 		t.Fatalf("compacted batch holds %d bytes for 11", c)
 	}
 }
+
+// What one read can become stays within the room the reader makes for it
+// before reading, whatever the toxics: a slicer that cuts every byte, a
+// bandwidth that cuts 100-byte pieces, and both.
+func TestBatchMemoryIsBounded(t *testing.T) {
+	now := time.Unix(1000, 0)
+	slicer := func(avg, variation int) *toxicState {
+		return &toxicState{entry: newToxicEntry(Toxic{Effect: Slicer{AverageSize: avg, SizeVariation: variation}}, 1), active: true}
+	}
+	bandwidth := &toxicState{entry: newToxicEntry(Toxic{Effect: Bandwidth{Rate: 1}}, 2), active: true}
+	for _, c := range []struct {
+		name   string
+		states []*toxicState
+		limit  int
+	}{
+		{"slicer 1±0", []*toxicState{slicer(1, 0)}, maxSlicedMem},
+		{"slicer 1±1", []*toxicState{slicer(1, 1)}, maxSlicedMem},
+		{"slicer 7±7", []*toxicState{slicer(7, 7)}, maxSlicedMem},
+		{"bandwidth 1 KB/s", []*toxicState{bandwidth}, maxBatchMem},
+		{"bandwidth, then slicer 1±0", []*toxicState{bandwidth, slicer(1, 0)}, maxSlicedMem},
+		{"slicer 1±0, then bandwidth", []*toxicState{slicer(1, 0), bandwidth}, maxSlicedMem},
+	} {
+		l := testLink()
+		l.states = c.states
+		l.updateCloseAt()
+		bp := bufPool.Get().(*[]byte)
+		b := &batch{buf: bp, pieces: []piece{{data: (*bp)[:l.readMax], due: now}}}
+		l.applyToxics(b, now)
+		b.compact()
+		if got := b.memory(); got > c.limit {
+			t.Errorf("%s: a read of %d bytes became %d bytes of batch (%d pieces), over the %d made room for", c.name, l.readMax, got, len(b.pieces), c.limit)
+		}
+		b.release()
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -53,7 +54,8 @@ func (p *Proxy) NonHTTPConns() int64 { return p.nonHTTP.Load() }
 // httpToxic is an HTTP toxic as one request sees it.
 type httpToxic struct {
 	effect Effect
-	n      int64 // this request's number among those it matched (first, every)
+	n      int64           // this request's number among those it matched (first, every)
+	gone   <-chan struct{} // closed once the toxic is removed or changed
 }
 
 // httpToxicsFor returns the HTTP toxics that apply to one request: those
@@ -87,7 +89,7 @@ func (p *Proxy) httpToxicsFor(method, path string) []httpToxic {
 			n = &atomic.Int64{}
 			p.httpCounts[t.serial] = n
 		}
-		out = append(out, httpToxic{effect: t.Effect, n: n.Add(1)})
+		out = append(out, httpToxic{effect: t.Effect, n: n.Add(1), gone: t.gone})
 	}
 	return out
 }
@@ -112,17 +114,17 @@ func looksHTTP(b []byte) bool {
 // serveHTTP reads HTTP requests from the client, applies the HTTP toxics,
 // and forwards them through inner (whose other end goes through the byte
 // toxics to the upstream). It ends, closing both, when either side does.
-// Bodies stream through, except a response that an http_body toxic
-// rewrites, which is read whole.
-func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struct{}) {
+// Messages go on as they came (see httpwire.go); bodies stream through,
+// except a response that an http_body toxic rewrites, which is read whole.
+func (p *Proxy) serveHTTP(c *conn, client net.Conn, inner *net.TCPConn) {
 	defer client.Close()
 	defer inner.Close()
 	cr := bufio.NewReader(client)
 	ir := bufio.NewReader(inner)
 	// Whoever speaks first decides: a server that speaks first (SMTP, MySQL)
 	// is not HTTP, and waiting for its client would wait forever.
-	clientFirst := peek(cr)
-	upstreamFirst := peek(ir)
+	clientFirst := peek(c, cr)
+	upstreamFirst := peek(c, ir)
 	select {
 	case err := <-clientFirst:
 		if err != nil {
@@ -133,22 +135,50 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			return // closed before anyone spoke: the client sees the close
 		}
 		p.nonHTTP.Add(1)
-		pipe(client, cr, clientFirst, inner, ir, nil)
+		pipe(c, client, cr, clientFirst, inner, ir, nil)
 		return
 	}
 	first, _ := cr.Peek(min(cr.Buffered(), 18))
 	if !looksHTTP(first) {
 		p.nonHTTP.Add(1)
-		pipe(client, cr, nil, inner, ir, upstreamFirst)
+		pipe(c, client, cr, nil, inner, ir, upstreamFirst)
 		return
 	}
-	// Responses go out in as few writes as they arrive in: Response.Write
-	// writes its status line, headers and body in separate calls.
-	cw := &idleFlusher{w: bufio.NewWriter(client), src: ir}
+	s := &httpConn{p: p, c: c, client: client, inner: inner, cr: cr, ir: ir,
+		// A message goes out in as few writes as it arrives in.
+		cw: &idleFlusher{w: bufio.NewWriter(client), src: ir},
+		iw: &idleFlusher{w: bufio.NewWriter(inner), src: cr}}
+	s.serve(upstreamFirst)
+}
+
+// httpConn is one connection in the HTTP stage: the client's side (read
+// through cr, written through cw) and inner, towards the upstream (ir, iw).
+type httpConn struct {
+	p      *Proxy
+	c      *conn
+	client net.Conn
+	inner  *net.TCPConn
+	cr, ir *bufio.Reader
+	cw, iw *idleFlusher
+}
+
+// next is what follows a response.
+type next int
+
+const (
+	nextRequest next = iota // read the next request
+	passRest                // pass everything from here on as it comes
+	endConn                 // end the connection
+)
+
+// serve relays requests and their responses until the connection ends;
+// upstreamFirst is the pending peek at the upstream's first byte.
+func (s *httpConn) serve(upstreamFirst <-chan error) {
+	c, cr := s.c, s.cr
 	// Between requests, the upstream may close the connection (an idle
 	// timeout): the client must see that close, as it would without the
 	// stage, rather than a 502 for its next request.
-	upstream := closeOnEnd(upstreamFirst, client)
+	upstream := closeOnEnd(c, upstreamFirst, s.client)
 	// While a response is pending, the client's side is watched too: a
 	// client that leaves must reach the upstream, as without the stage.
 	var clientNext <-chan error
@@ -159,42 +189,40 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 			}
 			clientNext = nil
 		}
-		req, err := http.ReadRequest(cr)
+		h, err := readHead(cr)
+		if errors.Is(err, errHeadTooLarge) {
+			// As net/http answers: one endless header line must not grow
+			// the stage's memory.
+			s.refuse(http.StatusRequestHeaderFieldsTooLarge, "faultline: request headers over 1 MiB")
+			return
+		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				writeSimple(client, http.StatusBadRequest, "faultline: malformed HTTP request: "+err.Error(), 0)
+			if len(h) > 0 { // cut short: what came goes on
+				s.passRest(h, nil, upstream)
 			}
 			return
 		}
-		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
-			// The stage answers it: a toxic may answer the request itself.
-			req.Header.Del("Expect")
-			if _, err := io.WriteString(client, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
-				return
-			}
+		req, f, err := requestFraming(h)
+		if err != nil || req.ProtoMajor != 1 {
+			// Not HTTP/1 that the stage can frame (HTTP/2's preface, a
+			// malformed head): no toxic can act on it, and it and all that
+			// follows pass as they are, for the upstream to judge.
+			s.p.nonHTTP.Add(1)
+			s.passRest(h, nil, upstream)
+			return
 		}
-		toxics := p.httpToxicsFor(req.Method, req.URL.Path)
-		keep, answered := p.requestPhase(client, req, toxics, done)
+		toxics := s.p.httpToxicsFor(req.Method, req.URL.Path)
+		h, answered, keep := s.requestPhase(h, req, f, toxics)
 		if !keep {
 			return
 		}
 		if answered {
-			// The body nobody will read is consumed, so that the next
-			// request starts where it should; past a limit, as net/http
-			// does, the connection ends instead.
-			if n, err := io.CopyN(io.Discard, req.Body, maxDrain+1); n > maxDrain || err != nil && err != io.EOF {
-				return
-			}
 			continue
-		}
-		if _, ok := req.Header["User-Agent"]; !ok {
-			req.Header["User-Agent"] = []string{""} // Request.Write would add Go's own
 		}
 		// The request goes out while its answer is awaited: an upstream may
 		// answer before it has read the whole body (413, 401), and that
 		// answer must reach the client, as it would without the stage.
-		sent := make(chan error, 1)
-		go func() { sent <- req.Write(inner) }()
+		sent := c.async(func() error { return s.send(h, f) })
 		var upErr error
 		select {
 		case upErr = <-upstream:
@@ -204,40 +232,73 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 				// The request did not go out whole (either side failed):
 				// the upstream, told it ends here, may still answer; the
 				// connection ends after that answer.
-				_ = inner.CloseWrite()
+				_ = s.inner.CloseWrite()
 				req.Close = true
 			} else {
-				clientNext = watchClient(cr, inner)
+				clientNext = watchClient(c, cr, s.inner)
 			}
 			upErr = <-upstream
 		}
 		if upErr != nil {
 			return // closed before this request: the client has seen the close
 		}
-		resp, err := http.ReadResponse(ir, req)
-		if err != nil {
-			writeSimple(client, http.StatusBadGateway, "faultline: upstream response: "+err.Error(), 0)
-			return
+		then := s.respond(req, toxics)
+		if then == nextRequest && req.Close {
+			then = passRest // whatever else comes goes as it would without the stage
 		}
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			// Another protocol from here on (a WebSocket): pass it through.
-			if resp.Write(cw) != nil || cw.Flush() != nil {
-				return
+		switch then {
+		case endConn:
+			return
+		case passRest:
+			ready := clientNext
+			if sent != nil { // the request is still going out
+				ready = sent
 			}
-			pipe(client, cr, clientNext, inner, ir, nil)
-			return
-		}
-		if !p.respond(cw, req, resp, toxics, done) || req.Close || resp.Close {
+			pipe(c, s.client, cr, ready, s.inner, s.ir, nil)
 			return
 		}
 		if sent != nil { // answered while the request was still going out
 			if err := <-sent; err != nil {
 				return
 			}
-			clientNext = watchClient(cr, inner)
+			clientNext = watchClient(c, cr, s.inner)
 		}
-		upstream = closeOnEnd(peek(ir), client)
+		upstream = closeOnEnd(c, peek(c, s.ir), s.client)
 	}
+}
+
+// refuse answers a request with status, for the connection to end: the
+// answer goes out, and what the client still sends is read and dropped
+// for a moment, so that closing does not reset the answer away.
+func (s *httpConn) refuse(status int, msg string) {
+	if writeSimple(s.client, status, msg, 0, false) != nil {
+		return
+	}
+	if tc, ok := s.client.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = s.client.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, s.cr, 64<<20)
+}
+
+// passRest sends head (what the stage read and will not frame) to the
+// upstream and passes everything after it both ways as it comes.
+func (s *httpConn) passRest(head []byte, clientReady, upstreamReady <-chan error) {
+	if _, err := s.inner.Write(head); err != nil {
+		return
+	}
+	pipe(s.c, s.client, s.cr, clientReady, s.inner, s.ir, upstreamReady)
+}
+
+// send forwards a request's head and its body, as framed, to the upstream.
+func (s *httpConn) send(h []byte, f framing) error {
+	if _, err := s.iw.Write(h); err != nil {
+		return err
+	}
+	if err := copyBody(s.iw, s.cr, f); err != nil {
+		return err
+	}
+	return s.iw.Flush()
 }
 
 // maxDrain is the most of an unread request body the stage reads to keep
@@ -245,7 +306,7 @@ func (p *Proxy) serveHTTP(client net.Conn, inner *net.TCPConn, done <-chan struc
 const maxDrain = 256 << 10
 
 // idleFlusher flushes what it buffered whenever src has nothing more
-// buffered: a response that arrived whole goes out in one write, and a
+// buffered: a message that arrived whole goes out in one write, and a
 // streamed one (server-sent events) goes out as it arrives. It has no
 // ReadFrom, so that every copy goes through Write.
 type idleFlusher struct {
@@ -267,9 +328,8 @@ func (f *idleFlusher) Flush() error { return f.w.Flush() }
 // more or leaves: a client that half-closes half-closes inner, one whose
 // connection fails closes it. Its result (nil: bytes wait) must be
 // received before cr is read again.
-func watchClient(cr *bufio.Reader, inner *net.TCPConn) <-chan error {
-	ch := make(chan error, 1)
-	go func() {
+func watchClient(c *conn, cr *bufio.Reader, inner *net.TCPConn) <-chan error {
+	return c.async(func() error {
 		_, err := cr.Peek(1)
 		switch {
 		case errors.Is(err, io.EOF):
@@ -277,50 +337,43 @@ func watchClient(cr *bufio.Reader, inner *net.TCPConn) <-chan error {
 		case err != nil:
 			_ = inner.Close()
 		}
-		ch <- err
-	}()
-	return ch
+		return err
+	})
 }
 
 // peek waits until r has a byte or has ended; its result (nil: bytes wait)
 // must be received before r is read again.
-func peek(r *bufio.Reader) <-chan error {
-	ch := make(chan error, 1)
-	go func() {
+func peek(c *conn, r *bufio.Reader) <-chan error {
+	return c.async(func() error {
 		_, err := r.Peek(1)
-		ch <- err
-	}()
-	return ch
+		return err
+	})
 }
 
 // closeOnEnd passes on the upstream's peek, closing client first if the
 // upstream has ended.
-func closeOnEnd(upstream <-chan error, client net.Conn) <-chan error {
-	ch := make(chan error, 1)
-	go func() {
+func closeOnEnd(c *conn, upstream <-chan error, client net.Conn) <-chan error {
+	return c.async(func() error {
 		err := <-upstream
 		if err != nil {
 			_ = client.Close()
 		}
-		ch <- err
-	}()
-	return ch
+		return err
+	})
 }
 
 // pipe passes bytes both ways unchanged, from the client (read through cr,
 // once clientReady has a result, if not nil) to inner and from inner (read
 // through ir, once innerReady has) to the client, half-closing each side as
 // the other ends.
-func pipe(client net.Conn, cr io.Reader, clientReady <-chan error, inner *net.TCPConn, ir io.Reader, innerReady <-chan error) {
-	done := make(chan struct{})
-	go func() {
+func pipe(c *conn, client net.Conn, cr io.Reader, clientReady <-chan error, inner *net.TCPConn, ir io.Reader, innerReady <-chan error) {
+	done := c.async(func() error {
 		if clientReady != nil {
 			<-clientReady
 		}
 		_, _ = io.Copy(inner, cr)
-		_ = inner.CloseWrite()
-		close(done)
-	}()
+		return inner.CloseWrite()
+	})
 	if innerReady != nil {
 		<-innerReady
 	}
@@ -331,19 +384,20 @@ func pipe(client net.Conn, cr io.Reader, clientReady <-chan error, inner *net.TC
 	<-done
 }
 
-// requestPhase applies the toxics that act before forwarding. answered is
-// true when an http_status toxic answered; keep is false when the
-// connection must end.
-func (p *Proxy) requestPhase(client net.Conn, req *http.Request, toxics []httpToxic, done <-chan struct{}) (keep, answered bool) {
+// requestPhase applies the toxics that act before forwarding, and returns
+// the head to forward. answered is true when an http_status toxic answered
+// (and the body was read and dropped); keep is false when the connection
+// must end.
+func (s *httpConn) requestPhase(h []byte, req *http.Request, f framing, toxics []httpToxic) (_ []byte, answered, keep bool) {
 	for _, t := range toxics {
 		switch e := t.effect.(type) {
 		case HTTPLatency:
-			if e.Phase == "request" && !sleep(p.delay(e.Delay, e.Jitter), done) {
-				return false, false
+			if e.Phase == "request" && !sleep(s.p.delay(e.Delay, e.Jitter), t.gone, s.c.done) {
+				return h, false, false
 			}
 		case HTTPHeader:
 			if e.Phase == "request" {
-				editHeader(req.Header, e)
+				h = editHead(h, e)
 			}
 		}
 	}
@@ -355,88 +409,158 @@ func (p *Proxy) requestPhase(client net.Conn, req *http.Request, toxics []httpTo
 		if n := t.n; e.First > 0 && n > int64(e.First) || e.Every > 0 && n%int64(e.Every) != 0 {
 			continue
 		}
-		if err := writeSimple(client, e.Status, e.Body, e.RetryAfter); err != nil {
-			return false, true
+		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+			// The client sends the body only when told to: the stage
+			// reads and drops it after its answer.
+			if _, err := io.WriteString(s.client, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+				return h, true, false
+			}
 		}
-		return !req.Close, true
+		if err := writeSimple(s.client, e.Status, e.Body, e.RetryAfter, true); err != nil {
+			return h, true, false
+		}
+		// The body nobody will read is consumed, so that the next request
+		// starts where it should; past a limit, as net/http does, the
+		// connection ends instead.
+		if f.length > maxDrain {
+			return h, true, false
+		}
+		if _, err := readBody(s.cr, f, maxDrain); err != nil {
+			return h, true, false
+		}
+		return h, true, !req.Close
 	}
-	return true, false
+	return h, false, true
 }
 
-// sleep waits d, or until done is closed (false).
-func sleep(d time.Duration, done <-chan struct{}) bool {
+// sleep waits d, or until gone is closed (the toxic that delays is
+// removed: the wait ends early), or until done is closed (false).
+func sleep(d time.Duration, gone, done <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
+	case <-gone:
 		return true
 	case <-done:
 		return false
 	}
 }
 
-// respond applies the response toxics and writes the response to client,
-// flushed; false means the connection must end. The body streams through
-// unless an http_body toxic rewrites it.
-func (p *Proxy) respond(client *idleFlusher, req *http.Request, resp *http.Response, toxics []httpToxic, done <-chan struct{}) bool {
-	// The body is never closed here: closing it would read the rest of a
-	// stream the client has left. Write reads it to its end; on any
-	// failure the connection ends.
-	noBody := req.Method == http.MethodHead || resp.StatusCode/100 == 1 || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
+// respond relays the upstream's answer to req: interim responses (100
+// Continue) as they come, then the final one, through the response toxics.
+// The body streams through unless an http_body toxic rewrites it.
+func (s *httpConn) respond(req *http.Request, toxics []httpToxic) next {
+	for {
+		h, err := readHead(s.ir)
+		if errors.Is(err, errHeadTooLarge) {
+			// The client may still be watched (cr is not the stage's to
+			// read here): the answer goes, then the connection ends.
+			_ = writeSimple(s.cw, http.StatusBadGateway, "faultline: upstream response headers over 1 MiB", 0, false)
+			_ = s.cw.Flush()
+			return endConn
+		}
+		if err != nil {
+			if len(h) > 0 { // cut short: what came goes on
+				_, _ = s.cw.Write(h)
+				_ = s.cw.Flush()
+			}
+			return endConn
+		}
+		resp, f, err := responseFraming(h, req)
+		if err != nil {
+			// An answer the stage cannot frame: it and what follows go on
+			// as they are.
+			if _, err := s.cw.Write(h); err != nil || s.cw.Flush() != nil {
+				return endConn
+			}
+			return passRest
+		}
+		code := resp.StatusCode
+		if code/100 == 1 && code != http.StatusSwitchingProtocols {
+			if _, err := s.cw.Write(h); err != nil || s.cw.Flush() != nil {
+				return endConn
+			}
+			continue // the final response follows
+		}
+		if code == http.StatusSwitchingProtocols || req.Method == http.MethodConnect && code/100 == 2 {
+			// Another protocol from here on (a WebSocket, a tunnel).
+			if _, err := s.cw.Write(h); err != nil || s.cw.Flush() != nil {
+				return endConn
+			}
+			return passRest
+		}
+		if !s.respondFinal(h, req, f, toxics) {
+			return endConn
+		}
+		if resp.Close || f.length < 0 && !f.chunked {
+			return passRest
+		}
+		return nextRequest
+	}
+}
+
+// respondFinal writes a final response whose head is h, applying the
+// response toxics; false means the connection must end. A body that ends
+// with the connection (no length) is left for passRest to carry, unless a
+// toxic rewrites it.
+func (s *httpConn) respondFinal(h []byte, req *http.Request, f framing, toxics []httpToxic) bool {
 	rewrite := false
 	for _, t := range toxics {
-		if _, ok := t.effect.(HTTPBody); ok && !noBody {
+		if _, ok := t.effect.(HTTPBody); ok && (f.chunked || f.length != 0) {
 			rewrite = true
 		}
 	}
 	var body []byte
 	if rewrite {
 		var err error
-		body, err = io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
-		if err != nil || len(body) > maxHTTPBody {
-			_ = writeSimple(client, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0)
-			_ = client.Flush()
+		if body, err = readBody(s.ir, f, maxHTTPBody); err != nil {
+			_ = writeSimple(s.cw, http.StatusBadGateway, "faultline: upstream response body unreadable or over 32 MiB", 0, false)
+			_ = s.cw.Flush()
 			return false
 		}
 	}
 	for _, t := range toxics {
 		switch e := t.effect.(type) {
 		case HTTPLatency:
-			if e.Phase != "request" && !sleep(p.delay(e.Delay, e.Jitter), done) {
+			if e.Phase != "request" && !sleep(s.p.delay(e.Delay, e.Jitter), t.gone, s.c.done) {
 				return false
 			}
 		case HTTPHeader:
 			if e.Phase != "request" {
-				editHeader(resp.Header, e)
+				h = editHead(h, e)
 			}
 		case HTTPBody:
 			if rewrite {
-				body = p.editBody(e, body)
+				body = s.p.editBody(e, body)
 			}
 		}
 	}
 	if rewrite {
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		resp.ContentLength, resp.TransferEncoding = int64(len(body)), nil
-		resp.Header.Del("Content-Length")
+		h = withLength(h, len(body))
 	}
-	if !rewrite {
-		resp.Body = io.NopCloser(resp.Body) // Write closes what it was given
+	if _, err := s.cw.Write(h); err != nil {
+		return false
+	}
+	if rewrite {
+		_, err := s.cw.Write(body)
+		return err == nil && s.cw.Flush() == nil
+	}
+	if f.length < 0 && !f.chunked {
+		return s.cw.Flush() == nil // the body follows until the upstream closes
 	}
 	// What was written goes out even if the upstream failed mid-body, as
 	// it would without the stage.
-	err := resp.Write(client)
-	return client.Flush() == nil && err == nil
+	err := copyBody(s.cw, s.ir, f)
+	return s.cw.Flush() == nil && err == nil
 }
 
 func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {
 	body, _ = e.rewriteJSON(body)
 	if e.Garble > 0 && len(body) > 0 {
 		body = bytes.Clone(body)
-		for range e.Garble {
-			i := p.rand.Int64N(int64(len(body)))
-			body[i] ^= byte(1 + p.rand.Int64N(255))
-		}
+		garble(body, e.Garble, p.rand.child())
 	}
 	if e.Truncate >= 0 && e.Truncate < len(body) {
 		body = body[:e.Truncate]
@@ -444,21 +568,9 @@ func (p *Proxy) editBody(e HTTPBody, body []byte) []byte {
 	return body
 }
 
-func editHeader(h http.Header, e HTTPHeader) {
-	for _, k := range e.Drop {
-		h.Del(k)
-	}
-	for k, v := range e.Set {
-		h.Set(k, v)
-	}
-	for k, v := range e.Add {
-		h.Add(k, v)
-	}
-}
-
 // writeSimple writes a response made by the proxy, keeping the connection
-// usable.
-func writeSimple(w io.Writer, status int, body string, retryAfter int) error {
+// usable: an http_status toxic's answer (fromToxic), or the stage's own.
+func writeSimple(w io.Writer, status int, body string, retryAfter int, fromToxic bool) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
 	ct := "text/plain; charset=utf-8"
@@ -469,7 +581,12 @@ func writeSimple(w io.Writer, status int, body string, retryAfter int) error {
 	if retryAfter > 0 {
 		b.WriteString("Retry-After: " + strconv.Itoa(retryAfter) + "\r\n")
 	}
-	b.WriteString("X-Faultline-Toxic: http_status\r\n\r\n")
+	if fromToxic {
+		b.WriteString("X-Faultline-Toxic: http_status\r\n")
+	} else {
+		b.WriteString("X-Faultline: proxy\r\n")
+	}
+	b.WriteString("\r\n")
 	b.WriteString(body)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -488,8 +605,9 @@ func loopbackPair() (a, b *net.TCPConn, err error) {
 	}
 	ch := make(chan res, 1)
 	go func() {
-		c, err := ln.AcceptTCP()
-		ch <- res{c, err}
+		r := res{err: errPanic}
+		defer func() { _ = recover(); ch <- r }() // nothing here should panic; if it does, no pair
+		r.c, r.err = ln.AcceptTCP()
 	}()
 	a, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
 	if err != nil {
@@ -509,4 +627,26 @@ func loopbackPair() (a, b *net.TCPConn, err error) {
 		return nil, nil, errors.Join(err, r.err)
 	}
 	return a, r.c, nil
+}
+
+// garble changes n distinct bytes of body, each to another value; n at or
+// past the body's length changes every byte once. The work is the body's
+// size at most, however large n is.
+func garble(body []byte, n int, r *rand.Rand) {
+	if n >= len(body) {
+		for i := range body {
+			body[i] ^= byte(1 + r.IntN(255))
+		}
+		return
+	}
+	// Floyd's sampling: n distinct positions in n draws.
+	picked := make([]uint64, (len(body)+63)/64)
+	for j := len(body) - n; j < len(body); j++ {
+		i := r.IntN(j + 1)
+		if picked[i/64]&(1<<(i%64)) != 0 {
+			i = j
+		}
+		picked[i/64] |= 1 << (i % 64)
+		body[i] ^= byte(1 + r.IntN(255))
+	}
 }

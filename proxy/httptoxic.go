@@ -63,8 +63,9 @@ type HTTPLatency struct {
 // HTTPBody rewrites the bodies of matched responses: JSON edits at paths
 // such as "$.payment.status" or "$.items[*].price" (Null sets the value to
 // null, Drop removes the field, Rename gives it a new name, Retype turns a
-// string into a number or a number into a string), then Garble flips that
-// many bytes, then Truncate keeps only that many bytes (negative: all).
+// string into a number or a number into a string), then Garble changes
+// that many distinct bytes (every byte, once, when it is the body's length
+// or more), then Truncate keeps only that many bytes (negative: all).
 type HTTPBody struct {
 	HTTPMatch
 	Null, Drop, Retype []string
@@ -254,8 +255,6 @@ func fromHTTPWire(w any) (Effect, bool) {
 	switch w := w.(type) {
 	case *httpStatusWire:
 		return HTTPStatus{HTTPMatch{w.Method, w.Path}, w.Status, w.Body, w.RetryAfter, w.First, w.Every}, true
-	case *httpLatencyWire:
-		return HTTPLatency{HTTPMatch{w.Method, w.Path}, ms(w.Latency), ms(w.Jitter), w.Phase}, true
 	case *httpBodyWire:
 		return HTTPBody{HTTPMatch{w.Method, w.Path}, w.Null, w.Drop, w.Retype, w.Rename, w.Garble, w.Truncate}, true
 	case *httpHeaderWire:

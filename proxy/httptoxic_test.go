@@ -345,8 +345,9 @@ func httpModeProxy(t *testing.T, upstream string) (net.Conn, *bufio.Reader, *pro
 
 // What the HTTP stage must not change: the upstream closing a kept-alive
 // connection reaches the client as a close (not a 502 for its next
-// request), no User-Agent is added, and Expect: 100-continue and a
-// protocol switch work as they do without the stage.
+// request), no User-Agent is added, Expect: 100-continue reaches the
+// upstream, which answers it, and a protocol switch works as it does
+// without the stage.
 func TestHTTPModeIsTransparent(t *testing.T) {
 	t.Run("upstream closes an idle connection", func(t *testing.T) {
 		srv, _ := shopAPI(t)
@@ -380,7 +381,7 @@ func TestHTTPModeIsTransparent(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("response: %v %v", resp, err)
 		}
-		if s := <-got; s != `ua=[] expect="" body=hi` {
+		if s := <-got; s != `ua=[] expect="100-continue" body=hi` {
 			t.Errorf("the upstream saw %s", s)
 		}
 	})
@@ -658,5 +659,104 @@ func TestHTTPModeEarlyAnswerToAnUpload(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 413 || string(body) != "too big\n" {
 		t.Errorf("answer to the upload: %s %q, want the upstream's 413", resp.Status, body)
+	}
+}
+
+// A request an http_latency toxic holds is let go as soon as the toxic is
+// removed (a rollback), or every toxic is (a halt, /reset), in either
+// phase, as the byte-level latency lets its bytes go.
+func TestRemovingHTTPLatencyReleasesHeldRequests(t *testing.T) {
+	for _, c := range []struct {
+		phase     string
+		removeAll bool
+	}{{"request", false}, {"response", false}, {"response", true}} {
+		t.Run(fmt.Sprintf("%s phase, remove all %v", c.phase, c.removeAll), func(t *testing.T) {
+			srv, hits := shopAPI(t)
+			p := proxytest.New(t, strings.TrimPrefix(srv.URL, "http://"))
+			proxytest.AddToxic(t, p, proxy.Toxic{Name: "slow", Effect: proxy.HTTPLatency{Delay: 10 * time.Minute, Phase: c.phase}})
+			answered := make(chan error, 1)
+			go func() {
+				cl := &http.Client{Timeout: time.Minute}
+				resp, err := cl.Get("http://" + p.Listen() + "/x")
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				answered <- err
+			}()
+			held := func() bool { // the request matched, and for a response, the upstream answered
+				return p.ToxicHits("slow") == 1 && (c.phase == "request" || hits.Load() == 1)
+			}
+			for deadline := time.Now().Add(10 * time.Second); !held(); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the request never reached the toxic")
+				}
+			}
+			select {
+			case err := <-answered:
+				t.Fatalf("answered while held: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if c.removeAll {
+				p.RemoveAllToxics()
+			} else if err := p.RemoveToxic("slow"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-answered:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the request is still held 10 s after its toxic was removed")
+			}
+		})
+	}
+}
+
+// garble changes that many distinct bytes, at most every byte once, so the
+// work is bounded by the body whatever the attribute says: a garble of
+// 1e15 answers at once with every byte changed, and the proxy can be
+// deleted at once after it.
+func TestHTTPBodyGarbleIsBoundedByTheBody(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+	t.Cleanup(srv.Close)
+	_, api := proxytest.NewServer(t, proxy.ServerOptions{Seed: 1})
+	cl := proxy.NewClient(api, "")
+	ctx := t.Context()
+	for _, c := range []struct {
+		garble  int64
+		changed int
+	}{{1_000_000_000_000_000, len(body)}, {10, 10}, {999, 999}} {
+		info, err := cl.CreateProxy(ctx, "g", "127.0.0.1:0", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.AddToxic(ctx, "g", proxy.ToxicInfo{Name: "garble", Type: "http_body", Stream: "downstream", Toxicity: 1,
+			Attributes: map[string]any{"garble": c.garble}}); err != nil {
+			t.Fatal(err)
+		}
+		hc := &http.Client{Timeout: 10 * time.Second}
+		resp, got := do(t, hc, "GET", "http://"+info.Listen+"/")
+		changed := 0
+		for i := range min(len(got), len(body)) {
+			if got[i] != body[i] {
+				changed++
+			}
+		}
+		if resp.StatusCode != 200 || len(got) != len(body) || changed != c.changed {
+			t.Errorf("garble %d: %s, %d bytes, %d changed; want %d bytes, %d changed", c.garble, resp.Status, len(got), changed, len(body), c.changed)
+		}
+		deleted := make(chan error, 1)
+		go func() { deleted <- cl.DeleteProxy(ctx, "g") }()
+		select {
+		case err := <-deleted:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("garble %d: deleting the proxy hangs", c.garble)
+		}
 	}
 }

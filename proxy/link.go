@@ -5,10 +5,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // The data plane. Each proxied connection is two links, one per stream, and
@@ -41,9 +43,32 @@ import (
 // chunkSize is the most one read takes.
 const chunkSize = 256 << 10
 
-// queueLimit bounds the bytes a link holds for later writing; past it the
-// reader stops reading, which pushes back on the sender as TCP does.
+// queueLimit bounds the memory a link holds for later writing: the bytes
+// and the pieces they are cut into. Before each read the reader waits for
+// room for what one read can become, which pushes back on the sender as
+// TCP does.
 const queueLimit = 8 << 20
+
+// slicedRead is the most one read takes while a slicer is active: a slicer
+// may cut every byte into a piece of its own, so a read is kept to what
+// maxSlicedMem holds.
+const slicedRead = 16 << 10
+
+// pieceMem is what one piece of a batch costs beside its bytes; a batch's
+// pieces are appended, so they may hold up to twice that each.
+const pieceMem = int(unsafe.Sizeof(piece{}))
+
+// maxBatchMem and maxSlicedMem bound what one read can become: a whole
+// pooled chunk cut into pieces of 100 bytes (bandwidth at 1 KB/s), or a
+// sliced read cut into pieces of one byte (in a buffer of its own once
+// compacted), plus the batch itself.
+const (
+	maxBatchMem  = chunkSize + (chunkSize/100+2)*2*pieceMem + batchMem
+	maxSlicedMem = slicedRead*(1+2*pieceMem) + batchMem
+)
+
+// batchMem is what a batch costs beside its pieces and bytes.
+const batchMem = int(unsafe.Sizeof(batch{}))
 
 // inlineSlack is how early a piece may be written inline rather than queued.
 const inlineSlack = 50 * time.Microsecond
@@ -77,6 +102,17 @@ type batch struct {
 	end     endKind
 	endDue  time.Time
 	flushed atomic.Bool // a toxic was removed: write now, whatever the due times
+	mem     int         // what the queue counts for it
+}
+
+// memory returns what the batch holds: its buffer (or its own bytes, once
+// compacted), its pieces, and itself.
+func (b *batch) memory() int {
+	n := batchMem + cap(b.pieces)*pieceMem
+	if b.buf != nil {
+		return n + cap(*b.buf)
+	}
+	return n + b.size()
 }
 
 func (b *batch) lastDue() time.Time {
@@ -125,6 +161,10 @@ type link struct {
 	q queue
 
 	received, sent counter
+
+	// readMax is the most the next read takes: chunkSize, or slicedRead
+	// while a slicer is active. Owned by the reader.
+	readMax int
 }
 
 // publish hands a new chain to the link and wakes its reader.
@@ -202,9 +242,13 @@ func (st *toxicState) arm(now time.Time) {
 
 func (l *link) updateCloseAt() {
 	l.closeAt = time.Time{}
+	l.readMax = chunkSize
 	for _, st := range l.states {
 		if !st.deadline.IsZero() && (l.closeAt.IsZero() || st.deadline.Before(l.closeAt)) {
 			l.closeAt = st.deadline
+		}
+		if _, ok := st.entry.Effect.(Slicer); ok && st.active {
+			l.readMax = slicedRead
 		}
 	}
 }
@@ -223,6 +267,9 @@ func (l *link) hasActive() bool {
 func (l *link) run() {
 	defer l.c.linkDone(l)
 	defer l.waitQueue()
+	// Deferred last, so it runs first: a panic closes the connection before
+	// waitQueue would wait for what the panic left queued.
+	defer func() { l.c.p.survive(recover(), l.c) }()
 	for {
 		l.adopt()
 		if l.c.isClosed() {
@@ -287,7 +334,7 @@ var phantom = make([]byte, chunkSize)
 // is read and the pieces take its bytes. It reports whether it handled
 // anything, and whether the link is finished.
 func (l *link) stepBulk() (handled, finished bool) {
-	if readable(l.srcRaw) < chunkSize || !l.q.idle() {
+	if l.readMax < chunkSize || readable(l.srcRaw) < chunkSize || !l.q.idle() {
 		return false, false
 	}
 	now := time.Now()
@@ -383,6 +430,9 @@ func (l *link) discard(n int) error {
 // step reads one chunk, runs it through the toxics and delivers it. It
 // returns true when the link is finished.
 func (l *link) step() bool {
+	if !l.waitRoom() {
+		return true
+	}
 	if l.hasActive() {
 		if handled, finished := l.stepBulk(); handled {
 			return finished
@@ -448,7 +498,7 @@ func (l *link) read() (*batch, error) {
 	err := l.srcRaw.Read(func(fd uintptr) bool {
 		bp = bufPool.Get().(*[]byte)
 		for {
-			n, rerr = syscall.Read(int(fd), *bp)
+			n, rerr = syscall.Read(int(fd), (*bp)[:l.readMax])
 			if rerr != syscall.EINTR {
 				break
 			}
@@ -522,7 +572,7 @@ func (l *link) write(b *batch, q *queue) bool {
 type queue struct {
 	mu      sync.Mutex
 	items   []*batch
-	bytes   int
+	mem     int  // the sum of the items' mem
 	running bool // a writer goroutine is draining items
 	space   chan struct{}
 	flushCh chan struct{}
@@ -562,18 +612,39 @@ func (b *batch) compact() {
 	b.buf = nil
 }
 
-// push appends b and waits while the queue is over its limit.
+// push appends b, for the writer goroutine to write; waitRoom made room
+// for it before it was read. It returns false if the connection closed.
 func (q *queue) push(l *link, b *batch) bool {
 	b.compact()
+	b.mem = b.memory()
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if l.c.isClosed() {
+		b.release()
+		return false
+	}
 	q.items = append(q.items, b)
-	q.bytes += b.size()
+	q.mem += b.mem
 	if !q.running {
 		q.running = true
 		l.c.wg.Add(1)
 		go q.drain(l)
 	}
-	for q.bytes > queueLimit {
+	return true
+}
+
+// waitRoom blocks, before a read, until the queue has room for all that
+// one read can become (maxBatchMem, or maxSlicedMem), so that the queue
+// and the batch in hand stay within queueLimit; false if the connection
+// closed meanwhile.
+func (l *link) waitRoom() bool {
+	q := &l.q
+	q.mu.Lock()
+	room := maxBatchMem
+	if l.readMax == slicedRead {
+		room = maxSlicedMem
+	}
+	for q.mem > queueLimit-room {
 		q.mu.Unlock()
 		select {
 		case <-q.space:
@@ -594,6 +665,7 @@ func (q *queue) push(l *link, b *batch) bool {
 // drain is the writer goroutine.
 func (q *queue) drain(l *link) {
 	defer l.c.wg.Done()
+	defer func() { l.c.p.survive(recover(), l.c) }()
 	for {
 		q.mu.Lock()
 		if len(q.items) == 0 {
@@ -605,7 +677,7 @@ func (q *queue) drain(l *link) {
 		b := q.items[0]
 		q.mu.Unlock()
 
-		n := b.size()
+		n := b.mem
 		end := b.end
 		ok := l.write(b, q)
 
@@ -615,13 +687,13 @@ func (q *queue) drain(l *link) {
 		if len(q.items) == 0 {
 			q.items = nil
 		}
-		q.bytes -= n
+		q.mem -= n
 		if !ok || end == endClose || end == endReset {
 			q.running = false
 			for _, b := range q.items {
 				b.release()
 			}
-			q.items, q.bytes = nil, 0
+			q.items, q.mem = nil, 0
 			q.mu.Unlock()
 			q.signal()
 			return
@@ -693,8 +765,13 @@ func (q *queue) waitDue(c *conn, b *batch, due time.Time) bool {
 	return true
 }
 
-// sleepUntil sleeps in the kernel, holding the thread, until t.
+// sleepUntil sleeps in the kernel, holding the thread, until t, with the
+// thread's timer slack (by which the kernel may wake it late to merge
+// wake-ups: 50 µs by default) at its finest meanwhile.
 func sleepUntil(t time.Time) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer fineTimerSlack()()
 	for d := time.Until(t); d > 0; d = time.Until(t) {
 		ts := syscall.NsecToTimespec(int64(d))
 		_ = syscall.Nanosleep(&ts, nil)

@@ -10,6 +10,7 @@ type Metrics struct {
 	connsTotal     *prometheus.CounterVec
 	dialFailures   *prometheus.CounterVec
 	toxics         *prometheus.GaugeVec
+	panics         *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -40,8 +41,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "faultline_proxy_toxics",
 			Help: "Toxics configured, by stream.",
 		}, []string{"proxy", "stream"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_proxy_panics_total",
+			Help: "Panics recovered in a connection's goroutines, each of which closed that connection (a bug: the log has its stack).",
+		}, []string{"proxy"}),
 	}
-	reg.MustRegister(m.received, m.sent, m.conns, m.connsTotal, m.dialFailures, m.toxics)
+	reg.MustRegister(m.received, m.sent, m.conns, m.connsTotal, m.dialFailures, m.toxics, m.panics)
 	return m
 }
 
@@ -70,6 +75,7 @@ func (pm *proxyMetrics) forget() {
 	pm.m.connsTotal.DeletePartialMatch(l)
 	pm.m.dialFailures.DeletePartialMatch(l)
 	pm.m.toxics.DeletePartialMatch(l)
+	pm.m.panics.DeletePartialMatch(l)
 }
 
 // counter adds to a Prometheus counter; the zero value counts nothing.
@@ -118,5 +124,11 @@ func (pm *proxyMetrics) setToxics(up, down int) {
 	if pm != nil {
 		pm.m.toxics.WithLabelValues(pm.p.name, Upstream.String()).Set(float64(up))
 		pm.m.toxics.WithLabelValues(pm.p.name, Downstream.String()).Set(float64(down))
+	}
+}
+
+func (pm *proxyMetrics) panicked() {
+	if pm != nil {
+		pm.m.panics.WithLabelValues(pm.p.name).Inc()
 	}
 }

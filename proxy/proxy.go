@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -82,6 +83,7 @@ type Proxy struct {
 	log         *slog.Logger
 	lastLog     atomic.Int64 // unix ns of the last dial failure logged
 	unlogged    atomic.Int64 // dial failures since then
+	panics      atomic.Int64 // recovered panics of connection goroutines
 
 	mu       sync.Mutex
 	listen   string
@@ -105,6 +107,14 @@ type Proxy struct {
 type toxicEntry struct {
 	Toxic
 	serial uint64
+	// gone is closed when the entry stops applying (the toxic is removed
+	// or updated): what it holds back, such as a request an http_latency
+	// delays, is let go.
+	gone chan struct{}
+}
+
+func newToxicEntry(t Toxic, serial uint64) *toxicEntry {
+	return &toxicEntry{Toxic: t, serial: serial, gone: make(chan struct{})}
 }
 
 // chain is the immutable list of a stream's toxics, in order.
@@ -269,16 +279,24 @@ func (p *Proxy) Update(listen, upstream string, enabled bool) error {
 
 func (p *Proxy) accept(ctx context.Context, r *listenerRun) {
 	defer r.wg.Done()
+	for !p.acceptLoop(ctx, r) { // a panic was recovered: accept on
+	}
+}
+
+// acceptLoop accepts until the listener closes and reports true then; it
+// reports false after a recovered panic.
+func (p *Proxy) acceptLoop(ctx context.Context, r *listenerRun) (done bool) {
+	defer func() { p.survive(recover(), nil) }()
 	for {
 		client, err := r.ln.AcceptTCP()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
+				return true
 			}
 			// Out of file descriptors and the like: back off, don't spin.
 			select {
 			case <-ctx.Done():
-				return
+				return true
 			case <-time.After(10 * time.Millisecond):
 			}
 			continue
@@ -288,9 +306,70 @@ func (p *Proxy) accept(ctx context.Context, r *listenerRun) {
 	}
 }
 
+// survive handles what recover returned in a goroutine of the data path: a
+// panic closes that connection (c, if not nil), which lets go of whatever
+// its toxics held, and is counted and logged; the process and the other
+// connections go on. Deferred as
+//
+//	defer func() { p.survive(recover(), c) }()
+func (p *Proxy) survive(v any, c *conn) {
+	if v == nil {
+		return
+	}
+	if p.log != nil {
+		p.log.Error("a connection's goroutine panicked: the connection is closed, the proxy goes on",
+			"proxy", p.name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	}
+	p.metrics.panicked()
+	p.panics.Add(1) // after the log, before the close: whoever sees either sees the count
+	if c != nil {
+		c.close()
+	}
+}
+
+// async runs f in a goroutine of c and delivers its result on the channel
+// returned; a panic in f closes c and delivers errPanic. The connection
+// ends once f has returned. Only a goroutine of c that is itself counted
+// in c.wg calls it.
+func (c *conn) async(f func() error) <-chan error {
+	ch := make(chan error, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		err := errPanic
+		defer func() {
+			c.p.survive(recover(), c)
+			ch <- err
+		}()
+		err = f()
+	}()
+	return ch
+}
+
+var errPanic = errors.New("panic (recovered; the connection is closed)")
+
+// Panics returns how many panics in the proxy's connections were
+// recovered (each closed its connection); a bug, which the log describes.
+func (p *Proxy) Panics() int64 { return p.panics.Load() }
+
 // handle dials the upstream for one client and runs the connection.
 func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn) {
 	defer r.wg.Done()
+	var c *conn
+	registered := false
+	defer func() {
+		if v := recover(); v != nil {
+			_ = client.Close()
+			p.survive(v, c)
+		}
+		if registered {
+			c.wg.Wait()
+			p.mu.Lock()
+			delete(p.conns, c)
+			p.mu.Unlock()
+			p.metrics.connClosed()
+		}
+	}()
 	p.mu.Lock()
 	upstream := p.upstream
 	p.mu.Unlock()
@@ -315,7 +394,7 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		}
 		front, client = client, outer
 	}
-	c := newConn(p, client, sc)
+	c = newConn(p, client, sc)
 	c.front = front
 	if !p.register(c, r) {
 		c.close()
@@ -324,11 +403,13 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		}
 		return
 	}
+	registered = true
 	if inner != nil {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			p.serveHTTP(front, inner, c.done)
+			defer func() { p.survive(recover(), c) }()
+			p.serveHTTP(c, front, inner)
 		}()
 	}
 	c.wg.Add(1)
@@ -337,11 +418,6 @@ func (p *Proxy) handle(ctx context.Context, r *listenerRun, client *net.TCPConn)
 		c.links[Downstream].run()
 	}()
 	c.links[Upstream].run()
-	c.wg.Wait()
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-	p.metrics.connClosed()
 }
 
 func (p *Proxy) logDialFailure(upstream string, err error) {
@@ -428,7 +504,7 @@ func (p *Proxy) AddToxic(t Toxic) (Toxic, error) {
 		return t, fmt.Errorf("toxic %q: %w", t.Name, ErrExists)
 	}
 	p.serial++
-	p.toxics = append(p.toxics, &toxicEntry{Toxic: t, serial: p.serial})
+	p.toxics = append(p.toxics, newToxicEntry(t, p.serial))
 	p.rebuildLocked()
 	return t, nil
 }
@@ -466,7 +542,8 @@ func (p *Proxy) modifyToxic(name string, change func(Toxic) (Toxic, error)) (Tox
 	}
 	for i, e := range p.toxics {
 		if e == old {
-			p.toxics[i] = &toxicEntry{Toxic: t, serial: old.serial}
+			p.toxics[i] = newToxicEntry(t, old.serial)
+			close(old.gone)
 		}
 	}
 	p.rebuildLocked()
@@ -474,14 +551,16 @@ func (p *Proxy) modifyToxic(name string, change func(Toxic) (Toxic, error)) (Tox
 }
 
 // RemoveToxic removes a toxic. What it was holding back on live
-// connections is let go at once; removing a timeout closes the connections
-// it was holding.
+// connections is let go at once (bytes, and requests or responses an
+// http_latency delays); removing a timeout closes the connections it was
+// holding.
 func (p *Proxy) RemoveToxic(name string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, e := range p.toxics {
 		if e.Name == name {
 			p.toxics = append(p.toxics[:i:i], p.toxics[i+1:]...)
+			close(e.gone)
 			p.rebuildLocked()
 			return nil
 		}
@@ -489,12 +568,16 @@ func (p *Proxy) RemoveToxic(name string) error {
 	return fmt.Errorf("toxic %q: %w", name, ErrNotFound)
 }
 
-// RemoveAllToxics removes every toxic.
+// RemoveAllToxics removes every toxic, letting go at once of what they
+// held, as RemoveToxic does.
 func (p *Proxy) RemoveAllToxics() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.toxics) == 0 {
 		return
+	}
+	for _, e := range p.toxics {
+		close(e.gone)
 	}
 	p.toxics = nil
 	p.rebuildLocked()
@@ -568,6 +651,7 @@ func (l *link) init(c *conn, s Stream, src, dst *net.TCPConn) {
 	l.c, l.stream, l.src, l.dst = c, s, src, dst
 	l.srcRaw, _ = src.SyscallConn() // never fails for an open *net.TCPConn
 	l.wake = make(chan struct{}, 1)
+	l.readMax = chunkSize
 	l.q.init()
 	l.received, l.sent = c.p.metrics.counters(s)
 }
@@ -623,9 +707,17 @@ func (c *conn) reset() {
 	c.close()
 }
 
-// linkDone closes the connection once both streams have ended.
+// linkDone closes the connection once both streams have ended. In HTTP
+// mode the real client's socket is the HTTP stage's to close: it may still
+// be writing the end of a response to it.
 func (c *conn) linkDone(*link) {
-	if c.ended.Add(1) == 2 {
-		c.close()
+	if c.ended.Add(1) != 2 {
+		return
 	}
+	if c.front == nil {
+		c.close()
+		return
+	}
+	_ = c.client.Close()
+	_ = c.server.Close()
 }

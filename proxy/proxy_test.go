@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -495,4 +496,53 @@ func TestBulkLimitDataCutsExactly(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the upstream connection was not closed after the limit")
 	}
+}
+
+// A slicer that cuts every byte into a piece of its own, 1 s apart, holds
+// no more than the queue's 8 MiB per connection and direction, pieces
+// included, however much its clients push: two clients pushing 13.7 MB
+// each through it grow the heap by well under 2 × 8 MiB.
+func TestSlicerQueueStaysWithinItsMemory(t *testing.T) {
+	sink := server(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	p := proxytest.New(t, sink)
+	proxytest.AddToxic(t, p, proxy.Toxic{Stream: proxy.Upstream, Effect: proxy.Slicer{AverageSize: 1, Delay: time.Second}})
+	data := make([]byte, 13_700_000)
+	live := func() int64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	before := live()
+	var clients []*net.TCPConn
+	for range 2 {
+		c := dial(t, p.Listen())
+		clients = append(clients, c)
+		go func() { _, _ = c.Write(data) }() // blocks once the proxy stops reading; ends at close
+	}
+	// Wait until the proxy has stopped taking more: the heap holds still.
+	grown, last, still := int64(0), before, 0
+	for deadline := time.Now().Add(30 * time.Second); still < 5; time.Sleep(200 * time.Millisecond) {
+		now := live()
+		grown = now - before
+		if grown > 200<<20 {
+			break // far past any bound: no need to wait for all of it
+		}
+		if now-last < 1<<20 {
+			still++
+		} else {
+			still = 0
+		}
+		last = now
+		if time.Now().After(deadline) {
+			t.Fatalf("the heap still grows after 30 s (%d MiB)", grown>>20)
+		}
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+	if limit := int64(2*8<<20 + 4<<20); grown > limit {
+		t.Fatalf("two clients pushing through a 1-byte slicer grew the heap by %d MiB, over %d MiB", grown>>20, limit>>20)
+	}
+	t.Logf("heap grew by %.1f MiB", float64(grown)/(1<<20))
 }

@@ -26,6 +26,11 @@ type ServerOptions struct {
 	DialTimeout time.Duration
 	// Logger, if not nil, is told of failed upstream dials.
 	Logger *slog.Logger
+	// ListenHost is the host a proxy listens on when its listen address
+	// names none ("" or ":PORT"; "" also takes a free port). Empty means
+	// all interfaces, as Toxiproxy does; an address that names a host,
+	// 0.0.0.0 included, is kept as it is.
+	ListenHost string
 }
 
 // Server holds named proxies and serves Toxiproxy's HTTP API for them
@@ -64,6 +69,22 @@ type ProxyConfig struct {
 	Enabled bool
 }
 
+// withHost gives a listen address that names no host the server's
+// ListenHost.
+func (s *Server) withHost(listen string) string {
+	if s.opts.ListenHost == "" {
+		return listen
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if listen == "" {
+		host, port, err = "", "0", nil
+	}
+	if err != nil || host != "" {
+		return listen
+	}
+	return net.JoinHostPort(s.opts.ListenHost, port)
+}
+
 func (s *Server) newProxy(c ProxyConfig) *Proxy {
 	return New(Config{
 		Name: c.Name, Listen: c.Listen, Upstream: c.Upstream,
@@ -87,6 +108,7 @@ func (s *Server) Create(c ProxyConfig) (*Proxy, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
+	c.Listen = s.withHost(c.Listen)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.proxies[c.Name]; ok {
@@ -156,6 +178,7 @@ func (s *Server) Populate(cs []ProxyConfig) ([]*Proxy, error) {
 	defer s.mu.Unlock()
 	var done []*Proxy
 	for _, c := range cs {
+		c.Listen = s.withHost(c.Listen)
 		old, ok := s.proxies[c.Name]
 		if ok && !old.differs(c) {
 			done = append(done, old)
@@ -177,6 +200,20 @@ func (s *Server) Populate(cs []ProxyConfig) ([]*Proxy, error) {
 	return done, nil
 }
 
+// Changes reports whether Populate(cs) would create or replace a proxy, or
+// Update with c's addresses would move one: whether it changes the set-up,
+// as opposed to keeping every proxy as it is.
+func (s *Server) Changes(cs ...ProxyConfig) bool {
+	for _, c := range cs {
+		c.Listen = s.withHost(c.Listen)
+		p, err := s.Get(c.Name)
+		if err != nil || p.differs(c) {
+			return true
+		}
+	}
+	return false
+}
+
 // differs reports whether c names other addresses than p has.
 func (p *Proxy) differs(c ProxyConfig) bool {
 	listen := c.Listen
@@ -188,18 +225,21 @@ func (p *Proxy) differs(c ProxyConfig) bool {
 	return listen != p.listen || c.Upstream != p.upstream
 }
 
-// Reset enables every proxy and removes every toxic. It stops at the first
-// proxy that cannot listen.
+// Reset removes every toxic and enables every proxy. A proxy that cannot
+// listen again (its port taken) does not stop the others: every proxy is
+// reset, then the failures are returned, one "proxy NAME: ERROR" each.
 func (s *Server) Reset() error {
-	var errs []error
+	var failed []string
 	for _, p := range s.List() {
-		if err := p.Start(); err != nil {
-			errs = append(errs, err)
-			break
-		}
 		p.RemoveAllToxics()
+		if err := p.Start(); err != nil {
+			failed = append(failed, fmt.Sprintf("proxy %s: %v", p.Name(), err))
+		}
 	}
-	return errors.Join(errs...)
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
 }
 
 // Close stops every proxy and removes them all.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -261,32 +262,9 @@ func applyAttributes(e Effect, attrs json.RawMessage) (Effect, error) {
 			return nil, invalidf("bad request body: %s", jsonErrorText(err))
 		}
 	}
-	var out Effect
-	if e, ok := fromHTTPWire(w); ok {
-		if err := e.validate(); err != nil {
-			return nil, err
-		}
-		return e, nil
-	}
-	switch w := w.(type) {
-	case *latencyWire:
-		out = Latency{Delay: ms(w.Latency), Jitter: ms(w.Jitter)}
-	case *bandwidthWire:
-		out = Bandwidth{Rate: w.Rate}
-	case *delayWire:
-		out = SlowClose{Delay: ms(w.Delay)}
-	case *timeoutWire:
-		if e.Type() == "reset_peer" {
-			out = ResetPeer{Timeout: ms(w.Timeout)}
-		} else {
-			out = Timeout{Timeout: ms(w.Timeout)}
-		}
-	case *slicerWire:
-		out = Slicer{AverageSize: w.AverageSize, SizeVariation: w.SizeVariation, Delay: time.Duration(w.Delay) * time.Microsecond}
-	case *limitDataWire:
-		out = LimitData{Bytes: w.Bytes}
-	default:
-		out = Noop{}
+	out, err := fromWire(e.Type(), w)
+	if err != nil {
+		return nil, err
 	}
 	if err := out.validate(); err != nil {
 		return nil, err
@@ -294,16 +272,60 @@ func applyAttributes(e Effect, attrs json.RawMessage) (Effect, error) {
 	return out, nil
 }
 
-// ms converts milliseconds to a Duration, saturating instead of overflowing.
-func ms(v int64) time.Duration {
-	const maxMS = int64(1<<63-1) / int64(time.Millisecond)
-	switch {
-	case v > maxMS:
-		return time.Duration(1<<63 - 1)
-	case v < -maxMS:
-		return -time.Duration(1<<63 - 1)
+// fromWire turns decoded attributes into the effect of type typ.
+func fromWire(typ string, w any) (Effect, error) {
+	var errs []error
+	ms := func(field string, v int64) time.Duration {
+		d, err := wireDuration(field, v, time.Millisecond, "ms")
+		errs = append(errs, err)
+		return d
 	}
-	return time.Duration(v) * time.Millisecond
+	var out Effect
+	switch w := w.(type) {
+	case *latencyWire:
+		out = Latency{Delay: ms("latency", w.Latency), Jitter: ms("jitter", w.Jitter)}
+	case *bandwidthWire:
+		out = Bandwidth{Rate: w.Rate}
+	case *delayWire:
+		out = SlowClose{Delay: ms("delay", w.Delay)}
+	case *timeoutWire:
+		if typ == "reset_peer" {
+			out = ResetPeer{Timeout: ms("timeout", w.Timeout)}
+		} else {
+			out = Timeout{Timeout: ms("timeout", w.Timeout)}
+		}
+	case *slicerWire:
+		delay, err := wireDuration("delay", int64(w.Delay), time.Microsecond, "µs")
+		errs = append(errs, err)
+		out = Slicer{AverageSize: w.AverageSize, SizeVariation: w.SizeVariation, Delay: delay}
+	case *limitDataWire:
+		out = LimitData{Bytes: w.Bytes}
+	case *httpLatencyWire:
+		out = HTTPLatency{HTTPMatch{w.Method, w.Path}, ms("latency", w.Latency), ms("jitter", w.Jitter), w.Phase}
+	default:
+		if e, ok := fromHTTPWire(w); ok {
+			return e, nil
+		}
+		out = Noop{}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// wireDuration converts an attribute given in unit to a Duration. A time
+// too long for a Duration (about 292 years) is refused rather than
+// wrapped around; a negative one is left for validate to refuse.
+func wireDuration(field string, v int64, unit time.Duration, unitName string) (time.Duration, error) {
+	limit := int64(math.MaxInt64 / unit)
+	switch {
+	case v > limit:
+		return 0, invalidf("%s must be at most %d %s (292 years), got %d", field, limit, unitName, v)
+	case v < -limit:
+		v = -limit
+	}
+	return time.Duration(v) * unit, nil
 }
 
 func jsonErrorText(err error) string {
@@ -399,6 +421,24 @@ func (r *lockedRand) Float32() float32 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.r.Float32()
+}
+
+// child returns a source of its own seeded from r, for a stretch of draws
+// that should not take r's lock each time.
+func (r *lockedRand) child() *rand.Rand {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return rand.New(rand.NewPCG(r.r.Uint64(), r.r.Uint64()))
+}
+
+// Uint64N returns a number in [0, n), or 0 when n is 0.
+func (r *lockedRand) Uint64N(n uint64) uint64 {
+	if n == 0 {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.r.Uint64N(n)
 }
 
 // Int64N returns a number in [0, n), or 0 when n <= 0.

@@ -7,6 +7,7 @@ package proxy_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -116,5 +117,50 @@ func TestSameAnswersAsToxiproxy(t *testing.T) {
 				t.Errorf("%s %s %s: body differs (-Toxiproxy +faultline):\n%s", st.method, st.path, st.body, diff)
 			}
 		})
+	}
+}
+
+// Every answer of a route the API has carries a request id in Toxiproxy's
+// form (20 characters of base32hex), a new one each time, where Toxiproxy
+// sends one; the 404 of an unknown path and a 405 have none, as there.
+func TestRequestIDLikeToxiproxy(t *testing.T) {
+	theirs := proxytest.Toxiproxy(t)
+	_, ours := apiServer(t, proxy.ServerOptions{Seed: 1})
+	idRE := regexp.MustCompile(`^[0-9a-v]{20}$`)
+	seen := map[string]bool{}
+	for _, st := range []struct{ method, path, ua string }{
+		{"GET", "/version", ""},
+		{"GET", "/proxies", ""},
+		{"GET", "/proxies", ""},
+		{"POST", "/proxies", ""},
+		{"GET", "/proxies/nope", ""},
+		{"DELETE", "/proxies/nope/toxics/x", ""},
+		{"POST", "/reset", ""},
+		{"GET", "/proxies", "Mozilla/5.0"},
+		{"GET", "/nowhere", ""},
+		{"PUT", "/proxies", ""},
+	} {
+		ids := map[string]string{}
+		for who, base := range map[string]string{"toxiproxy": theirs, "faultline": ours} {
+			req, _ := http.NewRequest(st.method, base+st.path, strings.NewReader("{"))
+			if st.ua != "" {
+				req.Header.Set("User-Agent", st.ua)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			ids[who] = resp.Header.Get("X-Toxiproxy-Request-Id")
+		}
+		if (ids["toxiproxy"] == "") != (ids["faultline"] == "") {
+			t.Errorf("%s %s (%q): request id %q, Toxiproxy's %q", st.method, st.path, st.ua, ids["faultline"], ids["toxiproxy"])
+		}
+		if id := ids["faultline"]; id != "" {
+			if !idRE.MatchString(id) || seen[id] {
+				t.Errorf("%s %s: request id %q: not 20 base32hex characters, or seen before", st.method, st.path, id)
+			}
+			seen[id] = true
+		}
 	}
 }

@@ -1,7 +1,8 @@
 // Command proxybench measures a Toxiproxy-compatible proxy server against
 // direct loopback TCP: single-stream throughput each way, 64-byte round
 // trip, sequential new connections, memory per idle connection, and the
-// accuracy of a 100 ms latency toxic. bench/run.sh runs it; it prints one
+// accuracy of a 100 ms latency toxic (mean and 99th percentile of its
+// error). bench/run.sh runs it; it prints one
 // JSON object of figures per run.
 //
 // It starts its own upstream servers on loopback and drives the proxy
@@ -10,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/faultline/faultline/proxy"
@@ -33,8 +36,8 @@ type figures struct {
 	RTTp50us        float64 `json:"rtt_p50_us"`
 	ConnPerSec      float64 `json:"conn_per_s"`
 	IdleKiBPerConn  float64 `json:"idle_kib_per_conn,omitempty"`
-	LatencyMeanMS   float64 `json:"latency_100ms_mean_ms,omitempty"`
 	LatencyErrorMS  float64 `json:"latency_100ms_error_ms,omitempty"`
+	LatencyP99MS    float64 `json:"latency_100ms_p99_error_ms,omitempty"`
 	ThroughputBytes int64   `json:"throughput_bytes"`
 }
 
@@ -120,7 +123,7 @@ func main() {
 		f.IdleKiBPerConn = idleMemory(echoAddr, *pid, *idle)
 	}
 	if cl != nil && want("latency") {
-		f.LatencyMeanMS, f.LatencyErrorMS = latencyAccuracy(cl, *echo)
+		f.LatencyErrorMS, f.LatencyP99MS = latencyAccuracy(cl, *echo)
 	}
 	check(json.NewEncoder(os.Stdout).Encode(f))
 }
@@ -313,36 +316,60 @@ func idleMemory(addr string, pid, n int) float64 {
 	return float64(after-before) / float64(n)
 }
 
-// latencyAccuracy adds a 100 ms latency toxic downstream on a fresh proxy
-// and measures the mean added delay of 64-byte echoes.
-func latencyAccuracy(cl *proxy.Client, echo string) (mean, errMS float64) {
+// latencyAccuracy measures what a 100 ms latency toxic downstream on a
+// fresh proxy adds to 64-byte echoes: a message every 10 ms, each timed on
+// its own, with the toxic and without it (the same pace, so that both see
+// the same wake-ups from idle). It returns the mean of the added delay and
+// its 99th percentile, less 100 ms.
+func latencyAccuracy(cl *proxy.Client, echo string) (meanErr, p99Err float64) {
 	ctx := context.Background()
 	p, err := cl.CreateProxy(ctx, fmt.Sprintf("bench-latency-%d", os.Getpid()), "127.0.0.1:0", echo)
 	check(err)
 	c, err := net.Dial("tcp", p.Listen)
 	check(err)
 	defer c.Close()
-	msg, got := make([]byte, 64), make([]byte, 64)
-	once := func() time.Duration {
-		start := time.Now()
-		_, err := c.Write(msg)
-		check(err)
-		_, err = io.ReadFull(c, got)
-		check(err)
-		return time.Since(start)
+	const n, gap = 300, 10 * time.Millisecond
+	paced := func() []time.Duration {
+		var sent [n]atomic.Int64 // unix ns
+
+		done := make(chan []time.Duration)
+		go func() {
+			got := make([]byte, 64)
+			rtts := make([]time.Duration, 0, n)
+			for range n {
+				_, err := io.ReadFull(c, got)
+				check(err)
+				i := binary.BigEndian.Uint32(got)
+				rtts = append(rtts, time.Since(time.Unix(0, sent[i].Load())))
+			}
+			done <- rtts
+		}()
+		msg := make([]byte, 64)
+		next := time.Now()
+		for i := range n {
+			time.Sleep(time.Until(next))
+			next = next.Add(gap)
+			binary.BigEndian.PutUint32(msg, uint32(i))
+			sent[i].Store(time.Now().UnixNano())
+			_, err := c.Write(msg)
+			check(err)
+		}
+		return <-done
 	}
-	base := make([]time.Duration, 0, 2000)
-	for range 2000 {
-		base = append(base, once())
+	mean := func(d []time.Duration) float64 {
+		var t time.Duration
+		for _, x := range d {
+			t += x
+		}
+		return (t / time.Duration(len(d))).Seconds() * 1e3
 	}
-	slices.Sort(base)
+	paced() // warm up
+	base := mean(paced())
 	_, err = cl.AddToxic(ctx, p.Name, proxy.ToxicInfo{Type: "latency", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"latency": 100}})
 	check(err)
-	const n = 40
-	var total time.Duration
-	for range n {
-		total += once()
-	}
-	mean = (total/n - base[len(base)/2]).Seconds() * 1e3
-	return mean, mean - 100
+	with := paced()
+	slices.Sort(with)
+	meanErr = mean(with) - base - 100
+	p99Err = with[len(with)*99/100].Seconds()*1e3 - base - 100
+	return meanErr, p99Err
 }

@@ -354,14 +354,17 @@ func startServe(t *testing.T) (stateDir, api string, cl *proxy.Client) {
 }
 
 // While halted, 'faultline serve' puts every fault back as /reset does
-// (toxics removed, proxies enabled) and refuses new ones with a 409 that
-// says so; after resume they are accepted again.
+// (toxics removed, proxies enabled) and refuses with a 409 that says so
+// everything that would inject a fault or remove the user's set-up;
+// putting things back goes on, and after resume all is accepted again.
 func TestServeWhileHalted(t *testing.T) {
 	stateDir, api, cl := startServe(t)
 	ctx := t.Context()
 	url := "--api=http://" + api
+	up := freeAddr(t)
 	for _, args := range [][]string{
-		{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9", url},
+		{"proxy", "create", "web", "-l", "127.0.0.1:0", "-u", up, url},
+		{"proxy", "create", "db", "-l", "127.0.0.1:0", "-u", up, url},
 		{"toxic", "add", "web", "-t", "latency", "-a", "latency=100", url},
 		{"proxy", "toggle", "web", url},
 	} {
@@ -369,7 +372,7 @@ func TestServeWhileHalted(t *testing.T) {
 			t.Fatalf("%v = %d %s %s", args, code, out, errOut)
 		}
 	}
-	if code, _, _ := run(t, "halt", "--state-dir", stateDir, "--reason", "test"); code != 0 {
+	if code, _, _ := run(t, "halt", "--state-dir", stateDir, "--reason", "checkout paging"); code != 0 {
 		t.Fatal("halt failed")
 	}
 	processtest.WaitFor(t, "the faults put back", func() bool {
@@ -377,11 +380,62 @@ func TestServeWhileHalted(t *testing.T) {
 		return err == nil && p.Enabled && len(p.Toxics) == 0
 	})
 	code, _, errOut := run(t, "toxic", "add", "web", "-t", "latency", "-a", "latency=100", url)
-	if code == 0 || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "faultline is halted") {
-		t.Errorf("toxic add while halted = %d %q, want a 409 that says why", code, errOut)
+	if code != cli.ExitError || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "faultline is halted") ||
+		!strings.Contains(errOut, "checkout paging") || strings.Contains(errOut, "give another name") || !strings.Contains(errOut, "'faultline resume' releases it") {
+		t.Errorf("toxic add while halted = %d %q, want a 409 that says why and what to do, with no hint of a name clash", code, errOut)
 	}
-	// Taking a proxy down is refused too; putting one back is not (a run
-	// rolling back, or recover, does it while halted).
+	if code, out, _ := run(t, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(out, "HALTED since ") || !strings.Contains(out, "reason: checkout paging") {
+		t.Errorf("status while halted = %d %q, want the halt's time and reason", code, out)
+	}
+	web, err := cl.Proxy(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := fmt.Sprintf(`{"name":"web","listen":%q,"upstream":%q,"enabled":true,"toxics":[]}`, web.Listen, web.Upstream)
+	other := freeAddr(t)
+	type step struct{ method, path, body string }
+	refused := []step{
+		{"POST", "/proxies", `{"name":"new","listen":"127.0.0.1:0","upstream":"` + up + `"}`},
+		{"POST", "/populate", `[{"name":"new","listen":"127.0.0.1:0","upstream":"` + up + `"}]`},
+		{"POST", "/populate", `[{"name":"web","listen":"` + web.Listen + `","upstream":"127.0.0.1:1"}]`},
+		{"POST", "/populate", `[{"name":"web","listen":"` + other + `","upstream":"` + up + `","enabled":false}]`},
+		{"DELETE", "/proxies/db", ""},
+		{"POST", "/proxies/web", `{"enabled":false}`},
+		{"PATCH", "/proxies/web", `{"enabled": false} {}`},
+		{"POST", "/proxies/web", `{"upstream":"127.0.0.1:1"}`},
+		{"POST", "/proxies/web", `{"listen":"127.0.0.1:0"}`},
+		{"POST", "/proxies/web/toxics", `{"type":"timeout"}`},
+	}
+	allowed := []step{
+		{"POST", "/proxies/web", same}, // a client's Save() that changes nothing
+		{"POST", "/populate", `[{"name":"web","listen":"` + web.Listen + `","upstream":"` + up + `"}]`},
+		{"POST", "/reset", ""},
+		{"GET", "/proxies", ""},
+	}
+	do := func(st step) int {
+		req, _ := http.NewRequest(st.method, "http://"+api+st.path, strings.NewReader(st.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, st := range refused {
+		if code := do(st); code != http.StatusConflict {
+			t.Errorf("%s %s %s while halted: %d, want 409", st.method, st.path, st.body, code)
+		}
+	}
+	for _, st := range allowed {
+		if code := do(st); code >= 300 {
+			t.Errorf("%s %s %s while halted: %d, want it done", st.method, st.path, st.body, code)
+		}
+	}
+	if ps, err := cl.Proxies(ctx); err != nil || len(ps) != 2 || ps["web"].Upstream != up || ps["web"].Listen != web.Listen || !ps["web"].Enabled {
+		t.Errorf("after the refused requests the set-up changed: %v %+v", err, ps)
+	}
+	// Taking a proxy down is refused; putting one back is not (a run
+	// rolling back, or recover, does it while halted), nor removing a toxic.
 	var ae *proxy.APIError
 	if _, err := cl.SetEnabled(ctx, "web", false); !errors.As(err, &ae) || ae.Status != 409 {
 		t.Errorf("disabling a proxy while halted: %v, want a 409", err)
@@ -389,24 +443,20 @@ func TestServeWhileHalted(t *testing.T) {
 	if _, err := cl.SetEnabled(ctx, "web", true); err != nil {
 		t.Errorf("enabling a proxy while halted: %v", err)
 	}
-	for _, body := range []string{`{"upstream": "127.0.0.1:1"}`, `{"enabled": false} {}`, `{"listen": "127.0.0.1:0"}`} {
-		resp, err := http.Post("http://"+api+"/proxies/web", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusConflict {
-			t.Errorf("proxy update %s while halted: %s, want 409", body, resp.Status)
-		}
-	}
-	if code, out, errOut := run(t, "proxy", "create", "other", "-l", "127.0.0.1:0", "-u", "127.0.0.1:9", url); code != 0 {
-		t.Errorf("creating a proxy while halted = %d %s %s", code, out, errOut)
+	if err := cl.RemoveToxic(ctx, "web", "nope"); !errors.As(err, &ae) || ae.Status != 404 {
+		t.Errorf("removing a toxic while halted: %v, want it tried (404 for one that does not exist)", err)
 	}
 	if code, _, _ := run(t, "resume", "--state-dir", stateDir); code != 0 {
 		t.Fatal("resume failed")
 	}
-	if code, out, errOut := run(t, "toxic", "add", "web", "-t", "latency", "-a", "latency=100", url); code != 0 {
-		t.Errorf("toxic add after resume = %d %s %s", code, out, errOut)
+	for _, args := range [][]string{
+		{"toxic", "add", "web", "-t", "latency", "-a", "latency=100", url},
+		{"proxy", "delete", "db", url},
+		{"proxy", "create", "other", "-l", "127.0.0.1:0", "-u", up, url},
+	} {
+		if code, out, errOut := run(t, args...); code != 0 {
+			t.Errorf("%v after resume = %d %s %s", args, code, out, errOut)
+		}
 	}
 }
 
@@ -471,4 +521,150 @@ func TestServeHaltWithAProxyThatCannotListen(t *testing.T) {
 		b, err := cl.Proxy(ctx, "b")
 		return err == nil && len(b.Toxics) == 0
 	})
+}
+
+// An API beyond loopback without a token is warned about (and still
+// serves, as Toxiproxy's does); proxies without a host in their listen
+// address listen where the API does, so never on all interfaces while the
+// API is on loopback.
+func TestServeExposure(t *testing.T) {
+	for _, c := range []struct {
+		ip, token, host string
+		warns           bool
+	}{
+		{"127.0.0.1", "", "127.0.0.1", false},
+		{"::1", "", "::1", false},
+		{"0.0.0.0", "", "", true},
+		{"::", "", "", true},
+		{"0.0.0.0", "s3cret", "", false},
+		{"198.18.0.5", "", "198.18.0.5", true},
+	} {
+		host, warning := cli.Exposure(&net.TCPAddr{IP: net.ParseIP(c.ip), Port: 8474}, c.token)
+		if host != c.host || (warning != "") != c.warns || c.warns && !strings.Contains(warning, "--token-file") {
+			t.Errorf("API on %s, token %q: proxies on %q, warning %q; want %q, warning %v", c.ip, c.token, host, warning, c.host, c.warns)
+		}
+	}
+	_, api, cl := startServe(t)
+	for _, listen := range []string{"", ":0"} {
+		p, err := cl.CreateProxy(t.Context(), "p"+listen, listen, "127.0.0.1:9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(p.Listen, "127.0.0.1:") {
+			t.Errorf("a proxy created with listen %q while the API is on %s listens on %s", listen, api, p.Listen)
+		}
+	}
+}
+
+// The token can come from a file, which ps does not show; one given on
+// the command line works but is warned about.
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := freeAddr(t)
+	cmd := exec.Command(binary(t), "serve", "--listen", api, "--state-dir", dir, "--token-file", file)
+	var serveErr bytes.Buffer
+	cmd.Stderr = &syncBuffer{b: &serveErr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	authed := proxy.NewClient("http://"+api, "s3cret")
+	processtest.WaitFor(t, "the API", func() bool { _, err := authed.Proxies(t.Context()); return err == nil })
+	var ae *proxy.APIError
+	if _, err := proxy.NewClient("http://"+api, "").Proxies(t.Context()); !errors.As(err, &ae) || ae.Status != 401 {
+		t.Errorf("without the token: %v, want a 401", err)
+	}
+	code, _, errOut := run(t, "proxy", "list", "--api", "http://"+api, "--token-file", file)
+	if code != 0 || strings.Contains(errOut, "warning") {
+		t.Errorf("proxy list --token-file = %d %q", code, errOut)
+	}
+	code, _, errOut = run(t, "proxy", "list", "--api", "http://"+api, "--token", "s3cret")
+	if code != 0 || !strings.Contains(errOut, "warning: --token shows in ps") || !strings.Contains(errOut, "--token-file") {
+		t.Errorf("proxy list --token = %d %q, want it done with a warning", code, errOut)
+	}
+	cmd.Stderr.(*syncBuffer).mu.Lock()
+	if strings.Contains(serveErr.String(), "warning") {
+		t.Errorf("serve --token-file on loopback warned: %q", serveErr.String())
+	}
+	cmd.Stderr.(*syncBuffer).mu.Unlock()
+	code, _, errOut = run(t, "serve", "--listen", freeAddr(t), "--state-dir", dir, "--token", "s3cret", "--config", filepath.Join(dir, "none.json"))
+	if !strings.Contains(errOut, "warning: --token shows in ps") {
+		t.Errorf("serve --token = %d %q, want the warning", code, errOut)
+	}
+	if code, _, errOut := run(t, "serve", "--token", "a", "--token-file", file); code != cli.ExitUsage {
+		t.Errorf("serve --token --token-file = %d %q, want a usage error", code, errOut)
+	}
+	if err := os.WriteFile(file, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run(t, "proxy", "list", "--api", "http://"+api, "--token-file", file); code != cli.ExitUsage || !strings.Contains(errOut, "token alone on one line") {
+		t.Errorf("an empty token file = %d %q, want a usage error", code, errOut)
+	}
+}
+
+// syncBuffer is a buffer that a process's output and the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// Shell completion offers the toxic types after -t, the API's proxies
+// where a proxy is named and a proxy's toxics after -n; with no API it
+// offers nothing, at once and without a word.
+func TestShellCompletion(t *testing.T) {
+	s, url := proxytest.NewServer(t, proxy.ServerOptions{Seed: 1})
+	for _, name := range []string{"redis", "db"} {
+		p, err := s.Create(proxy.ProxyConfig{Name: name, Listen: "127.0.0.1:0", Upstream: "127.0.0.1:9"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.AddToxic(proxy.Toxic{Name: name + "_slow", Effect: proxy.Latency{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	complete := func(args ...string) (names []string, stderr string) {
+		code, out, errOut := run(t, append([]string{"__complete"}, args...)...)
+		if code != 0 {
+			t.Fatalf("__complete %v = %d %s", args, code, errOut)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, ":") {
+				names = append(names, l)
+			}
+		}
+		return names, errOut
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"toxic", "add", "redis", "-t", ""}, strings.Join(proxy.ToxicTypes, " ")},
+		{[]string{"proxy", "inspect", "--api", url, ""}, "db redis"},
+		{[]string{"proxy", "toggle", "--api", url, ""}, "db redis"},
+		{[]string{"proxy", "delete", "--api", url, ""}, "db redis"},
+		{[]string{"toxic", "add", "--api", url, ""}, "db redis"},
+		{[]string{"toxic", "remove", "--api", url, "--token", "ignored", ""}, "db redis"},
+		{[]string{"toxic", "update", "redis", "--api", url, "-n", ""}, "redis_slow"},
+		{[]string{"proxy", "inspect", "--api", url, "db", ""}, ""},
+	} {
+		names, errOut := complete(c.args...)
+		if got := strings.Join(names, " "); got != c.want || strings.Contains(errOut, "warning") {
+			t.Errorf("completing %v: %q (stderr %q), want %q", c.args, got, errOut, c.want)
+		}
+	}
+	start := time.Now()
+	names, errOut := complete("proxy", "inspect", "--api", "http://"+freeAddr(t), "")
+	if len(names) != 0 || strings.Contains(errOut, "faultline:") || strings.Contains(errOut, "refused") || time.Since(start) > 5*time.Second {
+		t.Errorf("completing with no API: %q, stderr %q, after %v; want nothing, quietly, at once", names, errOut, time.Since(start))
+	}
 }

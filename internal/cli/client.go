@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,29 +24,94 @@ import (
 
 // apiFlags are the flags every API client command takes.
 type apiFlags struct {
-	api, token string
-	json       bool
+	api, token, tokenFile string
+	json                  bool
+	cmd                   *cobra.Command
 }
 
 func (a *apiFlags) register(cmd *cobra.Command) {
+	a.cmd = cmd
 	f := cmd.PersistentFlags()
 	f.StringVar(&a.api, "api", envOr("http://127.0.0.1:8474", "FAULTLINE_API", "TOXIPROXY_URL"),
 		"`URL` of the proxy API: faultline serve or any Toxiproxy ($FAULTLINE_API, $TOXIPROXY_URL)")
-	f.StringVar(&a.token, "token", "", "bearer `token` for the API (default $FAULTLINE_TOKEN)")
+	f.StringVar(&a.token, "token", "", "bearer `token` for the API; shows in ps: prefer --token-file or $FAULTLINE_TOKEN")
+	f.StringVar(&a.tokenFile, "token-file", "", "`file` holding the bearer token for the API (default $FAULTLINE_TOKEN)")
 	f.BoolVar(&a.json, "json", false, "print the API's JSON instead of a table")
 }
 
 // client returns a client for --api, or a usage error for a URL that is
 // not http(s).
 func (a *apiFlags) client() (*proxy.Client, error) {
-	token := a.token
-	if token == "" {
-		token = envOr("", "FAULTLINE_TOKEN")
+	return a.newClient(a.cmd)
+}
+
+// newClient is client, warning on warn's stderr (nil: not at all).
+func (a *apiFlags) newClient(warn *cobra.Command) (*proxy.Client, error) {
+	token, err := resolveToken(warn, a.token, a.tokenFile)
+	if err != nil {
+		return nil, err
 	}
 	if scheme, _, ok := strings.Cut(a.api, "://"); ok && scheme != "http" && scheme != "https" {
 		return nil, usagef("--api %q: want an http:// or https:// URL", a.api)
 	}
 	return proxy.NewClient(a.api, token), nil
+}
+
+// completionTimeout bounds what shell completion waits for the API.
+const completionTimeout = time.Second
+
+// ask calls the API for shell completion: quickly, and silently (no
+// warning, no error: a completion offers nothing instead).
+func (a *apiFlags) ask(c *cobra.Command, call func(context.Context, *proxy.Client) ([]string, error)) ([]string, cobra.ShellCompDirective) {
+	cl, err := a.newClient(nil)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx := c.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, completionTimeout)
+	defer cancel()
+	names, err := call(ctx, cl)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	sort.Strings(names)
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeProxy completes a command's first argument, a proxy, with the
+// names of the API's proxies.
+func (a *apiFlags) completeProxy(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return a.ask(c, func(ctx context.Context, cl *proxy.Client) ([]string, error) {
+		ps, err := cl.Proxies(ctx)
+		return slices.Collect(maps.Keys(ps)), err
+	})
+}
+
+// completeToxic completes a toxic's name with those of the proxy given
+// as the first argument.
+func (a *apiFlags) completeToxic(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) == 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return a.ask(c, func(ctx context.Context, cl *proxy.Client) ([]string, error) {
+		p, err := cl.Proxy(ctx, args[0])
+		var names []string
+		for _, t := range p.Toxics {
+			names = append(names, t.Name)
+		}
+		return names, err
+	})
+}
+
+// completeTypes completes -t with the toxic types.
+func completeTypes(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return proxy.ToxicTypes, cobra.ShellCompDirectiveNoFileComp
 }
 
 // hintNoServer makes the subcommands of cmd say what to do when nothing
@@ -73,7 +139,22 @@ func checkAddr(flag, addr string) error {
 
 // inProxy names the proxy in an API error, whose text is Toxiproxy's.
 func inProxy(name string, err error) error {
-	return failure(fmt.Errorf("proxy %s: %w", name, err))
+	return failure(withHaltHint(fmt.Errorf("proxy %s: %w", name, err)))
+}
+
+// refusedAsHalted reports whether err is faultline serve's 409 while its
+// kill switch is engaged.
+func refusedAsHalted(err error) bool {
+	var ae *proxy.APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.HasPrefix(ae.Message, "faultline is halted")
+}
+
+// withHaltHint adds what to do to a refusal while halted.
+func withHaltHint(err error) error {
+	if !refusedAsHalted(err) {
+		return err
+	}
+	return fmt.Errorf("%w\nthe kill switch is engaged where the server runs: 'faultline status' there shows it, 'faultline resume' releases it", err)
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -167,7 +248,8 @@ The flags follow toxiproxy-cli's.`,
 
 	inspect := &cobra.Command{
 		Use: "inspect NAME", Aliases: []string{"i"}, Short: "Show a proxy and its toxics", Args: exactArgs("NAME"),
-		Example: "  faultline proxy inspect redis\n  faultline proxy inspect redis --json",
+		ValidArgsFunction: a.completeProxy,
+		Example:           "  faultline proxy inspect redis\n  faultline proxy inspect redis --json",
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -186,7 +268,8 @@ The flags follow toxiproxy-cli's.`,
 
 	toggle := &cobra.Command{
 		Use: "toggle NAME", Short: "Enable a disabled proxy, or disable (take down) an enabled one", Args: exactArgs("NAME"),
-		Example: "  faultline proxy toggle redis   # the service is down: new connections refused, live ones dropped\n  faultline proxy toggle redis   # and back up",
+		ValidArgsFunction: a.completeProxy,
+		Example:           "  faultline proxy toggle redis   # the service is down: new connections refused, live ones dropped\n  faultline proxy toggle redis   # and back up",
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -213,7 +296,8 @@ The flags follow toxiproxy-cli's.`,
 
 	del := &cobra.Command{
 		Use: "delete NAME", Short: "Delete a proxy, closing its connections", Args: exactArgs("NAME"),
-		Example: "  faultline proxy delete redis",
+		ValidArgsFunction: a.completeProxy,
+		Example:           "  faultline proxy delete redis",
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -392,6 +476,7 @@ toxic applies to, drawn per connection.`,
 	var f toxicFlags
 	add := &cobra.Command{
 		Use: "add PROXY -t TYPE [-a KEY=VALUE]...", Short: "Add a toxic to a proxy", Args: exactArgs("PROXY"),
+		ValidArgsFunction: a.completeProxy,
 		Example: `  faultline toxic add redis -t latency -a latency=1000 -a jitter=100   # replies 1 s ± 0.1 s late
   faultline toxic add redis -t timeout -u                              # requests vanish
   faultline toxic add redis -t reset_peer -u -a timeout=500            # RST 0.5 s after a request
@@ -427,7 +512,7 @@ toxic applies to, drawn per connection.`,
 			}
 			got, err := cl.AddToxic(c.Context(), args[0], t)
 			var ae *proxy.APIError
-			if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+			if errors.As(err, &ae) && ae.Status == http.StatusConflict && !refusedAsHalted(err) {
 				return failure(fmt.Errorf("proxy %s: toxic %s: %w (give another name with -n, or change it: faultline toxic update %s -n %s -a ...)",
 					args[0], t.Name, err, args[0], t.Name))
 			}
@@ -448,6 +533,7 @@ toxic applies to, drawn per connection.`,
 	add.Flags().Float32Var(&f.toxicity, "toxicity", 1, "`share` of connections affected, 0 to 1")
 	add.Flags().BoolVarP(&f.upstream, "upstream", "u", false, "act on the upstream stream (client -> server)")
 	add.Flags().BoolVarP(&f.downst, "downstream", "d", false, "act on the downstream stream (server -> client, the default)")
+	_ = add.RegisterFlagCompletionFunc("type", completeTypes)
 
 	var uf toxicFlags
 	update := &cobra.Command{
@@ -457,7 +543,8 @@ value) or its toxicity, on live connections too. Unlike toxiproxy-cli,
 the toxicity stays as it is unless --toxicity is given.`,
 		Example: `  faultline toxic update redis -n latency_downstream -a latency=2000
   faultline toxic update redis -n slow_uploads --toxicity 1`,
-		Args: exactArgs("PROXY"),
+		Args:              exactArgs("PROXY"),
+		ValidArgsFunction: a.completeProxy,
 		RunE: func(c *cobra.Command, args []string) error {
 			if uf.name == "" {
 				return usagef("toxic update: --toxicName (-n) is required")
@@ -496,11 +583,13 @@ the toxicity stays as it is unless --toxicity is given.`,
 	update.Flags().StringVarP(&uf.name, "toxicName", "n", "", "`name` of the toxic to change")
 	update.Flags().StringArrayVarP(&uf.attrs, "attribute", "a", nil, "`KEY=VALUE` attribute, repeatable")
 	update.Flags().Float32Var(&uf.toxicity, "toxicity", 0, "new `share` of connections affected, 0 to 1 (default: unchanged)")
+	_ = update.RegisterFlagCompletionFunc("toxicName", a.completeToxic)
 
 	var rname string
 	remove := &cobra.Command{
 		Use: "remove PROXY -n NAME", Aliases: []string{"delete", "rm"}, Short: "Remove a toxic", Args: exactArgs("PROXY"),
-		Example: "  faultline toxic remove redis -n latency_downstream",
+		ValidArgsFunction: a.completeProxy,
+		Example:           "  faultline toxic remove redis -n latency_downstream",
 		RunE: func(c *cobra.Command, args []string) error {
 			if rname == "" {
 				return usagef("toxic remove: --toxicName (-n) is required")
@@ -520,6 +609,7 @@ the toxicity stays as it is unless --toxicity is given.`,
 		},
 	}
 	remove.Flags().StringVarP(&rname, "toxicName", "n", "", "`name` of the toxic to remove")
+	_ = remove.RegisterFlagCompletionFunc("toxicName", a.completeToxic)
 	cmd.AddCommand(add, update, remove)
 	hintNoServer(cmd, &a)
 	return cmd

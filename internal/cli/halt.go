@@ -23,8 +23,11 @@ func newHaltCmd(g *globals) *cobra.Command {
 		Long: `Engage the kill switch in the state directory. Within a second every
 faultline run, demo and serve on this machine that uses the same state
 directory sees it: runs abort and roll back (exit 3), 'faultline serve'
-removes all its toxics and enables every proxy (and refuses new toxics
-with a 409), and new runs are refused (exit 4) until 'faultline resume'.
+removes all its toxics and enables every proxy, and new runs are refused
+(exit 4) until 'faultline resume'. Until then 'faultline serve' answers 409
+to what would inject or remove the set-up (creating, changing, disabling
+or deleting a proxy, adding or changing a toxic); removing toxics,
+enabling proxies and /reset still work.
 
 With --namespace, the switch is the faultline/halt annotation on a
 Kubernetes namespace instead: runs and monkeys acting on it abort.`,
@@ -105,7 +108,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			w := c.OutOrStdout()
 			if halted, note := state.Halted(g.state()); halted {
-				fmt.Fprintf(w, "HALTED since %s\n", strings.TrimSpace(note))
+				since, reason := haltNote(note)
+				if reason == "" {
+					reason = "(none given: 'faultline halt --reason' records one)"
+				}
+				fmt.Fprintf(w, "HALTED since %s\n  reason: %s\n  new runs are refused, 'faultline serve' refuses new faults; 'faultline resume' releases it\n", since, reason)
 			}
 			runs, err := state.Runs(g.state())
 			if err != nil {
