@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
 // Request is one kind of request of the traffic.
@@ -35,12 +31,13 @@ type Config struct {
 	Timeout time.Duration
 	// Requests are picked at random by weight, per request.
 	Requests []Request
-	// Seed makes the choice of requests replayable.
+	// Seed makes the choice of requests replayable: the n-th request of a
+	// run is the same for the same seed, whatever the timing.
 	Seed int64
 	// MaxWorkers bounds the requests in flight; zero means 1,024. Past it
 	// the generator falls behind its rate, and since latency runs from each
-	// request's intended start, the figures show it. More workers cost
-	// throughput on few cores.
+	// request's intended start, the figures show it. The engine starts
+	// fewer and adds workers only while they raise the rate (see Run).
 	MaxWorkers uint64
 }
 
@@ -55,7 +52,9 @@ type Result struct {
 	// a timed-out request counts its time until the timeout.
 	Latency time.Duration
 	Code    int
-	Err     string
+	// Err says why the request failed: a transport error, a timeout, or
+	// the status line of a 5xx answer; empty otherwise.
+	Err string
 }
 
 // Failed reports whether the result counts as an error: a transport error,
@@ -63,9 +62,19 @@ type Result struct {
 func (r Result) Failed() bool { return r.Code == 0 || r.Code >= 500 }
 
 // Run sends requests at cfg.Rate until ctx is done and passes every result
-// to fn, from one goroutine, in the order they finish. It returns once
-// every request it sent has finished and every goroutine it started has
-// exited.
+// to fn, one call at a time (never two at once), in the order they
+// finish. It returns once every request it sent has finished and every
+// goroutine it started has exited.
+//
+// Request n (from 0) is due at n/Rate after the start, and a worker sends
+// it then, or as soon as one is free when every worker is busy: latency
+// runs from the due time in either case. The engine starts with a few
+// workers and adds more, up to MaxWorkers, while requests wait for one and
+// more workers raise the rate: at once when the requests in flight take
+// long (a stall, a slow service: the open model needs a worker for each),
+// and by a probe that is undone when it gains nothing (when the machine's
+// CPU, not the workers, holds the rate back, more workers only cost each
+// request more).
 func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 	if cfg.Rate <= 0 {
 		return fmt.Errorf("load: rate must be > 0, got %v", cfg.Rate)
@@ -79,99 +88,316 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 	if cfg.MaxWorkers == 0 {
 		cfg.MaxWorkers = 1024
 	}
-	targets := make([]vegeta.Target, len(cfg.Requests))
-	for i, r := range cfg.Requests {
-		method := r.Method
-		if method == "" {
-			method = http.MethodGet
-		}
-		// vegeta builds an http.Request from the target only to hand it to
-		// the transport, which sends its own copy of request i instead; the
-		// URL's fragment (never sent) says which i, to the transport and in
-		// the result, since two requests may share method and URL.
-		base, _, _ := strings.Cut(r.URL, "#")
-		targets[i] = vegeta.Target{Method: method, URL: base + kindFragment + strconv.Itoa(i)}
-	}
-	pick := picker(cfg.Requests, cfg.Seed)
-	targeter := func(t *vegeta.Target) error {
-		*t = targets[pick()]
-		return nil
-	}
 	tr, err := newTransport(cfg.Requests, cfg.Timeout)
 	if err != nil {
 		return err
 	}
 	defer tr.close() // its idle connections go when the run ends
-	attacker := vegeta.NewAttacker(
-		// No client timeout: the transport applies it, without the timer
-		// and goroutine net/http's client would add to every request.
-		vegeta.Client(&http.Client{Transport: tr}),
-		vegeta.MaxWorkers(cfg.MaxWorkers),
-		vegeta.MaxBody(0),
-		vegeta.Redirects(vegeta.NoFollow),
-	)
-	period := time.Duration(float64(time.Second) / cfg.Rate)
-	pacer := vegeta.ConstantPacer{Freq: 1, Per: period}
-	if cfg.Rate >= 1 && cfg.Rate == float64(int(cfg.Rate)) {
-		pacer = vegeta.ConstantPacer{Freq: int(cfg.Rate), Per: time.Second}
+	e := &engine{
+		requests: cfg.Requests,
+		timeout:  cfg.Timeout,
+		period:   float64(time.Second) / cfg.Rate,
+		pick:     newPicker(cfg.Requests, cfg.Seed),
+		tr:       tr,
+		fn:       fn,
+		done:     ctx.Done(),
+		max:      int(min(cfg.MaxWorkers, 1<<20)),
 	}
-	began := time.Now()
-	results := attacker.Attack(targeter, pacer, 0, "")
-	done := ctx.Done()
+	e.run()
+	return nil
+}
+
+// engine paces the requests of one Run and runs its workers.
+//
+// There is no pacer goroutine and no channel between it and the workers:
+// each worker takes the next request number n itself, waits until n is
+// due (or not at all when it is late), sends it, hands the result to fn
+// and takes the next. So each request's due time is exact (n periods after
+// the start, not a tick that drifts) and pacing costs a request one atomic
+// increment.
+type engine struct {
+	requests []Request
+	timeout  time.Duration
+	period   float64 // nanoseconds between two requests
+	pick     picker
+	tr       *transport
+	done     <-chan struct{}
+
+	began  time.Time
+	next   atomic.Uint64 // the next request number to take
+	retire atomic.Int64  // workers to stop, after the request they are on
+
+	mu       sync.Mutex // one fn call at a time
+	fn       func(Result)
+	finished uint64 // requests whose result fn has had
+
+	workers sync.WaitGroup
+	max     int
+}
+
+// Worker control. A run starts initialWorkers and looks every lookEvery
+// whether requests wait for a worker (one is more than lateness late).
+// Then either the requests in flight take long (by Little's law, in
+// flight / completed per second > stallLatency: a stall, a slow service),
+// and more workers are what an open model needs, so as many are added as
+// requests wait; or they are quick, and only a test says whether the
+// workers or the machine hold the rate back: up to as many workers again
+// are added for a probe window, and kept only if the completed rate rose
+// by at least half as much as the workers did (or nothing waits any
+// more). A probe that gains nothing is undone, and the next waits a
+// while (doubling, up to maxHold): on a loaded machine more workers only
+// share the same cores, each costs the requests more (and the server a
+// connection), and the rate falls.
+const (
+	initialWorkers = 8
+	lookEvery      = 50 * time.Millisecond
+	lateness       = 5 * time.Millisecond
+	stallLatency   = 100 * time.Millisecond
+	firstHold      = 500 * time.Millisecond
+	maxHold        = 8 * time.Second
+)
+
+// due is when request n is due.
+func (e *engine) due(n uint64) time.Time {
+	return e.began.Add(time.Duration(float64(n) * e.period))
+}
+
+// dueBy is how many requests are due at t.
+func (e *engine) dueBy(t time.Time) uint64 {
+	d := t.Sub(e.began)
+	if d < 0 {
+		return 0
+	}
+	return uint64(float64(d)/e.period) + 1
+}
+
+func (e *engine) run() {
+	e.began = time.Now()
+	c := controller{e: e}
+	c.spawn(min(initialWorkers, e.max))
+	c.run()
+	e.workers.Wait()
+}
+
+// controller adds and retires workers; one goroutine (Run's) runs it.
+type controller struct {
+	e       *engine
+	running int // workers started and not told to retire
+
+	samples []sample // one a look, the latest last
+
+	probing    bool
+	probeFrom  int       // workers before the probe
+	probeAdded int       // workers it added
+	probeRate  float64   // completed per second before it
+	probeStart time.Time // when it began
+	probeEnd   time.Time // when it is judged
+
+	hold      time.Duration
+	holdUntil time.Time
+}
+
+// sample is how many requests had finished at a moment.
+type sample struct {
+	at       time.Time
+	finished uint64
+}
+
+// keepSamples covers the longest window the controller measures over:
+// twice stallLatency, in looks.
+const keepSamples = int(2*stallLatency/lookEvery) + 2
+
+func (c *controller) spawn(n int) {
+	c.running += n
+	c.e.workers.Add(n)
+	for range n {
+		go c.e.work()
+	}
+}
+
+// rate is the completed requests per second over the last span (at least
+// one look).
+func (c *controller) rate(span time.Duration) float64 {
+	last := c.samples[len(c.samples)-1]
+	first := c.samples[0]
+	for i := len(c.samples) - 2; i >= 0; i-- {
+		first = c.samples[i]
+		if last.at.Sub(first.at) >= span {
+			break
+		}
+	}
+	d := last.at.Sub(first.at)
+	if d <= 0 {
+		return 0
+	}
+	return float64(last.finished-first.finished) / d.Seconds()
+}
+
+// run looks every lookEvery until done; it returns before any worker can
+// be added after done, so Run may then wait for them all.
+func (c *controller) run() {
+	e := c.e
+	tick := time.NewTicker(lookEvery)
+	defer tick.Stop()
+	c.samples = append(c.samples, sample{at: e.began})
 	for {
 		select {
-		case <-done:
-			attacker.Stop()
-			done = nil // keep draining until the attacker closes results
-		case res, ok := <-results:
-			if !ok {
-				return nil
+		case <-e.done:
+			return
+		case now := <-tick.C:
+			e.mu.Lock()
+			finished := e.finished
+			e.mu.Unlock()
+			if len(c.samples) == keepSamples {
+				c.samples = append(c.samples[:0], c.samples[1:]...)
 			}
-			// The pacer sends hit n (from 0) at (n+1) periods.
-			intended := began.Add(time.Duration(res.Seq+1) * period)
-			end := res.Timestamp.Add(res.Latency)
-			r := Result{
-				Request:  cfg.Requests[kindOf(res.URL)].Name,
-				Intended: intended,
-				Sent:     res.Timestamp,
-				Latency:  max(end.Sub(intended), res.Latency),
-				Code:     int(res.Code),
-				Err:      res.Error,
-			}
-			fn(r)
+			c.samples = append(c.samples, sample{at: now, finished: finished})
+			c.look(now, finished)
 		}
 	}
 }
 
-// picker returns a function choosing a request index by weight.
-func picker(reqs []Request, seed int64) func() int {
-	if len(reqs) == 1 {
-		return func() int { return 0 }
+func (c *controller) look(now time.Time, finished uint64) {
+	e := c.e
+	taken := e.next.Load()
+	waiting := int64(e.dueBy(now.Add(-lateness))) - int64(taken)
+	if c.probing {
+		if now.Before(c.probeEnd) {
+			return
+		}
+		c.probing = false
+		after := c.rate(now.Sub(c.probeStart))
+		if waiting <= 0 || after >= c.probeRate*(1+0.5*float64(c.probeAdded)/float64(c.probeFrom)) {
+			c.hold = 0
+		} else {
+			c.running -= c.probeAdded
+			e.retire.Add(int64(c.probeAdded))
+			c.hold = min(max(2*c.hold, firstHold), maxHold)
+			c.holdUntil = now.Add(c.hold)
+		}
+		return
 	}
-	r := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
-	total, cum := 0.0, make([]float64, len(reqs))
+	if waiting <= 0 || c.running >= e.max {
+		return
+	}
+	// Requests wait for a worker, so (nearly) every worker is busy:
+	// taken-finished are in flight.
+	x := c.rate(2 * lookEvery)
+	inFlight := float64(taken - finished)
+	if x*stallLatency.Seconds() < inFlight || x <= 0 {
+		c.spawn(int(min(waiting, int64(e.max-c.running))))
+		return
+	}
+	if now.Before(c.holdUntil) {
+		return
+	}
+	window := max(lookEvery, 2*time.Duration(inFlight/x*float64(time.Second)))
+	c.probing = true
+	c.probeFrom, c.probeAdded = c.running, int(min(waiting, int64(c.running), int64(e.max-c.running)))
+	c.probeRate = c.rate(window)
+	c.probeStart, c.probeEnd = now, now.Add(window)
+	c.spawn(c.probeAdded)
+}
+
+func (e *engine) work() {
+	defer e.workers.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for !e.retiring() {
+		n := e.next.Add(1) - 1
+		due := e.due(n)
+		if wait := time.Until(due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-e.done:
+				return
+			case <-timer.C:
+			}
+		} else {
+			select {
+			case <-e.done:
+				return
+			default:
+			}
+		}
+		e.hit(n, due)
+	}
+}
+
+// retiring reports whether this worker is one of those told to stop.
+func (e *engine) retiring() bool {
+	for {
+		r := e.retire.Load()
+		if r <= 0 {
+			return false
+		}
+		if e.retire.CompareAndSwap(r, r-1) {
+			return true
+		}
+	}
+}
+
+// hit sends request n, due at due, and hands its result to fn.
+func (e *engine) hit(n uint64, due time.Time) {
+	i := e.pick.pick(n)
+	sent := time.Now()
+	code, err := e.tr.send(&e.tr.kinds[i], sent.Add(e.timeout), true)
+	end := time.Now()
+	r := Result{Request: e.requests[i].Name, Intended: due, Sent: sent, Latency: end.Sub(due), Code: code}
+	if err != nil {
+		r.Err = e.tr.describe(err)
+	} else if code >= 500 {
+		r.Err = statusLine(code)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.finished++
+	e.fn(r)
+}
+
+func statusLine(code int) string {
+	return fmt.Sprintf("%d %s", code, http.StatusText(code))
+}
+
+// picker chooses request indices by weight: the choice for request n is a
+// function of the seed and n alone.
+type picker struct {
+	seed uint64
+	cum  []float64 // cumulative weights
+}
+
+func newPicker(reqs []Request, seed int64) picker {
+	p := picker{seed: uint64(seed), cum: make([]float64, len(reqs))}
 	equal := true
 	for _, q := range reqs {
 		equal = equal && q.Weight == 0
 	}
+	total := 0.0
 	for i, q := range reqs {
 		w := q.Weight
 		if equal {
 			w = 1
 		}
 		total += w
-		cum[i] = total
+		p.cum[i] = total
 	}
-	var mu sync.Mutex // vegeta's workers call the targeter concurrently
-	return func() int {
-		mu.Lock()
-		x := r.Float64() * total
-		mu.Unlock()
-		for i, c := range cum {
-			if x < c {
-				return i
-			}
+	return p
+}
+
+func (p picker) pick(n uint64) int {
+	if len(p.cum) == 1 {
+		return 0
+	}
+	// SplitMix64: the n-th output of the generator seeded with seed.
+	z := p.seed + (n+1)*0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	z ^= z >> 31
+	x := float64(z>>11) / (1 << 53) * p.cum[len(p.cum)-1]
+	for i, c := range p.cum {
+		if x < c {
+			return i
 		}
-		return len(cum) - 1
 	}
+	return len(p.cum) - 1
 }

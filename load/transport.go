@@ -11,39 +11,22 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// kindFragment starts the URL fragment that carries the index of a hit's
-// Request from the targeter to the transport and the results; a fragment
-// is never sent.
-const kindFragment = "#faultline-request-"
-
-// kindOf returns the index of the Request in a target URL; 0 if none.
-func kindOf(url string) int {
-	_, i, _ := strings.Cut(url, kindFragment)
-	n, _ := strconv.Atoi(i)
-	return n
-}
-
-// transport is the attacker's http.RoundTripper. vegeta keeps the pacing,
-// the workers and the results; the transport writes each hit as the bytes
-// of its Request, rendered once by net/http's own request writer, on a
-// kept-alive connection of its own pool, and reads the answer with
-// net/http's response reader. net/http's Transport would hand every
-// request and response between three goroutines and its Client would arm
-// a timer for each: at the rates a load generator runs, that cost the
-// machine more than the server under test. This costs one goroutine per
-// request in flight (vegeta's worker) and no more.
+// transport sends the HTTP requests of a run: each as the bytes of its
+// Request, rendered once by net/http's own request writer, on a kept-alive
+// connection of its own pool, its answer read by net/http's response
+// reader. net/http's Transport would hand every request and response
+// between three goroutines and its Client would arm a timer for each: at
+// the rates a load generator runs, that cost the machine more than the
+// server under test. This costs nothing but the worker's own goroutine.
 //
-// It learns which Request a hit is from its URL's fragment, and sends
-// nothing of vegeta's request (not its X-Vegeta-Seq header). A response body is read
-// and dropped, a redirect is not followed, each request gets the timeout
-// (dial, write and read together), and HTTP proxies are not used.
+// A response body is read and dropped, a redirect is not followed, each
+// request gets the timeout (dial, write and read together), and HTTP
+// proxies are not used.
 type transport struct {
 	kinds   []kind
 	timeout time.Duration
@@ -118,28 +101,17 @@ func newTransport(reqs []Request, timeout time.Duration) (*transport, error) {
 	return t, nil
 }
 
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	i, err := strconv.Atoi(strings.TrimPrefix(req.URL.Fragment, kindFragment[1:]))
-	if err != nil || i < 0 || i >= len(t.kinds) {
-		return nil, fmt.Errorf("load: a request without its kind (%q)", req.URL.Fragment)
+// describe says what err was, a timeout in the words of every kind.
+func (t *transport) describe(err error) string {
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return timeoutError(t.timeout)
 	}
-	k := &t.kinds[i]
-	deadline := time.Now().Add(t.timeout)
-	code, err := t.send(k, deadline, true)
-	if err != nil {
-		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-			err = fmt.Errorf("timeout after %v: %w", t.timeout, context.DeadlineExceeded)
-		}
-		return nil, err
-	}
-	return &http.Response{
-		Status:     strconv.Itoa(code) + " " + http.StatusText(code),
-		StatusCode: code,
-		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:  http.Header{},
-		Body:    http.NoBody,
-		Request: req,
-	}, nil
+	return err.Error()
+}
+
+// timeoutError is the Err of a request that timed out.
+func timeoutError(d time.Duration) string {
+	return fmt.Sprintf("timeout after %v: %v", d, context.DeadlineExceeded)
 }
 
 // send writes k on a connection and reads the status of its answer. A
@@ -206,9 +178,8 @@ func (t *transport) get(k *kind, deadline time.Time) (*conn, bool, error) {
 	return &conn{Conn: nc, br: bufio.NewReaderSize(nc, 4096)}, false, nil
 }
 
-// put keeps c for the next request to addr.
+// put keeps c for the next request to addr (which sets its own deadline).
 func (t *transport) put(addr string, c *conn) {
-	_ = c.SetDeadline(time.Time{})
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
