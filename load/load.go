@@ -140,20 +140,20 @@ type engine struct {
 // Then either the requests in flight take long (by Little's law, in
 // flight / completed per second > stallLatency: a stall, a slow service),
 // and more workers are what an open model needs, so as many are added as
-// requests wait; or they are quick, and only a test says whether the
-// workers or the machine hold the rate back: up to as many workers again
-// are added for a probe window, and kept only if the completed rate rose
-// by at least half as much as the workers did (or nothing waits any
-// more). A probe that gains nothing is undone, and the next waits a
-// while (doubling, up to maxHold): on a loaded machine more workers only
-// share the same cores, each costs the requests more (and the server a
-// connection), and the rate falls.
+// requests wait, and a quarter more; or they are quick, and only a test
+// says whether the workers or the machine hold the rate back: up to as
+// many workers again are added for a probe window, and kept only if the
+// completed rate rose by at least half as much as the workers did (or
+// nothing waits any more). A probe that gains nothing is undone, and the
+// next waits a while (doubling, up to maxHold): on a loaded machine more
+// workers only share the same cores, each costs the requests more (and the
+// server a connection), and the rate falls.
 const (
 	initialWorkers = 8
 	lookEvery      = 50 * time.Millisecond
 	lateness       = 5 * time.Millisecond
 	stallLatency   = 100 * time.Millisecond
-	firstHold      = 500 * time.Millisecond
+	firstHold      = 250 * time.Millisecond
 	maxHold        = 8 * time.Second
 )
 
@@ -187,11 +187,11 @@ type controller struct {
 	samples []sample // one a look, the latest last
 
 	probing    bool
-	probeFrom  int       // workers before the probe
-	probeAdded int       // workers it added
-	probeRate  float64   // completed per second before it
-	probeStart time.Time // when it began
-	probeEnd   time.Time // when it is judged
+	probeFrom  int           // workers before the probe
+	probeAdded int           // workers it added
+	probeRate  float64       // completed per second before it
+	probeSpan  time.Duration // what probeRate and the rate after are measured over
+	probeEnd   time.Time     // when it is judged
 
 	hold      time.Duration
 	holdUntil time.Time
@@ -203,8 +203,8 @@ type sample struct {
 	finished uint64
 }
 
-// keepSamples covers the longest window the controller measures over:
-// twice stallLatency, in looks.
+// keepSamples covers the longest span the controller measures over: half
+// a probe window of four times stallLatency, in looks.
 const keepSamples = int(2*stallLatency/lookEvery) + 2
 
 func (c *controller) spawn(n int) {
@@ -266,7 +266,7 @@ func (c *controller) look(now time.Time, finished uint64) {
 			return
 		}
 		c.probing = false
-		after := c.rate(now.Sub(c.probeStart))
+		after := c.rate(c.probeSpan)
 		if waiting <= 0 || after >= c.probeRate*(1+0.5*float64(c.probeAdded)/float64(c.probeFrom)) {
 			c.hold = 0
 		} else {
@@ -285,17 +285,22 @@ func (c *controller) look(now time.Time, finished uint64) {
 	x := c.rate(2 * lookEvery)
 	inFlight := float64(taken - finished)
 	if x*stallLatency.Seconds() < inFlight || x <= 0 {
-		c.spawn(int(min(waiting, int64(e.max-c.running))))
+		// A quarter more than wait now, so that the next few due do not.
+		c.spawn(int(min(waiting+int64(c.running)/4, int64(e.max-c.running))))
 		return
 	}
 	if now.Before(c.holdUntil) {
 		return
 	}
-	window := max(lookEvery, 2*time.Duration(inFlight/x*float64(time.Second)))
+	// The probe's new workers reach their pace after one latency (in
+	// flight / rate): the rates compared are the last half of a window of
+	// four latencies (two looks at least) and as long a span before it.
+	window := max(2*lookEvery, 4*time.Duration(inFlight/x*float64(time.Second)))
 	c.probing = true
 	c.probeFrom, c.probeAdded = c.running, int(min(waiting, int64(c.running), int64(e.max-c.running)))
-	c.probeRate = c.rate(window)
-	c.probeStart, c.probeEnd = now, now.Add(window)
+	c.probeSpan = window / 2
+	c.probeRate = c.rate(c.probeSpan)
+	c.probeEnd = now.Add(window)
 	c.spawn(c.probeAdded)
 }
 
