@@ -139,19 +139,13 @@ func (t *transport) send(k *kind, deadline time.Time, mayRetry bool) (int, error
 		}
 		return 0, err
 	}
-	resp, err := http.ReadResponse(c.br, &http.Request{Method: k.method})
-	if err != nil {
-		_ = c.Close()
-		return 0, err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if err != nil || resp.Close {
-		_ = c.Close()
-	} else {
+	code, keepAlive, err := readResponse(c.br, k.method == http.MethodHead)
+	if keepAlive {
 		t.put(k.addr, c)
+	} else {
+		_ = c.Close()
 	}
-	return resp.StatusCode, err
+	return code, err
 }
 
 // get takes an idle connection to k's address, or dials one.
