@@ -4,30 +4,82 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// Request is one kind of request of the traffic.
+// Request is one kind of request of the traffic. It is an HTTP request
+// (Method, URL, Header, Body) unless it sets one of TCP, Redis, SQL, DNS
+// or GRPC, which makes it that kind instead (and then the HTTP fields
+// must be empty).
 type Request struct {
 	// Name scopes metrics ("latency p99 of checkout"); may be empty.
-	Name   string
-	Method string
-	URL    string
-	Header http.Header
-	Body   []byte
+	Name string
 	// Weight is the request's share of the rate; when every weight is 0
 	// the requests share it equally.
 	Weight float64
+
+	// Method is the HTTP method; empty means GET.
+	Method string
+	// URL is an http or https URL.
+	URL    string
+	Header http.Header
+	Body   []byte
+
+	TCP   *TCP
+	Redis *Redis
+	SQL   *SQL
+	DNS   *DNS
+	GRPC  *GRPC
+}
+
+// Kind is what a request speaks.
+type Kind uint8
+
+// The kinds of request; the zero Kind is HTTP.
+const (
+	KindHTTP Kind = iota
+	KindTCP
+	KindRedis
+	KindSQL
+	KindDNS
+	KindGRPC
+)
+
+var kindNames = [...]string{"http", "tcp", "redis", "sql", "dns", "grpc"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", k)
+}
+
+// Kind is the request's kind: the one of TCP, Redis, SQL, DNS and GRPC
+// it sets, else HTTP. (Run refuses a request that sets two.)
+func (r Request) Kind() Kind {
+	switch {
+	case r.TCP != nil:
+		return KindTCP
+	case r.Redis != nil:
+		return KindRedis
+	case r.SQL != nil:
+		return KindSQL
+	case r.DNS != nil:
+		return KindDNS
+	case r.GRPC != nil:
+		return KindGRPC
+	}
+	return KindHTTP
 }
 
 // Config describes the traffic.
 type Config struct {
 	// Rate is requests per second, > 0.
 	Rate float64
-	// Timeout bounds each request; zero means 5 s.
+	// Timeout bounds each request, of every kind, from when it is sent;
+	// zero means 5 s.
 	Timeout time.Duration
 	// Requests are picked at random by weight, per request.
 	Requests []Request
@@ -43,28 +95,44 @@ type Config struct {
 
 // Result is one request's outcome.
 type Result struct {
+	// Request is the Request's Name.
 	Request string
+	Kind    Kind
 	// Intended is when the request was due by the rate.
 	Intended time.Time
 	// Sent is when it was actually sent.
 	Sent time.Time
-	// Latency runs from Intended to the end of the response (or the error);
+	// Latency runs from Intended to the end of the answer (or the error);
 	// a timed-out request counts its time until the timeout.
 	Latency time.Duration
-	Code    int
-	// Err says why the request failed: a transport error, a timeout, or
-	// the status line of a 5xx answer; empty otherwise.
+	// Code is the answer's status code in its kind's protocol: the HTTP
+	// status (0 without an answer), the DNS RCODE (-1 without an answer),
+	// the gRPC status code; 0 for tcp, redis and sql, which have none.
+	Code int
+	// Err says why the request failed, empty when it did not: a transport
+	// error, a timeout, the status line of an HTTP 5xx, a Redis error
+	// reply, a failed query, a DNS RCODE that counts as an error, a gRPC
+	// status other than OK, a health check that is not SERVING, a TCP
+	// reply that is not the one expected.
 	Err string
 }
 
-// Failed reports whether the result counts as an error: a transport error,
-// a timeout or a 5xx status.
-func (r Result) Failed() bool { return r.Code == 0 || r.Code >= 500 }
+// Failed reports whether the result counts as an error. For HTTP: no
+// answer (a transport error, a timeout) or a 5xx status, by Code, so that
+// a Result made of a Code alone says it. For the other kinds: Err is set.
+func (r Result) Failed() bool {
+	if r.Kind == KindHTTP {
+		return r.Code == 0 || r.Code >= 500
+	}
+	return r.Err != ""
+}
 
 // Run sends requests at cfg.Rate until ctx is done and passes every result
 // to fn, one call at a time (never two at once), in the order they
-// finish. It returns once every request it sent has finished and every
-// goroutine it started has exited.
+// finish. It returns once every request it sent has finished, every
+// connection and pool it opened is closed and every goroutine it started
+// has exited. A Config it cannot run is an error before anything is sent
+// (every problem at once).
 //
 // Request n (from 0) is due at n/Rate after the start, and a worker sends
 // it then, or as soon as one is free when every worker is busy: latency
@@ -76,11 +144,12 @@ func (r Result) Failed() bool { return r.Code == 0 || r.Code >= 500 }
 // CPU, not the workers, holds the rate back, more workers only cost each
 // request more).
 func Run(ctx context.Context, cfg Config, fn func(Result)) error {
-	if cfg.Rate <= 0 {
-		return fmt.Errorf("load: rate must be > 0, got %v", cfg.Rate)
+	var errs []error
+	if cfg.Rate <= 0 || math.IsInf(cfg.Rate, 0) || math.IsNaN(cfg.Rate) {
+		errs = append(errs, fmt.Errorf("load: rate must be > 0, got %v", cfg.Rate))
 	}
 	if len(cfg.Requests) == 0 {
-		return errors.New("load: no requests")
+		errs = append(errs, errors.New("load: no requests"))
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -88,280 +157,27 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 	if cfg.MaxWorkers == 0 {
 		cfg.MaxWorkers = 1024
 	}
-	tr, err := newTransport(cfg.Requests, cfg.Timeout)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	ds, err := newDoers(cfg.Requests, cfg.Timeout)
 	if err != nil {
 		return err
 	}
-	defer tr.close() // its idle connections go when the run ends
+	defer ds.close()
 	e := &engine{
 		requests: cfg.Requests,
+		doers:    ds.doers,
+		kinds:    ds.kinds,
 		timeout:  cfg.Timeout,
 		period:   float64(time.Second) / cfg.Rate,
 		pick:     newPicker(cfg.Requests, cfg.Seed),
-		tr:       tr,
 		fn:       fn,
 		done:     ctx.Done(),
 		max:      int(min(cfg.MaxWorkers, 1<<20)),
 	}
 	e.run()
 	return nil
-}
-
-// engine paces the requests of one Run and runs its workers.
-//
-// There is no pacer goroutine and no channel between it and the workers:
-// each worker takes the next request number n itself, waits until n is
-// due (or not at all when it is late), sends it, hands the result to fn
-// and takes the next. So each request's due time is exact (n periods after
-// the start, not a tick that drifts) and pacing costs a request one atomic
-// increment.
-type engine struct {
-	requests []Request
-	timeout  time.Duration
-	period   float64 // nanoseconds between two requests
-	pick     picker
-	tr       *transport
-	done     <-chan struct{}
-
-	began  time.Time
-	next   atomic.Uint64 // the next request number to take
-	retire atomic.Int64  // workers to stop, after the request they are on
-
-	mu       sync.Mutex // one fn call at a time
-	fn       func(Result)
-	finished uint64 // requests whose result fn has had
-
-	workers sync.WaitGroup
-	max     int
-}
-
-// Worker control. A run starts initialWorkers and looks every lookEvery
-// whether requests wait for a worker (one is more than lateness late).
-// Then either the requests in flight take long (by Little's law, in
-// flight / completed per second > stallLatency: a stall, a slow service),
-// and more workers are what an open model needs, so as many are added as
-// requests wait, and a quarter more; or they are quick, and only a test
-// says whether the workers or the machine hold the rate back: up to as
-// many workers again are added for a probe window, and kept only if the
-// completed rate rose by at least half as much as the workers did (or
-// nothing waits any more). A probe that gains nothing is undone, and the
-// next waits a while (doubling, up to maxHold): on a loaded machine more
-// workers only share the same cores, each costs the requests more (and the
-// server a connection), and the rate falls.
-const (
-	initialWorkers = 8
-	lookEvery      = 50 * time.Millisecond
-	lateness       = 5 * time.Millisecond
-	stallLatency   = 100 * time.Millisecond
-	firstHold      = 250 * time.Millisecond
-	maxHold        = 8 * time.Second
-)
-
-// due is when request n is due.
-func (e *engine) due(n uint64) time.Time {
-	return e.began.Add(time.Duration(float64(n) * e.period))
-}
-
-// dueBy is how many requests are due at t.
-func (e *engine) dueBy(t time.Time) uint64 {
-	d := t.Sub(e.began)
-	if d < 0 {
-		return 0
-	}
-	return uint64(float64(d)/e.period) + 1
-}
-
-func (e *engine) run() {
-	e.began = time.Now()
-	c := controller{e: e}
-	c.spawn(min(initialWorkers, e.max))
-	c.run()
-	e.workers.Wait()
-}
-
-// controller adds and retires workers; one goroutine (Run's) runs it.
-type controller struct {
-	e       *engine
-	running int // workers started and not told to retire
-
-	samples []sample // one a look, the latest last
-
-	probing    bool
-	probeFrom  int           // workers before the probe
-	probeAdded int           // workers it added
-	probeRate  float64       // completed per second before it
-	probeSpan  time.Duration // what probeRate and the rate after are measured over
-	probeEnd   time.Time     // when it is judged
-
-	hold      time.Duration
-	holdUntil time.Time
-}
-
-// sample is how many requests had finished at a moment.
-type sample struct {
-	at       time.Time
-	finished uint64
-}
-
-// keepSamples covers the longest span the controller measures over: half
-// a probe window of four times stallLatency, in looks.
-const keepSamples = int(2*stallLatency/lookEvery) + 2
-
-func (c *controller) spawn(n int) {
-	c.running += n
-	c.e.workers.Add(n)
-	for range n {
-		go c.e.work()
-	}
-}
-
-// rate is the completed requests per second over the last span (at least
-// one look).
-func (c *controller) rate(span time.Duration) float64 {
-	last := c.samples[len(c.samples)-1]
-	first := c.samples[0]
-	for i := len(c.samples) - 2; i >= 0; i-- {
-		first = c.samples[i]
-		if last.at.Sub(first.at) >= span {
-			break
-		}
-	}
-	d := last.at.Sub(first.at)
-	if d <= 0 {
-		return 0
-	}
-	return float64(last.finished-first.finished) / d.Seconds()
-}
-
-// run looks every lookEvery until done; it returns before any worker can
-// be added after done, so Run may then wait for them all.
-func (c *controller) run() {
-	e := c.e
-	tick := time.NewTicker(lookEvery)
-	defer tick.Stop()
-	c.samples = append(c.samples, sample{at: e.began})
-	for {
-		select {
-		case <-e.done:
-			return
-		case now := <-tick.C:
-			e.mu.Lock()
-			finished := e.finished
-			e.mu.Unlock()
-			if len(c.samples) == keepSamples {
-				c.samples = append(c.samples[:0], c.samples[1:]...)
-			}
-			c.samples = append(c.samples, sample{at: now, finished: finished})
-			c.look(now, finished)
-		}
-	}
-}
-
-func (c *controller) look(now time.Time, finished uint64) {
-	e := c.e
-	taken := e.next.Load()
-	waiting := int64(e.dueBy(now.Add(-lateness))) - int64(taken)
-	if c.probing {
-		if now.Before(c.probeEnd) {
-			return
-		}
-		c.probing = false
-		after := c.rate(c.probeSpan)
-		if waiting <= 0 || after >= c.probeRate*(1+0.5*float64(c.probeAdded)/float64(c.probeFrom)) {
-			c.hold = 0
-		} else {
-			c.running -= c.probeAdded
-			e.retire.Add(int64(c.probeAdded))
-			c.hold = min(max(2*c.hold, firstHold), maxHold)
-			c.holdUntil = now.Add(c.hold)
-		}
-		return
-	}
-	if waiting <= 0 || c.running >= e.max {
-		return
-	}
-	// Requests wait for a worker, so (nearly) every worker is busy:
-	// taken-finished are in flight.
-	x := c.rate(2 * lookEvery)
-	inFlight := float64(taken - finished)
-	if x*stallLatency.Seconds() < inFlight || x <= 0 {
-		// A quarter more than wait now, so that the next few due do not.
-		c.spawn(int(min(waiting+int64(c.running)/4, int64(e.max-c.running))))
-		return
-	}
-	if now.Before(c.holdUntil) {
-		return
-	}
-	// The probe's new workers reach their pace after one latency (in
-	// flight / rate): the rates compared are the last half of a window of
-	// four latencies (two looks at least) and as long a span before it.
-	window := max(2*lookEvery, 4*time.Duration(inFlight/x*float64(time.Second)))
-	c.probing = true
-	c.probeFrom, c.probeAdded = c.running, int(min(waiting, int64(c.running), int64(e.max-c.running)))
-	c.probeSpan = window / 2
-	c.probeRate = c.rate(c.probeSpan)
-	c.probeEnd = now.Add(window)
-	c.spawn(c.probeAdded)
-}
-
-func (e *engine) work() {
-	defer e.workers.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for !e.retiring() {
-		n := e.next.Add(1) - 1
-		due := e.due(n)
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-e.done:
-				return
-			case <-timer.C:
-			}
-		} else {
-			select {
-			case <-e.done:
-				return
-			default:
-			}
-		}
-		e.hit(n, due)
-	}
-}
-
-// retiring reports whether this worker is one of those told to stop.
-func (e *engine) retiring() bool {
-	for {
-		r := e.retire.Load()
-		if r <= 0 {
-			return false
-		}
-		if e.retire.CompareAndSwap(r, r-1) {
-			return true
-		}
-	}
-}
-
-// hit sends request n, due at due, and hands its result to fn.
-func (e *engine) hit(n uint64, due time.Time) {
-	i := e.pick.pick(n)
-	sent := time.Now()
-	code, err := e.tr.send(&e.tr.kinds[i], sent.Add(e.timeout), true)
-	end := time.Now()
-	r := Result{Request: e.requests[i].Name, Intended: due, Sent: sent, Latency: end.Sub(due), Code: code}
-	if err != nil {
-		r.Err = e.tr.describe(err)
-	} else if code >= 500 {
-		r.Err = statusLine(code)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.finished++
-	e.fn(r)
-}
-
-func statusLine(code int) string {
-	return fmt.Sprintf("%d %s", code, http.StatusText(code))
 }
 
 // picker chooses request indices by weight: the choice for request n is a

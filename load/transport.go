@@ -3,7 +3,6 @@ package load
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,7 +27,6 @@ import (
 // request gets the timeout (dial, write and read together), and HTTP
 // proxies are not used.
 type transport struct {
-	kinds   []kind
 	timeout time.Duration
 
 	mu     sync.Mutex
@@ -49,69 +47,68 @@ type conn struct {
 	br *bufio.Reader
 }
 
-func newTransport(reqs []Request, timeout time.Duration) (*transport, error) {
-	t := &transport{timeout: timeout, idle: map[string][]*conn{}}
-	for _, r := range reqs {
-		method := r.Method
-		if method == "" {
-			method = http.MethodGet
-		}
-		u, err := url.Parse(r.URL)
-		if err != nil {
-			return nil, fmt.Errorf("load: %w", err)
-		}
-		k := kind{method: method, addr: u.Host}
-		switch u.Scheme {
-		case "http":
-			if u.Port() == "" {
-				k.addr = net.JoinHostPort(u.Hostname(), "80")
-			}
-		case "https":
-			if u.Port() == "" {
-				k.addr = net.JoinHostPort(u.Hostname(), "443")
-			}
-			k.tls = &tls.Config{ServerName: u.Hostname()}
-		default:
-			return nil, fmt.Errorf("load: %s: want an http or https URL", r.URL)
-		}
-		req, err := http.NewRequest(method, r.URL, bytes.NewReader(r.Body))
-		if err != nil {
-			return nil, fmt.Errorf("load: %w", err)
-		}
-		req.Header = r.Header.Clone()
-		if req.Header == nil {
-			req.Header = http.Header{}
-		}
-		if h := req.Header.Get("Host"); h != "" {
-			req.Host = h
-		}
-		if req.Header.Get("User-Agent") == "" {
-			req.Header.Set("User-Agent", "faultline")
-		}
-		if len(r.Body) == 0 {
-			req.Body, req.ContentLength = nil, 0
-		}
-		var b bytes.Buffer
-		if err := req.Write(&b); err != nil {
-			return nil, fmt.Errorf("load: %s: %w", r.URL, err)
-		}
-		k.wire = b.Bytes()
-		t.kinds = append(t.kinds, k)
-	}
-	return t, nil
+func newTransport(timeout time.Duration) *transport {
+	return &transport{timeout: timeout, idle: map[string][]*conn{}}
 }
 
-// describe says what err was, a timeout in the words of every kind.
-func (t *transport) describe(err error) string {
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		return timeoutError(t.timeout)
-	}
-	return err.Error()
+// httpDoer sends one Request over the transport.
+type httpDoer struct {
+	t *transport
+	k *kind
 }
 
-// timeoutError is the Err of a request that timed out.
-func timeoutError(d time.Duration) string {
-	return fmt.Sprintf("timeout after %v: %v", d, context.DeadlineExceeded)
+func (d httpDoer) do(deadline time.Time) (int, error) { return d.t.send(d.k, deadline, true) }
+
+// add renders r, an HTTP Request, for the transport.
+func (t *transport) add(r Request) (doer, error) {
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return nil, err
+	}
+	k := &kind{method: method, addr: u.Host}
+	switch u.Scheme {
+	case "http":
+		if u.Port() == "" {
+			k.addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	case "https":
+		if u.Port() == "" {
+			k.addr = net.JoinHostPort(u.Hostname(), "443")
+		}
+		k.tls = &tls.Config{ServerName: u.Hostname()}
+	default:
+		return nil, fmt.Errorf("url: want an http or https URL, got %q", r.URL)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("url: no host in %q", r.URL)
+	}
+	req, err := http.NewRequest(method, r.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header = r.Header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	if h := req.Header.Get("Host"); h != "" {
+		req.Host = h
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "faultline")
+	}
+	if len(r.Body) == 0 {
+		req.Body, req.ContentLength = nil, 0
+	}
+	var b bytes.Buffer
+	if err := req.Write(&b); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.URL, err)
+	}
+	k.wire = b.Bytes()
+	return httpDoer{t: t, k: k}, nil
 }
 
 // send writes k on a connection and reads the status of its answer. A
