@@ -4,74 +4,152 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"math"
 	"net/http"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
-
-	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
-// Request is one kind of request of the traffic.
+// Request is one kind of request of the traffic. It is an HTTP request
+// (Method, URL, Header, Body) unless it sets one of TCP, Redis, SQL, DNS
+// or GRPC, which makes it that kind instead (and then the HTTP fields
+// must be empty).
 type Request struct {
 	// Name scopes metrics ("latency p99 of checkout"); may be empty.
-	Name   string
-	Method string
-	URL    string
-	Header http.Header
-	Body   []byte
+	Name string
 	// Weight is the request's share of the rate; when every weight is 0
 	// the requests share it equally.
 	Weight float64
+
+	// Method is the HTTP method; empty means GET.
+	Method string
+	// URL is an http or https URL.
+	URL    string
+	Header http.Header
+	Body   []byte
+
+	TCP   *TCP
+	Redis *Redis
+	SQL   *SQL
+	DNS   *DNS
+	GRPC  *GRPC
+}
+
+// Kind is what a request speaks.
+type Kind uint8
+
+// The kinds of request; the zero Kind is HTTP.
+const (
+	KindHTTP Kind = iota
+	KindTCP
+	KindRedis
+	KindSQL
+	KindDNS
+	KindGRPC
+)
+
+var kindNames = [...]string{"http", "tcp", "redis", "sql", "dns", "grpc"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", k)
+}
+
+// Kind is the request's kind: the one of TCP, Redis, SQL, DNS and GRPC
+// it sets, else HTTP. (Run refuses a request that sets two.)
+func (r Request) Kind() Kind {
+	switch {
+	case r.TCP != nil:
+		return KindTCP
+	case r.Redis != nil:
+		return KindRedis
+	case r.SQL != nil:
+		return KindSQL
+	case r.DNS != nil:
+		return KindDNS
+	case r.GRPC != nil:
+		return KindGRPC
+	}
+	return KindHTTP
 }
 
 // Config describes the traffic.
 type Config struct {
 	// Rate is requests per second, > 0.
 	Rate float64
-	// Timeout bounds each request; zero means 5 s.
+	// Timeout bounds each request, of every kind, from when it is sent;
+	// zero means 5 s.
 	Timeout time.Duration
 	// Requests are picked at random by weight, per request.
 	Requests []Request
-	// Seed makes the choice of requests replayable.
+	// Seed makes the choice of requests replayable: the n-th request of a
+	// run is the same for the same seed, whatever the timing.
 	Seed int64
 	// MaxWorkers bounds the requests in flight; zero means 1,024. Past it
 	// the generator falls behind its rate, and since latency runs from each
-	// request's intended start, the figures show it. More workers cost
-	// throughput on few cores.
+	// request's intended start, the figures show it. The engine starts
+	// fewer and adds workers only while they raise the rate (see Run).
 	MaxWorkers uint64
 }
 
 // Result is one request's outcome.
 type Result struct {
+	// Request is the Request's Name.
 	Request string
+	Kind    Kind
 	// Intended is when the request was due by the rate.
 	Intended time.Time
 	// Sent is when it was actually sent.
 	Sent time.Time
-	// Latency runs from Intended to the end of the response (or the error);
+	// Latency runs from Intended to the end of the answer (or the error);
 	// a timed-out request counts its time until the timeout.
 	Latency time.Duration
-	Code    int
-	Err     string
+	// Code is the answer's status code in its kind's protocol: the HTTP
+	// status (0 without an answer), the DNS RCODE (-1 without an answer),
+	// the gRPC status code; 0 for tcp, redis and sql, which have none.
+	Code int
+	// Err says why the request failed, empty when it did not: a transport
+	// error, a timeout, the status line of an HTTP 5xx, a Redis error
+	// reply, a failed query, a DNS RCODE that counts as an error, a gRPC
+	// status other than OK, a health check that is not SERVING, a TCP
+	// reply that is not the one expected.
+	Err string
 }
 
-// Failed reports whether the result counts as an error: a transport error,
-// a timeout or a 5xx status.
-func (r Result) Failed() bool { return r.Code == 0 || r.Code >= 500 }
+// Failed reports whether the result counts as an error. For HTTP: no
+// answer (a transport error, a timeout) or a 5xx status, by Code, so that
+// a Result made of a Code alone says it. For the other kinds: Err is set.
+func (r Result) Failed() bool {
+	if r.Kind == KindHTTP {
+		return r.Code == 0 || r.Code >= 500
+	}
+	return r.Err != ""
+}
 
 // Run sends requests at cfg.Rate until ctx is done and passes every result
-// to fn, from one goroutine, in the order they finish. It returns once
-// every request it sent has finished and every goroutine it started has
-// exited.
+// to fn, one call at a time (never two at once), in the order they
+// finish. It returns once every request it sent has finished, every
+// connection and pool it opened is closed and every goroutine it started
+// has exited. A Config it cannot run is an error before anything is sent
+// (every problem at once).
+//
+// Request n (from 0) is due at n/Rate after the start, and a worker sends
+// it then, or as soon as one is free when every worker is busy: latency
+// runs from the due time in either case. The engine starts with a few
+// workers and adds more, up to MaxWorkers, while requests wait for one and
+// more workers raise the rate: at once when the requests in flight take
+// long (a stall, a slow service: the open model needs a worker for each),
+// and by a probe that is undone when it gains nothing (when the machine's
+// CPU, not the workers, holds the rate back, more workers only cost each
+// request more).
 func Run(ctx context.Context, cfg Config, fn func(Result)) error {
-	if cfg.Rate <= 0 {
-		return fmt.Errorf("load: rate must be > 0, got %v", cfg.Rate)
+	var errs []error
+	if cfg.Rate <= 0 || math.IsInf(cfg.Rate, 0) || math.IsNaN(cfg.Rate) {
+		errs = append(errs, fmt.Errorf("load: rate must be > 0, got %v", cfg.Rate))
 	}
 	if len(cfg.Requests) == 0 {
-		return errors.New("load: no requests")
+		errs = append(errs, errors.New("load: no requests"))
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -79,99 +157,68 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 	if cfg.MaxWorkers == 0 {
 		cfg.MaxWorkers = 1024
 	}
-	targets := make([]vegeta.Target, len(cfg.Requests))
-	for i, r := range cfg.Requests {
-		method := r.Method
-		if method == "" {
-			method = http.MethodGet
-		}
-		// vegeta builds an http.Request from the target only to hand it to
-		// the transport, which sends its own copy of request i instead; the
-		// URL's fragment (never sent) says which i, to the transport and in
-		// the result, since two requests may share method and URL.
-		base, _, _ := strings.Cut(r.URL, "#")
-		targets[i] = vegeta.Target{Method: method, URL: base + kindFragment + strconv.Itoa(i)}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
-	pick := picker(cfg.Requests, cfg.Seed)
-	targeter := func(t *vegeta.Target) error {
-		*t = targets[pick()]
-		return nil
-	}
-	tr, err := newTransport(cfg.Requests, cfg.Timeout)
+	ds, err := newDoers(cfg.Requests, cfg.Timeout)
 	if err != nil {
 		return err
 	}
-	defer tr.close() // its idle connections go when the run ends
-	attacker := vegeta.NewAttacker(
-		// No client timeout: the transport applies it, without the timer
-		// and goroutine net/http's client would add to every request.
-		vegeta.Client(&http.Client{Transport: tr}),
-		vegeta.MaxWorkers(cfg.MaxWorkers),
-		vegeta.MaxBody(0),
-		vegeta.Redirects(vegeta.NoFollow),
-	)
-	period := time.Duration(float64(time.Second) / cfg.Rate)
-	pacer := vegeta.ConstantPacer{Freq: 1, Per: period}
-	if cfg.Rate >= 1 && cfg.Rate == float64(int(cfg.Rate)) {
-		pacer = vegeta.ConstantPacer{Freq: int(cfg.Rate), Per: time.Second}
+	defer ds.close()
+	e := &engine{
+		requests: cfg.Requests,
+		doers:    ds.doers,
+		kinds:    ds.kinds,
+		timeout:  cfg.Timeout,
+		period:   float64(time.Second) / cfg.Rate,
+		pick:     newPicker(cfg.Requests, cfg.Seed),
+		fn:       fn,
+		done:     ctx.Done(),
+		max:      int(min(cfg.MaxWorkers, 1<<20)),
 	}
-	began := time.Now()
-	results := attacker.Attack(targeter, pacer, 0, "")
-	done := ctx.Done()
-	for {
-		select {
-		case <-done:
-			attacker.Stop()
-			done = nil // keep draining until the attacker closes results
-		case res, ok := <-results:
-			if !ok {
-				return nil
-			}
-			// The pacer sends hit n (from 0) at (n+1) periods.
-			intended := began.Add(time.Duration(res.Seq+1) * period)
-			end := res.Timestamp.Add(res.Latency)
-			r := Result{
-				Request:  cfg.Requests[kindOf(res.URL)].Name,
-				Intended: intended,
-				Sent:     res.Timestamp,
-				Latency:  max(end.Sub(intended), res.Latency),
-				Code:     int(res.Code),
-				Err:      res.Error,
-			}
-			fn(r)
-		}
-	}
+	e.run()
+	return nil
 }
 
-// picker returns a function choosing a request index by weight.
-func picker(reqs []Request, seed int64) func() int {
-	if len(reqs) == 1 {
-		return func() int { return 0 }
-	}
-	r := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
-	total, cum := 0.0, make([]float64, len(reqs))
+// picker chooses request indices by weight: the choice for request n is a
+// function of the seed and n alone.
+type picker struct {
+	seed uint64
+	cum  []float64 // cumulative weights
+}
+
+func newPicker(reqs []Request, seed int64) picker {
+	p := picker{seed: uint64(seed), cum: make([]float64, len(reqs))}
 	equal := true
 	for _, q := range reqs {
 		equal = equal && q.Weight == 0
 	}
+	total := 0.0
 	for i, q := range reqs {
 		w := q.Weight
 		if equal {
 			w = 1
 		}
 		total += w
-		cum[i] = total
+		p.cum[i] = total
 	}
-	var mu sync.Mutex // vegeta's workers call the targeter concurrently
-	return func() int {
-		mu.Lock()
-		x := r.Float64() * total
-		mu.Unlock()
-		for i, c := range cum {
-			if x < c {
-				return i
-			}
+	return p
+}
+
+func (p picker) pick(n uint64) int {
+	if len(p.cum) == 1 {
+		return 0
+	}
+	// SplitMix64: the n-th output of the generator seeded with seed.
+	z := p.seed + (n+1)*0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	z ^= z >> 31
+	x := float64(z>>11) / (1 << 53) * p.cum[len(p.cum)-1]
+	for i, c := range p.cum {
+		if x < c {
+			return i
 		}
-		return len(cum) - 1
 	}
+	return len(p.cum) - 1
 }

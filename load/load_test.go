@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -225,5 +226,88 @@ func TestIntendedStartIsWhenTheRequestWasDue(t *testing.T) {
 	}
 	if p50 := s.Summary(time.Second).P50; len(res) < 3 || p50 > 50*time.Millisecond {
 		t.Fatalf("p50 %v over %d requests to an instant server at 10/s, want far below the 100ms gap", p50, len(res))
+	}
+}
+
+// connCounter counts the connections a test server accepts.
+func connCounter(srv *httptest.Server) *atomic.Int64 {
+	var n atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.Add(1)
+		}
+	}
+	return &n
+}
+
+// At a rate no machine reaches against a server on the same cores, the
+// CPU holds the rate back, not the workers: more of them would only cost
+// each request more (and the server a connection each), so the engine
+// keeps few, where one that adds a worker whenever every one is busy
+// opens MaxWorkers connections.
+func TestFewWorkersWhenTheCPUIsTheLimit(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	conns := connCounter(srv)
+	srv.Start()
+	defer srv.Close()
+	res := run(t, load.Config{Rate: 1e6, Requests: []load.Request{{URL: srv.URL}}}, 1500*time.Millisecond)
+	if len(res) < 1000 {
+		t.Fatalf("%d results in 1.5 s", len(res))
+	}
+	if n := conns.Load(); n > 64 {
+		t.Fatalf("%d connections for %d requests to an instant server at an unreachable rate, want <= 64", n, len(res))
+	}
+}
+
+// A service that takes long needs a worker for each request in flight
+// (200/s × 250 ms = 50): the engine adds them at once, so the service sees
+// the rate and requests are sent when due.
+func TestWorkersForASlowService(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		time.Sleep(250 * time.Millisecond) // the slow service under test
+	}))
+	defer srv.Close()
+	res := run(t, load.Config{Rate: 200, Requests: []load.Request{{URL: srv.URL}}}, 1500*time.Millisecond)
+	checkPaced(t, res, 200, 1500*time.Millisecond)
+}
+
+// A service whose answers take 20 ms at 1,000/s needs 20 workers, more
+// than a run starts with: the engine's probes find that more workers raise
+// the rate.
+func TestWorkersForAModeratelySlowService(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+	}))
+	defer srv.Close()
+	res := run(t, load.Config{Rate: 1000, Requests: []load.Request{{URL: srv.URL}}}, 1500*time.Millisecond)
+	checkPaced(t, res, 1000, 1500*time.Millisecond)
+}
+
+// checkPaced fails unless res has about rate×d requests and, past the
+// first half second, requests were sent within 100 ms (two of the engine's
+// looks) of when they were due.
+func checkPaced(t *testing.T, res []load.Result, rate float64, d time.Duration) {
+	t.Helper()
+	want := rate * d.Seconds()
+	if n := float64(len(res)); n < 0.9*want || n > want+2 {
+		t.Fatalf("%v results in %v at %v/s, want about %v", n, d, rate, want)
+	}
+	var first time.Time
+	for _, r := range res {
+		if first.IsZero() || r.Intended.Before(first) {
+			first = r.Intended
+		}
+	}
+	late := 0
+	for _, r := range res {
+		if r.Failed() {
+			t.Fatalf("failed: %+v", r)
+		}
+		if r.Intended.Sub(first) > 500*time.Millisecond && r.Sent.Sub(r.Intended) > 100*time.Millisecond {
+			late++
+		}
+	}
+	if late > len(res)/100 {
+		t.Fatalf("%d of %d requests sent more than 100 ms after they were due, after the first 0.5 s", late, len(res))
 	}
 }

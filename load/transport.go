@@ -3,7 +3,6 @@ package load
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,41 +10,23 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// kindFragment starts the URL fragment that carries the index of a hit's
-// Request from the targeter to the transport and the results; a fragment
-// is never sent.
-const kindFragment = "#faultline-request-"
-
-// kindOf returns the index of the Request in a target URL; 0 if none.
-func kindOf(url string) int {
-	_, i, _ := strings.Cut(url, kindFragment)
-	n, _ := strconv.Atoi(i)
-	return n
-}
-
-// transport is the attacker's http.RoundTripper. vegeta keeps the pacing,
-// the workers and the results; the transport writes each hit as the bytes
-// of its Request, rendered once by net/http's own request writer, on a
-// kept-alive connection of its own pool, and reads the answer with
-// net/http's response reader. net/http's Transport would hand every
-// request and response between three goroutines and its Client would arm
-// a timer for each: at the rates a load generator runs, that cost the
-// machine more than the server under test. This costs one goroutine per
-// request in flight (vegeta's worker) and no more.
+// transport sends the HTTP requests of a run: each as the bytes of its
+// Request, rendered once by net/http's own request writer, on a kept-alive
+// connection of its own pool, its answer read by net/http's response
+// reader. net/http's Transport would hand every request and response
+// between three goroutines and its Client would arm a timer for each: at
+// the rates a load generator runs, that cost the machine more than the
+// server under test. This costs nothing but the worker's own goroutine.
 //
-// It learns which Request a hit is from its URL's fragment, and sends
-// nothing of vegeta's request (not its X-Vegeta-Seq header). A response body is read
-// and dropped, a redirect is not followed, each request gets the timeout
-// (dial, write and read together), and HTTP proxies are not used.
+// A response body is read and dropped, a redirect is not followed, each
+// request gets the timeout (dial, write and read together), and HTTP
+// proxies are not used.
 type transport struct {
-	kinds   []kind
 	timeout time.Duration
 
 	mu     sync.Mutex
@@ -66,80 +47,68 @@ type conn struct {
 	br *bufio.Reader
 }
 
-func newTransport(reqs []Request, timeout time.Duration) (*transport, error) {
-	t := &transport{timeout: timeout, idle: map[string][]*conn{}}
-	for _, r := range reqs {
-		method := r.Method
-		if method == "" {
-			method = http.MethodGet
-		}
-		u, err := url.Parse(r.URL)
-		if err != nil {
-			return nil, fmt.Errorf("load: %w", err)
-		}
-		k := kind{method: method, addr: u.Host}
-		switch u.Scheme {
-		case "http":
-			if u.Port() == "" {
-				k.addr = net.JoinHostPort(u.Hostname(), "80")
-			}
-		case "https":
-			if u.Port() == "" {
-				k.addr = net.JoinHostPort(u.Hostname(), "443")
-			}
-			k.tls = &tls.Config{ServerName: u.Hostname()}
-		default:
-			return nil, fmt.Errorf("load: %s: want an http or https URL", r.URL)
-		}
-		req, err := http.NewRequest(method, r.URL, bytes.NewReader(r.Body))
-		if err != nil {
-			return nil, fmt.Errorf("load: %w", err)
-		}
-		req.Header = r.Header.Clone()
-		if req.Header == nil {
-			req.Header = http.Header{}
-		}
-		if h := req.Header.Get("Host"); h != "" {
-			req.Host = h
-		}
-		if req.Header.Get("User-Agent") == "" {
-			req.Header.Set("User-Agent", "faultline")
-		}
-		if len(r.Body) == 0 {
-			req.Body, req.ContentLength = nil, 0
-		}
-		var b bytes.Buffer
-		if err := req.Write(&b); err != nil {
-			return nil, fmt.Errorf("load: %s: %w", r.URL, err)
-		}
-		k.wire = b.Bytes()
-		t.kinds = append(t.kinds, k)
-	}
-	return t, nil
+func newTransport(timeout time.Duration) *transport {
+	return &transport{timeout: timeout, idle: map[string][]*conn{}}
 }
 
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	i, err := strconv.Atoi(strings.TrimPrefix(req.URL.Fragment, kindFragment[1:]))
-	if err != nil || i < 0 || i >= len(t.kinds) {
-		return nil, fmt.Errorf("load: a request without its kind (%q)", req.URL.Fragment)
+// httpDoer sends one Request over the transport.
+type httpDoer struct {
+	t *transport
+	k *kind
+}
+
+func (d httpDoer) do(deadline time.Time) (int, error) { return d.t.send(d.k, deadline, true) }
+
+// add renders r, an HTTP Request, for the transport.
+func (t *transport) add(r Request) (doer, error) {
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
 	}
-	k := &t.kinds[i]
-	deadline := time.Now().Add(t.timeout)
-	code, err := t.send(k, deadline, true)
+	u, err := url.Parse(r.URL)
 	if err != nil {
-		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-			err = fmt.Errorf("timeout after %v: %w", t.timeout, context.DeadlineExceeded)
-		}
 		return nil, err
 	}
-	return &http.Response{
-		Status:     strconv.Itoa(code) + " " + http.StatusText(code),
-		StatusCode: code,
-		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:  http.Header{},
-		Body:    http.NoBody,
-		Request: req,
-	}, nil
+	k := &kind{method: method, addr: u.Host}
+	switch u.Scheme {
+	case "http":
+		if u.Port() == "" {
+			k.addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	case "https":
+		if u.Port() == "" {
+			k.addr = net.JoinHostPort(u.Hostname(), "443")
+		}
+		k.tls = &tls.Config{ServerName: u.Hostname()}
+	default:
+		return nil, fmt.Errorf("url: want an http or https URL, got %q", r.URL)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("url: no host in %q", r.URL)
+	}
+	req, err := http.NewRequest(method, r.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header = r.Header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	if h := req.Header.Get("Host"); h != "" {
+		req.Host = h
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "faultline")
+	}
+	if len(r.Body) == 0 {
+		req.Body, req.ContentLength = nil, 0
+	}
+	var b bytes.Buffer
+	if err := req.Write(&b); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.URL, err)
+	}
+	k.wire = b.Bytes()
+	return httpDoer{t: t, k: k}, nil
 }
 
 // send writes k on a connection and reads the status of its answer. A
@@ -167,19 +136,13 @@ func (t *transport) send(k *kind, deadline time.Time, mayRetry bool) (int, error
 		}
 		return 0, err
 	}
-	resp, err := http.ReadResponse(c.br, &http.Request{Method: k.method})
-	if err != nil {
-		_ = c.Close()
-		return 0, err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if err != nil || resp.Close {
-		_ = c.Close()
-	} else {
+	code, keepAlive, err := readResponse(c.br, k.method == http.MethodHead)
+	if keepAlive {
 		t.put(k.addr, c)
+	} else {
+		_ = c.Close()
 	}
-	return resp.StatusCode, err
+	return code, err
 }
 
 // get takes an idle connection to k's address, or dials one.
@@ -206,9 +169,8 @@ func (t *transport) get(k *kind, deadline time.Time) (*conn, bool, error) {
 	return &conn{Conn: nc, br: bufio.NewReaderSize(nc, 4096)}, false, nil
 }
 
-// put keeps c for the next request to addr.
+// put keeps c for the next request to addr (which sets its own deadline).
 func (t *transport) put(addr string, c *conn) {
-	_ = c.SetDeadline(time.Time{})
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/faultline/faultline/load"
@@ -53,12 +54,14 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *dur)
 	defer cancel()
-	st := load.NewStats()
+	st, lag := load.NewStats(), load.NewStats()
+	cpu0 := cpuTime()
 	start := time.Now()
 	var first, last time.Time
 	n := 0
 	err := load.Run(ctx, load.Config{Rate: *rate, Timeout: 5 * time.Second, MaxWorkers: *workers, Requests: []load.Request{{URL: *url}}}, func(r load.Result) {
 		st.Add(r)
+		lag.Add(load.Result{Latency: r.Sent.Sub(r.Intended), Code: 200})
 		if n == 0 || r.Sent.Before(first) {
 			first = r.Sent
 		}
@@ -71,7 +74,11 @@ func main() {
 		log.Fatal(err)
 	}
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	sum := st.Summary(elapsed)
+	// The issued rate is what was sent, from the actual send times:
+	// requests after the first over the time from the first send to the
+	// last (the intended times keep the asked rate by construction).
 	issued := 0.0
 	if n > 1 {
 		issued = float64(n-1) / last.Sub(first).Seconds()
@@ -79,5 +86,16 @@ func main() {
 	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"asked_rate": *rate, "issued_rate": issued, "completed_per_s": float64(sum.Count) / elapsed.Seconds(),
 		"errors": sum.Errors, "p50_ms": sum.P50.Seconds() * 1e3, "p99_ms": sum.P99.Seconds() * 1e3,
+		"send_lag_p99_ms":    lag.Summary(elapsed).P99.Seconds() * 1e3,
+		"cpu_us_per_request": float64(cpu.Microseconds()) / float64(max(sum.Count, 1)),
 	})
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
