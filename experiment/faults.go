@@ -554,7 +554,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 		if ft.Target == "" {
 			_, isExec := ft.Action.(Exec)
 			_, isStress := ft.Action.(Stress)
-			if !isExec && !isStress {
+			if !isExec && !isStress && builtin(ft.Action) {
 				d.Errorf(at, field+".target", "required")
 			}
 			continue
@@ -611,6 +611,17 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 		}
 		d.Errorf(root, "max_duration", "baseline %v + inject %v + recovery %v = %s, over max_duration %v", x.Baseline, x.Inject, x.Recovery, sum, x.MaxDuration)
 	}
+}
+
+// builtin reports whether an action is one of this package's, as
+// opposed to one of a family registered from outside (whose decoder and
+// family say what it needs).
+func builtin(a Action) bool {
+	switch a.(type) {
+	case ProxyToxic, Down, Kill, Stop, Exec, DNS, Stress, PodKill, Scale, Cordon:
+		return true
+	}
+	return false
 }
 
 // addDurations adds durations that are each >= 0, saturating at the

@@ -165,3 +165,38 @@ inject: 5s
 		t.Fatalf("the parser refuses: %v", err)
 	}
 }
+
+// A family's own action key is in the schema, with its shape, and a file
+// that uses it validates.
+func TestSchemaWithAFamilysAction(t *testing.T) {
+	raw, err := SchemaWith(map[string]any{"feature_flag": struct {
+		Flag  string `json:"flag"`
+		Value bool   `json:"value"`
+	}{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(raw, []byte(`"feature_flag"`)) {
+		t.Fatalf("schema lacks feature_flag:\n%s", raw)
+	}
+	c := jsonschema.NewCompiler()
+	var doc any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddResource("experiment.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("experiment.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := map[string]any{"name": "x", "faults": []any{map[string]any{"name": "f", "feature_flag": map[string]any{"flag": "a", "value": true}}}}
+	if err := sch.Validate(file); err != nil {
+		t.Errorf("a file with feature_flag: %v", err)
+	}
+	file["faults"] = []any{map[string]any{"name": "f", "feature_flag": map[string]any{"flag": 3}}}
+	if err := sch.Validate(file); err == nil {
+		t.Error("a feature_flag of the wrong shape validated")
+	}
+}

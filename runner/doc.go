@@ -1,15 +1,17 @@
-// Package runner carries out one experiment end to end:
+// Package runner carries out a plan (package plan) end to end:
 //
 //	setup → baseline → inject → rollback → recovery → teardown
 //
-// It launches what the experiment owns (processes, embedded proxies),
-// drives the traffic the whole time, checks the steady state in each phase
-// and the stop conditions on every tick, applies faults on their schedule,
-// and reverts every fault it applied on every way out: the end of its
-// window, a stop condition, an error, a cancelled context (Ctrl-C,
-// SIGTERM) or a panic. Each change is written to the run's journal before
-// it is made, so faultline recover can undo what a killed runner left.
+// It sets the targets up (package target), drives the traffic the whole
+// time (package load), checks the steady state in each phase and the stop
+// conditions on every tick (package probe for probes), applies faults on
+// their schedule through their families (a fault.Registry), and reverts
+// every fault it applied on every way out: the end of its window, a stop
+// condition, an error, a cancelled context (Ctrl-C, SIGTERM), a panic in
+// any of its goroutines, or max_duration. Every change is journaled before
+// it is made (fault.Step), so Recover can undo what a killed runner left.
 //
-// The runner knows phases; what a fault does is behind the fault type's
-// inject and revert.
+// The runner knows phases, ticks, stop conditions and verdicts; what a
+// fault or a target does is its family's and package target's. What a
+// run directory holds is package record's.
 package runner
