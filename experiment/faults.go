@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"regexp"
@@ -156,257 +157,337 @@ func (d *decoder) selector(n *yaml.Node, v, field string) Selection {
 	return Selection{Mode: "ALL"}
 }
 
-// action reads a fault's action; proxy toxics take the API's attribute
-// names with Go durations for times.
+// actionDecoders read each built-in action's value: proxy toxics take
+// the API's attribute names with Go durations for times.
+var actionDecoders = map[string]func(d *decoder, n *yaml.Node, field string) Action{
+	"latency":      (*decoder).latencyAction,
+	"bandwidth":    (*decoder).bandwidthAction,
+	"slow_close":   (*decoder).slowCloseAction,
+	"timeout":      (*decoder).timeoutAction,
+	"reset_peer":   (*decoder).resetPeerAction,
+	"slicer":       (*decoder).slicerAction,
+	"limit_data":   (*decoder).limitDataAction,
+	"http_status":  (*decoder).httpStatusAction,
+	"http_latency": (*decoder).httpLatencyAction,
+	"http_body":    (*decoder).httpBodyAction,
+	"http_header":  (*decoder).httpHeaderAction,
+	"pod_kill":     (*decoder).podKillAction,
+	"scale":        (*decoder).scaleAction,
+	"cordon":       (*decoder).cordonAction,
+	"cpu":          (*decoder).cpuAction,
+	"memory":       (*decoder).memoryAction,
+	"disk_fill":    (*decoder).diskFillAction,
+	"connections":  (*decoder).connectionsAction,
+	"dns":          (*decoder).dnsAction,
+	"down":         (*decoder).downAction,
+	"stop":         (*decoder).stopAction,
+	"kill":         (*decoder).killAction,
+	"exec":         (*decoder).execAction,
+}
+
+// action reads a fault's action: a built-in one from the table, one of a
+// family registered from outside through its decoder.
 func (d *decoder) action(key string, n *yaml.Node, field string) Action {
-	if dec, ok := d.actions[key]; ok && !slices.Contains(actionKeys, key) {
-		return dec(newNode(d.Decoder, n, field))
+	if dec, ok := actionDecoders[key]; ok {
+		return dec(d, n, field)
 	}
-	dur := func(f fields, k string) time.Duration {
-		if v := f.Get(k); v != nil {
-			return d.Duration(v, field+"."+k)
-		}
-		return 0
-	}
-	num := func(f fields, k string) int64 {
-		if v := f.Get(k); v != nil {
-			return int64(d.Integer(v, field+"."+k))
-		}
-		return 0
-	}
-	var e proxy.Effect
-	switch key {
-	case "latency":
-		f := d.Mapping(n, field, "delay", "jitter")
-		if f.Get("delay") == nil {
-			d.Errorf(n, field+".delay", "required, e.g. latency: {delay: 1s, jitter: 100ms}")
-		}
-		e = proxy.Latency{Delay: dur(f, "delay"), Jitter: dur(f, "jitter")}
-	case "bandwidth":
-		f := d.Mapping(n, field, "rate")
-		if f.Get("rate") == nil {
-			d.Errorf(n, field+".rate", "required: KB/s, e.g. bandwidth: {rate: 100}")
-		}
-		e = proxy.Bandwidth{Rate: num(f, "rate")}
-	case "slow_close":
-		e = proxy.SlowClose{Delay: dur(d.Mapping(n, field, "delay"), "delay")}
-	case "timeout":
-		e = proxy.Timeout{Timeout: dur(d.Mapping(n, field, "timeout"), "timeout")}
-	case "reset_peer":
-		e = proxy.ResetPeer{Timeout: dur(d.Mapping(n, field, "timeout"), "timeout")}
-	case "slicer":
-		f := d.Mapping(n, field, "average_size", "size_variation", "delay")
-		e = proxy.Slicer{AverageSize: int(num(f, "average_size")), SizeVariation: int(num(f, "size_variation")), Delay: dur(f, "delay")}
-	case "limit_data":
-		e = proxy.LimitData{Bytes: num(d.Mapping(n, field, "bytes"), "bytes")}
-	case "http_status":
-		f := d.Mapping(n, field, "status", "body", "retry_after", "first", "every", "method", "path")
-		if f.Get("status") == nil {
-			d.Errorf(n, field+".status", "required, e.g. http_status: {status: 503, path: /charge}")
-		}
-		hs := proxy.HTTPStatus{HTTPMatch: d.httpMatch(f, field), Status: int(num(f, "status")), Body: d.optStr(f, "body", field),
-			RetryAfter: int(num(f, "retry_after")), First: int(num(f, "first")), Every: int(num(f, "every"))}
-		if f.Get("status") == nil {
-			hs.Status = http.StatusServiceUnavailable // reported as required above, once
-		}
-		e = hs
-	case "http_latency":
-		f := d.Mapping(n, field, "delay", "jitter", "phase", "method", "path")
-		if f.Get("delay") == nil {
-			d.Errorf(n, field+".delay", "required, e.g. http_latency: {delay: 2s, path: /charge}")
-		}
-		e = proxy.HTTPLatency{HTTPMatch: d.httpMatch(f, field), Delay: dur(f, "delay"), Jitter: dur(f, "jitter"), Phase: d.optStr(f, "phase", field)}
-	case "http_body":
-		f := d.Mapping(n, field, "null", "drop", "rename", "retype", "garble", "truncate", "method", "path")
-		b := proxy.HTTPBody{HTTPMatch: d.httpMatch(f, field), Garble: int(num(f, "garble")), Truncate: -1,
-			Null: d.optList(f, "null", field), Drop: d.optList(f, "drop", field), Retype: d.optList(f, "retype", field), Rename: d.optMap(f, "rename", field)}
-		if f.Get("truncate") != nil {
-			b.Truncate = int(num(f, "truncate"))
-		}
-		e = b
-	case "http_header":
-		f := d.Mapping(n, field, "drop", "set", "add", "phase", "method", "path")
-		e = proxy.HTTPHeader{HTTPMatch: d.httpMatch(f, field), Phase: d.optStr(f, "phase", field),
-			Drop: d.optList(f, "drop", field), Set: d.optMap(f, "set", field), Add: d.optMap(f, "add", field)}
-	case "pod_kill":
-		f := d.Mapping(n, field, "grace")
-		k := PodKill{}
-		if v := f.Get("grace"); v != nil {
-			switch g := d.Str(v, field+".grace"); g {
-			case "pod":
-				k.PodGrace = true
-			case "0", "0s":
-			default:
-				d.Errorf(v, field+".grace", "want 0 (kill at once, the default) or pod (each pod's own grace period), got %q", g)
-			}
-		}
-		return k
-	case "scale":
-		f := d.Mapping(n, field, "kind", "name", "replicas")
-		sc := Scale{Resource: "deployment"}
-		if v := f.Get("kind"); v != nil {
-			sc.Resource = strings.ToLower(d.Str(v, field+".kind"))
-			if sc.Resource != "deployment" && sc.Resource != "statefulset" {
-				d.Errorf(v, field+".kind", "want deployment or statefulset, got %q", v.Value)
-			}
-		}
-		if v := f.Get("name"); v != nil {
-			sc.Name = d.Str(v, field+".name")
-		} else {
-			d.Errorf(n, field+".name", "required: the Deployment or StatefulSet to scale")
-		}
-		if v := f.Get("replicas"); v != nil {
-			if sc.Replicas = d.Integer(v, field+".replicas"); sc.Replicas < 0 {
-				d.Errorf(v, field+".replicas", "must be >= 0")
-			}
-		} else {
-			d.Errorf(n, field+".replicas", "required")
-		}
-		return sc
-	case "cordon":
-		d.Mapping(n, field)
-		return Cordon{}
-	case "cpu":
-		f := d.Mapping(n, field, "workers", "load")
-		w, l := int64(1), int64(100)
-		if f.Get("workers") != nil {
-			w = num(f, "workers")
-		}
-		if f.Get("load") != nil {
-			l = num(f, "load")
-		}
-		if w < 1 || l < 1 || l > 100 {
-			d.Errorf(n, field, "want workers >= 1 and load (percent) from 1 to 100")
-		}
-		return Stress{Resource: "cpu", Args: []string{"--workers", strconv.FormatInt(w, 10), "--load", strconv.FormatInt(l, 10)}}
-	case "memory":
-		f := d.Mapping(n, field, "size", "rate")
-		st := Stress{Resource: "memory"}
-		if v := f.Get("size"); v == nil {
-			d.Errorf(n, field+".size", "required, e.g. memory: {size: 512MiB}")
-		} else if sz := d.size(v, field+".size"); sz != "" {
-			st.Args = append(st.Args, "--size", sz)
-		}
-		if v := f.Get("rate"); v != nil {
-			if r := d.size(v, field+".rate"); r != "" {
-				st.Args = append(st.Args, "--rate", r)
-			}
-		}
-		return st
-	case "disk_fill":
-		f := d.Mapping(n, field, "path", "free", "fill", "allow_root")
-		st := Stress{Resource: "disk"}
-		if v := f.Get("path"); v == nil {
-			d.Errorf(n, field+".path", "required: a directory on the file system to fill")
-		} else {
-			st.Path = d.Str(v, field+".path")
-			st.Args = append(st.Args, "--path", st.Path)
-		}
-		free, fill := f.Get("free"), f.Get("fill")
-		switch {
-		case (free == nil) == (fill == nil):
-			d.Errorf(n, field, "give free (a size or a percentage: 5%%) or fill (a size), one of them")
-		case free != nil && strings.HasSuffix(free.Value, "%"):
-			p, err := strconv.ParseFloat(strings.TrimSuffix(free.Value, "%"), 64)
-			if err != nil || p <= 0 || p >= 100 {
-				d.Errorf(free, field+".free", "want a percentage between 0 and 100, got %q", free.Value)
-			}
-			st.Args = append(st.Args, "--free", free.Value)
-		case free != nil:
-			if sz := d.size(free, field+".free"); sz != "" {
-				st.Args = append(st.Args, "--free", sz)
-			}
-		default:
-			if sz := d.size(fill, field+".fill"); sz != "" {
-				st.Args = append(st.Args, "--fill", sz)
-			}
-		}
-		if v := f.Get("allow_root"); v != nil && d.Boolean(v, field+".allow_root") {
-			st.Args = append(st.Args, "--allow-root")
-		}
-		return st
-	case "connections":
-		f := d.Mapping(n, field, "address", "count", "mode", "protocol", "dsn")
-		st := Stress{Resource: "connections"}
-		count := int64(10)
-		if f.Get("count") != nil {
-			count = num(f, "count")
-		}
-		if count < 1 {
-			d.Errorf(n, field+".count", "must be at least 1")
-		}
-		st.Args = []string{"--count", strconv.FormatInt(count, 10)}
-		protocol := "tcp"
-		if v := f.Get("protocol"); v != nil {
-			protocol = d.Str(v, field+".protocol")
-		}
-		switch protocol {
-		case "tcp":
-			if v := f.Get("address"); v == nil {
-				d.Errorf(n, field+".address", "required: HOST:PORT to connect to")
-			} else {
-				st.Args = append(st.Args, "--address", d.Str(v, field+".address"))
-			}
-		case "postgres":
-			if v := f.Get("dsn"); v == nil {
-				d.Errorf(n, field+".dsn", "required with protocol: postgres, e.g. postgres://app@127.0.0.1:5432/app")
-			} else {
-				st.Args = append(st.Args, "--protocol", "postgres", "--dsn", d.Str(v, field+".dsn"))
-			}
-		default:
-			d.Errorf(f.Get("protocol"), field+".protocol", "want tcp or postgres, got %q", protocol)
-		}
-		if v := f.Get("mode"); v != nil {
-			mode := d.Str(v, field+".mode")
-			if mode != "idle" && mode != "slow" {
-				d.Errorf(v, field+".mode", "want idle or slow, got %q", mode)
-			}
-			st.Args = append(st.Args, "--mode", mode)
-		}
-		return st
-	case "dns":
-		f := d.Mapping(n, field, "rules")
-		v := f.Get("rules")
-		if v == nil {
-			d.Errorf(n, field+".rules", "required, e.g. dns: {rules: [\"payments.*=SERVFAIL\"]}")
-			return DNS{}
-		}
-		rules := d.StrList(v, field+".rules", true)
-		if _, err := dnsfault.ParseRules(rules); err != nil {
-			d.Errorf(v, field+".rules", "%v", err)
-		}
-		return DNS{Rules: rules}
-	case "down":
-		d.Mapping(n, field)
-		return Down{}
-	case "stop":
-		d.Mapping(n, field)
-		return Stop{}
-	case "kill":
-		f := d.Mapping(n, field, "signal")
-		k := Kill{Signal: "SIGKILL"}
-		if v := f.Get("signal"); v != nil {
-			k.Signal = d.signal(v, field+".signal")
-		}
-		return k
-	case "exec":
-		f := d.Mapping(n, field, "inject", "revert")
-		x := Exec{}
-		if v := f.Get("inject"); v != nil {
-			x.Inject = d.StrList(v, field+".inject", false)
-		}
-		if v := f.Get("revert"); v != nil {
-			x.Revert = d.StrList(v, field+".revert", false)
-		}
-		if len(x.Inject) == 0 || len(x.Revert) == 0 {
-			d.Errorf(n, field, "needs inject: [cmd, ...] and revert: [cmd, ...]")
-		}
-		return x
-	}
+	return d.actions[key](newNode(d.Decoder, n, field))
+}
+
+// toxic checks a proxy effect's values and makes it the action.
+func (d *decoder) toxic(n *yaml.Node, field string, e proxy.Effect) Action {
 	if err := proxy.Validate(e); err != nil {
 		d.Errorf(n, field, "%v", err)
 	}
 	return ProxyToxic{Effect: e}
+}
+
+// dur reads key of f as a duration, 0 when not given.
+func (d *decoder) dur(f fields, field, k string) time.Duration {
+	if v := f.Get(k); v != nil {
+		return d.Duration(v, field+"."+k)
+	}
+	return 0
+}
+
+// num reads key of f as a whole number, 0 when not given.
+func (d *decoder) num(f fields, field, k string) int64 {
+	if v := f.Get(k); v != nil {
+		return int64(d.Integer(v, field+"."+k))
+	}
+	return 0
+}
+
+func (d *decoder) latencyAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "delay", "jitter")
+	if f.Get("delay") == nil {
+		d.Errorf(n, field+".delay", "required, e.g. latency: {delay: 1s, jitter: 100ms}")
+	}
+	return d.toxic(n, field, proxy.Latency{Delay: d.dur(f, field, "delay"), Jitter: d.dur(f, field, "jitter")})
+}
+
+func (d *decoder) bandwidthAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "rate")
+	if f.Get("rate") == nil {
+		d.Errorf(n, field+".rate", "required: KB/s, e.g. bandwidth: {rate: 100}")
+	}
+	return d.toxic(n, field, proxy.Bandwidth{Rate: d.num(f, field, "rate")})
+}
+
+func (d *decoder) slowCloseAction(n *yaml.Node, field string) Action {
+	return d.toxic(n, field, proxy.SlowClose{Delay: d.dur(d.Mapping(n, field, "delay"), field, "delay")})
+}
+
+func (d *decoder) timeoutAction(n *yaml.Node, field string) Action {
+	return d.toxic(n, field, proxy.Timeout{Timeout: d.dur(d.Mapping(n, field, "timeout"), field, "timeout")})
+}
+
+func (d *decoder) resetPeerAction(n *yaml.Node, field string) Action {
+	return d.toxic(n, field, proxy.ResetPeer{Timeout: d.dur(d.Mapping(n, field, "timeout"), field, "timeout")})
+}
+
+func (d *decoder) slicerAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "average_size", "size_variation", "delay")
+	return d.toxic(n, field, proxy.Slicer{AverageSize: int(d.num(f, field, "average_size")), SizeVariation: int(d.num(f, field, "size_variation")), Delay: d.dur(f, field, "delay")})
+}
+
+func (d *decoder) limitDataAction(n *yaml.Node, field string) Action {
+	return d.toxic(n, field, proxy.LimitData{Bytes: d.num(d.Mapping(n, field, "bytes"), field, "bytes")})
+}
+
+func (d *decoder) httpStatusAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "status", "body", "retry_after", "first", "every", "method", "path")
+	if f.Get("status") == nil {
+		d.Errorf(n, field+".status", "required, e.g. http_status: {status: 503, path: /charge}")
+	}
+	hs := proxy.HTTPStatus{HTTPMatch: d.httpMatch(f, field), Status: int(d.num(f, field, "status")), Body: d.optStr(f, "body", field),
+		RetryAfter: int(d.num(f, field, "retry_after")), First: int(d.num(f, field, "first")), Every: int(d.num(f, field, "every"))}
+	if f.Get("status") == nil {
+		hs.Status = http.StatusServiceUnavailable // reported as required above, once
+	}
+	return d.toxic(n, field, hs)
+}
+
+func (d *decoder) httpLatencyAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "delay", "jitter", "phase", "method", "path")
+	if f.Get("delay") == nil {
+		d.Errorf(n, field+".delay", "required, e.g. http_latency: {delay: 2s, path: /charge}")
+	}
+	return d.toxic(n, field, proxy.HTTPLatency{HTTPMatch: d.httpMatch(f, field), Delay: d.dur(f, field, "delay"), Jitter: d.dur(f, field, "jitter"), Phase: d.optStr(f, "phase", field)})
+}
+
+func (d *decoder) httpBodyAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "null", "drop", "rename", "retype", "garble", "truncate", "method", "path")
+	b := proxy.HTTPBody{HTTPMatch: d.httpMatch(f, field), Garble: int(d.num(f, field, "garble")), Truncate: -1,
+		Null: d.optList(f, "null", field), Drop: d.optList(f, "drop", field), Retype: d.optList(f, "retype", field), Rename: d.optMap(f, "rename", field)}
+	if f.Get("truncate") != nil {
+		b.Truncate = int(d.num(f, field, "truncate"))
+	}
+	return d.toxic(n, field, b)
+}
+
+func (d *decoder) httpHeaderAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "drop", "set", "add", "phase", "method", "path")
+	return d.toxic(n, field, proxy.HTTPHeader{HTTPMatch: d.httpMatch(f, field), Phase: d.optStr(f, "phase", field),
+		Drop: d.optList(f, "drop", field), Set: d.optMap(f, "set", field), Add: d.optMap(f, "add", field)})
+}
+
+func (d *decoder) podKillAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "grace")
+	k := PodKill{}
+	if v := f.Get("grace"); v != nil {
+		switch g := d.Str(v, field+".grace"); g {
+		case "pod":
+			k.PodGrace = true
+		case "0", "0s":
+		default:
+			d.Errorf(v, field+".grace", "want 0 (kill at once, the default) or pod (each pod's own grace period), got %q", g)
+		}
+	}
+	return k
+}
+
+func (d *decoder) scaleAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "kind", "name", "replicas")
+	sc := Scale{Resource: "deployment"}
+	if v := f.Get("kind"); v != nil {
+		sc.Resource = strings.ToLower(d.Str(v, field+".kind"))
+		if sc.Resource != "deployment" && sc.Resource != "statefulset" {
+			d.Errorf(v, field+".kind", "want deployment or statefulset, got %q", v.Value)
+		}
+	}
+	if v := f.Get("name"); v != nil {
+		sc.Name = d.Str(v, field+".name")
+	} else {
+		d.Errorf(n, field+".name", "required: the Deployment or StatefulSet to scale")
+	}
+	if v := f.Get("replicas"); v != nil {
+		if sc.Replicas = d.Integer(v, field+".replicas"); sc.Replicas < 0 {
+			d.Errorf(v, field+".replicas", "must be >= 0")
+		}
+	} else {
+		d.Errorf(n, field+".replicas", "required")
+	}
+	return sc
+}
+
+func (d *decoder) cordonAction(n *yaml.Node, field string) Action {
+	d.Mapping(n, field)
+	return Cordon{}
+}
+
+func (d *decoder) cpuAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "workers", "load")
+	w, l := int64(1), int64(100)
+	if f.Get("workers") != nil {
+		w = d.num(f, field, "workers")
+	}
+	if f.Get("load") != nil {
+		l = d.num(f, field, "load")
+	}
+	if w < 1 || l < 1 || l > 100 {
+		d.Errorf(n, field, "want workers >= 1 and load (percent) from 1 to 100")
+	}
+	return Stress{Resource: "cpu", Args: []string{"--workers", strconv.FormatInt(w, 10), "--load", strconv.FormatInt(l, 10)}}
+}
+
+func (d *decoder) memoryAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "size", "rate")
+	st := Stress{Resource: "memory"}
+	if v := f.Get("size"); v == nil {
+		d.Errorf(n, field+".size", "required, e.g. memory: {size: 512MiB}")
+	} else if sz := d.size(v, field+".size"); sz != "" {
+		st.Args = append(st.Args, "--size", sz)
+	}
+	if v := f.Get("rate"); v != nil {
+		if r := d.size(v, field+".rate"); r != "" {
+			st.Args = append(st.Args, "--rate", r)
+		}
+	}
+	return st
+}
+
+func (d *decoder) diskFillAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "path", "free", "fill", "allow_root")
+	st := Stress{Resource: "disk"}
+	if v := f.Get("path"); v == nil {
+		d.Errorf(n, field+".path", "required: a directory on the file system to fill")
+	} else {
+		st.Path = d.Str(v, field+".path")
+		st.Args = append(st.Args, "--path", st.Path)
+	}
+	free, fill := f.Get("free"), f.Get("fill")
+	switch {
+	case (free == nil) == (fill == nil):
+		d.Errorf(n, field, "give free (a size or a percentage: 5%%) or fill (a size), one of them")
+	case free != nil && strings.HasSuffix(free.Value, "%"):
+		p, err := strconv.ParseFloat(strings.TrimSuffix(free.Value, "%"), 64)
+		if err != nil || p <= 0 || p >= 100 {
+			d.Errorf(free, field+".free", "want a percentage between 0 and 100, got %q", free.Value)
+		}
+		st.Args = append(st.Args, "--free", free.Value)
+	case free != nil:
+		if sz := d.size(free, field+".free"); sz != "" {
+			st.Args = append(st.Args, "--free", sz)
+		}
+	default:
+		if sz := d.size(fill, field+".fill"); sz != "" {
+			st.Args = append(st.Args, "--fill", sz)
+		}
+	}
+	if v := f.Get("allow_root"); v != nil && d.Boolean(v, field+".allow_root") {
+		st.Args = append(st.Args, "--allow-root")
+	}
+	return st
+}
+
+func (d *decoder) connectionsAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "address", "count", "mode", "protocol", "dsn")
+	st := Stress{Resource: "connections"}
+	count := int64(10)
+	if f.Get("count") != nil {
+		count = d.num(f, field, "count")
+	}
+	if count < 1 {
+		d.Errorf(n, field+".count", "must be at least 1")
+	}
+	st.Args = []string{"--count", strconv.FormatInt(count, 10)}
+	protocol := "tcp"
+	if v := f.Get("protocol"); v != nil {
+		protocol = d.Str(v, field+".protocol")
+	}
+	switch protocol {
+	case "tcp":
+		if v := f.Get("address"); v == nil {
+			d.Errorf(n, field+".address", "required: HOST:PORT to connect to")
+		} else {
+			st.Args = append(st.Args, "--address", d.Str(v, field+".address"))
+		}
+	case "postgres":
+		if v := f.Get("dsn"); v == nil {
+			d.Errorf(n, field+".dsn", "required with protocol: postgres, e.g. postgres://app@127.0.0.1:5432/app")
+		} else {
+			st.Args = append(st.Args, "--protocol", "postgres", "--dsn", d.Str(v, field+".dsn"))
+		}
+	default:
+		d.Errorf(f.Get("protocol"), field+".protocol", "want tcp or postgres, got %q", protocol)
+	}
+	if v := f.Get("mode"); v != nil {
+		mode := d.Str(v, field+".mode")
+		if mode != "idle" && mode != "slow" {
+			d.Errorf(v, field+".mode", "want idle or slow, got %q", mode)
+		}
+		st.Args = append(st.Args, "--mode", mode)
+	}
+	return st
+}
+
+func (d *decoder) dnsAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "rules")
+	v := f.Get("rules")
+	if v == nil {
+		d.Errorf(n, field+".rules", "required, e.g. dns: {rules: [\"payments.*=SERVFAIL\"]}")
+		return DNS{}
+	}
+	rules := d.StrList(v, field+".rules", true)
+	if _, err := dnsfault.ParseRules(rules); err != nil {
+		d.Errorf(v, field+".rules", "%v", err)
+	}
+	return DNS{Rules: rules}
+}
+
+func (d *decoder) downAction(n *yaml.Node, field string) Action {
+	d.Mapping(n, field)
+	return Down{}
+}
+
+func (d *decoder) stopAction(n *yaml.Node, field string) Action {
+	d.Mapping(n, field)
+	return Stop{}
+}
+
+func (d *decoder) killAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "signal")
+	k := Kill{Signal: "SIGKILL"}
+	if v := f.Get("signal"); v != nil {
+		k.Signal = d.signal(v, field+".signal")
+	}
+	return k
+}
+
+func (d *decoder) execAction(n *yaml.Node, field string) Action {
+	f := d.Mapping(n, field, "inject", "revert")
+	x := Exec{}
+	if v := f.Get("inject"); v != nil {
+		x.Inject = d.StrList(v, field+".inject", false)
+	}
+	if v := f.Get("revert"); v != nil {
+		x.Revert = d.StrList(v, field+".revert", false)
+	}
+	if len(x.Inject) == 0 || len(x.Revert) == 0 {
+		d.Errorf(n, field, "needs inject: [cmd, ...] and revert: [cmd, ...]")
+	}
+	return x
 }
 
 // size reads a size such as 512MiB and returns it as written, or "".
@@ -504,6 +585,15 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 		}
 	}
 	defaultReadyPods(x.SteadyState, pods)
+	d.checkConditions(x, f)
+	latestEnd := d.checkFaults(x, root, f.Get("faults"), targets)
+	d.checkRefs(root, "", targets)
+	d.checkDurations(x, root, latestEnd)
+}
+
+// checkConditions checks that conditions have traffic to measure and
+// name requests that are there.
+func (d *decoder) checkConditions(x *Experiment, f fields) {
 	requests := map[string]bool{}
 	if x.Traffic != nil {
 		for _, r := range x.Traffic.Requests {
@@ -527,13 +617,18 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 	}
 	if n := f.Get("stop_when"); n != nil && n.Kind == yaml.SequenceNode {
 		for i, c := range x.StopWhen {
+			at := n.Content[min(i, len(n.Content)-1)]
 			if c.Baseline {
-				d.Errorf(n.Content[min(i, len(n.Content)-1)], fmt.Sprintf("stop_when[%d]", i), "a stop condition cannot use the baseline (it must be ready before the baseline ends): give a value")
+				d.Errorf(at, fmt.Sprintf("stop_when[%d]", i), "a stop condition cannot use the baseline (it must be ready before the baseline ends): give a value")
 			}
-			checkCond(c, n.Content[min(i, len(n.Content)-1)], fmt.Sprintf("stop_when[%d]", i))
+			checkCond(c, at, fmt.Sprintf("stop_when[%d]", i))
 		}
 	}
-	fn := f.Get("faults")
+}
+
+// checkFaults checks each fault against its target and the inject
+// phase, and returns the latest end among faults with a duration.
+func (d *decoder) checkFaults(x *Experiment, root, fn *yaml.Node, targets map[string]*Target) time.Duration {
 	var latestEnd time.Duration
 	for i, ft := range x.Faults {
 		at := root
@@ -551,50 +646,56 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 			continue
 		}
 		t, ok := targets[ft.Target]
-		if ft.Target == "" {
+		switch {
+		case ft.Target == "":
 			_, isExec := ft.Action.(Exec)
 			_, isStress := ft.Action.(Stress)
 			if !isExec && !isStress && builtin(ft.Action) {
 				d.Errorf(at, field+".target", "required")
 			}
-			continue
-		}
-		if !ok {
-			var names []string
-			for n := range targets {
-				names = append(names, n)
-			}
-			slices.Sort(names)
+		case !ok:
+			names := slices.Sorted(maps.Keys(targets))
 			d.Errorf(valueOf(at, "target"), field+".target", "no target named %q%s", ft.Target, decode.Suggest(ft.Target, names))
-			continue
-		}
-		switch a := ft.Action.(type) {
-		case ProxyToxic, Down:
-			if t.Proxy == nil {
-				d.Errorf(at, field, "%s acts on a proxy, but target %q is not one", a.Kind(), t.Name)
-			}
-		case PodKill, Scale, Cordon:
-			if t.Pods == nil {
-				d.Errorf(at, field, "%s acts on a pods target (namespace and selector), but target %q is not one", a.Kind(), t.Name)
-			}
-		case DNS:
-			if t.DNS == nil {
-				d.Errorf(at, field, "dns acts on a dns target (a resolver the run starts), but target %q is not one", t.Name)
-			}
-		case Kill, Stop:
-			if t.Process == nil {
-				d.Errorf(at, field, "%s acts on processes, but target %q is not a process (use down: {} to take a proxy down)", a.Kind(), t.Name)
-				continue
-			}
-			if _, isKill := a.(Kill); isKill && !t.Process.Launched() && len(t.Process.Restart) == 0 && !ft.Irreversible {
-				d.Errorf(at, field, "killing %q cannot be undone: the run did not launch it and it has no restart: command; add restart: [...] to the target or irreversible: true to the fault", t.Name)
-			}
-		}
-		if len(ft.Select.Tags) > 0 && t.Tags == nil && t.Pods == nil { // a pod's tags are its labels
-			d.Errorf(at, field+".select.tags", "target %q has no tags", t.Name)
+		default:
+			d.checkFaultTarget(ft, t, at, field)
 		}
 	}
-	d.checkRefs(root, "", targets)
+	return latestEnd
+}
+
+// checkFaultTarget checks that a fault's action acts on its target's
+// kind, and what it needs of it.
+func (d *decoder) checkFaultTarget(ft Fault, t *Target, at *yaml.Node, field string) {
+	switch a := ft.Action.(type) {
+	case ProxyToxic, Down:
+		if t.Proxy == nil {
+			d.Errorf(at, field, "%s acts on a proxy, but target %q is not one", a.Kind(), t.Name)
+		}
+	case PodKill, Scale, Cordon:
+		if t.Pods == nil {
+			d.Errorf(at, field, "%s acts on a pods target (namespace and selector), but target %q is not one", a.Kind(), t.Name)
+		}
+	case DNS:
+		if t.DNS == nil {
+			d.Errorf(at, field, "dns acts on a dns target (a resolver the run starts), but target %q is not one", t.Name)
+		}
+	case Kill, Stop:
+		if t.Process == nil {
+			d.Errorf(at, field, "%s acts on processes, but target %q is not a process (use down: {} to take a proxy down)", a.Kind(), t.Name)
+			return
+		}
+		if _, isKill := a.(Kill); isKill && !t.Process.Launched() && len(t.Process.Restart) == 0 && !ft.Irreversible {
+			d.Errorf(at, field, "killing %q cannot be undone: the run did not launch it and it has no restart: command; add restart: [...] to the target or irreversible: true to the fault", t.Name)
+		}
+	}
+	if len(ft.Select.Tags) > 0 && t.Tags == nil && t.Pods == nil { // a pod's tags are its labels
+		d.Errorf(at, field+".select.tags", "target %q has no tags", t.Name)
+	}
+}
+
+// checkDurations fixes the inject phase's length and checks the run
+// within max_duration.
+func (d *decoder) checkDurations(x *Experiment, root *yaml.Node, latestEnd time.Duration) {
 	if x.Inject == 0 {
 		// Not when other problems are there: a misspelt duration would
 		// cause this one too.

@@ -3,6 +3,7 @@ package experiment
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -198,5 +199,13 @@ func TestSchemaWithAFamilysAction(t *testing.T) {
 	file["faults"] = []any{map[string]any{"name": "f", "feature_flag": map[string]any{"flag": 3}}}
 	if err := sch.Validate(file); err == nil {
 		t.Error("a feature_flag of the wrong shape validated")
+	}
+}
+
+// The order the messages list actions in has every built-in action, and
+// only those.
+func TestActionKeysAreTheTable(t *testing.T) {
+	if diff := cmp.Diff(slices.Sorted(slices.Values(actionKeys)), slices.Sorted(maps.Keys(actionDecoders))); diff != "" {
+		t.Errorf("actionKeys and actionDecoders differ (-keys +table):\n%s", diff)
 	}
 }
