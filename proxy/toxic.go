@@ -193,10 +193,6 @@ func (e Slicer) wire() any {
 func (e LimitData) wire() any { return &limitDataWire{e.Bytes} }
 func (Noop) wire() any        { return &noopWire{} }
 
-// ToxicTypes lists the types the proxy knows, in Toxiproxy's names.
-var ToxicTypes = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "noop",
-	"http_status", "http_latency", "http_body", "http_header"}
-
 // Attribute is one attribute of a toxic type as the API takes it: an
 // integer in Unit, or text ("text"), a list ("list": JSON strings, or one
 // string with commas) or a map ("map": a JSON object, or "K=V,K=V").
@@ -204,53 +200,142 @@ type Attribute struct {
 	Name, Unit string
 }
 
-// ToxicAttributes lists the attributes of each type in ToxicTypes.
-var ToxicAttributes = map[string][]Attribute{
-	"latency":    {{"latency", "ms"}, {"jitter", "ms"}},
-	"bandwidth":  {{"rate", "KB/s"}},
-	"slow_close": {{"delay", "ms"}},
-	"timeout":    {{"timeout", "ms"}},
-	"reset_peer": {{"timeout", "ms"}},
-	"slicer":     {{"average_size", "bytes"}, {"size_variation", "bytes"}, {"delay", "µs"}},
-	"limit_data": {{"bytes", "bytes"}},
-	"noop":       nil,
-	"http_status": {{"status", "code"}, {"body", "text"}, {"retry_after", "s"}, {"first", "requests"}, {"every", "requests"},
-		{"method", "text"}, {"path", "text"}},
-	"http_latency": {{"latency", "ms"}, {"jitter", "ms"}, {"phase", "text"}, {"method", "text"}, {"path", "text"}},
-	"http_body": {{"null", "list"}, {"drop", "list"}, {"rename", "map"}, {"retype", "list"}, {"garble", "bytes"}, {"truncate", "bytes"},
-		{"method", "text"}, {"path", "text"}},
-	"http_header": {{"drop", "list"}, {"set", "map"}, {"add", "map"}, {"phase", "text"}, {"method", "text"}, {"path", "text"}},
+// ToxicType is one type of toxic: its name in the API, its attributes,
+// what it does (the help's line), and its effect with every attribute at
+// its default.
+type ToxicType struct {
+	Name       string
+	Attributes []Attribute
+	Help       string
+	// HTTP types act on whole HTTP/1.1 requests and responses.
+	HTTP bool
+	zero Effect
 }
+
+// toxicTypes is every type the proxy knows, in Toxiproxy's names and
+// order, then faultline's HTTP ones: the one table that ToxicTypes,
+// ToxicAttributes, the API's constructor and 'faultline toxic --help'
+// come from.
+var toxicTypes = []ToxicType{
+	{Name: "latency", Attributes: []Attribute{{"latency", "ms"}, {"jitter", "ms"}}, zero: Latency{},
+		Help: "delay every chunk by latency ± jitter"},
+	{Name: "bandwidth", Attributes: []Attribute{{"rate", "KB/s"}}, zero: Bandwidth{},
+		Help: "limit the rate; 0 lets nothing through"},
+	{Name: "slow_close", Attributes: []Attribute{{"delay", "ms"}}, zero: SlowClose{},
+		Help: "delay passing on the end of the stream (FIN)"},
+	{Name: "timeout", Attributes: []Attribute{{"timeout", "ms"}}, zero: Timeout{},
+		Help: "swallow the data; close the connection once timeout ms pass without data (0: hold it until the toxic is removed, which then closes it)"},
+	{Name: "reset_peer", Attributes: []Attribute{{"timeout", "ms"}}, zero: ResetPeer{},
+		Help: "close with a TCP RST timeout ms after data arrives"},
+	{Name: "slicer", Attributes: []Attribute{{"average_size", "bytes"}, {"size_variation", "bytes"}, {"delay", "µs"}}, zero: Slicer{AverageSize: 10},
+		Help: "cut data into small pieces, delay apart"},
+	{Name: "limit_data", Attributes: []Attribute{{"bytes", "bytes"}}, zero: LimitData{},
+		Help: "close the connection after this many bytes"},
+	{Name: "noop", zero: Noop{}, Help: "do nothing (useful in tests)"},
+	{Name: "http_status", HTTP: true, zero: HTTPStatus{Status: 503},
+		Attributes: []Attribute{{"status", "code"}, {"body", "text"}, {"retry_after", "s"}, {"first", "requests"}, {"every", "requests"}, {"method", "text"}, {"path", "text"}},
+		Help:       "answer status instead of forwarding: every matched request, the first N, or every Nth"},
+	{Name: "http_latency", HTTP: true, zero: HTTPLatency{},
+		Attributes: []Attribute{{"latency", "ms"}, {"jitter", "ms"}, {"phase", "text"}, {"method", "text"}, {"path", "text"}},
+		Help:       "delay whole requests or responses (phase=request|response)"},
+	{Name: "http_body", HTTP: true, zero: HTTPBody{Truncate: -1},
+		Attributes: []Attribute{{"null", "list"}, {"drop", "list"}, {"rename", "map"}, {"retype", "list"}, {"garble", "bytes"}, {"truncate", "bytes"}, {"method", "text"}, {"path", "text"}},
+		Help:       "corrupt response bodies at JSON paths ($.payment.status, $.items[*].price); Content-Length stays right"},
+	{Name: "http_header", HTTP: true, zero: HTTPHeader{},
+		Attributes: []Attribute{{"drop", "list"}, {"set", "map"}, {"add", "map"}, {"phase", "text"}, {"method", "text"}, {"path", "text"}},
+		Help:       "drop, set or add headers of requests or responses (phase=request|response)"},
+}
+
+// ToxicTypes lists the types the proxy knows, in Toxiproxy's names.
+var ToxicTypes = func() []string {
+	out := make([]string, len(toxicTypes))
+	for i, t := range toxicTypes {
+		out[i] = t.Name
+	}
+	return out
+}()
+
+// ToxicAttributes lists the attributes of each type in ToxicTypes.
+var ToxicAttributes = func() map[string][]Attribute {
+	out := map[string][]Attribute{}
+	for _, t := range toxicTypes {
+		out[t.Name] = t.Attributes
+	}
+	return out
+}()
 
 // newEffect returns the zero effect of a type, or nil if the type is unknown.
 func newEffect(typ string) Effect {
-	switch typ {
-	case "latency":
-		return Latency{}
-	case "bandwidth":
-		return Bandwidth{}
-	case "slow_close":
-		return SlowClose{}
-	case "timeout":
-		return Timeout{}
-	case "reset_peer":
-		return ResetPeer{}
-	case "slicer":
-		return Slicer{AverageSize: 10}
-	case "limit_data":
-		return LimitData{}
-	case "noop":
-		return Noop{}
-	case "http_status":
-		return HTTPStatus{Status: 503}
-	case "http_latency":
-		return HTTPLatency{}
-	case "http_body":
-		return HTTPBody{Truncate: -1}
-	case "http_header":
-		return HTTPHeader{}
+	for _, t := range toxicTypes {
+		if t.Name == typ {
+			return t.zero
+		}
 	}
 	return nil
+}
+
+// ToxicHelp describes every type and its attributes, for a command's help:
+// a line (or a few) a type, the byte toxics first, then the HTTP ones.
+func ToxicHelp() string {
+	var b strings.Builder
+	for _, t := range toxicTypes {
+		// Attributes with the same unit share it: "latency, jitter (ms)".
+		var attrs, group []string
+		unit := ""
+		flush := func() {
+			if len(group) == 0 {
+				return
+			}
+			text := strings.Join(group, ", ")
+			if unit != group[len(group)-1] {
+				text += " (" + unit + ")"
+			}
+			attrs, group = append(attrs, text), nil
+		}
+		for _, a := range t.Attributes {
+			if a.Name == "method" || a.Name == "path" || a.Name == "phase" {
+				continue // every HTTP toxic's; said once, below
+			}
+			if a.Unit != unit {
+				flush()
+				unit = a.Unit
+			}
+			group = append(group, a.Name)
+		}
+		flush()
+		line := fmt.Sprintf("  %-12s %s", t.Name, strings.Join(attrs, ", "))
+		help := wrap(t.Help, 38)
+		if len(line) > 39 {
+			b.WriteString(line + "\n")
+			line = ""
+		}
+		for i, h := range help {
+			if i > 0 || line == "" {
+				line = strings.Repeat(" ", 40)
+			} else {
+				line = fmt.Sprintf("%-40s", line)
+			}
+			b.WriteString(line + h + "\n")
+		}
+	}
+	return b.String()
+}
+
+// wrap cuts text into lines of at most width bytes, at spaces.
+func wrap(text string, width int) []string {
+	var out []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			out = append(out, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(out, line)
 }
 
 // applyAttributes decodes JSON attributes over e's current values (keys left

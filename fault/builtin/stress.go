@@ -29,10 +29,6 @@ import (
 // even if the child was killed before it could.
 
 func injectStress(ctx context.Context, f *fault.Fault, a experiment.Stress) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	args := append([]string{"stress", a.Resource}, a.Args...)
 	args = append(args, "--json", "--journaled-by-run") // this run journals and registers it
 	if a.Resource == "disk" {
@@ -47,33 +43,79 @@ func injectStress(ctx context.Context, f *fault.Fault, a experiment.Stress) erro
 			return err
 		}
 	}
-	cmd := exec.Command(self, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	var said lastLine // why it ended, if it ends early
-	cmd.Stderr = io.MultiWriter(&target.PrefixWriter{W: f.Log, Prefix: "stress " + a.Resource + " "}, &said)
-	stdout, err := cmd.StdoutPipe()
+	child, err := startStress(f, a.Resource, args)
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("fault %s: %w", f.Spec.Name, err)
+	var placed string
+	err = f.Step(ctx, fault.Step{
+		What: "faultline " + strings.Join(args, " "),
+		Undo: &journal.Undo{Kind: "kill", Procs: []journal.Proc{child.proc}, Group: true},
+		Do: func(ctx context.Context) error {
+			var err error
+			placed, err = child.waitReady(ctx, f.Spec.Name)
+			return err
+		},
+		Revert: func(context.Context) error { return child.revert(f) },
+	})
+	if err != nil {
+		if fault.IsNotApplied(err) {
+			_, _ = child.stop() // gone already: collect it
+		}
+		return err
 	}
-	proc, _ := process.Identify(cmd.Process.Pid)
-	ready := make(chan string, 1)
-	final := make(chan string, 1)
-	exited := make(chan error, 1)
+	f.Hit(fmt.Sprintf("stress %s (pid %d): %s", a.Resource, child.cmd.Process.Pid, placed))
+	return nil
+}
+
+// stressChild is a 'faultline stress' process of the run.
+type stressChild struct {
+	resource string
+	args     []string
+	cmd      *exec.Cmd
+	proc     journal.Proc
+	said     *lastLine   // why it ended, if it ends early
+	ready    chan string // its "ready: ..." line
+	final    chan string // its last line, once its output ends
+	exited   chan error  // its exit, after final
+
+	once     sync.Once
+	evidence string
+	waitErr  error
+}
+
+// startStress starts the child in a process group of its own; it dies
+// with the runner.
+func startStress(f *fault.Fault, resource string, args []string) (*stressChild, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	c := &stressChild{resource: resource, args: args, said: &lastLine{},
+		ready: make(chan string, 1), final: make(chan string, 1), exited: make(chan error, 1)}
+	c.cmd = exec.Command(self, args...)
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	c.cmd.Stderr = io.MultiWriter(&target.PrefixWriter{W: f.Log, Prefix: "stress " + resource + " "}, c.said)
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("fault %s: %w", f.Spec.Name, err)
+	}
+	c.proc, _ = process.Identify(c.cmd.Process.Pid)
 	go func() {
 		var last string
 		defer func() {
-			final <- last
-			exited <- cmd.Wait()
+			c.final <- last
+			c.exited <- c.cmd.Wait()
 		}()
 		read := func() {
 			sc := bufio.NewScanner(stdout)
 			for sc.Scan() {
 				line := sc.Text()
 				if d, ok := strings.CutPrefix(line, "ready: "); ok {
-					ready <- d
+					c.ready <- d
 					continue
 				}
 				last = line
@@ -85,72 +127,65 @@ func injectStress(ctx context.Context, f *fault.Fault, a experiment.Stress) erro
 			read()
 		}
 	}()
-	var once sync.Once
-	var evidence string
-	var waitErr error
-	stopChild := func() (string, error) {
-		once.Do(func() {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-			select {
-			case evidence = <-final:
-			case <-time.After(15 * time.Second):
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				evidence = <-final
-			}
-			waitErr = <-exited
-			var res stress.Result
-			if jerr := json.Unmarshal([]byte(evidence), &res); jerr == nil {
-				evidence = res.String()
-			}
-		})
-		return evidence, waitErr
-	}
-	var placed string
-	err = f.Step(ctx, fault.Step{
-		What: "faultline " + strings.Join(args, " "),
-		Undo: &journal.Undo{Kind: "kill", Procs: []journal.Proc{proc}, Group: true},
-		Do: func(ctx context.Context) error {
-			select {
-			case placed = <-ready:
-				return nil
-			case <-time.After(2 * time.Minute):
-				return fmt.Errorf("fault %s: stress %s not in place after 2 minutes", f.Spec.Name, a.Resource)
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-exited:
-				exited <- nil                                           // for stopChild, which waits for it too
-				why := strings.TrimPrefix(said.String(), "faultline: ") // Wait has copied all of stderr
-				if why == "" {
-					why = "'faultline " + strings.Join(args, " ") + "' exited"
-				}
-				return fault.NotApplied(fmt.Errorf("the stress ended before it was in place: %s (its output is in processes.log)", why))
-			}
-		},
-		Revert: func(context.Context) error {
-			evidence, err := stopChild()
-			if evidence != "" {
-				f.Evidence("%s", evidence)
-			}
-			var ee *exec.ExitError
-			switch {
-			case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled():
-				// Killed (the OOM killer picks a memory stress first): what it
-				// held is given back all the same.
-				f.Evidence("the stress process was killed by %s before the end", process.SignalName(ee.Sys().(syscall.WaitStatus).Signal()))
-				return nil
-			case errors.As(err, &ee) && ee.ExitCode() != 0:
-				return fmt.Errorf("stress %s exited %d", a.Resource, ee.ExitCode())
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		if fault.IsNotApplied(err) {
-			_, _ = stopChild() // gone already: collect it
+	return c, nil
+}
+
+// waitReady waits until the stress is in place and returns what it holds.
+// A stress that ended first did nothing that stays: NotApplied.
+func (c *stressChild) waitReady(ctx context.Context, name string) (string, error) {
+	select {
+	case placed := <-c.ready:
+		return placed, nil
+	case <-time.After(2 * time.Minute):
+		return "", fmt.Errorf("fault %s: stress %s not in place after 2 minutes", name, c.resource)
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case err := <-c.exited:
+		c.exited <- err                                           // for stop, which waits for it too
+		why := strings.TrimPrefix(c.said.String(), "faultline: ") // Wait has copied all of stderr
+		if why == "" {
+			why = "'faultline " + strings.Join(c.args, " ") + "' exited"
 		}
-		return err
+		return "", fault.NotApplied(fmt.Errorf("the stress ended before it was in place: %s (its output is in processes.log)", why))
 	}
-	f.Hit(fmt.Sprintf("stress %s (pid %d): %s", a.Resource, cmd.Process.Pid, placed))
+}
+
+// stop ends the stress (SIGTERM, SIGKILL after 15 s) and returns what it
+// said it did, and its exit.
+func (c *stressChild) stop() (string, error) {
+	c.once.Do(func() {
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case c.evidence = <-c.final:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			c.evidence = <-c.final
+		}
+		c.waitErr = <-c.exited
+		var res stress.Result
+		if jerr := json.Unmarshal([]byte(c.evidence), &res); jerr == nil {
+			c.evidence = res.String()
+		}
+	})
+	return c.evidence, c.waitErr
+}
+
+// revert stops the stress and records what it did as evidence.
+func (c *stressChild) revert(f *fault.Fault) error {
+	evidence, err := c.stop()
+	if evidence != "" {
+		f.Evidence("%s", evidence)
+	}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled():
+		// Killed (the OOM killer picks a memory stress first): what it
+		// held is given back all the same.
+		f.Evidence("the stress process was killed by %s before the end", process.SignalName(ee.Sys().(syscall.WaitStatus).Signal()))
+		return nil
+	case errors.As(err, &ee) && ee.ExitCode() != 0:
+		return fmt.Errorf("stress %s exited %d", c.resource, ee.ExitCode())
+	}
 	return nil
 }
 

@@ -182,8 +182,14 @@ The flags follow toxiproxy-cli's.`,
 	}
 	group(cmd)
 	a.register(cmd)
-	ctx := func(c *cobra.Command) context.Context { return c.Context() }
 
+	cmd.AddCommand(newProxyListCmd(&a), newProxyCreateCmd(&a), newProxyInspectCmd(&a), newProxyToggleCmd(&a), newProxyDeleteCmd(&a))
+	hintNoServer(cmd, &a)
+	return cmd
+}
+
+// newProxyListCmd is faultline proxy list.
+func newProxyListCmd(a *apiFlags) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Aliases: []string{"ls"}, Short: "List proxies", Args: noArgs,
 		Example: "  faultline proxy list\n  faultline proxy list --json\n  faultline proxy list --api http://10.0.0.5:8474 --token \"$TOKEN\"",
@@ -192,7 +198,7 @@ The flags follow toxiproxy-cli's.`,
 			if err != nil {
 				return err
 			}
-			ps, err := cl.Proxies(ctx(c))
+			ps, err := cl.Proxies(c.Context())
 			if err != nil {
 				return failure(err)
 			}
@@ -217,6 +223,11 @@ The flags follow toxiproxy-cli's.`,
 		},
 	}
 
+	return list
+}
+
+// newProxyCreateCmd is faultline proxy create.
+func newProxyCreateCmd(a *apiFlags) *cobra.Command {
 	var listen, upstream string
 	create := &cobra.Command{
 		Use: "create NAME -l LISTEN -u UPSTREAM", Short: "Create a proxy", Args: exactArgs("NAME"),
@@ -232,7 +243,7 @@ The flags follow toxiproxy-cli's.`,
 			if err != nil {
 				return err
 			}
-			p, err := cl.CreateProxy(ctx(c), args[0], listen, upstream)
+			p, err := cl.CreateProxy(c.Context(), args[0], listen, upstream)
 			if err != nil {
 				return inProxy(args[0], err)
 			}
@@ -246,6 +257,11 @@ The flags follow toxiproxy-cli's.`,
 	create.Flags().StringVarP(&listen, "listen", "l", "127.0.0.1:0", "`HOST:PORT` to listen on (port 0: a free one)")
 	create.Flags().StringVarP(&upstream, "upstream", "u", "", "`HOST:PORT` to forward to")
 
+	return create
+}
+
+// newProxyInspectCmd is faultline proxy inspect.
+func newProxyInspectCmd(a *apiFlags) *cobra.Command {
 	inspect := &cobra.Command{
 		Use: "inspect NAME", Aliases: []string{"i"}, Short: "Show a proxy and its toxics", Args: exactArgs("NAME"),
 		ValidArgsFunction: a.completeProxy,
@@ -255,7 +271,7 @@ The flags follow toxiproxy-cli's.`,
 			if err != nil {
 				return err
 			}
-			p, err := cl.Proxy(ctx(c), args[0])
+			p, err := cl.Proxy(c.Context(), args[0])
 			if err != nil {
 				return inProxy(args[0], err)
 			}
@@ -266,6 +282,11 @@ The flags follow toxiproxy-cli's.`,
 		},
 	}
 
+	return inspect
+}
+
+// newProxyToggleCmd is faultline proxy toggle.
+func newProxyToggleCmd(a *apiFlags) *cobra.Command {
 	toggle := &cobra.Command{
 		Use: "toggle NAME", Short: "Enable a disabled proxy, or disable (take down) an enabled one", Args: exactArgs("NAME"),
 		ValidArgsFunction: a.completeProxy,
@@ -275,11 +296,11 @@ The flags follow toxiproxy-cli's.`,
 			if err != nil {
 				return err
 			}
-			p, err := cl.Proxy(ctx(c), args[0])
+			p, err := cl.Proxy(c.Context(), args[0])
 			if err != nil {
 				return inProxy(args[0], err)
 			}
-			if p, err = cl.SetEnabled(ctx(c), args[0], !p.Enabled); err != nil {
+			if p, err = cl.SetEnabled(c.Context(), args[0], !p.Enabled); err != nil {
 				return inProxy(args[0], err)
 			}
 			if a.json {
@@ -294,6 +315,11 @@ The flags follow toxiproxy-cli's.`,
 		},
 	}
 
+	return toggle
+}
+
+// newProxyDeleteCmd is faultline proxy delete.
+func newProxyDeleteCmd(a *apiFlags) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete NAME", Short: "Delete a proxy, closing its connections", Args: exactArgs("NAME"),
 		ValidArgsFunction: a.completeProxy,
@@ -303,7 +329,7 @@ The flags follow toxiproxy-cli's.`,
 			if err != nil {
 				return err
 			}
-			if err := cl.DeleteProxy(ctx(c), args[0]); err != nil {
+			if err := cl.DeleteProxy(c.Context(), args[0]); err != nil {
 				return inProxy(args[0], err)
 			}
 			if a.json {
@@ -313,9 +339,7 @@ The flags follow toxiproxy-cli's.`,
 			return err
 		},
 	}
-	cmd.AddCommand(list, create, inspect, toggle, del)
-	hintNoServer(cmd, &a)
-	return cmd
+	return del
 }
 
 func printProxy(w io.Writer, p proxy.ProxyInfo) error {
@@ -435,30 +459,11 @@ func newToxicCmd() *cobra.Command {
 any Toxiproxy 2.x). The flags follow toxiproxy-cli's.
 
 Toxic types and their attributes (whole numbers unless said):
-  latency      latency, jitter (ms)     delay every chunk by latency ± jitter
-  bandwidth    rate (KB/s)              limit the rate; 0 lets nothing through
-  slow_close   delay (ms)               delay passing on the end of the stream (FIN)
-  timeout      timeout (ms)             swallow the data; close the connection once
-                                        timeout ms pass without data (0: hold it until
-                                        the toxic is removed, which then closes it)
-  reset_peer   timeout (ms)             close with a TCP RST timeout ms after data arrives
-  slicer       average_size, size_variation (bytes), delay (µs)
-                                        cut data into small pieces, delay apart
-  limit_data   bytes                    close the connection after this many bytes
-  noop                                  do nothing (useful in tests)
-
+` + proxy.ToxicHelp() + `
 HTTP toxics (faultline only) act on whole HTTP/1.1 requests and responses; each
-takes method=M and path=GLOB to pick requests, and toxicity is drawn per request:
-  http_status  status, body, retry_after (s), first, every
-                                        answer status instead of forwarding: every
-                                        matched request, the first N, or every Nth
-  http_latency latency, jitter (ms), phase=request|response
-                                        delay whole requests or responses
-  http_body    null, drop, retype (JSON paths, comma-separated), rename
-               ($.a=b,...), garble (bytes), truncate (bytes)
-                                        corrupt response bodies: $.payment.status,
-                                        $.items[*].price; Content-Length stays right
-  http_header  drop (names), set, add (K=V,...), phase=request|response
+takes method=M and path=GLOB to pick requests (and phase=request|response where
+it says so), and toxicity is drawn per request. Lists are comma-separated, maps
+K=V,K=V.
 
 A toxic acts on one stream: downstream (server -> client, the default, -d) or
 upstream (client -> server, -u). To black-hole requests, put timeout on the
@@ -473,6 +478,13 @@ toxic applies to, drawn per connection.`,
 	group(cmd)
 	a.register(cmd)
 
+	cmd.AddCommand(newToxicAddCmd(&a), newToxicUpdateCmd(&a), newToxicRemoveCmd(&a))
+	hintNoServer(cmd, &a)
+	return cmd
+}
+
+// newToxicAddCmd is faultline toxic add.
+func newToxicAddCmd(a *apiFlags) *cobra.Command {
 	var f toxicFlags
 	add := &cobra.Command{
 		Use: "add PROXY -t TYPE [-a KEY=VALUE]...", Short: "Add a toxic to a proxy", Args: exactArgs("PROXY"),
@@ -535,6 +547,11 @@ toxic applies to, drawn per connection.`,
 	add.Flags().BoolVarP(&f.downst, "downstream", "d", false, "act on the downstream stream (server -> client, the default)")
 	_ = add.RegisterFlagCompletionFunc("type", completeTypes)
 
+	return add
+}
+
+// newToxicUpdateCmd is faultline toxic update.
+func newToxicUpdateCmd(a *apiFlags) *cobra.Command {
 	var uf toxicFlags
 	update := &cobra.Command{
 		Use: "update PROXY -n NAME [-a KEY=VALUE]... [--toxicity F]", Short: "Change a toxic's attributes or toxicity",
@@ -585,6 +602,11 @@ the toxicity stays as it is unless --toxicity is given.`,
 	update.Flags().Float32Var(&uf.toxicity, "toxicity", 0, "new `share` of connections affected, 0 to 1 (default: unchanged)")
 	_ = update.RegisterFlagCompletionFunc("toxicName", a.completeToxic)
 
+	return update
+}
+
+// newToxicRemoveCmd is faultline toxic remove.
+func newToxicRemoveCmd(a *apiFlags) *cobra.Command {
 	var rname string
 	remove := &cobra.Command{
 		Use: "remove PROXY -n NAME", Aliases: []string{"delete", "rm"}, Short: "Remove a toxic", Args: exactArgs("PROXY"),
@@ -610,7 +632,5 @@ the toxicity stays as it is unless --toxicity is given.`,
 	}
 	remove.Flags().StringVarP(&rname, "toxicName", "n", "", "`name` of the toxic to remove")
 	_ = remove.RegisterFlagCompletionFunc("toxicName", a.completeToxic)
-	cmd.AddCommand(add, update, remove)
-	hintNoServer(cmd, &a)
-	return cmd
+	return remove
 }

@@ -16,9 +16,7 @@ import (
 )
 
 func newMonkeyCmd(g *globals) *cobra.Command {
-	var file, out, seedFlag string
-	var leashed bool
-	var tick, forDur time.Duration
+	var o monkeyOptions
 	cmd := &cobra.Command{
 		Use:   "monkey -c FILE",
 		Short: "Chaos Monkey for processes and pods: now and then, one member of each opted-in group dies",
@@ -49,108 +47,122 @@ stops on Ctrl-C, SIGTERM or 'faultline halt' (exit 3).`,
   faultline monkey -c monkey.yaml --leashed --for 8h
   faultline monkey -c monkey.yaml --dry-run`,
 		Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if file == "" {
-				return usagef("-c FILE is required: the monkey's schedule and groups (see --help)")
-			}
-			m, err := monkey.ParseFile(file)
-			if err != nil {
-				return fileErrors(c.ErrOrStderr(), file, err)
-			}
-			if leashed {
-				m.Leashed = true
-			}
-			var seed int64
-			if seedFlag != "" {
-				if _, err := fmt.Sscan(seedFlag, &seed); err != nil || seed == 0 {
-					return usagef("--seed %q: want a non-zero whole number", seedFlag)
-				}
-			}
-			w := c.OutOrStdout()
-			if dryRun, _ := c.Flags().GetBool("dry-run"); dryRun {
-				printMonkey(w, m)
-				fmt.Fprintln(w, "members now (each group is looked up again whenever it is considered):")
-				for _, gr := range m.Groups {
-					ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
-					members, err := monkey.Members(ctx, gr)
-					cancel()
-					switch {
-					case err != nil:
-						fmt.Fprintf(w, "  group %s: %s\n", gr.Name, strings.ReplaceAll(err.Error(), "\n", "\n    "))
-					case len(members) == 0:
-						fmt.Fprintf(w, "  group %s: none now\n", gr.Name)
-					default:
-						if len(members) > 10 {
-							members = append(members[:10], fmt.Sprintf("and %d more", len(members)-10))
-						}
-						fmt.Fprintf(w, "  group %s: %s\n", gr.Name, strings.Join(members, "\n    "+strings.Repeat(" ", len(gr.Name)+8)))
-					}
-				}
-				fmt.Fprintln(w, "dry run: nothing was started or touched")
-				return nil
-			}
-			stateDir := g.state()
-			watched, stopWatch, err := killSwitch(c, stateDir)
-			if err != nil {
-				return err
-			}
-			defer stopWatch()
-			if out == "" {
-				out = filepath.Join("faultline-runs", "monkey-"+time.Now().UTC().Format("20060102T150405Z"))
-			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return failure(err)
-			}
-			j, err := journal.Create(filepath.Join(out, "monkey.jsonl"))
-			if err != nil {
-				return failure(err)
-			}
-			defer j.Close()
-			defer registerRun(c.ErrOrStderr(), stateDir, "monkey", out)()
-			byConfig := map[string][]string{}
-			for _, gr := range m.Groups {
-				if gr.Pods != nil {
-					byConfig[gr.Pods.Kubeconfig] = append(byConfig[gr.Pods.Kubeconfig], gr.Pods.Namespace)
-				}
-			}
-			watched, stopKube, err := watchNamespaces(watched, byConfig)
-			if err != nil {
-				return failure(err)
-			}
-			defer stopKube()
-			ctx := watched
-			printMonkey(w, m) // once registered and watching the kill switch
-			opts := monkey.Options{Seed: seed, Tick: tick, Journal: j, Out: w}
-			if forDur > 0 {
-				opts.Until = time.Now().Add(forDur)
-			}
-			ds, err := monkey.Run(ctx, m, opts)
-			if err != nil {
-				return failure(err)
-			}
-			terminated := 0
-			for _, d := range ds {
-				if d.Action == "terminated" {
-					terminated++
-				}
-			}
-			fmt.Fprintf(c.ErrOrStderr(), "monkey stopped: %d decision(s), %d termination(s); journal %s\n", len(ds), terminated, filepath.Join(out, "monkey.jsonl"))
-			if ctx.Err() != nil && (opts.Until.IsZero() || time.Now().Before(opts.Until)) {
-				// Halted, interrupted, or a kill switch that could not be read.
-				return &exitError{ExitAborted, fmt.Errorf("stopped: %w", context.Cause(ctx))}
-			}
-			return nil
-		},
+		RunE: func(c *cobra.Command, _ []string) error { return runMonkey(c, g, o) },
 	}
 	f := cmd.Flags()
-	f.StringVarP(&file, "config", "c", "", "monkey `file` (YAML)")
-	f.StringVar(&out, "out", "", "`directory` for monkey.jsonl (default faultline-runs/monkey-UTCSTAMP)")
-	f.StringVar(&seedFlag, "seed", "", "`seed` for every random choice (default: picked and journaled)")
-	f.BoolVar(&leashed, "leashed", false, "decide and journal, terminate nothing")
-	f.DurationVar(&tick, "tick", time.Minute, "how often each group is considered")
-	f.DurationVar(&forDur, "for", 0, "stop after this long (default: until Ctrl-C, SIGTERM or halt)")
-	f.Bool("dry-run", false, "check the file and print the schedule and groups; touch nothing")
+	f.StringVarP(&o.file, "config", "c", "", "monkey `file` (YAML)")
+	f.StringVar(&o.out, "out", "", "`directory` for monkey.jsonl (default faultline-runs/monkey-UTCSTAMP)")
+	f.StringVar(&o.seed, "seed", "", "`seed` for every random choice (default: picked and journaled)")
+	f.BoolVar(&o.leashed, "leashed", false, "decide and journal, terminate nothing")
+	f.DurationVar(&o.tick, "tick", time.Minute, "how often each group is considered")
+	f.DurationVar(&o.forDur, "for", 0, "stop after this long (default: until Ctrl-C, SIGTERM or halt)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "check the file and print the schedule and groups; touch nothing")
 	return cmd
+}
+
+// monkeyOptions are faultline monkey's flags.
+type monkeyOptions struct {
+	file, out, seed string
+	leashed, dryRun bool
+	tick, forDur    time.Duration
+}
+
+// runMonkey is faultline monkey: the file read, its members shown (a dry
+// run), or the monkey run, registered and watching the kill switches.
+func runMonkey(c *cobra.Command, g *globals, o monkeyOptions) error {
+	if o.file == "" {
+		return usagef("-c FILE is required: the monkey's schedule and groups (see --help)")
+	}
+	m, err := monkey.ParseFile(o.file)
+	if err != nil {
+		return fileErrors(c.ErrOrStderr(), o.file, err)
+	}
+	if o.leashed {
+		m.Leashed = true
+	}
+	seed, err := parseSeed(o.seed)
+	if err != nil {
+		return err
+	}
+	w := c.OutOrStdout()
+	if o.dryRun {
+		printMonkey(w, m)
+		printMembers(c.Context(), w, m)
+		fmt.Fprintln(w, "dry run: nothing was started or touched")
+		return nil
+	}
+	stateDir := g.state()
+	watched, stopWatch, err := killSwitch(c, stateDir)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+	if o.out == "" {
+		o.out = filepath.Join("faultline-runs", "monkey-"+time.Now().UTC().Format("20060102T150405Z"))
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return failure(err)
+	}
+	j, err := journal.Create(filepath.Join(o.out, "monkey.jsonl"))
+	if err != nil {
+		return failure(err)
+	}
+	defer j.Close()
+	defer registerRun(c.ErrOrStderr(), stateDir, "monkey", o.out)()
+	byConfig := map[string][]string{}
+	for _, gr := range m.Groups {
+		if gr.Pods != nil {
+			byConfig[gr.Pods.Kubeconfig] = append(byConfig[gr.Pods.Kubeconfig], gr.Pods.Namespace)
+		}
+	}
+	watched, stopKube, err := watchNamespaces(watched, byConfig)
+	if err != nil {
+		return failure(err)
+	}
+	defer stopKube()
+	ctx := watched
+	printMonkey(w, m) // once registered and watching the kill switch
+	opts := monkey.Options{Seed: seed, Tick: o.tick, Journal: j, Out: w}
+	if o.forDur > 0 {
+		opts.Until = time.Now().Add(o.forDur)
+	}
+	ds, err := monkey.Run(ctx, m, opts)
+	if err != nil {
+		return failure(err)
+	}
+	terminated := 0
+	for _, d := range ds {
+		if d.Action == "terminated" {
+			terminated++
+		}
+	}
+	fmt.Fprintf(c.ErrOrStderr(), "monkey stopped: %d decision(s), %d termination(s); journal %s\n", len(ds), terminated, filepath.Join(o.out, "monkey.jsonl"))
+	if ctx.Err() != nil && (opts.Until.IsZero() || time.Now().Before(opts.Until)) {
+		// Halted, interrupted, or a kill switch that could not be read.
+		return &exitError{ExitAborted, fmt.Errorf("stopped: %w", context.Cause(ctx))}
+	}
+	return nil
+}
+
+// printMembers lists what each group selects now.
+func printMembers(ctx context.Context, w io.Writer, m *monkey.Config) {
+	fmt.Fprintln(w, "members now (each group is looked up again whenever it is considered):")
+	for _, gr := range m.Groups {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		members, err := monkey.Members(lctx, gr)
+		cancel()
+		switch {
+		case err != nil:
+			fmt.Fprintf(w, "  group %s: %s\n", gr.Name, strings.ReplaceAll(err.Error(), "\n", "\n    "))
+		case len(members) == 0:
+			fmt.Fprintf(w, "  group %s: none now\n", gr.Name)
+		default:
+			if len(members) > 10 {
+				members = append(members[:10], fmt.Sprintf("and %d more", len(members)-10))
+			}
+			fmt.Fprintf(w, "  group %s: %s\n", gr.Name, strings.Join(members, "\n    "+strings.Repeat(" ", len(gr.Name)+8)))
+		}
+	}
 }
 
 // printMonkey says what the monkey will do.
