@@ -14,7 +14,10 @@ import (
 type Condition struct {
 	// Text is the condition as written.
 	Text string
-	// Metric is "error_rate", "latency" or "throughput".
+	// Metric is "error_rate", "latency" or "throughput" of the traffic;
+	// "probe_success" or "probe_latency" of the probe named Of; "alert"
+	// (holds while Alert fires) or "query" (holds while a series of Query
+	// meets Op Value) of the Prometheus at Prometheus.
 	Metric string
 	// Stat is the latency statistic: p50, p90, p95, p99, p99.9, mean or max.
 	Stat string
@@ -30,6 +33,20 @@ type Condition struct {
 	// For is how long the condition must hold without a break; zero means
 	// it is judged on the phase's aggregate.
 	For time.Duration
+	// Prometheus, Alert, Query and Token are an alert's or a query's.
+	Prometheus, Alert, Query, Token string
+}
+
+// Measures says what a condition reads: the run's traffic, its probes,
+// or a Prometheus.
+func (c Condition) Measures() string {
+	switch c.Metric {
+	case "probe_success", "probe_latency":
+		return "probes"
+	case "alert", "query":
+		return "prometheus"
+	}
+	return "traffic"
 }
 
 // LatencyStats are the statistics a latency condition may name.
@@ -50,18 +67,18 @@ func ParseCondition(s string) (Condition, error) {
 		return t
 	}
 	switch m := next(); m {
-	case "error_rate", "throughput":
+	case "error_rate", "throughput", "probe_success":
 		c.Metric = m
-	case "latency":
+	case "latency", "probe_latency":
 		c.Metric = m
 		c.Stat = next()
 		if !slices.Contains(LatencyStats, c.Stat) {
-			return c, fmt.Errorf("latency needs a statistic, one of %s; got %q", strings.Join(LatencyStats, ", "), c.Stat)
+			return c, fmt.Errorf("%s needs a statistic, one of %s; got %q", m, strings.Join(LatencyStats, ", "), c.Stat)
 		}
 	case "":
 		return c, fmt.Errorf("empty condition: want METRIC OP VALUE, e.g. error_rate < 1%%")
 	default:
-		return c, fmt.Errorf("unknown metric %q%s", m, decode.Suggest(m, []string{"error_rate", "latency", "throughput"}))
+		return c, fmt.Errorf("unknown metric %q%s", m, decode.Suggest(m, []string{"error_rate", "latency", "throughput", "probe_success", "probe_latency"}))
 	}
 	op := next()
 	if op == "of" {
@@ -69,6 +86,9 @@ func ParseCondition(s string) (Condition, error) {
 			return c, fmt.Errorf("'of' needs a request name")
 		}
 		op = next()
+	}
+	if c.Measures() == "probes" && c.Of == "" {
+		return c, fmt.Errorf("%s needs the probe it measures: %s of NAME ... (give the probe a name:)", c.Metric, c.Metric)
 	}
 	if !slices.Contains(ops, op) {
 		return c, fmt.Errorf("want a comparison (<, <=, >, >=) after %s, got %q", c.Metric, op)
@@ -84,8 +104,8 @@ func ParseCondition(s string) (Condition, error) {
 		if err != nil || n <= 0 {
 			return c, fmt.Errorf("want a positive multiple such as 3x baseline, got %q", val)
 		}
-		if c.Metric == "error_rate" {
-			return c, fmt.Errorf("error_rate cannot be a multiple of the baseline (a baseline of 0%% makes any multiple 0): give a percentage")
+		if c.Metric == "error_rate" || c.Metric == "probe_success" {
+			return c, fmt.Errorf("%s cannot be a multiple of the baseline: give a percentage", c.Metric)
 		}
 		c.Value, c.Baseline = n, true
 	} else {
@@ -114,17 +134,17 @@ func ParseCondition(s string) (Condition, error) {
 // parseValue reads a value with the unit its metric takes.
 func parseValue(metric, v string) (float64, error) {
 	switch metric {
-	case "error_rate":
+	case "error_rate", "probe_success":
 		s, ok := strings.CutSuffix(v, "%")
 		n, err := strconv.ParseFloat(s, 64)
 		if !ok || err != nil || n < 0 || n > 100 {
-			return 0, fmt.Errorf("error_rate takes a percentage from 0%% to 100%%, such as 2%%; got %q", v)
+			return 0, fmt.Errorf("%s takes a percentage from 0%% to 100%%, such as 2%%; got %q", metric, v)
 		}
 		return n / 100, nil
-	case "latency":
+	case "latency", "probe_latency":
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			return 0, fmt.Errorf("latency takes a duration such as 600ms or 3.5s, or Nx baseline; got %q", v)
+			return 0, fmt.Errorf("%s takes a duration such as 600ms or 3.5s, or Nx baseline; got %q", metric, v)
 		}
 		return d.Seconds(), nil
 	default: // throughput

@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/faultline/faultline/load"
 	"github.com/faultline/faultline/probe"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
@@ -119,7 +120,8 @@ type Traffic struct {
 	Requests []Request
 }
 
-// Request is one kind of request of the traffic.
+// Request is one kind of request of the traffic: HTTP (Method, URL,
+// Headers, Body), or one of TCP, Redis, SQL, DNS and GRPC.
 type Request struct {
 	Name    string
 	Method  string
@@ -127,6 +129,16 @@ type Request struct {
 	Headers map[string]string
 	Body    string
 	Weight  float64 // share of the rate; equal shares when all are 0
+	TCP     *load.TCP
+	Redis   *load.Redis
+	SQL     *load.SQL
+	DNS     *load.DNS
+	GRPC    *load.GRPC
+}
+
+// Kind is the request's protocol: http, tcp, redis, sql, dns or grpc.
+func (r Request) Kind() string {
+	return load.Request{TCP: r.TCP, Redis: r.Redis, SQL: r.SQL, DNS: r.DNS, GRPC: r.GRPC}.Kind().String()
 }
 
 // Probe is polled every tick; it passes when it meets its expect.
@@ -354,8 +366,8 @@ var (
 	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile", "allow_other_users"}
 	proxyKeys   = []string{"listen", "upstream", "api", "name", "token"}
 	trafficKeys = []string{"rate", "timeout", "requests"}
-	requestKeys = []string{"name", "method", "url", "headers", "body", "weight"}
-	checkKeys   = []string{"condition", "probe", "expect", "body", "query", "phases"}
+	requestKeys = []string{"name", "method", "url", "headers", "body", "weight", "tcp", "redis", "sql", "dns", "grpc"}
+	checkKeys   = []string{"condition", "probe", "expect", "body", "query", "phases", "name", "alert", "prometheus", "token"}
 	selectKeys  = []string{"tags", "count", "percent"}
 )
 
@@ -690,9 +702,10 @@ func (d *decoder) traffic(n *yaml.Node) *Traffic {
 					req.Headers[hk.Value] = d.Str(hf.Get(hk.Value), field+".headers."+hk.Value)
 				}
 			}
+			d.requestKind(&req, rf, r, field)
 		}
-		if !strings.HasPrefix(req.URL, "http://") && !strings.HasPrefix(req.URL, "https://") {
-			d.Errorf(r, field, "want an http:// or https:// URL, got %q", req.URL)
+		if req.Kind() == "http" && !strings.HasPrefix(req.URL, "http://") && !strings.HasPrefix(req.URL, "https://") {
+			d.Errorf(r, field, "want an http:// or https:// URL (or tcp:, redis:, sql:, dns:, grpc:), got %q", req.URL)
 		}
 		if req.Name != "" {
 			if names[req.Name] {
@@ -705,6 +718,9 @@ func (d *decoder) traffic(n *yaml.Node) *Traffic {
 	return t
 }
 
+// stopKeys are a stop condition's keys when it is an alert or a query.
+var stopKeys = []string{"alert", "prometheus", "query", "when", "token"}
+
 func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
 	if n.Kind != yaml.SequenceNode {
 		d.Errorf(n, field, "want a list of conditions, got %s", decode.KindName(n))
@@ -713,6 +729,12 @@ func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
 	var out []Condition
 	for i, c := range n.Content {
 		f := fmt.Sprintf("%s[%d]", field, i)
+		if c.Kind == yaml.MappingNode {
+			if cond, ok := d.prometheusCondition(c, f); ok {
+				out = append(out, cond)
+			}
+			continue
+		}
 		s := d.Str(c, f)
 		if s == "" {
 			continue
@@ -725,6 +747,66 @@ func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
 		out = append(out, cond)
 	}
 	return out
+}
+
+// prometheusCondition reads a stop condition on a Prometheus: {alert:
+// NAME, prometheus: URL} (it holds while the alert fires) or {prometheus:
+// URL, query: PROMQL, when: "> 5 for 10s"} (while a series of the query
+// meets when).
+func (d *decoder) prometheusCondition(n *yaml.Node, field string) (Condition, bool) {
+	f := d.Mapping(n, field, stopKeys...)
+	c := Condition{}
+	url := f.Get("prometheus")
+	if url == nil {
+		d.Errorf(n, field+".prometheus", "required: the Prometheus server's URL, e.g. http://127.0.0.1:9090")
+		return c, false
+	}
+	c.Prometheus = d.Str(url, field+".prometheus")
+	if !strings.HasPrefix(c.Prometheus, "http://") && !strings.HasPrefix(c.Prometheus, "https://") {
+		d.Errorf(url, field+".prometheus", "want an http:// or https:// URL, got %q", c.Prometheus)
+	}
+	if t := f.Get("token"); t != nil {
+		c.Token = d.Str(t, field+".token")
+	}
+	alert, query := f.Get("alert"), f.Get("query")
+	switch {
+	case alert != nil && query != nil:
+		d.Errorf(n, field, "an alert or a query, not both")
+		return c, false
+	case alert != nil:
+		c.Metric, c.Alert = "alert", d.Str(alert, field+".alert")
+		c.Text = fmt.Sprintf("alert %s firing", c.Alert)
+		if w := f.Get("when"); w != nil {
+			d.Errorf(w, field+".when", "an alert holds while it fires: no when")
+		}
+		return c, true
+	case query != nil:
+		c.Metric, c.Query = "query", d.Str(query, field+".query")
+		w := f.Get("when")
+		if w == nil {
+			d.Errorf(n, field+".when", "required: when the query stops the run, e.g. when: \"> 5 for 10s\"")
+			return c, false
+		}
+		when := d.Str(w, field+".when")
+		op, rest, _ := strings.Cut(strings.TrimSpace(when), " ")
+		rest = strings.TrimSpace(rest)
+		val, forText, hasFor := strings.Cut(rest, " for ")
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if !slices.Contains(ops, op) || err != nil {
+			d.Errorf(w, field+".when", "want OP VALUE [for DURATION], e.g. \"> 5 for 10s\"; got %q", when)
+			return c, false
+		}
+		c.Op, c.Value = op, v
+		if hasFor {
+			if c.For, err = time.ParseDuration(strings.TrimSpace(forText)); err != nil || c.For <= 0 {
+				d.Errorf(w, field+".when", "'for' needs a positive duration such as 10s; got %q", forText)
+			}
+		}
+		c.Text = fmt.Sprintf("query %s %s", c.Query, when)
+		return c, true
+	}
+	d.Errorf(n, field, "want alert: NAME or query: PROMQL (with prometheus: URL), or a condition such as error_rate > 50%% for 5s")
+	return c, false
 }
 
 func (d *decoder) steadyState(n *yaml.Node) []Check { return d.checks(n, "steady_state") }
@@ -772,6 +854,17 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 		switch {
 		case cond != nil && pn != nil:
 			d.Errorf(c, field, "an entry is a condition or a probe, not both")
+		case f.Get("alert") != nil:
+			// Holds while the alert is not firing: a probe of its own kind.
+			ch.Probe = &Probe{Kind: "alert", Alert: d.Str(f.Get("alert"), field+".alert")}
+			if u := f.Get("prometheus"); u != nil {
+				ch.Probe.URL = d.Str(u, field+".prometheus")
+			} else {
+				d.Errorf(c, field+".prometheus", "required with alert: the Prometheus server's URL")
+			}
+			if t := f.Get("token"); t != nil {
+				ch.Probe.Token = d.Str(t, field+".token")
+			}
 		case cond != nil && strings.HasPrefix(strings.TrimSpace(cond.Value), "ready_pods("):
 			p, err := probe.ParseReadyPods(cond.Value)
 			if err != nil {
@@ -786,8 +879,22 @@ func (d *decoder) checks(n *yaml.Node, at string) []Check {
 			ch.Condition = &parsed
 		case pn != nil:
 			ch.Probe = probe.Decode(d.Decoder, pn, f, field)
+			if t := f.Get("token"); t != nil {
+				ch.Probe.Token = d.Str(t, field+".token")
+			}
 		default:
 			d.Errorf(c, field, "want a condition (error_rate < 1%%) or probe: (GET URL, tcp HOST:PORT, command: [...], prometheus: URL)")
+		}
+		if v := f.Get("name"); v != nil && ch.Probe != nil {
+			ch.Probe.Name = d.Str(v, field+".name")
+		} else if v != nil {
+			d.Errorf(v, field+".name", "only a probe has a name (conditions are named by what they say)")
+		}
+		if ch.Probe != nil && ch.Probe.Kind == "alert" && ch.Probe.Name == "" {
+			ch.Probe.Name = ch.Probe.Alert
+		}
+		if v := f.Get("prometheus"); v != nil && (ch.Probe == nil || ch.Probe.Kind != "alert") {
+			d.Errorf(v, field+".prometheus", "prometheus: goes with alert: here (a query is probe: {prometheus: URL} with query:)")
 		}
 		out = append(out, ch)
 	}
@@ -852,7 +959,9 @@ func (x *Experiment) OffLoopback() []string {
 	}
 	if x.Traffic != nil {
 		for _, r := range x.Traffic.Requests {
-			check("traffic", r.URL)
+			for _, a := range requestAddrs(r) {
+				check("traffic", a)
+			}
 		}
 	}
 	for _, c := range x.SteadyState {

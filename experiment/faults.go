@@ -600,12 +600,33 @@ func (d *decoder) checkConditions(x *Experiment, f fields) {
 			requests[r.Name] = true
 		}
 	}
-	checkCond := func(c Condition, at *yaml.Node, field string) {
-		if x.Traffic == nil {
-			d.Errorf(at, field, "%q measures the traffic, but the experiment has no traffic section", c.Text)
+	probes := map[string]bool{}
+	var probeNames []string
+	if n := f.Get("steady_state"); n != nil && n.Kind == yaml.SequenceNode {
+		for i, ch := range x.SteadyState {
+			if ch.Probe == nil || ch.Probe.Name == "" {
+				continue
+			}
+			if probes[ch.Probe.Name] && i < len(n.Content) {
+				d.Errorf(n.Content[i], fmt.Sprintf("steady_state[%d].name", i), "%q names two probes", ch.Probe.Name)
+			}
+			probes[ch.Probe.Name] = true
+			probeNames = append(probeNames, ch.Probe.Name)
 		}
-		if c.Of != "" && !requests[c.Of] {
-			d.Errorf(at, field, "no request is named %q (give requests a name: to scope a condition)", c.Of)
+	}
+	checkCond := func(c Condition, at *yaml.Node, field string) {
+		switch c.Measures() {
+		case "traffic":
+			if x.Traffic == nil {
+				d.Errorf(at, field, "%q measures the traffic, but the experiment has no traffic section (a stop condition may be an alert, a query or a probe's: probe_success of NAME < 90%%)", c.Text)
+			}
+			if c.Of != "" && !requests[c.Of] {
+				d.Errorf(at, field, "no request is named %q (give requests a name: to scope a condition)", c.Of)
+			}
+		case "probes":
+			if !probes[c.Of] {
+				d.Errorf(at, field, "no probe is named %q%s (give a steady_state probe a name: to measure it)", c.Of, decode.Suggest(c.Of, probeNames))
+			}
 		}
 	}
 	if n := f.Get("steady_state"); n != nil && n.Kind == yaml.SequenceNode {

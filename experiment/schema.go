@@ -103,18 +103,66 @@ type (
 	requestObj struct {
 		Name    string            `json:"name,omitempty"`
 		Method  string            `json:"method,omitempty"`
-		URL     string            `json:"url"`
+		URL     string            `json:"url,omitempty"`
 		Headers map[string]string `json:"headers,omitempty"`
 		Body    string            `json:"body,omitempty"`
 		Weight  float64           `json:"weight,omitempty"`
+		TCP     *tcpRequestDoc    `json:"tcp,omitempty" jsonschema_description:"connect, send, expect a reply"`
+		Redis   *redisRequestDoc  `json:"redis,omitempty" jsonschema_description:"one Redis command"`
+		SQL     *sqlRequestDoc    `json:"sql,omitempty" jsonschema_description:"one PostgreSQL query"`
+		DNS     *dnsRequestDoc    `json:"dns,omitempty" jsonschema_description:"one DNS query"`
+		GRPC    *grpcRequestDoc   `json:"grpc,omitempty" jsonschema_description:"a gRPC health check or unary call"`
+	}
+	tcpRequestDoc struct {
+		Addr         string `json:"addr"`
+		Send         string `json:"send,omitempty"`
+		Expect       string `json:"expect,omitempty" jsonschema_description:"what the reply must begin with"`
+		ExpectRegexp string `json:"expect_regexp,omitempty"`
+	}
+	redisRequestDoc struct {
+		Addr     string   `json:"addr"`
+		Command  []string `json:"command"`
+		DB       int      `json:"db,omitempty"`
+		Username string   `json:"username,omitempty"`
+		Password string   `json:"password,omitempty"`
+	}
+	sqlRequestDoc struct {
+		DSN      string   `json:"dsn"`
+		Query    string   `json:"query"`
+		Args     []string `json:"args,omitempty"`
+		MaxConns int      `json:"max_conns,omitempty"`
+	}
+	dnsRequestDoc struct {
+		Server       string `json:"server"`
+		Name         string `json:"name"`
+		Type         string `json:"type,omitempty" jsonschema_description:"A, AAAA, MX, TXT, ... (default A)"`
+		Net          string `json:"net,omitempty" jsonschema:"enum=udp,enum=tcp"`
+		ExpectAnswer bool   `json:"expect_answer,omitempty" jsonschema_description:"NXDOMAIN and an empty answer count as errors"`
+	}
+	grpcRequestDoc struct {
+		Target     string `json:"target"`
+		Service    string `json:"service,omitempty" jsonschema_description:"health check: the service asked about"`
+		Method     string `json:"method,omitempty" jsonschema_description:"a unary method, /package.Service/Method"`
+		BodyBase64 string `json:"body_base64,omitempty" jsonschema_description:"the encoded request message, base64"`
 	}
 	checkObj struct {
-		Condition conditionDoc `json:"condition,omitempty"`
-		Probe     probeDoc     `json:"probe,omitempty"`
-		Expect    any          `json:"expect,omitempty" jsonschema_description:"HTTP status, exit status, or OP VALUE for Prometheus"`
-		Body      string       `json:"body,omitempty" jsonschema_description:"Regexp the HTTP body must match"`
-		Query     string       `json:"query,omitempty" jsonschema_description:"Prometheus query"`
-		Phases    []string     `json:"phases,omitempty" jsonschema:"enum=baseline,enum=inject,enum=recovery"`
+		Condition  conditionDoc `json:"condition,omitempty"`
+		Probe      probeDoc     `json:"probe,omitempty"`
+		Expect     any          `json:"expect,omitempty" jsonschema_description:"HTTP status, exit status, or OP VALUE for Prometheus"`
+		Body       string       `json:"body,omitempty" jsonschema_description:"Regexp the HTTP body must match"`
+		Query      string       `json:"query,omitempty" jsonschema_description:"Prometheus query"`
+		Phases     []string     `json:"phases,omitempty" jsonschema:"enum=baseline,enum=inject,enum=recovery"`
+		Name       string       `json:"name,omitempty" jsonschema_description:"A probe's name, for probe_success of NAME and probe_latency STAT of NAME"`
+		Alert      string       `json:"alert,omitempty" jsonschema_description:"Holds while this Prometheus alert is not firing"`
+		Prometheus string       `json:"prometheus,omitempty" jsonschema_description:"With alert: the Prometheus server's URL"`
+		Token      string       `json:"token,omitempty" jsonschema_description:"A bearer token for Prometheus (better: ${VAR})"`
+	}
+	stopObj struct {
+		Alert      string `json:"alert,omitempty" jsonschema_description:"Stop while this alert is firing"`
+		Prometheus string `json:"prometheus" jsonschema_description:"The Prometheus server's URL"`
+		Query      string `json:"query,omitempty" jsonschema_description:"PromQL; the run stops while a series meets when"`
+		When       string `json:"when,omitempty" jsonschema_description:"OP VALUE [for DURATION], e.g. > 5 for 10s"`
+		Token      string `json:"token,omitempty" jsonschema_description:"A bearer token (better: ${VAR})"`
 	}
 	probeObj struct {
 		Command    []string `json:"command,omitempty"`
@@ -237,7 +285,7 @@ func (durationDoc) JSONSchema() *jsonschema.Schema {
 }
 
 // trafficCondition is the grammar of a condition on the traffic.
-const trafficCondition = `(error_rate|throughput|latency (p50|p90|p95|p99|p99\.9|mean|max))( of \S+)? (<|<=|>|>=) \S+( baseline)?( for \S+)?`
+const trafficCondition = `(error_rate|throughput|probe_success|(latency|probe_latency) (p50|p90|p95|p99|p99\.9|mean|max))( of \S+)? (<|<=|>|>=) \S+( baseline)?( for \S+)?`
 
 func (conditionDoc) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{Type: "string",
@@ -245,10 +293,10 @@ func (conditionDoc) JSONSchema() *jsonschema.Schema {
 		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. latency p99 < 600ms; or ready_pods([NAMESPACE/]SELECTOR) OP PERCENT"}
 }
 
-// A stop condition is on the traffic only.
+// A stop condition is on the traffic or the probes, or an alert or a query.
 func (stopConditionDoc) JSONSchema() *jsonschema.Schema {
-	return &jsonschema.Schema{Type: "string", Pattern: `^` + trafficCondition + `$`,
-		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. error_rate > 90% for 5s"}
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Ref: "#/$defs/stopObj"}, {Type: "string", Pattern: `^` + trafficCondition + `$`,
+		Description: "METRIC [of REQUEST] OP VALUE [for DURATION], e.g. error_rate > 90% for 5s"}}}
 }
 
 func (tagDoc) JSONSchema() *jsonschema.Schema {
@@ -305,7 +353,7 @@ func SchemaWith(actions map[string]any) ([]byte, error) {
 	s.Title = "faultline experiment"
 	// The union types name these by reference: reflect them too and take
 	// every definition they bring.
-	for _, v := range []any{requestObj{}, checkObj{}, probeObj{}, selectObj{}} {
+	for _, v := range []any{requestObj{}, checkObj{}, probeObj{}, selectObj{}, stopObj{}} {
 		for name, def := range r.Reflect(v).Definitions {
 			if _, ok := s.Definitions[name]; !ok {
 				s.Definitions[name] = def

@@ -114,18 +114,24 @@ func TestSchemaMatchesParser(t *testing.T) {
 		return out
 	}
 	for def, parser := range map[string][]string{
-		"fileDoc":    topKeys,
-		"targetDoc":  targetKeys,
-		"processDoc": processKeys,
-		"proxyDoc":   proxyKeys,
-		"dnsDoc":     dnsKeys,
-		"podsDoc":    podsKeys,
-		"trafficDoc": trafficKeys,
-		"requestObj": requestKeys,
-		"checkObj":   checkKeys,
-		"probeObj":   probe.Keys,
-		"selectObj":  selectKeys,
-		"faultDoc":   append(slices.Clone(faultFields), actionKeys...),
+		"fileDoc":         topKeys,
+		"targetDoc":       targetKeys,
+		"processDoc":      processKeys,
+		"proxyDoc":        proxyKeys,
+		"dnsDoc":          dnsKeys,
+		"podsDoc":         podsKeys,
+		"trafficDoc":      trafficKeys,
+		"requestObj":      requestKeys,
+		"checkObj":        checkKeys,
+		"stopObj":         stopKeys,
+		"tcpRequestDoc":   tcpKeys,
+		"redisRequestDoc": redisKeys,
+		"sqlRequestDoc":   sqlKeys,
+		"dnsRequestDoc":   dnsRequestKeys,
+		"grpcRequestDoc":  grpcKeys,
+		"probeObj":        probe.Keys,
+		"selectObj":       selectKeys,
+		"faultDoc":        append(slices.Clone(faultFields), actionKeys...),
 	} {
 		if diff := cmp.Diff(sorted(parser), keys(def)); diff != "" {
 			t.Errorf("%s: schema and parser differ (-parser +schema):\n%s", def, diff)

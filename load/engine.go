@@ -35,6 +35,7 @@ type engine struct {
 
 	workers sync.WaitGroup
 	max     int
+	flight  *Flight // nil: nobody asks
 }
 
 // Worker control. A run starts initialWorkers and looks every lookEvery
@@ -75,6 +76,10 @@ func (e *engine) dueBy(t time.Time) uint64 {
 
 func (e *engine) run() {
 	e.began = time.Now()
+	if e.flight != nil {
+		e.flight.attach(e)
+		defer e.flight.detach()
+	}
 	c := controller{e: e}
 	c.spawn(min(initialWorkers, e.max))
 	c.run()
@@ -247,9 +252,15 @@ func (e *engine) retiring() bool {
 // hit sends request n, due at due, and hands its result to fn.
 func (e *engine) hit(n uint64, due time.Time) {
 	i := e.pick.pick(n)
+	if e.flight != nil {
+		e.flight.start(n, Pending{Request: e.requests[i].Name, Intended: due})
+	}
 	sent := time.Now()
 	code, err := e.doers[i].do(sent.Add(e.timeout))
 	end := time.Now()
+	if e.flight != nil { // finished: its result, not its age, counts from now
+		e.flight.end(n)
+	}
 	r := Result{Request: e.requests[i].Name, Kind: e.kinds[i], Intended: due, Sent: sent, Latency: end.Sub(due), Code: code}
 	if err != nil {
 		r.Err = describe(err, e.timeout)

@@ -91,6 +91,9 @@ type Config struct {
 	// request's intended start, the figures show it. The engine starts
 	// fewer and adds workers only while they raise the rate (see Run).
 	MaxWorkers uint64
+	// Flight, if not nil, tells while the run goes which requests are due
+	// and not finished.
+	Flight *Flight
 }
 
 // Result is one request's outcome.
@@ -175,6 +178,7 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 		fn:       fn,
 		done:     ctx.Done(),
 		max:      int(min(cfg.MaxWorkers, 1<<20)),
+		flight:   cfg.Flight,
 	}
 	e.run()
 	return nil

@@ -311,3 +311,64 @@ func checkPaced(t *testing.T, res []load.Result, rate float64, d time.Duration) 
 		t.Fatalf("%d of %d requests sent more than 100 ms after they were due, after the first 0.5 s", late, len(res))
 	}
 }
+
+// TestFlightSeesAHangAsItHangs: a request that hangs is listed as pending,
+// with its intended start, while it hangs, and no longer once it ends.
+func TestFlightSeesAHangAsItHangs(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	var f load.Flight
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var mu sync.Mutex
+	finished := 0
+	go func() {
+		defer close(done)
+		_ = load.Run(ctx, load.Config{Rate: 20, Timeout: 30 * time.Second, Flight: &f, Requests: []load.Request{{Name: "slow", URL: srv.URL}}}, func(load.Result) {
+			mu.Lock()
+			finished++
+			mu.Unlock()
+		})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	var pending []load.Pending
+	for {
+		pending = f.Pending(time.Now())
+		if len(pending) >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending = %d after 10 s of requests that hang, want them listed", len(pending))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	oldest := time.Now()
+	for _, p := range pending {
+		if p.Request != "slow" {
+			t.Errorf("pending request named %q", p.Request)
+		}
+		if p.Intended.Before(oldest) {
+			oldest = p.Intended
+		}
+	}
+	if age := time.Since(oldest); age < 200*time.Millisecond {
+		t.Errorf("the oldest pending request is %v old, want the age of a hang (5 requests at 20/s)", age)
+	}
+	mu.Lock()
+	if finished != 0 {
+		t.Errorf("%d requests finished against a server that answers none", finished)
+	}
+	mu.Unlock()
+	close(release)
+	cancel()
+	<-done
+	if n := len(f.Pending(time.Now())); n != 0 {
+		t.Errorf("%d pending after the run ended", n)
+	}
+}

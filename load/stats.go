@@ -13,9 +13,10 @@ const maxLatency = time.Hour
 // Stats aggregates results: counts, errors and an HDR histogram of
 // latencies (microsecond resolution, 3 significant digits).
 type Stats struct {
-	hist   *hdrhistogram.Histogram
-	count  int64
-	errors int64
+	hist     *hdrhistogram.Histogram
+	count    int64
+	errors   int64
+	inFlight int64
 }
 
 // NewStats returns empty stats.
@@ -33,16 +34,29 @@ func (s *Stats) Add(r Result) {
 	_ = s.hist.RecordValue(us) // in range by construction
 }
 
+// AddInFlight counts a request not finished yet by its age so far: in the
+// latency statistics (a hang is as slow as it has been), not in the count
+// of requests or errors, which are of finished ones.
+func (s *Stats) AddInFlight(age time.Duration) {
+	s.inFlight++
+	us := min(max(age.Microseconds(), 1), maxLatency.Microseconds())
+	_ = s.hist.RecordValue(us)
+}
+
 // Merge adds o's results to s.
 func (s *Stats) Merge(o *Stats) {
 	s.count += o.count
 	s.errors += o.errors
+	s.inFlight += o.inFlight
 	s.hist.Merge(o.hist)
 }
 
 // Summary is what Stats say over a span of time.
 type Summary struct {
 	Count, Errors int64
+	// InFlight is the requests not finished that the latencies count by
+	// their age so far.
+	InFlight int64
 	// ErrorRate is Errors/Count, 0 without requests.
 	ErrorRate float64
 	// Throughput is non-error responses per second over the span.
@@ -53,7 +67,7 @@ type Summary struct {
 
 // Summary summarizes the stats of a span of the given length.
 func (s *Stats) Summary(span time.Duration) Summary {
-	sum := Summary{Count: s.count, Errors: s.errors}
+	sum := Summary{Count: s.count, Errors: s.errors, InFlight: s.inFlight}
 	if s.count > 0 {
 		sum.ErrorRate = float64(s.errors) / float64(s.count)
 	}

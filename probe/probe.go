@@ -66,6 +66,7 @@ func New(cfg Config) *Prober {
 		"tcp":        tcpProbe,
 		"command":    commandProbe,
 		"prometheus": prometheusProbe,
+		"alert":      alertProbe,
 		"ready_pods": readyPodsProbe,
 	}}
 }

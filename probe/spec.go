@@ -15,7 +15,10 @@ import (
 
 // Spec is one probe as a file gives it.
 type Spec struct {
-	Kind   string // http, tcp, command, prometheus, ready_pods, or a kind registered with a Prober
+	// Name names the probe in conditions (probe_success of NAME) and
+	// charts; empty when the file gives none.
+	Name   string
+	Kind   string // http, tcp, command, prometheus, alert, ready_pods, or a kind registered with a Prober
 	Method string // http
 	// ready_pods: the pods whose Ready share is compared with Expect
 	// ("OP FRACTION"); Namespace and Kubeconfig default to the first pods
@@ -25,6 +28,8 @@ type Spec struct {
 	Address                         string // tcp
 	Command                         []string
 	Query                           string // prometheus
+	Alert                           string // alert: passes while this alert is not firing
+	Token                           string // prometheus, alert: a bearer token
 	Expect                          string // http: a status; command: an exit status; prometheus: "OP VALUE"
 	Body                            string // http: a regexp the body must match
 	// Args are a registered kind's settings, as the file gives them.
@@ -41,6 +46,8 @@ func (p *Spec) Text() string {
 		return "probe command " + strings.Join(p.Command, " ") + " exits " + p.Expect
 	case "prometheus":
 		return fmt.Sprintf("probe prometheus %s: %s %s", p.URL, p.Query, p.Expect)
+	case "alert":
+		return fmt.Sprintf("alert %s not firing (prometheus %s)", p.Alert, p.URL)
 	case "ready_pods":
 		op, v, _ := strings.Cut(p.Expect, " ")
 		f, _ := strconv.ParseFloat(v, 64)

@@ -125,6 +125,31 @@ type Sample struct {
 	P99          float64  `json:"p99"`
 	Max          float64  `json:"max"`
 	ActiveFaults []string `json:"active_faults"`
+	// InFlight is the requests due and not finished at the tick, and
+	// Oldest the age of the oldest (seconds): a hang, as it hangs.
+	InFlight int64   `json:"in_flight,omitempty"`
+	Oldest   float64 `json:"oldest,omitempty"`
+	// Probes are the probes that ran in the tick, each with whether it
+	// passed and how long it took.
+	Probes []ProbeSample `json:"probes,omitempty"`
+	// Stops are the evaluations of stop conditions on a Prometheus.
+	Stops []StopSample `json:"stops,omitempty"`
+}
+
+// ProbeSample is one run of a probe.
+type ProbeSample struct {
+	Probe   string  `json:"probe"` // its name, else how the file gives it
+	Passed  bool    `json:"passed"`
+	Latency float64 `json:"latency"` // seconds
+	Detail  string  `json:"detail,omitempty"`
+}
+
+// StopSample is one evaluation of a stop condition on a Prometheus.
+type StopSample struct {
+	Condition string   `json:"condition"`
+	Holds     bool     `json:"holds"`
+	Value     *float64 `json:"value,omitempty"`
+	Error     string   `json:"error,omitempty"`
 }
 
 // FormatValue writes a check's value in its unit (CheckRecord.Unit).

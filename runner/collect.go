@@ -26,20 +26,59 @@ type collector struct {
 	order   []string // the phases, as they were entered
 	samples []sample
 	probes  []probeOutcome
-	// trafficStart and rate tell how many requests were due by now, so
-	// that those not finished yet can be shown.
-	trafficStart time.Time
-	rate         float64
+	stops   []stopOutcome
+	// flight tells which requests are due and not finished; snaps are its
+	// look at each tick, so that a window counts a hang by its age.
+	flight *load.Flight
+	snaps  []flightSnap
 }
 
-// inFlight estimates the requests due by now that have not finished.
-func (c *collector) inFlight(now time.Time) int {
+// flightSnap is the requests in flight at one time, by name, with their
+// ages then.
+type flightSnap struct {
+	at   time.Time
+	ages map[string][]time.Duration
+}
+
+// look records what is in flight now (a tick), and returns how many
+// requests and the oldest one's age.
+func (c *collector) look(now time.Time) (int, time.Duration) {
+	if c.flight == nil {
+		return 0, 0
+	}
+	pending := c.flight.Pending(now)
+	snap := flightSnap{at: now, ages: map[string][]time.Duration{}}
+	var oldest time.Duration
+	for _, p := range pending {
+		age := now.Sub(p.Intended)
+		snap.ages[p.Request] = append(snap.ages[p.Request], age)
+		oldest = max(oldest, age)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.trafficStart.IsZero() {
-		return 0
+	c.snaps = append(c.snaps, snap)
+	return len(pending), oldest
+}
+
+// addFlight counts into st the requests in flight at the look nearest to
+// t (within half of tick), of request of ("" all).
+func (c *collector) addFlight(st *load.Stats, t time.Time, tick time.Duration, of string) {
+	for i := len(c.snaps) - 1; i >= 0; i-- {
+		s := c.snaps[i]
+		if d := s.at.Sub(t); d > tick/2 {
+			continue
+		} else if d < -tick/2 {
+			return
+		}
+		for name, ages := range s.ages {
+			if of == "" || name == of {
+				for _, a := range ages {
+					st.AddInFlight(a)
+				}
+			}
+		}
+		return
 	}
-	return max(0, int(now.Sub(c.trafficStart).Seconds()*c.rate)-len(c.samples))
 }
 
 type phaseStats struct {
@@ -50,10 +89,22 @@ type phaseStats struct {
 }
 
 type probeOutcome struct {
+	at      time.Time
+	check   int // index in the experiment's steady_state
+	ok      bool
+	what    string
+	latency time.Duration
+}
+
+// stopOutcome is one evaluation of a stop condition on a Prometheus (an
+// alert, a query) at a tick: whether it held, or why it could not be
+// evaluated.
+type stopOutcome struct {
 	at    time.Time
-	check int // index in the experiment's steady_state
-	ok    bool
-	what  string
+	stop  int // index in stop_when
+	holds bool
+	value *float64
+	err   string
 }
 
 func newCollector() *collector {
@@ -97,7 +148,9 @@ func (c *collector) addProbe(o probeOutcome) {
 	c.probes = append(c.probes, o)
 }
 
-// phaseSummary summarizes a phase's traffic, for all requests or one.
+// phaseSummary summarizes a phase's traffic, for all requests or one; in
+// a phase that goes on, what hangs in it counts by its age so far. ok is
+// false when the phase, or the named request in it, saw nothing.
 func (c *collector) phaseSummary(phase, of string, now time.Time) (load.Summary, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -109,13 +162,25 @@ func (c *collector) phaseSummary(phase, of string, now time.Time) (load.Summary,
 	if end.IsZero() {
 		end = now
 	}
-	st := p.all
-	if of != "" {
-		if st = p.byName[of]; st == nil {
-			return load.Summary{}, false
+	st := load.NewStats()
+	switch {
+	case of == "":
+		st.Merge(p.all)
+	case p.byName[of] != nil:
+		st.Merge(p.byName[of])
+	}
+	if p.end.IsZero() && c.flight != nil {
+		for _, q := range c.flight.Pending(now) {
+			if (of == "" || q.Request == of) && !q.Intended.Before(p.start) {
+				st.AddInFlight(now.Sub(q.Intended))
+			}
 		}
 	}
-	return st.Summary(end.Sub(p.start)), true
+	sum := st.Summary(end.Sub(p.start))
+	if of != "" && sum.Count == 0 && sum.InFlight == 0 {
+		return sum, false
+	}
+	return sum, true
 }
 
 // traffic summarizes every phase that saw traffic, in phase order.
@@ -146,11 +211,14 @@ func (c *collector) traffic(now time.Time) []TrafficRecord {
 	return out
 }
 
-// window summarizes the traffic that finished in [from, to).
-func (c *collector) window(from, to time.Time, of string) load.Summary {
+// window summarizes the traffic that finished in [from, to), and the
+// requests in flight at to (by the look within half a tick of it), whose
+// ages count in its latencies.
+func (c *collector) window(from, to time.Time, of string, tick time.Duration) load.Summary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := load.NewStats()
+	c.addFlight(st, to, tick, of)
 	for i := len(c.samples) - 1; i >= 0; i-- {
 		s := c.samples[i]
 		if s.at.Before(from) {
@@ -162,6 +230,76 @@ func (c *collector) window(from, to time.Time, of string) load.Summary {
 				code = 0
 			}
 			st.Add(load.Result{Latency: s.latency, Code: code})
+		}
+	}
+	return st.Summary(to.Sub(from))
+}
+
+func (c *collector) addStop(o stopOutcome) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stops = append(c.stops, o)
+}
+
+// probeOutcomes returns the probes' runs in [from, to).
+func (c *collector) probeOutcomes(from, to time.Time) []probeOutcome {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []probeOutcome
+	for _, o := range c.probes {
+		if !o.at.Before(from) && o.at.Before(to) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// stopOutcomes returns a stop condition's evaluations in [from, to).
+func (c *collector) stopOutcomes(stop int, from, to time.Time) []stopOutcome {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []stopOutcome
+	for _, o := range c.stops {
+		if o.stop == stop && !o.at.Before(from) && o.at.Before(to) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// lastEvaluated is when a stop condition was last evaluated without an
+// error, and the last error since; zero when never.
+func (c *collector) lastEvaluated(stop int) (time.Time, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var last time.Time
+	var lastErr string
+	for _, o := range c.stops {
+		if o.stop != stop {
+			continue
+		}
+		if o.err == "" {
+			last, lastErr = o.at, ""
+		} else {
+			lastErr = o.err
+		}
+	}
+	return last, lastErr
+}
+
+// probeSummary summarizes a probe's runs in [from, to) as traffic is:
+// Count the runs, Errors the failures, latencies their durations.
+func (c *collector) probeSummary(check int, from, to time.Time) load.Summary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := load.NewStats()
+	for _, o := range c.probes {
+		if o.check == check && !o.at.Before(from) && o.at.Before(to) {
+			code := 200
+			if !o.ok {
+				code = 0
+			}
+			st.Add(load.Result{Latency: o.latency, Code: code})
 		}
 	}
 	return st.Summary(to.Sub(from))
@@ -185,11 +323,14 @@ func (c *collector) probesHeld(check int, from, to time.Time) (held bool, ran, p
 	return ran > 0 && passed == ran, ran, passed, failure
 }
 
-// metricValue is a condition's metric in base units on a summary.
+// metricValue is a condition's metric in base units on a summary (of
+// the traffic, or of a probe's runs).
 func metricValue(c experiment.Condition, s load.Summary) float64 {
 	switch c.Metric {
 	case "error_rate":
 		return s.ErrorRate
+	case "probe_success":
+		return 1 - s.ErrorRate
 	case "throughput":
 		return s.Throughput
 	}
@@ -200,8 +341,12 @@ func metricValue(c experiment.Condition, s load.Summary) float64 {
 // unit is how a condition's value is shown in results.
 func unit(c experiment.Condition) string {
 	switch c.Metric {
-	case "error_rate":
+	case "error_rate", "probe_success":
 		return "ratio"
+	case "alert":
+		return ""
+	case "query":
+		return "value"
 	case "throughput":
 		return "/s"
 	}

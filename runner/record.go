@@ -16,6 +16,8 @@ type (
 	FaultRecord   = record.FaultRecord
 	Stamp         = record.Stamp
 	Sample        = record.Sample
+	ProbeSample   = record.ProbeSample
+	StopSample    = record.StopSample
 )
 
 // Verdicts.

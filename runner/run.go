@@ -96,6 +96,8 @@ type run struct {
 	// probeFailures are the probes that failed on the last tick, with why,
 	// for the live line.
 	probeFailures []string
+	// probeIndex is each named probe's index in steady_state.
+	probeIndex map[string]int
 }
 
 // Run carries out a plan's experiment and returns its result, also written to
@@ -148,6 +150,12 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (res *Result, err erro
 	}
 	if r.res.Vars == nil {
 		r.res.Vars = map[string]string{}
+	}
+	r.probeIndex = map[string]int{}
+	for i, c := range x.SteadyState {
+		if c.Probe != nil && c.Probe.Name != "" {
+			r.probeIndex[c.Probe.Name] = i
+		}
 	}
 	r.targets = target.New(x, target.Env{Journal: r, NextID: r.nextID, Log: logf, Seed: seed, Guard: r.guard,
 		Progress: r.progressf,
@@ -318,6 +326,10 @@ func (r *run) execute(ctx context.Context) {
 		r.verdict(Error, "steady state did not hold before injection, so nothing was injected: "+r.broken("baseline"))
 		return
 	}
+	if blind := r.blindStops(); blind != "" {
+		r.verdict(Error, "a stop condition could not be evaluated in the baseline, so nothing was injected: "+blind)
+		return
+	}
 
 	r.enterPhase("inject")
 	start := time.Now()
@@ -419,6 +431,9 @@ func (r *run) tickFor(ctx context.Context, d time.Duration, phase string, onTick
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
 	r.runProbes(ctx)
+	if phase == "baseline" || phase == "inject" {
+		r.evalStops(ctx)
+	}
 	if onTick != nil && onTick(time.Now()) {
 		return true
 	}
@@ -430,6 +445,9 @@ func (r *run) tickFor(ctx context.Context, d time.Duration, phase string, onTick
 			return false
 		case now := <-t.C:
 			r.runProbes(ctx)
+			if phase == "baseline" || phase == "inject" {
+				r.evalStops(ctx)
+			}
 			r.progressLine(phase, now, end)
 		case <-wake.C:
 		}
@@ -446,7 +464,8 @@ func (r *run) tickFor(ctx context.Context, d time.Duration, phase string, onTick
 
 // progressLine records the last tick in samples.jsonl and shows it.
 func (r *run) progressLine(phase string, now, end time.Time) {
-	s := r.col.window(now.Add(-r.opts.Tick), now, "")
+	inFlight, oldest := r.col.look(now)
+	s := r.col.window(now.Add(-r.opts.Tick), now, "", r.opts.Tick)
 	active := []string{}
 	for _, f := range r.faults {
 		if f.active {
@@ -454,8 +473,11 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 		}
 	}
 	if r.samples != nil {
-		_ = r.samples.Encode(Sample{Time: Stamp(now), Phase: phase, Requests: s.Count, Errors: s.Errors, ErrorRate: s.ErrorRate,
-			Throughput: s.Throughput, P50: s.P50.Seconds(), P95: s.P95.Seconds(), P99: s.P99.Seconds(), Max: s.Max.Seconds(), ActiveFaults: active})
+		smp := Sample{Time: Stamp(now), Phase: phase, Requests: s.Count, Errors: s.Errors, ErrorRate: s.ErrorRate,
+			Throughput: s.Throughput, P50: s.P50.Seconds(), P95: s.P95.Seconds(), P99: s.P99.Seconds(), Max: s.Max.Seconds(), ActiveFaults: active,
+			InFlight: int64(inFlight), Oldest: oldest.Seconds()}
+		smp.Probes, smp.Stops = r.tickOutcomes(now.Add(-r.opts.Tick), now)
+		_ = r.samples.Encode(smp)
 	}
 	if r.opts.Progress == nil {
 		return
@@ -465,8 +487,12 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 		faults = strings.Join(active, ", ")
 	}
 	left := max(end.Sub(now), 0).Round(time.Second)
-	line := fmt.Sprintf("%-8s %5s left  %4.0f req/s done, %d in flight  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
-		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), r.col.inFlight(now), s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults)
+	flight := fmt.Sprintf("%d in flight", inFlight)
+	if inFlight > 0 {
+		flight += fmt.Sprintf(" (oldest %v)", oldest.Round(100*time.Millisecond))
+	}
+	line := fmt.Sprintf("%-8s %5s left  %4.0f req/s done, %s  p50 %-8v p99 %-8v errors %5.1f%%  faults: %s",
+		phase, left, float64(s.Count)/r.opts.Tick.Seconds(), flight, s.P50.Round(time.Millisecond/10), s.P99.Round(time.Millisecond/10), s.ErrorRate*100, faults)
 	if len(r.probeFailures) > 0 {
 		line += "  failing: " + strings.Join(r.probeFailures, "; ")
 	}
@@ -476,7 +502,9 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 func (r *run) runProbes(ctx context.Context) {
 	r.probeFailures = r.probeFailures[:0]
 	for i, p := range r.probes {
+		began := time.Now()
 		res, err := r.prober.Run(ctx, p)
+		took := time.Since(began)
 		ok, what := err == nil && res.Passed, res.Detail
 		if err != nil {
 			what = err.Error()
@@ -487,9 +515,78 @@ func (r *run) runProbes(ctx context.Context) {
 		if !ok {
 			r.probeFailures = append(r.probeFailures, r.x.SteadyState[i].Probe.Text()+": "+what)
 		}
-		r.col.addProbe(probeOutcome{at: time.Now(), check: i, ok: ok, what: what})
+		r.col.addProbe(probeOutcome{at: time.Now(), check: i, ok: ok, what: what, latency: took})
 	}
 	slices.Sort(r.probeFailures) // probes is a map: one order for the line
+}
+
+// tickOutcomes are the probes' runs and the stop conditions' evaluations
+// of [from, to), for samples.jsonl.
+func (r *run) tickOutcomes(from, to time.Time) ([]ProbeSample, []StopSample) {
+	var probes []ProbeSample
+	for _, o := range r.col.probeOutcomes(from, to) {
+		name := r.x.SteadyState[o.check].Probe.Name
+		if name == "" {
+			name = r.x.SteadyState[o.check].Probe.Text()
+		}
+		ps := ProbeSample{Probe: name, Passed: o.ok, Latency: o.latency.Seconds()}
+		if !o.ok {
+			ps.Detail = o.what
+		}
+		probes = append(probes, ps)
+	}
+	var stops []StopSample
+	for i := range r.x.StopWhen {
+		for _, o := range r.col.stopOutcomes(i, from, to) {
+			stops = append(stops, StopSample{Condition: r.x.StopWhen[i].Text, Holds: o.holds, Value: o.value, Error: o.err})
+		}
+	}
+	return probes, stops
+}
+
+// evalStops evaluates the stop conditions on a Prometheus (alerts,
+// queries) once, recording each outcome; one that cannot be evaluated is
+// said in the live line.
+func (r *run) evalStops(ctx context.Context) {
+	for i, c := range r.fx.StopWhen {
+		if c.Measures() != "prometheus" {
+			continue
+		}
+		o := stopOutcome{at: time.Now(), stop: i}
+		evalCtx, cancel := context.WithTimeout(ctx, time.Second)
+		switch c.Metric {
+		case "alert":
+			firing, err := r.prober.Alerts(evalCtx, c.Prometheus, c.Token)
+			if err != nil {
+				o.err = err.Error()
+			}
+			o.holds = slices.Contains(firing, c.Alert)
+		case "query":
+			samples, err := r.prober.Query(evalCtx, c.Prometheus, c.Token, c.Query)
+			switch {
+			case err != nil:
+				o.err = err.Error()
+			case len(samples) == 0:
+				o.err = "the query returned no sample"
+			}
+			// Several series: judged on each, it holds if any does.
+			for _, smp := range samples {
+				v := smp.Value
+				if o.value == nil || c.Holds(v, 0) && !o.holds {
+					o.value = &v
+				}
+				o.holds = o.holds || c.Holds(v, 0)
+			}
+		}
+		cancel()
+		if o.err != "" && ctx.Err() != nil {
+			continue // cut short by the run's end
+		}
+		if o.err != "" {
+			r.probeFailures = append(r.probeFailures, r.x.StopWhen[i].Text+": cannot be evaluated: "+o.err)
+		}
+		r.col.addStop(o)
+	}
 }
 
 func inPhase(c experiment.Check, phase string) bool {
@@ -588,17 +685,28 @@ func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of s
 	}
 	cond := *c.Condition
 	s, ok := summary(cond.Of)
+	if cond.Measures() == "probes" { // the named probe's runs, not the traffic
+		s = r.col.probeSummary(r.probeIndex[cond.Of], from, to)
+		ok = s.Count > 0
+	}
 	rec := CheckRecord{Condition: cond.Text, Phase: phase, Unit: unit(cond)}
-	if !ok || s.Count == 0 {
+	if !ok || !measured(cond, s) {
 		rec.Detail = "no requests measured"
 		return rec
 	}
 	v := metricValue(cond, s)
 	rec.Value = &v
+	if cond.Metric == "latency" && s.InFlight > 0 {
+		rec.Detail = fmt.Sprintf("%d request(s) in flight counted by their age so far", s.InFlight)
+	}
 	threshold := cond.Value
 	baseline := 0.0
 	if cond.Baseline {
 		b, ok := r.col.phaseSummary("baseline", cond.Of, time.Now())
+		if cond.Measures() == "probes" {
+			b = r.col.probeSummary(r.probeIndex[cond.Of], r.phaseStart("baseline"), r.phaseStart("inject"))
+			ok = b.Count > 0
+		}
 		if !ok || b.Count == 0 {
 			rec.Detail = "no baseline to compare with"
 			return rec
@@ -613,29 +721,100 @@ func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of s
 
 // stopCondition returns the first stop condition that fires now, or "".
 // A condition without "for" is judged on the last tick; with "for D", on
-// every tick of the last D, each of which must have met it.
+// every tick of the last D, each of which must have met it. One on a
+// Prometheus that cannot be evaluated for longer than its for (at least
+// two ticks) fires too: a safety net that cannot see is no safety net.
 func (r *run) stopCondition(now time.Time) string {
-	for _, c := range r.x.StopWhen {
+	for i, c := range r.fx.StopWhen {
+		text := r.x.StopWhen[i].Text
+		if c.Measures() == "prometheus" {
+			if why := r.unevaluable(i, c, now); why != "" {
+				r.res.Checks = append(r.res.Checks, CheckRecord{Condition: text, Phase: "inject", Held: true, Fired: true, Unit: unit(c),
+					Detail: why})
+				return text + " (" + why + ")"
+			}
+		}
 		d := max(c.For, r.opts.Tick)
 		if now.Sub(r.phaseStart("inject")) < d {
 			continue
 		}
 		fired := true
+		var last load.Summary
+		var lastValue *float64
 		for from := now.Add(-d); from.Before(now.Add(-r.opts.Tick / 2)); from = from.Add(r.opts.Tick) {
-			s := r.col.window(from, from.Add(r.opts.Tick), c.Of)
-			if s.Count == 0 || !c.Holds(metricValue(c, s), 0) {
-				fired = false
+			to := from.Add(r.opts.Tick)
+			switch c.Measures() {
+			case "prometheus":
+				outcomes := r.col.stopOutcomes(i, from, to)
+				held := len(outcomes) > 0
+				for _, o := range outcomes {
+					held = held && o.err == "" && o.holds
+					if o.value != nil {
+						lastValue = o.value
+					}
+				}
+				fired = fired && held
+			case "probes":
+				last = r.col.probeSummary(r.probeIndex[c.Of], from, to)
+				fired = fired && last.Count > 0 && c.Holds(metricValue(c, last), 0)
+			default:
+				last = r.col.window(from, to, c.Of, r.opts.Tick)
+				fired = fired && measured(c, last) && c.Holds(metricValue(c, last), 0)
+			}
+			if !fired {
 				break
 			}
 		}
-		if fired {
-			v, limit := metricValue(c, r.col.window(now.Add(-r.opts.Tick), now, c.Of)), c.Value
-			r.res.Checks = append(r.res.Checks, CheckRecord{Condition: c.Text, Phase: "inject", Held: true, Fired: true,
-				Value: &v, Threshold: &limit, Unit: unit(c), Detail: "stop condition fired"})
-			return c.Text
+		if !fired {
+			continue
 		}
+		rec := CheckRecord{Condition: text, Phase: "inject", Held: true, Fired: true, Unit: unit(c), Detail: "stop condition fired"}
+		switch c.Measures() {
+		case "prometheus":
+			rec.Value = lastValue
+			if c.Metric == "query" {
+				limit := c.Value
+				rec.Threshold = &limit
+			}
+		default:
+			v, limit := metricValue(c, last), c.Value
+			rec.Value, rec.Threshold = &v, &limit
+		}
+		r.res.Checks = append(r.res.Checks, rec)
+		return text
 	}
 	return ""
+}
+
+// blindStops names the stop conditions on a Prometheus that the baseline
+// never evaluated, with why: a run does not inject with a safety net that
+// cannot see.
+func (r *run) blindStops() string {
+	var out []string
+	for i, c := range r.fx.StopWhen {
+		if c.Measures() != "prometheus" {
+			continue
+		}
+		if last, lastErr := r.col.lastEvaluated(i); last.IsZero() {
+			out = append(out, r.x.StopWhen[i].Text+": "+lastErr)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// unevaluable says why a stop condition on a Prometheus has not been
+// evaluated for longer than it may be (its for, at least two ticks), or "".
+func (r *run) unevaluable(i int, c experiment.Condition, now time.Time) string {
+	grace := max(c.For, 2*r.opts.Tick)
+	last, lastErr := r.col.lastEvaluated(i)
+	since := r.phaseStart("baseline")
+	if !last.IsZero() {
+		since = last
+	}
+	if lastErr == "" || now.Sub(since) <= grace {
+		return ""
+	}
+	return fmt.Sprintf("could not be evaluated for %v: %s", now.Sub(since).Round(time.Second), lastErr)
 }
 
 // recover waits for the steady state to hold on a whole window again.
@@ -656,7 +835,7 @@ func (r *run) recover(ctx context.Context) {
 			if !inPhase(c, "recovery") {
 				continue
 			}
-			rec := r.checkOn(i, c, "recovery", func(of string) (load.Summary, bool) { return r.col.window(from, now, of), true }, from, now)
+			rec := r.checkOn(i, c, "recovery", func(of string) (load.Summary, bool) { return r.col.window(from, now, of, r.opts.Tick), true }, from, now)
 			last = append(last, rec)
 			all = all && rec.Held
 		}
@@ -699,23 +878,32 @@ func (r *run) startTraffic() func() {
 	if r.x.Traffic == nil {
 		return func() {}
 	}
-	cfg := load.Config{Rate: r.x.Traffic.Rate, Timeout: r.x.Traffic.Timeout, Seed: r.res.Seed}
+	cfg := load.Config{Rate: r.x.Traffic.Rate, Timeout: r.x.Traffic.Timeout, Seed: r.res.Seed, Flight: &load.Flight{}}
 	for _, q := range r.traffic {
-		h := http.Header{}
-		for k, v := range q.Headers {
-			h.Set(k, v)
+		req := load.Request{Name: q.Name, Weight: q.Weight, TCP: q.TCP, Redis: q.Redis, SQL: q.SQL, DNS: q.DNS, GRPC: q.GRPC}
+		if req.Kind() == load.KindHTTP {
+			req.Method, req.URL, req.Body, req.Header = q.Method, q.URL, []byte(q.Body), http.Header{}
+			for k, v := range q.Headers {
+				req.Header.Set(k, v)
+			}
 		}
-		cfg.Requests = append(cfg.Requests, load.Request{Name: q.Name, Method: q.Method, URL: q.URL, Header: h, Body: []byte(q.Body), Weight: q.Weight})
+		cfg.Requests = append(cfg.Requests, req)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	r.col.mu.Lock()
-	r.col.trafficStart, r.col.rate = time.Now(), cfg.Rate
+	r.col.flight = cfg.Flight
 	r.col.mu.Unlock()
 	go func() {
 		defer close(done)
 		r.guard("the traffic", func() {
-			_ = load.Run(ctx, cfg, func(res load.Result) { r.guard("the traffic's results", func() { r.col.add(res) }) })
+			err := load.Run(ctx, cfg, func(res load.Result) { r.guard("the traffic's results", func() { r.col.add(res) }) })
+			if err != nil { // the requests could not be set up: said, and the checks see no traffic
+				r.progressf("traffic: %v", err)
+				r.exitsMu.Lock()
+				r.exits = append(r.exits, "the traffic did not run: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+				r.exitsMu.Unlock()
+			}
 		})
 	}()
 	return func() {
@@ -772,4 +960,10 @@ func (r *run) writeResult() error {
 		return err
 	}
 	return errors.Join(os.WriteFile(filepath.Join(r.opts.OutDir, "result.json"), b, 0o644))
+}
+
+// measured reports whether a summary has something a condition can be
+// judged on: finished requests, or for latency, requests in flight too.
+func measured(c experiment.Condition, s load.Summary) bool {
+	return s.Count > 0 || c.Metric == "latency" && s.InFlight > 0
 }

@@ -546,3 +546,45 @@ recovery: 1s
 		t.Errorf("the interrupted run took %v: it waited for the inject command's sleep", took)
 	}
 }
+
+// TestAHangIsSeenBeforeTheTimeout: requests that hang count by their age
+// while they hang, so a stop condition on latency fires during the hang,
+// long before the client's timeout would end them.
+func TestAHangIsSeenBeforeTheTimeout(t *testing.T) {
+	src := fmt.Sprintf(`
+name: hang
+targets:
+  dep:
+    process:
+      command: [%s, -mode, dep, -listen, "127.0.0.1:{port}"]
+      ready: http://127.0.0.1:{port}/health
+  link: {proxy: {listen: "127.0.0.1:0", upstream: "{dep.addr}"}}
+traffic:
+  rate: 20/s
+  timeout: 60s
+  requests: ["GET http://{link.addr}/"]
+baseline: 1s
+faults: [{name: black hole, target: link, timeout: {timeout: 0}, direction: upstream, duration: 50s}]
+stop_when: [latency p99 > 1s for 1s]
+recovery: 5s
+`, svc)
+	x, err := experiment.Parse("hang.yaml", []byte(src), experiment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res := runFast(t, context.Background(), x)
+	if res.Verdict != runner.Aborted {
+		t.Fatalf("verdict %s (%v), want ABORTED by the stop condition", res.Verdict, res.Reasons)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the stop condition fired after %v: the hang was seen only when the 60 s timeout ended it", took)
+	}
+	fired := false
+	for _, c := range res.Checks {
+		fired = fired || c.Fired && strings.Contains(c.Condition, "latency p99")
+	}
+	if !fired {
+		t.Errorf("no fired latency check in %+v", res.Checks)
+	}
+}

@@ -1,0 +1,148 @@
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Alerts returns the names of the alerts firing now in the Prometheus at
+// url (its /api/v1/alerts): only those in state "firing" count, pending
+// ones not, whatever their labels. token, if not empty, is sent as a
+// bearer token.
+func (p *Prober) Alerts(ctx context.Context, url, token string) ([]string, error) {
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Alerts []struct {
+				Labels map[string]string `json:"labels"`
+				State  string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := p.promGet(ctx, strings.TrimRight(url, "/")+"/api/v1/alerts", token, &body); err != nil {
+		return nil, err
+	}
+	var firing []string
+	for _, a := range body.Data.Alerts {
+		if a.State == "firing" {
+			firing = append(firing, a.Labels["alertname"])
+		}
+	}
+	return firing, nil
+}
+
+// Sample is one series' value of a query's answer.
+type Sample struct {
+	Labels map[string]string
+	Value  float64
+}
+
+// Query runs an instant query in the Prometheus at url and returns every
+// series' value (one for a scalar answer).
+func (p *Prober) Query(ctx context.Context, url, token, query string) ([]Sample, error) {
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string            `json:"resultType"`
+			Result     []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	u := strings.TrimRight(url, "/") + "/api/v1/query?query=" + urlQueryEscape(query)
+	if err := p.promGet(ctx, u, token, &body); err != nil {
+		return nil, err
+	}
+	var out []Sample
+	switch body.Data.ResultType {
+	case "vector":
+		for _, raw := range body.Data.Result {
+			var s struct {
+				Metric map[string]string `json:"metric"`
+				Value  []any             `json:"value"`
+			}
+			if err := json.Unmarshal(raw, &s); err != nil || len(s.Value) != 2 {
+				return nil, fmt.Errorf("prometheus: a series without a value")
+			}
+			v, err := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus: value %v is not a number", s.Value[1])
+			}
+			out = append(out, Sample{Labels: s.Metric, Value: v})
+		}
+	case "scalar": // the result is the pair itself: [time, "value"]
+		if len(body.Data.Result) != 2 {
+			return nil, fmt.Errorf("prometheus: a scalar without a value")
+		}
+		var raw any
+		_ = json.Unmarshal(body.Data.Result[1], &raw)
+		v, err := strconv.ParseFloat(fmt.Sprint(raw), 64)
+		if err != nil {
+			return nil, fmt.Errorf("prometheus: value %v is not a number", raw)
+		}
+		out = append(out, Sample{Value: v})
+	default:
+		return nil, fmt.Errorf("prometheus: a %s answer, want a vector or a scalar", body.Data.ResultType)
+	}
+	return out, nil
+}
+
+// promGet reads a Prometheus API answer into body, an error when it is
+// not "success".
+func (p *Prober) promGet(ctx context.Context, url, token string, body any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := p.cfg.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, body); err != nil {
+		return fmt.Errorf("prometheus answered %s: %s", resp.Status, firstLine(raw))
+	}
+	var status struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+	}
+	_ = json.Unmarshal(raw, &status)
+	if status.Status != "success" {
+		return fmt.Errorf("prometheus: %s", status.Error)
+	}
+	return nil
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
+}
+
+// alertProbe passes while the alert is not firing.
+func alertProbe(ctx context.Context, p *Prober, s *Spec) (Result, error) {
+	firing, err := p.Alerts(ctx, s.URL, s.Token)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, name := range firing {
+		if name == s.Alert {
+			return Result{Detail: s.Alert + " firing"}, nil
+		}
+	}
+	return Result{Passed: true, Detail: s.Alert + " not firing"}, nil
+}
