@@ -94,7 +94,7 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 	}
 	dbURL := cfg.DB
 	if cfg.Build == Resilient && strings.HasPrefix(dbURL, "postgres") && !strings.Contains(dbURL, "connect_timeout") {
-		dbURL += sep(dbURL) + "connect_timeout=1"
+		dbURL += sep(dbURL) + "connect_timeout=1" // story(db-primary-down, db-pool-exhausted): connecting gives up after 1 s
 	}
 	store, err := openStore(dbURL, cfg.Build == Fragile)
 	if err != nil {
@@ -105,17 +105,17 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 	if cfg.Build == Resilient {
 		store.DB().SetMaxOpenConns(20)
 		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = cacheTimeout, cacheTimeout, cacheTimeout
-		ropts.MaxRetries = -1 // the breaker decides, not a hidden retry loop
-		c.pay = &http.Client{Timeout: payTimeout, Transport: payTransport(cfg.Resolver)}
+		ropts.MaxRetries = -1                                                            // the breaker decides, not a hidden retry loop
+		c.pay = &http.Client{Timeout: payTimeout, Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike): a charge gets 1 s
 	} else {
 		// The pool of a first version: no idle connection kept (every
 		// query connects anew) and no acquire timeout (when the database
 		// has no free slot, the query waits for one, however long).
 		store.DB().SetMaxOpenConns(10)
-		store.DB().SetMaxIdleConns(0)
-		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // no timeouts: the "before"
+		store.DB().SetMaxIdleConns(0)                  // story(db-pool-exhausted): every query connects anew
+		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // story(cache-dies): no timeouts on the cache: the "before"
 		ropts.MaxRetries = -1
-		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)}
+		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike): no timeout on the card processor
 	}
 	redis.SetLogger(quietRedis{}) // its dial errors reach us as errors, and /health names them
 	c.cache = redis.NewClient(ropts)
@@ -143,7 +143,7 @@ func payTransport(resolver string) *http.Transport {
 			return rd.DialContext(ctx, network, resolver)
 		}}
 	}
-	return &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}
+	return &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true} // story(dns-fails): every charge looks the name up
 }
 
 // quietRedis drops the Redis client's own log lines.
@@ -231,11 +231,11 @@ func (c *Checkout) logRequest(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if c.cfg.Build == Resilient {
-		c.dropped.Add(1) // the request matters more than its log line
+		c.dropped.Add(1) // story(disk-fills): the request matters more than its log line
 		c.droppedC.Inc()
 		return true
 	}
-	writeError(w, http.StatusInternalServerError, "access log: %v", err)
+	writeError(w, http.StatusInternalServerError, "access log: %v", err) // story(disk-fills): no log line, no answer
 	return false
 }
 
@@ -256,7 +256,7 @@ func (c *Checkout) ctx(r *http.Request) context.Context {
 	if c.cfg.Build == Resilient {
 		return r.Context()
 	}
-	return context.Background()
+	return context.Background() // story(db-primary-down): no deadline on any call
 }
 
 func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
@@ -268,7 +268,7 @@ func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !errors.Is(err, redis.Nil) {
-			writeError(w, http.StatusInternalServerError, "cache: %v", err)
+			writeError(w, http.StatusInternalServerError, "cache: %v", err) // story(cache-dies): a cache error fails the request
 			return
 		}
 		ps, err := c.store.Products(ctx)
@@ -286,7 +286,7 @@ func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
 	}
 	// Resilient: the cache behind a breaker with a short timeout; on a miss
 	// or any cache trouble, the database (reads retried with backoff).
-	b, err := c.cacheCB.Execute(func() ([]byte, error) {
+	b, err := c.cacheCB.Execute(func() ([]byte, error) { // story(cache-dies): the cache behind a breaker, 100 ms a call
 		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
 		defer cancel()
 		b, err := c.cache.Get(cctx, productsKey).Bytes()
@@ -299,7 +299,7 @@ func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, b)
 		return
 	}
-	ps, err := retryRead(ctx, c.store.Products)
+	ps, err := retryRead(ctx, c.store.Products) // story(cache-dies): the database when the cache fails
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "catalogue unavailable: %v", err)
@@ -377,7 +377,7 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "product %d: %v", req.ProductID, err) // story(db-nulls): an unpriced product is refused, not a 5xx
 		return
 	case err != nil:
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", "1") // story(db-pool-exhausted): a clear 503 at once
 		writeError(w, http.StatusServiceUnavailable, "cannot write the order: %v", err)
 		return
 	}
@@ -394,9 +394,9 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.cfg.Build == Fragile {
 		// Synchronous payment without a timeout: as slow as the processor.
-		chargeID, err := c.charge(ctx, order)
+		chargeID, err := c.charge(ctx, order) // story(slow-payment, cpu-spike): the checkout waits for the charge
 		if err != nil {
-			_ = c.store.SetStatus(ctx, order.ID, StatusLost)
+			_ = c.store.SetStatus(ctx, order.ID, StatusLost) // story(payment-errors, dns-fails, memory-pressure, schema-mismatch): a failed charge loses the order
 			c.payments.WithLabelValues(StatusLost).Inc()
 			writeError(w, http.StatusBadGateway, "order %d: payment failed: %v", order.ID, err)
 			return
@@ -417,7 +417,7 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	})
 	status, code := StatusPaid, http.StatusCreated
 	if err != nil {
-		status, code = StatusQueued, http.StatusAccepted
+		status, code = StatusQueued, http.StatusAccepted // story(slow-payment, payment-errors, dns-fails, memory-pressure, cpu-spike): queued, not failed
 		c.log.Info("payment queued", "order", order.ID, "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
@@ -458,7 +458,7 @@ func (c *Checkout) charge(ctx context.Context, o Order) (string, error) {
 		return c.chargeOnce(ctx, o)
 	}
 	return backoff.Retry(ctx, func() (string, error) { return c.chargeOnce(ctx, o) },
-		backoff.WithBackOff(newBackOff(50*time.Millisecond, 200*time.Millisecond)), backoff.WithMaxTries(3))
+		backoff.WithBackOff(newBackOff(50*time.Millisecond, 200*time.Millisecond)), backoff.WithMaxTries(3)) // story(payment-errors): three tries, backoff with jitter
 }
 
 // errMalformed is a processor answer that does not say the charge happened.
@@ -601,7 +601,7 @@ func (c *Checkout) payFromQueue(ctx context.Context, msg jetstream.Msg) {
 	case err == nil:
 		err = c.payOrder(ctx, cur)
 	}
-	if err != nil {
+	if err != nil { // story(memory-pressure, cpu-spike): redelivered, later each time, while the charge fails
 		_ = msg.NakWithDelay(redeliveryDelay(msg))
 		return
 	}
@@ -746,7 +746,7 @@ func (c *Checkout) Run(ctx context.Context) error {
 		return fmt.Errorf("database %s: %w", redactURL(c.cfg.DB), err)
 	}
 	if c.cfg.Build == Resilient {
-		c.warmPool(ctx, 8)
+		c.warmPool(ctx, 8) // story(db-pool-exhausted): connections opened before serving
 	}
 	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	var wg sync.WaitGroup

@@ -98,7 +98,7 @@ func openStore(url string, waitForSlot bool) (*Store, error) {
 		}
 		connector := stdlib.GetConnector(*cfg)
 		if waitForSlot {
-			connector = &slotWaiter{Connector: connector, closed: make(chan struct{})}
+			connector = &slotWaiter{Connector: connector, closed: make(chan struct{})} // story(db-pool-exhausted): waits for a free slot without limit
 		}
 		return &Store{db: sql.OpenDB(connector), postgres: true}, nil
 	case strings.HasPrefix(url, "sqlite:"):
