@@ -47,8 +47,9 @@ unit:
 	$(GO) test $(TESTFLAGS) -skip '^$(DEMO_TEST)$$' ./...
 
 ## demo-test: every shop experiment against both builds, real PostgreSQL and Redis
+## (thirty runs, about 12.5 minutes: its own timeout, past TESTFLAGS')
 demo-test:
-	$(GO) test $(TESTFLAGS) -run '^$(DEMO_TEST)$$' ./internal/cli
+	$(GO) test $(TESTFLAGS) -timeout 25m -run '^$(DEMO_TEST)$$' ./internal/cli
 
 ## fuzz: run each fuzz target for a while (FUZZTIME=30s)
 FUZZTIME ?= 30s

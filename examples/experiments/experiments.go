@@ -14,9 +14,38 @@ var files embed.FS
 // Order is the order the demo runs them in.
 var Order = []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage"}
 
-// Checklist are the experiments of the wider checklist (HTTP and data
-// faults, connection-pool exhaustion), which 'faultline demo --all' runs after Order.
-var Checklist = []string{"payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills"}
+// Checklist are the rest of the quarterly checklist's experiments (HTTP,
+// data, broker and resource faults), which 'faultline demo --all' runs
+// after Order.
+var Checklist = []string{"payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills",
+	"queue-down", "memory-pressure", "cpu-spike", "db-nulls", "schema-mismatch"}
+
+// Item is one failure of the quarterly checklist and the experiment that
+// covers it. Planned, when set, says why the experiment is not in Order or
+// Checklist yet.
+type Item struct {
+	Group, Failure, Experiment, Planned string
+}
+
+// Quarterly is the checklist run every quarter: fifteen failures in four
+// groups, in the order a review walks them.
+var Quarterly = []Item{
+	{"dependencies", "Service A can't reach service B", "service-unreachable", "comes with network namespaces: a partition between two launched processes"},
+	{"dependencies", "External API returns 500s", "payment-errors", ""},
+	{"dependencies", "External API is slow", "slow-payment", ""},
+	{"dependencies", "DNS resolution fails", "dns-fails", ""},
+	{"data stores", "Primary database goes down", "db-primary-down", ""},
+	{"data stores", "Cache dies", "cache-dies", ""},
+	{"data stores", "Message queue is unavailable", "queue-down", ""},
+	{"data stores", "Connection pool fills up", "db-pool-exhausted", ""},
+	{"capacity", "50 % of instances terminate", "half-instances", ""},
+	{"capacity", "Memory pressure (kill -9 when OOM)", "memory-pressure", ""},
+	{"capacity", "CPU spike on a dependent service", "cpu-spike", ""},
+	{"capacity", "Disk fills up on a logging node", "disk-fills", ""},
+	{"data integrity", "Malformed responses", "payment-malformed", ""},
+	{"data integrity", "Unexpected null values in the database", "db-nulls", ""},
+	{"data integrity", "Schema mismatch between services", "schema-mismatch", ""},
+}
 
 // File returns the experiment file of a name in Order.
 func File(name string) ([]byte, error) { return fs.ReadFile(files, name+".yaml") }

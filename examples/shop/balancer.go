@@ -76,7 +76,7 @@ func NewBalancer(cfg BalancerConfig) (*Balancer, error) {
 
 // candidates returns the instances to try, in round-robin order.
 func (b *Balancer) candidates() []*backend {
-	pool := b.backends
+	pool := b.backends // story(half-instances, zone-outage): every instance, dead or alive
 	if b.cfg.Build == Resilient {
 		var up []*backend
 		for _, be := range b.backends {
@@ -85,7 +85,7 @@ func (b *Balancer) candidates() []*backend {
 			}
 		}
 		if len(up) > 0 {
-			pool = up
+			pool = up // story(half-instances, zone-outage): only the instances whose /health answers 200
 		}
 	}
 	start := int(b.next.Add(1)-1) % len(pool)
@@ -94,7 +94,7 @@ func (b *Balancer) candidates() []*backend {
 		out = append(out, pool[(start+i)%len(pool)])
 	}
 	if b.cfg.Build == Fragile {
-		out = out[:1]
+		out = out[:1] // story(half-instances, zone-outage): one attempt
 	}
 	return out
 }
@@ -125,7 +125,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if refused && be.healthy.Swap(false) {
 				b.log.Warn("instance down", "instance", be.addr, "err", err)
 			}
-			if refused || idempotent {
+			if refused || idempotent { // story(half-instances, zone-outage): tried on another instance when that is safe
 				continue
 			}
 			break

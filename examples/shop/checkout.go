@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
@@ -33,7 +35,13 @@ type CheckoutConfig struct {
 	DB       string // postgres://... or sqlite:PATH
 	Cache    string // the Redis server, HOST:PORT
 	Payments string // the card processor's base URL
-	Zone     string // reported by /health
+	// Queue, if set, is the message broker (nats://HOST:PORT, 'faultline
+	// shop queue'): orders are announced on it and, in the resilient
+	// build, queued payments travel through it. Without it orders are not
+	// announced and the resilient build's payment worker polls the
+	// database for queued payments.
+	Queue string
+	Zone  string // reported by /health
 	// Resolver, if set, is the DNS server (HOST:PORT) used to look up the
 	// card processor's name; else the system's.
 	Resolver string
@@ -55,6 +63,7 @@ type Checkout struct {
 	store     *Store
 	cache     *redis.Client
 	pay       *http.Client
+	broker    *broker // nil without a queue
 	cacheCB   *gobreaker.CircuitBreaker[[]byte]
 	payCB     *gobreaker.CircuitBreaker[string]
 	slots     chan struct{}
@@ -85,7 +94,7 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 	}
 	dbURL := cfg.DB
 	if cfg.Build == Resilient && strings.HasPrefix(dbURL, "postgres") && !strings.Contains(dbURL, "connect_timeout") {
-		dbURL += sep(dbURL) + "connect_timeout=1"
+		dbURL += sep(dbURL) + "connect_timeout=1" // story(db-primary-down, db-pool-exhausted): connecting gives up after 1 s
 	}
 	store, err := openStore(dbURL, cfg.Build == Fragile)
 	if err != nil {
@@ -96,20 +105,27 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 	if cfg.Build == Resilient {
 		store.DB().SetMaxOpenConns(20)
 		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = cacheTimeout, cacheTimeout, cacheTimeout
-		ropts.MaxRetries = -1 // the breaker decides, not a hidden retry loop
-		c.pay = &http.Client{Timeout: payTimeout, Transport: payTransport(cfg.Resolver)}
+		ropts.MaxRetries = -1                                                            // the breaker decides, not a hidden retry loop
+		c.pay = &http.Client{Timeout: payTimeout, Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike): a charge gets 1 s
 	} else {
 		// The pool of a first version: no idle connection kept (every
 		// query connects anew) and no acquire timeout (when the database
 		// has no free slot, the query waits for one, however long).
 		store.DB().SetMaxOpenConns(10)
-		store.DB().SetMaxIdleConns(0)
-		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // no timeouts: the "before"
+		store.DB().SetMaxIdleConns(0)                  // story(db-pool-exhausted): every query connects anew
+		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // story(cache-dies): no timeouts on the cache: the "before"
 		ropts.MaxRetries = -1
-		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)}
+		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike): no timeout on the card processor
 	}
 	redis.SetLogger(quietRedis{}) // its dial errors reach us as errors, and /health names them
 	c.cache = redis.NewClient(ropts)
+	store.nullable = cfg.Build == Resilient
+	if cfg.Queue != "" {
+		if c.broker, err = dialBroker(cfg.Queue, c.log); err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+	}
 	c.metrics()
 	c.cacheCB = newBreaker[[]byte]("cache", 3, time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("cache").Set(float64(s)) })
 	c.payCB = newBreaker[string]("payments", 3, 2*time.Second, c.log, func(s gobreaker.State) { c.breakers.WithLabelValues("payments").Set(float64(s)) })
@@ -127,7 +143,7 @@ func payTransport(resolver string) *http.Transport {
 			return rd.DialContext(ctx, network, resolver)
 		}}
 	}
-	return &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}
+	return &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true} // story(dns-fails): every charge looks the name up
 }
 
 // quietRedis drops the Redis client's own log lines.
@@ -157,8 +173,10 @@ func (c *Checkout) metrics() {
 func (c *Checkout) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /products", c.route("products", true, c.products))
+	// A product's page comes from the database: its price is current.
+	mux.Handle("GET /products/{id}", c.route("product", true, byID(c, "product", c.store.Product, ErrNoProduct, http.StatusInternalServerError)))
 	mux.Handle("POST /checkout", c.route("checkout", true, c.checkout))
-	mux.Handle("GET /orders/{id}", c.route("order", true, c.order))
+	mux.Handle("GET /orders/{id}", c.route("order", true, byID(c, "order", c.store.Order, ErrNoOrder, http.StatusServiceUnavailable)))
 	mux.Handle("GET /stats", c.route("stats", false, c.stats))
 	mux.Handle("GET /health", c.route("health", false, c.health))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
@@ -213,11 +231,11 @@ func (c *Checkout) logRequest(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if c.cfg.Build == Resilient {
-		c.dropped.Add(1) // the request matters more than its log line
+		c.dropped.Add(1) // story(disk-fills): the request matters more than its log line
 		c.droppedC.Inc()
 		return true
 	}
-	writeError(w, http.StatusInternalServerError, "access log: %v", err)
+	writeError(w, http.StatusInternalServerError, "access log: %v", err) // story(disk-fills): no log line, no answer
 	return false
 }
 
@@ -238,7 +256,7 @@ func (c *Checkout) ctx(r *http.Request) context.Context {
 	if c.cfg.Build == Resilient {
 		return r.Context()
 	}
-	return context.Background()
+	return context.Background() // story(db-primary-down): no deadline on any call
 }
 
 func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
@@ -250,7 +268,7 @@ func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !errors.Is(err, redis.Nil) {
-			writeError(w, http.StatusInternalServerError, "cache: %v", err)
+			writeError(w, http.StatusInternalServerError, "cache: %v", err) // story(cache-dies): a cache error fails the request
 			return
 		}
 		ps, err := c.store.Products(ctx)
@@ -268,7 +286,7 @@ func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
 	}
 	// Resilient: the cache behind a breaker with a short timeout; on a miss
 	// or any cache trouble, the database (reads retried with backoff).
-	b, err := c.cacheCB.Execute(func() ([]byte, error) {
+	b, err := c.cacheCB.Execute(func() ([]byte, error) { // story(cache-dies): the cache behind a breaker, 100 ms a call
 		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
 		defer cancel()
 		b, err := c.cache.Get(cctx, productsKey).Bytes()
@@ -281,7 +299,7 @@ func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, b)
 		return
 	}
-	ps, err := retryRead(ctx, c.store.Products)
+	ps, err := retryRead(ctx, c.store.Products) // story(cache-dies): the database when the cache fails
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "catalogue unavailable: %v", err)
@@ -294,6 +312,34 @@ func (c *Checkout) products(w http.ResponseWriter, r *http.Request) {
 		return nil, c.cache.Set(cctx, productsKey, b, 10*time.Minute).Err()
 	})
 	writeRaw(w, b)
+}
+
+// byID serves the record that the path's {id} names, read by read
+// (retried with backoff in the resilient build): 404 for notFound, and
+// failCode for any other error.
+func byID[T any](c *Checkout, what string, read func(context.Context, int64) (T, error), notFound error, failCode int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%s id %q: want a number", what, r.PathValue("id"))
+			return
+		}
+		readOne := read
+		if c.cfg.Build == Resilient {
+			readOne = func(ctx context.Context, id int64) (T, error) {
+				return retryRead(ctx, func(ctx context.Context) (T, error) { return read(ctx, id) })
+			}
+		}
+		v, err := readOne(c.ctx(r), id)
+		switch {
+		case errors.Is(err, notFound):
+			writeError(w, http.StatusNotFound, "%s %d: %v", what, id, err)
+		case err != nil:
+			writeError(w, failCode, "%s %d: %v", what, id, err)
+		default:
+			writeJSON(w, http.StatusOK, v)
+		}
+	}
 }
 
 func writeRaw(w http.ResponseWriter, b []byte) {
@@ -319,22 +365,38 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := c.ctx(r)
 	dctx, cancel := withTimeout(ctx, c.timeout(dbTimeout))
-	order, err := c.store.CreateOrder(dctx, req.ProductID)
+	// The resilient build announces the order through the outbox, in the
+	// order's own transaction; the relay hands it to the broker.
+	order, err := c.store.CreateOrder(dctx, req.ProductID, c.broker != nil && c.cfg.Build == Resilient)
 	cancel()
 	switch {
 	case errors.Is(err, ErrNoProduct):
 		writeError(w, http.StatusNotFound, "product %d: %v", req.ProductID, err)
 		return
+	case errors.Is(err, ErrNotForSale):
+		writeError(w, http.StatusConflict, "product %d: %v", req.ProductID, err) // story(db-nulls): an unpriced product is refused, not a 5xx
+		return
 	case err != nil:
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", "1") // story(db-pool-exhausted): a clear 503 at once
 		writeError(w, http.StatusServiceUnavailable, "cannot write the order: %v", err)
 		return
 	}
+	if c.cfg.Build == Fragile && c.broker != nil {
+		// Announced before the charge, and the checkout waits for the
+		// broker's word: no broker, no order.
+		payload, _ := json.Marshal(order)
+		if err := c.broker.publish(ctx, subjectOrders, "order-"+strconv.FormatInt(order.ID, 10), payload); err != nil { // story(queue-down): the checkout waits for the broker
+			_ = c.store.SetStatus(ctx, order.ID, StatusLost)
+			c.payments.WithLabelValues(StatusLost).Inc()
+			writeError(w, http.StatusServiceUnavailable, "order %d: cannot announce it: %v", order.ID, err)
+			return
+		}
+	}
 	if c.cfg.Build == Fragile {
 		// Synchronous payment without a timeout: as slow as the processor.
-		chargeID, err := c.charge(ctx, order)
+		chargeID, err := c.charge(ctx, order) // story(slow-payment, cpu-spike): the checkout waits for the charge
 		if err != nil {
-			_ = c.store.SetStatus(ctx, order.ID, StatusLost)
+			_ = c.store.SetStatus(ctx, order.ID, StatusLost) // story(payment-errors, dns-fails, memory-pressure, schema-mismatch): a failed charge loses the order
 			c.payments.WithLabelValues(StatusLost).Inc()
 			writeError(w, http.StatusBadGateway, "order %d: payment failed: %v", order.ID, err)
 			return
@@ -355,15 +417,18 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	})
 	status, code := StatusPaid, http.StatusCreated
 	if err != nil {
-		status, code = StatusQueued, http.StatusAccepted
+		status, code = StatusQueued, http.StatusAccepted // story(slow-payment, payment-errors, dns-fails, memory-pressure, cpu-spike): queued, not failed
 		c.log.Info("payment queued", "order", order.ID, "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
-	if status == StatusPaid {
+	switch {
+	case status == StatusPaid:
 		err = c.store.SetPaid(sctx, order.ID, chargeID)
 		order.ChargeID = chargeID
-	} else {
+	case c.broker != nil:
+		err = c.store.QueuePayment(sctx, order) // the payment travels through the broker
+	default:
 		err = c.store.SetStatus(sctx, order.ID, status)
 	}
 	if err != nil {
@@ -393,7 +458,7 @@ func (c *Checkout) charge(ctx context.Context, o Order) (string, error) {
 		return c.chargeOnce(ctx, o)
 	}
 	return backoff.Retry(ctx, func() (string, error) { return c.chargeOnce(ctx, o) },
-		backoff.WithBackOff(newBackOff(50*time.Millisecond, 200*time.Millisecond)), backoff.WithMaxTries(3))
+		backoff.WithBackOff(newBackOff(50*time.Millisecond, 200*time.Millisecond)), backoff.WithMaxTries(3)) // story(payment-errors): three tries, backoff with jitter
 }
 
 // errMalformed is a processor answer that does not say the charge happened.
@@ -417,40 +482,25 @@ func (c *Checkout) chargeOnce(ctx context.Context, o Order) (string, error) {
 		return "", fmt.Errorf("card processor: %s", resp.Status)
 	}
 	var answer struct {
-		ChargeID string  `json:"charge_id"`
-		Status   *string `json:"status"`
+		ChargeID    string  `json:"charge_id"`
+		Status      *string `json:"status"`
+		AmountCents int64   `json:"amount_cents"`
 	}
 	err = json.Unmarshal(b, &answer)
 	if c.cfg.Build == Fragile {
-		return answer.ChargeID, nil // a 200 is a payment, whatever it says
+		if err != nil {
+			return "", fmt.Errorf("card processor: %w", err) // story(schema-mismatch): an answer it cannot decode fails the order, though the card was charged
+		}
+		return answer.ChargeID, nil // story(payment-malformed): a 200 is a payment, whatever it says
 	}
-	if err != nil || answer.Status == nil || *answer.Status != "succeeded" || answer.ChargeID == "" {
-		return "", fmt.Errorf("%w: %.200s", errMalformed, b)
+	// What the answer says is checked field by field (names and types
+	// included): an answer that does not say this charge succeeded leaves
+	// the outcome unknown, and the payment is queued.
+	valid := err == nil && answer.Status != nil && *answer.Status == "succeeded" && answer.ChargeID != "" && answer.AmountCents == o.AmountCents // story(schema-mismatch): the answer is validated
+	if !valid {
+		return "", fmt.Errorf("%w: %.200s", errMalformed, b) // story(payment-malformed): not the processor's word: the payment is queued
 	}
 	return answer.ChargeID, nil
-}
-
-func (c *Checkout) order(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "order id %q: want a number", r.PathValue("id"))
-		return
-	}
-	read := c.store.Order
-	if c.cfg.Build == Resilient {
-		read = func(ctx context.Context, id int64) (Order, error) {
-			return retryRead(ctx, func(ctx context.Context) (Order, error) { return c.store.Order(ctx, id) })
-		}
-	}
-	o, err := read(c.ctx(r), id)
-	switch {
-	case errors.Is(err, ErrNoOrder):
-		writeError(w, http.StatusNotFound, "order %d: %v", id, err)
-	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "order %d: %v", id, err)
-	default:
-		writeJSON(w, http.StatusOK, o)
-	}
 }
 
 func (c *Checkout) stats(w http.ResponseWriter, r *http.Request) {
@@ -507,23 +557,139 @@ func (c *Checkout) payQueued(ctx context.Context) (int, error) {
 	}
 	paid := 0
 	for _, o := range orders {
-		chargeID, err := c.payCB.Execute(func() (string, error) {
-			pctx, cancel := context.WithTimeout(ctx, payTimeout)
-			defer cancel()
-			return c.charge(pctx, o)
-		})
-		if err != nil {
-			return paid, err
-		}
-		sctx, cancel := context.WithTimeout(ctx, dbTimeout)
-		err = c.store.SetPaid(sctx, o.ID, chargeID)
-		cancel()
-		if err != nil {
+		if err := c.payOrder(ctx, o); err != nil {
 			return paid, err
 		}
 		paid++
 	}
 	return paid, nil
+}
+
+// payOrder charges a queued order through the breaker and marks it paid.
+func (c *Checkout) payOrder(ctx context.Context, o Order) error {
+	chargeID, err := c.payCB.Execute(func() (string, error) {
+		pctx, cancel := context.WithTimeout(ctx, payTimeout)
+		defer cancel()
+		return c.charge(pctx, o)
+	})
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	return c.store.SetPaid(sctx, o.ID, chargeID)
+}
+
+// payFromQueue handles a queued payment from the broker: it charges the
+// order (the order id is the card processor's idempotency key) unless
+// the order is no longer queued (a redelivery of a payment made), and
+// asks for a redelivery, later each time, while the charge fails.
+func (c *Checkout) payFromQueue(ctx context.Context, msg jetstream.Msg) {
+	var o Order
+	if err := json.Unmarshal(msg.Data(), &o); err != nil || o.ID <= 0 {
+		c.log.Warn("queued payment unreadable: dropped", "data", string(msg.Data()), "err", err)
+		_ = msg.Term()
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	cur, err := c.store.Order(rctx, o.ID)
+	cancel()
+	switch {
+	case err == nil && cur.Status != StatusQueued:
+		_ = msg.Ack() // paid already
+		return
+	case err == nil:
+		err = c.payOrder(ctx, cur)
+	}
+	if err != nil { // story(memory-pressure, cpu-spike): redelivered, later each time, while the charge fails
+		_ = msg.NakWithDelay(redeliveryDelay(msg))
+		return
+	}
+	c.log.Info("queued payment confirmed", "order", o.ID)
+	_ = msg.Ack()
+}
+
+// announce handles an order's announcement: the confirmation e-mail and
+// the stock count act on its first delivery only.
+func (c *Checkout) announce(ctx context.Context, msg jetstream.Msg) {
+	var o Order
+	if err := json.Unmarshal(msg.Data(), &o); err != nil || o.ID <= 0 {
+		c.log.Warn("announcement unreadable: dropped", "data", string(msg.Data()), "err", err)
+		_ = msg.Term()
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	first, err := c.store.RecordAnnouncement(rctx, o.ID) // story(queue-down): the consumer is idempotent
+	cancel()
+	if err != nil {
+		_ = msg.NakWithDelay(redeliveryDelay(msg))
+		return
+	}
+	if first {
+		c.log.Debug("order confirmation sent", "order", o.ID)
+	}
+	_ = msg.Ack()
+}
+
+// redeliveryDelay backs off with the number of deliveries: 250 ms, 500 ms,
+// ... up to 4 s, with jitter.
+func redeliveryDelay(msg jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		n = min(md.NumDelivered, 5)
+	}
+	d := workerInterval << (n - 1)
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+// relay hands the outbox to the broker until ctx ends: each message is
+// published with its outbox id as the broker's message id, and deleted
+// once the broker has it. While the broker is down it waits, longer each
+// time (up to 1 s), and tries again: nothing is lost, and a message that
+// two instances (or a retry) publish twice is stored once.
+func (c *Checkout) relay(ctx context.Context) {
+	b := newBackOff(100*time.Millisecond, time.Second)
+	wait := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if err := c.relayOnce(ctx); err != nil && ctx.Err() == nil { // story(queue-down): the relay drains the outbox when the broker is back
+			wait = b.NextBackOff()
+			continue
+		}
+		b.Reset()
+		wait = 100 * time.Millisecond
+	}
+}
+
+func (c *Checkout) relayOnce(ctx context.Context) error {
+	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	msgs, err := c.store.Outbox(qctx, 100)
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := c.broker.publish(pctx, m.Subject, m.MsgID, m.Payload)
+		cancel()
+		if err != nil {
+			return err
+		}
+		dctx, cancel := context.WithTimeout(ctx, dbTimeout)
+		err = c.store.DeleteOutbox(dctx, m.ID)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	if len(msgs) > 0 {
+		c.log.Debug("outbox relayed", "messages", len(msgs))
+	}
+	return nil
 }
 
 // worker confirms queued payments until ctx ends, backing off (with
@@ -580,14 +746,25 @@ func (c *Checkout) Run(ctx context.Context) error {
 		return fmt.Errorf("database %s: %w", redactURL(c.cfg.DB), err)
 	}
 	if c.cfg.Build == Resilient {
-		c.warmPool(ctx, 8)
+		c.warmPool(ctx, 8) // story(db-pool-exhausted): connections opened before serving
 	}
 	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	var wg sync.WaitGroup
 	wctx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
-	if c.cfg.Build == Resilient {
+	switch {
+	case c.broker != nil && c.cfg.Build == Resilient:
+		wg.Go(func() { c.relay(wctx) })
+		wg.Go(func() {
+			c.broker.consume(wctx, c.log, "payer", subjectPayments, func(m jetstream.Msg) { c.payFromQueue(wctx, m) })
+		})
+	case c.cfg.Build == Resilient:
 		wg.Go(func() { c.worker(wctx) })
+	}
+	if c.broker != nil {
+		wg.Go(func() {
+			c.broker.consume(wctx, c.log, "announcer", subjectOrders, func(m jetstream.Msg) { c.announce(wctx, m) })
+		})
 	}
 	c.log.Info("checkout serving", "listen", ln.Addr().String(), "build", c.cfg.Build, "zone", c.cfg.Zone)
 	err = Serve(ctx, srv, ln)
@@ -619,6 +796,9 @@ func (c *Checkout) warmPool(ctx context.Context, n int) {
 func (c *Checkout) close() {
 	c.closeOnce.Do(func() {
 		_ = c.cache.Close()
+		if c.broker != nil {
+			c.broker.close()
+		}
 		_ = c.store.Close()
 	})
 }

@@ -4,19 +4,26 @@
 //   - Fragile, the "before": no timeouts on outbound calls, payment charged
 //     synchronously, cache errors fail the request, a database pool that
 //     connects for every query and waits without limit for a free
-//     connection, a round-robin balancer without health checks.
+//     connection, orders announced on the broker synchronously (no
+//     broker, no order), rows read as if no column could be NULL, card
+//     processor answers decoded as if their shape never changed, a
+//     round-robin balancer without health checks.
 //   - Resilient, the "after": a timeout on every outbound call, circuit
 //     breakers (sony/gobreaker) and retries with exponential backoff and
 //     jitter (cenkalti/backoff), cache → database fallback, payments queued
 //     and confirmed by a background worker when the card processor is slow,
 //     a warm, bounded database pool with connect and query timeouts (an
-//     order it cannot write gets a 503 with Retry-After), and a balancer with active health checks that retries on another
-//     instance.
+//     order it cannot write gets a 503 with Retry-After), an outbox written
+//     in the order's transaction and relayed to the broker when it is there
+//     (consumers idempotent: none lost, none twice), a NULL price read as
+//     "not for sale", processor answers validated field by field, and a
+//     balancer with active health checks that retries on another instance.
 //
 // Its parts are a checkout API (Checkout), a card processor (Payments), a
-// balancer (Balancer), a cache server (RunCache: Debian's redis-server when
-// installed, else an embedded Redis-protocol server) and a PostgreSQL
-// server in a temporary directory (StartPostgres). The store is PostgreSQL,
+// balancer (Balancer), a cache server (Debian's redis-server when
+// installed, else RunEmbeddedCache, a Redis-protocol server), a message broker
+// (RunQueue: a NATS server with JetStream, from its Go module) and a
+// PostgreSQL server in a temporary directory (StartPostgres). The store is PostgreSQL,
 // or SQLite through a pure-Go driver where PostgreSQL is missing. Every part
 // runs from the faultline binary ('faultline shop ...'), so the demo needs
 // no build step.

@@ -13,7 +13,7 @@ import (
 // of these: its outbound calls wait as long as the other side takes.
 const (
 	cacheTimeout   = 100 * time.Millisecond
-	dbTimeout      = 500 * time.Millisecond
+	dbTimeout      = 500 * time.Millisecond // story(db-primary-down): every query's timeout
 	dbReadBudget   = 900 * time.Millisecond // all attempts of a read together
 	payTimeout     = time.Second
 	healthTimeout  = 300 * time.Millisecond
@@ -52,7 +52,7 @@ func newBackOff(initial, max time.Duration) *backoff.ExponentialBackOff {
 // retryRead runs a read against the database with a timeout per attempt,
 // retried with backoff within dbReadBudget. Only reads are retried: a
 // write that timed out may still have happened.
-func retryRead[T any](ctx context.Context, read func(context.Context) (T, error)) (T, error) {
+func retryRead[T any](ctx context.Context, read func(context.Context) (T, error)) (T, error) { // story(db-primary-down): reads retried with backoff
 	return backoff.Retry(ctx, func() (T, error) {
 		c, cancel := context.WithTimeout(ctx, dbTimeout)
 		defer cancel()

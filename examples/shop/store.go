@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -28,11 +29,13 @@ const (
 	StatusLost    = "lost"
 )
 
-// Product is one item of the catalogue.
+// Product is one item of the catalogue. A product whose price is not set
+// yet (NULL in the database) has PriceCents nil and is not for sale.
 type Product struct {
 	ID         int64  `json:"id"`
 	Name       string `json:"name"`
-	PriceCents int64  `json:"price_cents"`
+	PriceCents *int64 `json:"price_cents"`
+	ForSale    bool   `json:"for_sale"`
 }
 
 // Order is one order.
@@ -54,13 +57,29 @@ type Stats struct {
 	// Unverified counts orders marked paid without a charge id from the
 	// card processor: money the shop cannot prove it received.
 	Unverified int64 `json:"unverified"`
+	// Announced counts orders whose announcement (confirmation e-mail,
+	// stock) the broker delivered; Unannounced, orders not lost and older
+	// than announceGrace that have none yet (meaningful with a broker);
+	// Redelivered, deliveries of an announcement after its first, which
+	// the consumer ignored; Outbox, messages waiting for the broker.
+	Announced   int64 `json:"announced"`
+	Unannounced int64 `json:"unannounced"`
+	Redelivered int64 `json:"redelivered"`
+	Outbox      int64 `json:"outbox"`
 }
+
+// announceGrace is how old an order may be before Stats counts it
+// unannounced: an announcement under way is not a lost one.
+const announceGrace = 3 * time.Second
 
 // Store is the shop's database: PostgreSQL ("postgres://...") or SQLite
 // ("sqlite:PATH").
 type Store struct {
 	db       *sql.DB
 	postgres bool
+	// nullable: a NULL where a value belongs (a product's price) is read
+	// as missing, not as an error. The resilient build's store.
+	nullable bool
 }
 
 // OpenStore opens the database at url. It does not connect yet.
@@ -79,7 +98,7 @@ func openStore(url string, waitForSlot bool) (*Store, error) {
 		}
 		connector := stdlib.GetConnector(*cfg)
 		if waitForSlot {
-			connector = &slotWaiter{Connector: connector, closed: make(chan struct{})}
+			connector = &slotWaiter{Connector: connector, closed: make(chan struct{})} // story(db-pool-exhausted): waits for a free slot without limit
 		}
 		return &Store{db: sql.OpenDB(connector), postgres: true}, nil
 	case strings.HasPrefix(url, "sqlite:"):
@@ -160,7 +179,11 @@ func (s *Store) q(query string) string {
 }
 
 // catalogue is what Migrate puts in an empty products table.
-var catalogue = []Product{
+var catalogue = []struct {
+	ID         int64
+	Name       string
+	PriceCents int64
+}{
 	{1, "espresso beans, 1 kg", 2400}, {2, "burr grinder", 12900}, {3, "pour-over kettle", 5900},
 	{4, "paper filters (100)", 600}, {5, "ceramic dripper", 2500}, {6, "milk jug", 1900},
 	{7, "scale, 0.1 g", 3900}, {8, "tamper", 2900}, {9, "cleaning tablets", 1100}, {10, "travel mug", 2200},
@@ -184,9 +207,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(7411)") //nolint:errcheck
 	}
 	stmts := []string{
-		"CREATE TABLE IF NOT EXISTS products (id BIGINT PRIMARY KEY, name TEXT NOT NULL, price_cents BIGINT NOT NULL)",
-		"CREATE TABLE IF NOT EXISTS orders (id " + id + ", product_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL, status TEXT NOT NULL, charge_id TEXT)",
+		// A product's price may be NULL: added to the catalogue, not priced yet.
+		"CREATE TABLE IF NOT EXISTS products (id BIGINT PRIMARY KEY, name TEXT NOT NULL, price_cents BIGINT)",
+		"CREATE TABLE IF NOT EXISTS orders (id " + id + ", product_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL, status TEXT NOT NULL, charge_id TEXT, created_ms BIGINT NOT NULL DEFAULT 0)",
 		"CREATE INDEX IF NOT EXISTS orders_status ON orders (status)",
+		// Messages for the broker, written in the transaction of what they
+		// announce, deleted once the broker has them.
+		"CREATE TABLE IF NOT EXISTS outbox (id " + id + ", subject TEXT NOT NULL, msg_id TEXT NOT NULL, payload TEXT NOT NULL)",
+		// What the announcement consumer has handled, one row an order.
+		"CREATE TABLE IF NOT EXISTS announcements (order_id BIGINT PRIMARY KEY, deliveries BIGINT NOT NULL)",
 	}
 	for _, p := range catalogue {
 		stmts = append(stmts, fmt.Sprintf("INSERT INTO products (id, name, price_cents) VALUES (%d, '%s', %d) ON CONFLICT (id) DO NOTHING", p.ID, p.Name, p.PriceCents))
@@ -214,8 +243,8 @@ func (s *Store) Products(ctx context.Context) ([]Product, error) {
 	defer rows.Close()
 	var out []Product
 	for rows.Next() {
-		var p Product
-		if err := rows.Scan(&p.ID, &p.Name, &p.PriceCents); err != nil {
+		p, err := s.scanProduct(rows.Scan)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, p)
@@ -223,22 +252,94 @@ func (s *Store) Products(ctx context.Context) ([]Product, error) {
 	return out, rows.Err()
 }
 
-// CreateOrder writes a pending order for a product and returns it.
-func (s *Store) CreateOrder(ctx context.Context, productID int64) (Order, error) {
-	o := Order{ProductID: productID, Status: StatusPending}
-	if err := s.db.QueryRowContext(ctx, s.q("SELECT price_cents FROM products WHERE id = ?"), productID).Scan(&o.AmountCents); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return o, ErrNoProduct
-		}
-		return o, err
+// Product reads one product.
+func (s *Store) Product(ctx context.Context, id int64) (Product, error) {
+	p, err := s.scanProduct(s.db.QueryRowContext(ctx, s.q("SELECT id, name, price_cents FROM products WHERE id = ?"), id).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, ErrNoProduct
 	}
-	err := s.db.QueryRowContext(ctx, s.q("INSERT INTO orders (product_id, amount_cents, status) VALUES (?, ?, ?) RETURNING id"),
-		productID, o.AmountCents, StatusPending).Scan(&o.ID)
+	return p, err
+}
+
+// scanProduct reads a row of id, name, price_cents.
+func (s *Store) scanProduct(scan func(...any) error) (Product, error) {
+	var p Product
+	if !s.nullable {
+		var price int64
+		err := scan(&p.ID, &p.Name, &price) // story(db-nulls): a plain int64, as if no price could be NULL
+		p.PriceCents, p.ForSale = &price, err == nil
+		return p, err
+	}
+	var price sql.NullInt64 // story(db-nulls): a NULL price is read as missing
+	if err := scan(&p.ID, &p.Name, &price); err != nil {
+		return p, err
+	}
+	if price.Valid {
+		p.PriceCents, p.ForSale = &price.Int64, true
+	}
+	return p, nil
+}
+
+// CreateOrder writes a pending order for a product and returns it. With
+// announce, the order's announcement goes in the outbox in the same
+// transaction: both are written, or neither.
+func (s *Store) CreateOrder(ctx context.Context, productID int64, announce bool) (Order, error) {
+	o := Order{ProductID: productID, Status: StatusPending}
+	p, err := s.Product(ctx, productID)
+	switch {
+	case err != nil:
+		return o, err
+	case !p.ForSale:
+		return o, ErrNotForSale
+	}
+	o.AmountCents = *p.PriceCents
+	err = s.inTx(ctx, announce, func(tx querier) error {
+		err := tx.QueryRowContext(ctx, s.q("INSERT INTO orders (product_id, amount_cents, status, created_ms) VALUES (?, ?, ?, ?) RETURNING id"),
+			productID, o.AmountCents, StatusPending, time.Now().UnixMilli()).Scan(&o.ID)
+		if err != nil || !announce {
+			return err
+		}
+		return s.addOutbox(ctx, tx, subjectOrders, "order-"+strconv.FormatInt(o.ID, 10), o) // story(queue-down): the outbox row, in the order's transaction
+	})
 	return o, err
+}
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs f in a transaction when tx is true, else straight on the pool.
+func (s *Store) inTx(ctx context.Context, tx bool, f func(querier) error) error {
+	if !tx {
+		return f(s.db)
+	}
+	t, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(t); err != nil {
+		_ = t.Rollback()
+		return err
+	}
+	return t.Commit()
+}
+
+func (s *Store) addOutbox(ctx context.Context, q querier, subject, msgID string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, s.q("INSERT INTO outbox (subject, msg_id, payload) VALUES (?, ?, ?)"), subject, msgID, string(b))
+	return err
 }
 
 // ErrNoProduct is returned for an order of an unknown product.
 var ErrNoProduct = errors.New("no such product")
+
+// ErrNotForSale is returned for an order of a product that has no price.
+var ErrNotForSale = errors.New("not for sale: the product has no price")
 
 // ErrNoOrder is returned for an unknown order.
 var ErrNoOrder = errors.New("no such order")
@@ -247,6 +348,64 @@ var ErrNoOrder = errors.New("no such order")
 func (s *Store) SetStatus(ctx context.Context, id int64, status string) error {
 	_, err := s.db.ExecContext(ctx, s.q("UPDATE orders SET status = ? WHERE id = ?"), status, id)
 	return err
+}
+
+// QueuePayment marks an order's payment queued and, in the same
+// transaction, puts the payment in the outbox for the broker.
+func (s *Store) QueuePayment(ctx context.Context, o Order) error {
+	return s.inTx(ctx, true, func(tx querier) error {
+		if _, err := tx.ExecContext(ctx, s.q("UPDATE orders SET status = ? WHERE id = ?"), StatusQueued, o.ID); err != nil {
+			return err
+		}
+		o.Status = StatusQueued
+		return s.addOutbox(ctx, tx, subjectPayments, "pay-"+strconv.FormatInt(o.ID, 10), o)
+	})
+}
+
+// OutboxMsg is a message waiting in the outbox.
+type OutboxMsg struct {
+	ID      int64
+	Subject string
+	MsgID   string
+	Payload []byte
+}
+
+// Outbox lists up to limit messages waiting for the broker, oldest first.
+func (s *Store) Outbox(ctx context.Context, limit int) ([]OutboxMsg, error) {
+	rows, err := s.db.QueryContext(ctx, s.q("SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT ?"), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OutboxMsg
+	for rows.Next() {
+		var m OutboxMsg
+		var payload string
+		if err := rows.Scan(&m.ID, &m.Subject, &m.MsgID, &payload); err != nil {
+			return nil, err
+		}
+		m.Payload = []byte(payload)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// DeleteOutbox removes a message the broker has (a no-op when another
+// instance removed it first).
+func (s *Store) DeleteOutbox(ctx context.Context, id int64) error {
+	_, err := s.db.ExecContext(ctx, s.q("DELETE FROM outbox WHERE id = ?"), id)
+	return err
+}
+
+// RecordAnnouncement notes a delivery of an order's announcement; first
+// is true for the first one, the only one acted on: a redelivery (the
+// broker never got the acknowledgement, or the outbox published it twice)
+// is counted and otherwise ignored.
+func (s *Store) RecordAnnouncement(ctx context.Context, orderID int64) (first bool, err error) {
+	var n int64
+	err = s.db.QueryRowContext(ctx, s.q("INSERT INTO announcements (order_id, deliveries) VALUES (?, 1) "+
+		"ON CONFLICT (order_id) DO UPDATE SET deliveries = announcements.deliveries + 1 RETURNING deliveries"), orderID).Scan(&n)
+	return n == 1, err
 }
 
 // SetPaid marks an order paid with the card processor's charge id.
@@ -313,7 +472,17 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 			st.Lost = n
 		}
 	}
-	return st, rows.Err()
+	if err := rows.Err(); err != nil {
+		return st, err
+	}
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT
+		(SELECT COUNT(*) FROM announcements),
+		(SELECT COUNT(*) FROM orders o WHERE o.status <> 'lost' AND o.created_ms < ?
+			AND NOT EXISTS (SELECT 1 FROM announcements a WHERE a.order_id = o.id)),
+		(SELECT COALESCE(SUM(deliveries - 1), 0) FROM announcements),
+		(SELECT COUNT(*) FROM outbox)`), time.Now().Add(-announceGrace).UnixMilli()).
+		Scan(&st.Announced, &st.Unannounced, &st.Redelivered, &st.Outbox)
+	return st, err
 }
 
 // withTimeout bounds ctx by d; d <= 0 leaves it unbounded (the fragile

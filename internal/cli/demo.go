@@ -47,12 +47,17 @@ With --all, also the wider checklist's:
   dns-fails          the processor's name answers SERVFAIL
   db-pool-exhausted  another client holds every PostgreSQL connection for 10 s
   disk-fills         the log volume fills up (a tmpfs the demo mounts, as root)
+  queue-down         the message broker (NATS) is killed for 10 s
+  memory-pressure    the card processor is killed as the OOM killer would (simulated)
+  cpu-spike          the card processor gets 1 % of a core (a cgroup quota, as root)
+  db-nulls           two products' prices turn NULL in PostgreSQL
+  schema-mismatch    the processor's answers change shape (a field retyped, one renamed)
 
 The fragile build should fail each (FAILED, or ABORTED when a stop condition
 fires); the resilient build should pass each. Everything runs on free
 loopback ports: the shop's parts come from this binary, the database is
-PostgreSQL when installed (else SQLite, and the two experiments that need a
-PostgreSQL server, db-primary-down and db-pool-exhausted, are skipped), the
+PostgreSQL when installed (else SQLite, and the experiments that need a
+PostgreSQL server, db-primary-down, db-pool-exhausted and db-nulls, are skipped), the
 cache is Debian's redis-server when installed (else an embedded one).
 Nothing is left running or injected, also on Ctrl-C.
 
@@ -119,7 +124,7 @@ run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 	f.BoolVar(&o.real, "real", false, "insist on real PostgreSQL and redis-server: fail instead of falling back")
 	f.StringVar(&o.db, "db", "auto", "`auto` (PostgreSQL when installed, else SQLite), postgres or sqlite")
 	f.StringVar(&o.cache, "cache", "auto", "`auto` (redis-server when installed, else embedded), redis or embedded")
-	f.BoolVar(&o.all, "all", false, "also run the wider checklist's experiments (payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills)")
+	f.BoolVar(&o.all, "all", false, "also run the rest of the quarterly checklist's experiments (payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills, queue-down, memory-pressure, cpu-spike, db-nulls, schema-mismatch)")
 	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
 	f.StringVar(&o.seedFlag, "seed", "", "`seed` of every run's random choices, to replay a demo (default: picked, and printed in each run's replay command)")
 	return cmd
@@ -229,6 +234,11 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 			fmt.Fprintf(stderr, "demo: skipping %s: it cannot mount a tmpfs (not root)\n", name)
 			continue
 		}
+		if name == "cpu-spike" && !canLimitCPU() {
+			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs a cgroup of its own for the card processor (a writable cpu controller), which only root has here"})
+			fmt.Fprintf(stderr, "demo: skipping %s: it cannot make a cgroup (not root)\n", name)
+			continue
+		}
 		if why, ok := needsPostgres[name]; ok && pg == nil {
 			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs PostgreSQL (" + why + "): apt-get install postgresql"})
 			fmt.Fprintf(stderr, "demo: skipping %s: it needs PostgreSQL\n", name)
@@ -282,6 +292,7 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 var needsPostgres = map[string]string{
 	"db-primary-down":   "a database server process to freeze",
 	"db-pool-exhausted": "a database server whose connection slots can run out",
+	"db-nulls":          "rows that psql nulls and puts back",
 }
 
 // demoRun runs one experiment against one build.
@@ -444,6 +455,24 @@ func canMountTmpfs() bool {
 	}
 	unmountTmpfs(dir)
 	return true
+}
+
+// canLimitCPU reports whether cpu-spike can give the card processor a
+// cgroup with a CPU quota: cgroup v1's cpu controller or v2's, writable.
+func canLimitCPU() bool {
+	dir := "/sys/fs/cgroup/cpu" // v1
+	if _, err := os.Stat(filepath.Join(dir, "cpu.cfs_quota_us")); err != nil {
+		dir = "/sys/fs/cgroup" // v2
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+		if err != nil || !slices.Contains(strings.Fields(string(b)), "cpu") {
+			return false
+		}
+	}
+	probe, err := os.MkdirTemp(dir, "faultline-probe-")
+	if err != nil {
+		return false
+	}
+	return os.Remove(probe) == nil
 }
 
 // mountTmpfs mounts a tmpfs of size on a new temporary directory.

@@ -54,7 +54,7 @@ type demoSummary struct {
 // the resilient build passes it.
 func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs twenty experiments (about 7 minutes)")
+		t.Skip("runs thirty experiments (about 12 minutes)")
 	}
 	needRealServers(t)
 	bin := binary(t)
@@ -80,7 +80,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Logf("%s %s ended %s:\n%s\nprocesses.log (last 4 KB):\n%s", r.Experiment, r.Build, r.Verdict, res, tail(logs, 4096))
 		}
 	}
-	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 20 {
+	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 30 {
 		t.Fatalf("summary: database %q, as expected %v, %d runs\n%s", sum.Database, sum.AsExpected, len(sum.Runs), stdout.String())
 	}
 	// The check each fragile run must break: the weakness it documents.
@@ -96,6 +96,11 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 		"dns-fails":         "inject: error_rate < 1%",
 		"db-pool-exhausted": "inject: latency p99 < 1s", // waits for a free connection
 		"disk-fills":        "inject: error_rate < 1%",
+		"queue-down":        "inject: error_rate < 1%", // no broker, no order
+		"memory-pressure":   "inject: error_rate < 1%",
+		"cpu-spike":         "inject: latency p99 of checkout < 3.5s", // waits for a starved processor
+		"db-nulls":          "inject: error_rate < 1%",
+		"schema-mismatch":   "inject: error_rate < 1%",
 	}
 	for _, r := range sum.Runs {
 		switch r.Build {
@@ -117,7 +122,8 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Errorf("%s: %v", r.Experiment, err)
 		}
 	}
-	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage", "payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills"} {
+	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage", "payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills",
+		"queue-down", "memory-pressure", "cpu-spike", "db-nulls", "schema-mismatch"} {
 		if !regexp.MustCompile(`(?m)^`+name+`\s+fragile\s+(FAILED|ABORTED)\s`).MatchString(stdout.String()) ||
 			!regexp.MustCompile(`(?m)^`+name+`\s+resilient\s+PASSED\s`).MatchString(stdout.String()) {
 			t.Errorf("table lacks %s's rows:\n%s", name, stdout.String())

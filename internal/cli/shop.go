@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,27 +21,31 @@ import (
 func newShopCmd() *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:   "shop",
-		Short: "Run the demo shop's parts: checkout, payments, balancer, cache, postgres",
+		Short: "Run the demo shop's parts: checkout, payments, balancer, cache, queue, postgres",
 		Long: `The demo shop is the small e-commerce backend that 'faultline demo' and the
 experiments in examples/experiments break on purpose. Each part runs from the
 faultline binary, so experiments launch them with {self} and nothing needs a
 build step. Every part takes --build fragile|resilient where it matters:
 
   fragile    no timeouts on outbound calls, synchronous payment, cache errors
-             fail the request, round-robin balancer without health checks
+             fail the request, orders announced on the broker synchronously,
+             round-robin balancer without health checks
   resilient  timeouts everywhere, circuit breakers, retries with backoff and
              jitter, cache -> database fallback, queued payments confirmed by
-             a worker, balancer with health checks and retry elsewhere
+             a consumer, an outbox for the broker, balancer with health
+             checks and retry elsewhere
 
 Every part stops on Ctrl-C, SIGTERM or SIGHUP.`,
 		Example: `  faultline shop postgres                      # prints DB_URL, DB_PIDFILE, DB_MAX_CONNECTIONS
   faultline shop cache --listen 127.0.0.1:16379
   faultline shop payments --listen 127.0.0.1:18090
+  faultline shop queue --listen 127.0.0.1:14222 --store /tmp/shop-queue
   faultline shop checkout --build resilient --listen 127.0.0.1:18081 \
-      --db sqlite:/tmp/shop.db --cache 127.0.0.1:16379 --payments http://127.0.0.1:18090
+      --db sqlite:/tmp/shop.db --cache 127.0.0.1:16379 --payments http://127.0.0.1:18090 \
+      --queue nats://127.0.0.1:14222
   faultline shop balancer --build resilient --listen 127.0.0.1:18080 --backends 127.0.0.1:18081`,
 	})
-	cmd.AddCommand(newShopCheckoutCmd(), newShopPaymentsCmd(), newShopBalancerCmd(), newShopCacheCmd(), newShopPostgresCmd())
+	cmd.AddCommand(newShopCheckoutCmd(), newShopPaymentsCmd(), newShopBalancerCmd(), newShopCacheCmd(), newShopQueueCmd(), newShopPostgresCmd())
 	return cmd
 }
 
@@ -68,10 +73,19 @@ func newShopCheckoutCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "checkout",
 		Short: "Run one checkout API instance",
-		Long: `Serves GET /products (cache, then database), POST /checkout {"product_id": N}
-(writes the order, charges the card), GET /orders/{id}, GET /stats (orders
-created, paid, queued, pending, lost), GET /health (database and cache, each
-with its own short timeout; 503 names what is unhealthy) and GET /metrics.`,
+		Long: `Serves GET /products (cache, then database), GET /products/{id} (the database),
+POST /checkout {"product_id": N} (writes the order, announces it on the broker,
+charges the card), GET /orders/{id}, GET /stats (orders created, paid, queued,
+pending, lost, unverified; announced, unannounced, redelivered, in the
+outbox), GET /health (database and cache, each with its own short timeout;
+503 names what is unhealthy) and GET /metrics.
+
+With --queue, orders are announced on the broker: the fragile build publishes
+each one before charging it and fails the order when the broker does not
+take it; the resilient build writes the announcement to an outbox table in
+the order's transaction and relays it when the broker is there, and its
+queued payments travel through the broker too. Every instance consumes the
+announcements, once each.`,
 		Example: `  faultline shop checkout --build resilient --listen 127.0.0.1:18081 \
       --db postgres://shop@127.0.0.1:15432/shop --cache 127.0.0.1:16379 --payments http://127.0.0.1:18090`,
 		Args: noArgs,
@@ -100,6 +114,7 @@ with its own short timeout; 503 names what is unhealthy) and GET /metrics.`,
 	f.StringVar(&cfg.DB, "db", "", "database `URL`: postgres://USER@HOST:PORT/DB or sqlite:PATH")
 	f.StringVar(&cfg.Cache, "cache", "", "Redis `HOST:PORT`")
 	f.StringVar(&cfg.Payments, "payments", "", "card processor base `URL`")
+	f.StringVar(&cfg.Queue, "queue", "", "message broker `URL` (nats://HOST:PORT, 'faultline shop queue'; default: none)")
 	f.StringVar(&cfg.Zone, "zone", "", "`zone` this instance runs in, reported by /health")
 	f.StringVar(&cfg.LogDir, "log-dir", "", "`directory` for the access log, a line per request (default: none)")
 	f.StringVar(&cfg.Resolver, "resolver", "", "DNS server `HOST:PORT` for the card processor's name (default: the system's)")
@@ -108,17 +123,51 @@ with its own short timeout; 503 names what is unhealthy) and GET /metrics.`,
 }
 
 func newShopPaymentsCmd() *cobra.Command {
-	var listen string
+	var listen, pidfile string
 	cmd := &cobra.Command{
 		Use:   "payments",
 		Short: "Run the card processor (POST /charge, idempotent by Idempotency-Key)",
-		Args:  noArgs,
+		Long: `Serves POST /charge {"order_id": N, "amount_cents": N}, once per
+Idempotency-Key (a repeated request gets the first charge back), GET /stats
+and GET /health. Each new charge is risk-scored first, about 3 ms of CPU, so a
+processor starved of CPU answers late. --pidfile writes its pid, for faults
+that act on the process from outside (a CPU limit on its cgroup).`,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if pidfile != "" {
+				if err := os.WriteFile(pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+					return &exitError{ExitError, err}
+				}
+				defer os.Remove(pidfile)
+			}
 			srv := &http.Server{Addr: listen, Handler: shop.NewPayments().Handler(), ReadHeaderTimeout: 5 * time.Second}
 			return serveUntilSignal(c, func(ctx context.Context) error { return serveHTTP(ctx, srv) })
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8090", "`HOST:PORT` to serve on")
+	cmd.Flags().StringVar(&pidfile, "pidfile", "", "`file` to write the process id to (removed on exit)")
+	return cmd
+}
+
+func newShopQueueCmd() *cobra.Command {
+	var cfg shop.QueueConfig
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "Run the message broker: a NATS server with JetStream, from this binary",
+		Long: `Runs the shop's broker on --listen: the NATS server (its Go module, built
+into faultline) with JetStream, and the stream SHOP (subjects shop.orders and
+shop.payments; a message id is remembered for 2 minutes, so a message
+published twice is stored once). --store keeps the stream's files: a broker
+killed and started again on the same directory still has what it accepted.`,
+		Example: "  faultline shop queue --listen 127.0.0.1:14222 --store /tmp/shop-queue",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg.Logger = shopLogger(c, "queue")
+			return serveUntilSignal(c, func(ctx context.Context) error { return shop.RunQueue(ctx, cfg) })
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "`HOST:PORT` to serve on")
+	cmd.Flags().StringVar(&cfg.StoreDir, "store", "", "`directory` for the stream's files (default: a temporary one, removed on exit)")
 	return cmd
 }
 
