@@ -136,8 +136,9 @@ type Request struct {
 	GRPC    *load.GRPC
 }
 
-// Kind is the request's protocol: http, tcp, redis, sql, dns or grpc.
-func (r Request) Kind() string {
+// Protocol is the request's protocol: http, tcp, redis, sql, dns or grpc.
+// (Not Kind: a Request is not an Action.)
+func (r Request) Protocol() string {
 	return load.Request{TCP: r.TCP, Redis: r.Redis, SQL: r.SQL, DNS: r.DNS, GRPC: r.GRPC}.Kind().String()
 }
 
@@ -704,7 +705,7 @@ func (d *decoder) traffic(n *yaml.Node) *Traffic {
 			}
 			d.requestKind(&req, rf, r, field)
 		}
-		if req.Kind() == "http" && !strings.HasPrefix(req.URL, "http://") && !strings.HasPrefix(req.URL, "https://") {
+		if req.Protocol() == "http" && !strings.HasPrefix(req.URL, "http://") && !strings.HasPrefix(req.URL, "https://") {
 			d.Errorf(r, field, "want an http:// or https:// URL (or tcp:, redis:, sql:, dns:, grpc:), got %q", req.URL)
 		}
 		if req.Name != "" {
