@@ -15,6 +15,16 @@ const (
 	Error   = "ERROR"
 )
 
+// Story is what a run teaches, told as a post-mortem is: the weakness an
+// experiment looks for and the fix that holds against it, a sentence each,
+// with the places in the code that are each ("examples/shop/checkout.go:116").
+type Story struct {
+	Weakness   string   `json:"weakness"`
+	WeaknessAt []string `json:"weakness_at,omitempty"`
+	Fix        string   `json:"fix"`
+	FixAt      []string `json:"fix_at,omitempty"`
+}
+
 // Result is result.json.
 type Result struct {
 	Verdict    string            `json:"verdict"`
@@ -28,7 +38,10 @@ type Result struct {
 	Flags []string `json:"flags,omitempty"`
 	// Replay is the command that replays the run, when it is not "faultline
 	// run FILE" with the seed, vars and flags (a demo run's, say).
-	Replay        string        `json:"replay,omitempty"`
+	Replay string `json:"replay,omitempty"`
+	// Story, when set, is what the run teaches: the weakness its
+	// experiment looks for and the fix that holds against it.
+	Story         *Story        `json:"story,omitempty"`
 	Started       Stamp         `json:"started"`
 	Ended         Stamp         `json:"ended"`
 	Phases        []PhaseRecord `json:"phases"`

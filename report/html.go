@@ -256,7 +256,10 @@ var funcs = template.FuncMap{
 	"join": strings.Join,
 }
 
-var reportTmpl = template.Must(template.Must(template.New("report").Funcs(funcs).Parse(reportHTML)).Parse(cellHTML))
+var reportTmpl = template.Must(template.Must(template.Must(template.New("report").Funcs(funcs).Parse(reportHTML)).Parse(cellHTML)).Parse(atHTML))
+
+// atHTML names the places in the code a story points at.
+const atHTML = `{{define "at"}}{{if .}} <span class="at">({{range $i, $a := .}}{{if $i}}, {{end}}<code>{{$a}}</code>{{end}})</span>{{end}}{{end}}`
 
 // HTML writes the self-contained HTML report.
 func (r *Run) HTML(w io.Writer) error { return reportTmpl.Execute(w, r.htmlData()) }
@@ -288,6 +291,9 @@ const reportHTML = `<!doctype html>
 </header>
 <main>
 {{with .Res.Hypothesis}}<section class="hypothesis"><h2>Hypothesis</h2><p>{{.}}</p></section>{{end}}
+{{with .Res.Story}}<section class="story"><h2>What it teaches</h2>
+<p><b>The weakness.</b> {{.Weakness}}{{template "at" .WeaknessAt}}</p>
+<p><b>The fix.</b> {{.Fix}}{{template "at" .FixAt}}</p></section>{{end}}
 {{if .Res.Reasons}}<section class="why"><h2>Why</h2><ul>{{range .Res.Reasons}}<li>{{.}}</li>{{end}}</ul></section>{{end}}
 <section class="facts">
   <div><span>started</span>{{.Started}}</div>

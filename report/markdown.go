@@ -26,6 +26,9 @@ func (r *Run) Markdown(w io.Writer, link string) error {
 	if res.Hypothesis != "" {
 		fmt.Fprintf(&b, "> **Hypothesis:** %s\n\n", strings.TrimSpace(res.Hypothesis))
 	}
+	if st := res.Story; st != nil {
+		fmt.Fprintf(&b, "**The weakness:** %s%s\n\n**The fix:** %s%s\n\n", st.Weakness, mdAt(st.WeaknessAt), st.Fix, mdAt(st.FixAt))
+	}
 	for _, reason := range res.Reasons {
 		fmt.Fprintf(&b, "- **Why:** %s\n", reason)
 	}
@@ -75,4 +78,12 @@ func (r *Run) Markdown(w io.Writer, link string) error {
 	fmt.Fprintf(&b, "\n\nReplay: `%s`\n", r.Replay())
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// mdAt names the places in the code a story points at.
+func mdAt(at []string) string {
+	if len(at) == 0 {
+		return ""
+	}
+	return " (`" + strings.Join(at, "`, `") + "`)"
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/record"
 	"github.com/faultline/faultline/report"
 )
 
@@ -372,5 +373,42 @@ func TestIncompleteRunReadsTheTypedFields(t *testing.T) {
 	}
 	if r.Result.File != "exp.yaml" || r.Result.Seed != 99 || len(r.Result.Faults) != 1 || r.Result.Faults[0].Name != "slow" {
 		t.Fatalf("rebuilt result: file %q seed %d faults %+v; want exp.yaml, 99 and the one fault (not the launch)", r.Result.File, r.Result.Seed, r.Result.Faults)
+	}
+}
+
+// A run with a story tells it in report.html and summary.md: the weakness
+// and the fix, each with the places in the code; a run without one has no
+// such section.
+func TestStoryIsTold(t *testing.T) {
+	r := load(t, "failed")
+	var html, md bytes.Buffer
+	if err := r.HTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Markdown(&md, ""); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html.String(), "What it teaches") || strings.Contains(md.String(), "The weakness") {
+		t.Fatal("a run without a story tells one")
+	}
+	r.Result.Story = &record.Story{Weakness: "No timeout <anywhere>.", WeaknessAt: []string{"shop/a.go:1", "shop/a.go:9"},
+		Fix: "A 1 s timeout.", FixAt: []string{"shop/b.go:2"}}
+	html.Reset()
+	md.Reset()
+	if err := r.HTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Markdown(&md, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"What it teaches", "No timeout &lt;anywhere&gt;.", "<code>shop/a.go:1</code>, <code>shop/a.go:9</code>", "A 1 s timeout.", "<code>shop/b.go:2</code>"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	for _, want := range []string{"**The weakness:** No timeout <anywhere>. (`shop/a.go:1`, `shop/a.go:9`)", "**The fix:** A 1 s timeout. (`shop/b.go:2`)"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("summary.md lacks %q:\n%s", want, md.String())
+		}
 	}
 }

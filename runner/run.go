@@ -25,6 +25,7 @@ import (
 	"github.com/faultline/faultline/plan"
 	"github.com/faultline/faultline/probe"
 	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/record"
 	"github.com/faultline/faultline/target"
 )
 
@@ -42,6 +43,8 @@ type Options struct {
 	// result records it; empty means "faultline run FILE --seed N" with
 	// the vars and flags.
 	Replay string
+	// Story, when set, is recorded in the result and told in the reports.
+	Story *record.Story
 	// Progress, if not nil, gets a line per tick.
 	Progress io.Writer
 	// Tick is how often probes run and stop conditions are checked; zero
@@ -145,7 +148,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (res *Result, err erro
 		reg:     opts.Faults,
 		col:     newCollector(),
 		prober:  opts.Probes,
-		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: seed, Vars: opts.Vars, Flags: opts.Flags, Replay: opts.Replay,
+		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: seed, Vars: opts.Vars, Flags: opts.Flags, Replay: opts.Replay, Story: opts.Story,
 			Started: Stamp(time.Now()), Reasons: []string{}, Checks: []CheckRecord{}, Faults: []FaultRecord{}, Traffic: []TrafficRecord{}},
 	}
 	if r.res.Vars == nil {

@@ -1,5 +1,7 @@
 package experiments
 
+import "github.com/faultline/faultline/record"
+
 // Story is what an experiment teaches, told as a post-mortem is: the
 // weakness the fragile build showed, then the fix the resilient build has,
 // a sentence each, with the lines of the shop's code that are the weakness
@@ -8,10 +10,7 @@ package experiments
 // every reference lands on one and every marker is referenced, and
 // 'go test -run TestStoriesPointAtTheirMarkers -update' rewrites the line
 // numbers here when the shop's code has moved.
-type Story struct {
-	Weakness, Fix     string
-	WeaknessAt, FixAt []string
-}
+type Story = record.Story
 
 // Stories are the stories of every experiment in Order and Checklist, by
 // name.

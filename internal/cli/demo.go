@@ -32,7 +32,10 @@ func newDemoCmd(g *globals) *cobra.Command {
 		Short: "Break a small shop on purpose, before and after a fix: the whole story in one command",
 		Long: `Runs the demo shop's experiments (examples/experiments) against its fragile
 build and then its resilient one, and ends with a table: experiment x build,
-verdict, p99 and error rate during the fault, time to recover, and the finding.
+verdict, p99 and error rate during the fault, time to recover, and the finding;
+then, for each experiment, the weakness the fragile build has and the fix the
+resilient one has, a sentence each, with the lines of examples/shop that are
+each.
 
   cache-dies       kill the Redis cache; restarted when the fault ends
   db-primary-down  freeze PostgreSQL (SIGSTOP) for 10 s
@@ -53,6 +56,11 @@ With --all, also the wider checklist's:
   db-nulls           two products' prices turn NULL in PostgreSQL
   schema-mismatch    the processor's answers change shape (a field retyped, one renamed)
 
+With --checklist, every experiment runs (as with --all) and the end is the
+quarterly checklist: its 15 failures in four groups (dependencies, data
+stores, capacity, data integrity), each with the experiment that covers it
+and both builds' verdicts, or why it did not run here.
+
 The fragile build should fail each (FAILED, or ABORTED when a stop condition
 fires); the resilient build should pass each. Everything runs on free
 loopback ports: the shop's parts come from this binary, the database is
@@ -62,17 +70,22 @@ cache is Debian's redis-server when installed (else an embedded one).
 Nothing is left running or injected, also on Ctrl-C.
 
 Each run is an ordinary run directory (result.json, journal.jsonl,
-samples.jsonl, processes.log) under --out: DIR/EXPERIMENT/BUILD/, with
-DIR/summary.json for all of them.
+samples.jsonl, processes.log, report.html) under --out:
+DIR/EXPERIMENT/BUILD/, with DIR/summary.md (the tables and the stories, for
+a pull request or a wiki) and DIR/summary.json for all of them.
 
 Exit codes: 0 when every fragile run found its weakness and every resilient
 run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 		Example: `  faultline demo
   faultline demo --only slow-payment
+  faultline demo --checklist                     # the quarterly checklist, all 15
   faultline demo --out demo-runs --real
   faultline demo --db sqlite --cache embedded    # as on a machine without either`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if o.checklist {
+				o.all = true
+			}
 			if o.real {
 				o.db, o.cache = "postgres", "redis"
 			}
@@ -125,6 +138,7 @@ run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
 	f.StringVar(&o.db, "db", "auto", "`auto` (PostgreSQL when installed, else SQLite), postgres or sqlite")
 	f.StringVar(&o.cache, "cache", "auto", "`auto` (redis-server when installed, else embedded), redis or embedded")
 	f.BoolVar(&o.all, "all", false, "also run the rest of the quarterly checklist's experiments (payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills, queue-down, memory-pressure, cpu-spike, db-nulls, schema-mismatch)")
+	f.BoolVar(&o.checklist, "checklist", false, "run every experiment (as --all) and end with the quarterly checklist: its 15 failures in four groups, each with the experiment that covers it and both builds' verdicts")
 	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
 	f.StringVar(&o.seedFlag, "seed", "", "`seed` of every run's random choices, to replay a demo (default: picked, and printed in each run's replay command)")
 	return cmd
@@ -138,6 +152,7 @@ type demoOptions struct {
 	out       string
 	real      bool
 	all       bool
+	checklist bool
 	quiet     bool
 	stateDir  string
 }
@@ -283,7 +298,10 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 	if err := os.WriteFile(filepath.Join(o.out, "summary.json"), append(b, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	printDemoTable(stdout, sum, o.out)
+	if err := writeDemoMarkdown(filepath.Join(o.out, "summary.md"), sum, o.checklist); err != nil {
+		return nil, err
+	}
+	printDemoTable(stdout, sum, o.out, o.checklist)
 	return sum, nil
 }
 
@@ -339,7 +357,7 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 		return row, err
 	}
 	res, err := runner.Run(ctx, p, runner.Options{OutDir: row.Dir, Vars: vars, Progress: progress,
-		Replay: demoReplay(o, name), Prefix: fmt.Sprintf("[%s/%s] ", name, build), Live: isTerminal(progress)})
+		Replay: demoReplay(o, name), Story: demoStory(name), Prefix: fmt.Sprintf("[%s/%s] ", name, build), Live: isTerminal(progress)})
 	if err != nil {
 		return row, err
 	}
@@ -414,7 +432,7 @@ func finding(res *runner.Result) string {
 	return strings.Join(parts, "; ")
 }
 
-func printDemoTable(w io.Writer, sum *demoSummary, out string) {
+func printDemoTable(w io.Writer, sum *demoSummary, out string, checklist bool) {
 	fmt.Fprintf(w, "\nfaultline demo: %d runs; database %s; cache %s\n\n", len(sum.Runs), sum.Database, sum.Cache)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "EXPERIMENT\tBUILD\tVERDICT\tP99 (FAULT)\tERRORS (FAULT)\tRECOVERED IN\tFINDING")
@@ -439,12 +457,16 @@ func printDemoTable(w io.Writer, sum *demoSummary, out string) {
 	for _, s := range sum.Skipped {
 		fmt.Fprintf(w, "skipped %s: %s\n", s.Experiment, s.Reason)
 	}
+	printDemoStories(w, sum)
+	if checklist {
+		printChecklist(w, sum)
+	}
 	fmt.Fprintf(w, "\nFragile runs should end FAILED or ABORTED (the experiment found the weakness),\nresilient runs PASSED; (!) marks a run that did not.\nEach run: %s/EXPERIMENT/BUILD/report.html (and result.json, junit.xml, summary.md, journal.jsonl)\n",
 		out)
 	for _, c := range sum.Compares {
 		fmt.Fprintf(w, "Side by side: %s\n", c)
 	}
-	fmt.Fprintf(w, "All runs: %s\n", filepath.Join(out, "summary.json"))
+	fmt.Fprintf(w, "All runs: %s and %s\n", filepath.Join(out, "summary.md"), filepath.Join(out, "summary.json"))
 }
 
 // canMountTmpfs reports whether a tmpfs can be mounted here (root).

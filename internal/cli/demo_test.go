@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/faultline/faultline/examples/experiments"
 	"github.com/faultline/faultline/examples/shop"
 	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/process"
@@ -59,7 +62,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	needRealServers(t)
 	bin := binary(t)
 	out := t.TempDir()
-	cmd := exec.Command(bin, "demo", "--all", "--real", "--quiet", "--out", out)
+	cmd := exec.Command(bin, "demo", "--checklist", "--real", "--quiet", "--out", out)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -129,7 +132,76 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Errorf("table lacks %s's rows:\n%s", name, stdout.String())
 		}
 	}
+	assertStoriesTold(t, out, stdout.String())
+	assertChecklist(t, out, stdout.String())
 	assertNothingLeft(t, bin, stderr.String())
+}
+
+// assertStoriesTold checks that the demo's table, its summary.md and each
+// run's report and summary.md tell every experiment's weakness and fix.
+func assertStoriesTold(t *testing.T, out, stdout string) {
+	t.Helper()
+	md, err := os.ReadFile(filepath.Join(out, "summary.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range slices.Concat(experiments.Order, experiments.Checklist) {
+		st := experiments.Stories[name]
+		for _, text := range []string{st.Weakness, st.Fix, st.WeaknessAt[0], st.FixAt[0]} {
+			if !strings.Contains(stdout, text) {
+				t.Errorf("the demo's output does not tell %s's story: lacks %q", name, text)
+			}
+			if !strings.Contains(string(md), text) {
+				t.Errorf("summary.md does not tell %s's story: lacks %q", name, text)
+			}
+		}
+		for _, build := range []string{"fragile", "resilient"} {
+			dir := filepath.Join(out, name, build)
+			var res struct {
+				Story *experiments.Story `json:"story"`
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+			if err == nil {
+				err = json.Unmarshal(b, &res)
+			}
+			if err != nil || res.Story == nil || res.Story.Weakness != st.Weakness || res.Story.Fix != st.Fix {
+				t.Errorf("%s %s: result.json's story %+v (%v), want %s's", name, build, res.Story, err, name)
+			}
+			html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+			runMD, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
+			if !strings.Contains(string(html), "The weakness.") || !strings.Contains(string(html), st.FixAt[0]) ||
+				!strings.Contains(string(runMD), st.WeaknessAt[0]) {
+				t.Errorf("%s %s: report.html or summary.md does not tell the story", name, build)
+			}
+		}
+	}
+}
+
+// assertChecklist checks the quarterly checklist at the end of the demo's
+// output and in its summary.md: every item covered by an experiment has
+// fragile FAILED or ABORTED and resilient PASSED, and the totals say so.
+func assertChecklist(t *testing.T, out, stdout string) {
+	t.Helper()
+	md, _ := os.ReadFile(filepath.Join(out, "summary.md"))
+	covered := 0
+	for _, it := range experiments.Quarterly {
+		if it.Planned != "" {
+			continue
+		}
+		covered++
+		line := regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(it.Failure) + `\s+` + it.Experiment + `\s+(FAILED|ABORTED)\s+PASSED$`)
+		if !line.MatchString(stdout) {
+			t.Errorf("the checklist lacks %q covered by %s, fragile FAILED or ABORTED, resilient PASSED", it.Failure, it.Experiment)
+		}
+		row := regexp.MustCompile(`(?m)^\| ` + it.Group + ` \| ` + regexp.QuoteMeta(it.Failure) + ` \| ` + it.Experiment + ` \| (FAILED|ABORTED) \| PASSED \|$`)
+		if !row.MatchString(string(md)) {
+			t.Errorf("summary.md's checklist lacks %q", it.Failure)
+		}
+	}
+	total := fmt.Sprintf("%d of %d failures covered on this machine, %d with both verdicts as expected", covered, len(experiments.Quarterly), covered)
+	if !strings.Contains(stdout, total) || !strings.Contains(string(md), total) {
+		t.Errorf("the checklist's totals are not %q:\n%s", total, stdout)
+	}
 }
 
 func tail(b []byte, n int) []byte {
