@@ -25,12 +25,8 @@ import (
 	"github.com/faultline/faultline/runner"
 )
 
-func newDemoCmd(g *globals) *cobra.Command {
-	var o demoOptions
-	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Break a small shop on purpose, before and after a fix: the whole story in one command",
-		Long: `Runs the demo shop's experiments (examples/experiments) against its fragile
+// demoHelp is 'faultline demo --help'.
+const demoHelp = `Runs the demo shop's experiments (examples/experiments) against its fragile
 build and then its resilient one, and ends with a table: experiment x build,
 verdict, p99 and error rate during the fault, time to recover, and the finding;
 then, for each experiment, the weakness the fragile build has and the fix the
@@ -75,7 +71,14 @@ DIR/EXPERIMENT/BUILD/, with DIR/summary.md (the tables and the stories, for
 a pull request or a wiki) and DIR/summary.json for all of them.
 
 Exit codes: 0 when every fragile run found its weakness and every resilient
-run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`,
+run passed, 1 otherwise, 3 when interrupted or halted, 4 on error.`
+
+func newDemoCmd(g *globals) *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Break a small shop on purpose, before and after a fix: the whole story in one command",
+		Long:  demoHelp,
 		Example: `  faultline demo
   faultline demo --only slow-payment
   faultline demo --checklist                     # the quarterly checklist, all 15
@@ -244,19 +247,9 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 		if ctx.Err() != nil {
 			break
 		}
-		if name == "disk-fills" && !canMountTmpfs() {
-			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs a small tmpfs for the log volume, which only root can mount here"})
-			fmt.Fprintf(stderr, "demo: skipping %s: it cannot mount a tmpfs (not root)\n", name)
-			continue
-		}
-		if name == "cpu-spike" && !canLimitCPU() {
-			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs a cgroup of its own for the card processor (a writable cpu controller), which only root has here"})
-			fmt.Fprintf(stderr, "demo: skipping %s: it cannot make a cgroup (not root)\n", name)
-			continue
-		}
-		if why, ok := needsPostgres[name]; ok && pg == nil {
-			sum.Skipped = append(sum.Skipped, demoSkip{name, "needs PostgreSQL (" + why + "): apt-get install postgresql"})
-			fmt.Fprintf(stderr, "demo: skipping %s: it needs PostgreSQL\n", name)
+		if why := demoSkipReason(name, pg); why != "" {
+			sum.Skipped = append(sum.Skipped, demoSkip{name, why})
+			fmt.Fprintf(stderr, "demo: skipping %s: it %s\n", name, why)
 			continue
 		}
 		for _, build := range []shop.Build{shop.Fragile, shop.Resilient} {
@@ -276,13 +269,7 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 		}
 		if n := len(sum.Runs); n >= 2 && sum.Runs[n-2].Experiment == name && sum.Runs[n-1].Experiment == name {
 			path := filepath.Join(o.out, name, "compare.html")
-			a, errA := report.Load(sum.Runs[n-2].Dir)
-			b, errB := report.Load(sum.Runs[n-1].Dir)
-			err := errors.Join(errA, errB)
-			if err == nil {
-				err = writeCompare(path, a, b)
-			}
-			if err != nil {
+			if err := demoCompare(path, sum.Runs[n-2].Dir, sum.Runs[n-1].Dir); err != nil {
 				fmt.Fprintf(stderr, "demo: %s: comparison not written: %v\n", name, err)
 			} else {
 				sum.Compares = append(sum.Compares, path)
@@ -303,6 +290,31 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 	}
 	printDemoTable(stdout, sum, o.out, o.checklist)
 	return sum, nil
+}
+
+// demoSkipReason says why an experiment cannot run on this machine ("needs
+// ..."), or "" when it can.
+func demoSkipReason(name string, pg *shop.Postgres) string {
+	switch why, ok := needsPostgres[name]; {
+	case name == "disk-fills" && !canMountTmpfs():
+		return "needs a small tmpfs for the log volume, which only root can mount here"
+	case name == "cpu-spike" && !canLimitCPU():
+		return "needs a cgroup of its own for the card processor (a writable cpu controller), which only root has here"
+	case ok && pg == nil:
+		return "needs PostgreSQL (" + why + "): apt-get install postgresql"
+	}
+	return ""
+}
+
+// demoCompare writes the side-by-side comparison of an experiment's two
+// runs.
+func demoCompare(path, dirA, dirB string) error {
+	a, errA := report.Load(dirA)
+	b, errB := report.Load(dirB)
+	if err := errors.Join(errA, errB); err != nil {
+		return err
+	}
+	return writeCompare(path, a, b)
 }
 
 // needsPostgres are the experiments that only run against a PostgreSQL
