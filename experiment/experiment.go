@@ -49,6 +49,8 @@ type Experiment struct {
 	StopWhen    []Condition
 	MaxTargets  int
 	MaxDuration time.Duration
+	// Network is the run's isolated network (network: {subnet: CIDR}).
+	Network Network
 }
 
 // Target is something faults act on.
@@ -77,6 +79,9 @@ type ProcessTarget struct {
 	// faultline's; init, kernel threads and faultline's own ancestry are
 	// never allowed.
 	AllowOtherUsers bool
+	// Isolated (network: isolated) gives each launched instance a network
+	// namespace of its own on the run's bridge.
+	Isolated bool
 }
 
 // Selector is how package process finds a target that already runs.
@@ -165,7 +170,10 @@ type Fault struct {
 	Direction    string // upstream, downstream (default) or both
 	Toxicity     float32
 	Irreversible bool
-	Action       Action
+	// AllowHostNetwork lets a network fault act in the host's own network
+	// namespace, where it hits every process that talks to its to:.
+	AllowHostNetwork bool
+	Action           Action
 }
 
 // Settings describes the fault as configured, in one line, for results
@@ -364,7 +372,7 @@ var (
 	targetKeys  = []string{"process", "proxy", "dns", "pods", "tags"}
 	podsKeys    = []string{"namespace", "selector", "kubeconfig"}
 	dnsKeys     = []string{"listen", "upstream", "records"}
-	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile", "allow_other_users"}
+	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile", "allow_other_users", "network"}
 	proxyKeys   = []string{"listen", "upstream", "api", "name", "token"}
 	trafficKeys = []string{"rate", "timeout", "requests"}
 	requestKeys = []string{"name", "method", "url", "headers", "body", "weight", "tcp", "redis", "sql", "dns", "grpc"}
@@ -374,10 +382,10 @@ var (
 
 var actionKeys = []string{"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
 	"http_status", "http_latency", "http_body", "http_header", "dns", "down", "kill", "stop", "exec",
-	"cpu", "memory", "disk_fill", "connections", "pod_kill", "scale", "cordon"}
+	"cpu", "memory", "disk_fill", "connections", "pod_kill", "scale", "cordon", "partition", "packet_loss"}
 
 var topKeys = []string{"version", "name", "description", "hypothesis", "targets", "traffic", "steady_state",
-	"baseline", "inject", "faults", "recovery", "stop_when", "max_targets", "max_duration"}
+	"baseline", "inject", "faults", "recovery", "stop_when", "max_targets", "max_duration", "network"}
 
 // Parse reads an experiment file. Every problem of the file is reported at
 // once, each an *Error with its line, column and field, joined with
@@ -433,6 +441,9 @@ func Parse(file string, data []byte, opts Options) (*Experiment, error) {
 	if n := f.Get("max_duration"); n != nil {
 		x.MaxDuration = d.Positive(n, "max_duration")
 	}
+	if n := f.Get("network"); n != nil {
+		x.Network = d.network(n)
+	}
 	faultsNode := f.Get("faults")
 	if faultsNode != nil {
 		x.Faults = d.faults(faultsNode)
@@ -485,6 +496,9 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 	for _, k := range f.Keys {
 		field := "targets." + k.Value
 		t := Target{Name: k.Value, Pos: pos(k)}
+		if k.Value == "host" {
+			d.Errorf(k, field, "the name host is taken: {host.ip} is the address isolated targets reach the host at")
+		}
 		tf := d.Mapping(f.Get(k.Value), field, targetKeys...)
 		p, px, dn, pd := tf.Get("process"), tf.Get("proxy"), tf.Get("dns"), tf.Get("pods")
 		given := 0
@@ -500,6 +514,7 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 			t.Pods = d.podsTarget(pd, field+".pods")
 		case p != nil:
 			t.Process = d.process(p, field+".process")
+			d.checkIsolation(t, p, field+".process.network")
 		case px != nil:
 			t.Proxy = d.proxyTarget(px, field+".proxy")
 		case dn != nil:
@@ -566,6 +581,9 @@ func (d *decoder) process(n *yaml.Node, field string) *ProcessTarget {
 		if len(p.Command) > 0 {
 			d.Errorf(c, field+".allow_other_users", "a launched process runs as faultline's user; allow_other_users is for processes the run did not launch")
 		}
+	}
+	if c := f.Get("network"); c != nil {
+		p.Isolated = d.isolation(c, field+".network")
 	}
 	if c := f.Get("restart"); c != nil {
 		p.Restart = d.StrList(c, field+".restart", false)

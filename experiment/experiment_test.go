@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,5 +262,46 @@ func TestProbeText(t *testing.T) {
 		if got := tt.p.Text(); got != tt.want {
 			t.Errorf("Text() = %q, want %q", got, tt.want)
 		}
+	}
+}
+
+func TestParseNetwork(t *testing.T) {
+	src := `name: zones
+network: {subnet: 198.18.42.0/24}
+targets:
+  db: {process: {command: [db, "{ip}:{port}"], network: isolated}}
+  web:
+    process: {command: [web, --db, "{db.ip}:{db.port}", --host, "{host.ip}"], instances: 2, network: isolated}
+    tags: {zone: [a, b]}
+faults:
+  - {name: cut, target: web, select: {tags: {zone: a}}, partition: {to: {tags: {zone: b}}, reject: true}}
+  - {name: lossy, target: web, packet_loss: {percent: 20, to: [db, "198.18.42.0/24:5432"], protocol: tcp}}
+  - {name: one way, target: web, direction: upstream, packet_loss: {percent: 30, to: ":53"}}
+stop_when: [probe_success of up < 50%]
+steady_state: [{name: up, probe: "GET http://{web.addr}/"}]
+inject: 5s
+`
+	x, err := experiment.Parse("zones.yaml", []byte(src), experiment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := x.Network.Subnet.String(); got != "198.18.42.0/24" {
+		t.Errorf("subnet = %s", got)
+	}
+	if !x.Targets[0].Process.Isolated || !x.Targets[1].Process.Isolated || !x.UsesNetwork() {
+		t.Errorf("isolated: %v %v", x.Targets[0].Process.Isolated, x.Targets[1].Process.Isolated)
+	}
+	want := []experiment.Action{
+		experiment.Partition{To: experiment.NetTo{Tags: map[string]string{"zone": "b"}}, Reject: true},
+		experiment.PacketLoss{Percent: 20, To: experiment.NetTo{Targets: []string{"db"}, Dests: []string{"198.18.42.0/24:5432"}}, Protocol: "tcp"},
+		experiment.PacketLoss{Percent: 30, To: experiment.NetTo{Dests: []string{":53"}}, Protocol: "all"},
+	}
+	for i, w := range want {
+		if diff := cmp.Diff(w, x.Faults[i].Action); diff != "" {
+			t.Errorf("faults[%d] (-want +got):\n%s", i, diff)
+		}
+	}
+	if d := []string{x.Faults[0].Direction, x.Faults[1].Direction, x.Faults[2].Direction}; !slices.Equal(d, []string{"downstream", "both", "upstream"}) {
+		t.Errorf("directions = %v, want packet loss both ways unless said", d)
 	}
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // faultFields are a fault's keys beside its action.
-var faultFields = []string{"name", "target", "start", "duration", "select", "direction", "toxicity", "irreversible"}
+var faultFields = []string{"name", "target", "start", "duration", "select", "direction", "toxicity", "irreversible", "allow_host_network"}
 
 func (d *decoder) faults(n *yaml.Node) []Fault {
 	if n.Kind != yaml.SequenceNode {
@@ -76,6 +76,9 @@ func (d *decoder) faults(n *yaml.Node) []Fault {
 		if v := f.Get("irreversible"); v != nil {
 			ft.Irreversible = d.Boolean(v, field+".irreversible")
 		}
+		if v := f.Get("allow_host_network"); v != nil {
+			ft.AllowHostNetwork = d.Boolean(v, field+".allow_host_network")
+		}
 		var given []*yaml.Node
 		for _, k := range f.Keys {
 			if slices.Contains(actions, k.Value) {
@@ -90,6 +93,9 @@ func (d *decoder) faults(n *yaml.Node) []Fault {
 			}
 		case 1:
 			ft.Action = d.action(given[0].Value, f.Get(given[0].Value), field+"."+given[0].Value)
+			if _, loss := ft.Action.(PacketLoss); loss && f.Get("direction") == nil {
+				ft.Direction = "both" // packets are lost both ways unless said
+			}
 		default:
 			d.Errorf(given[1], field, "one action per fault, got %s and %s", given[0].Value, given[1].Value)
 		}
@@ -183,6 +189,8 @@ var actionDecoders = map[string]func(d *decoder, n *yaml.Node, field string) Act
 	"stop":         (*decoder).stopAction,
 	"kill":         (*decoder).killAction,
 	"exec":         (*decoder).execAction,
+	"partition":    (*decoder).partitionAction,
+	"packet_loss":  (*decoder).packetLossAction,
 }
 
 // action reads a fault's action: a built-in one from the table, one of a
@@ -679,6 +687,12 @@ func (d *decoder) checkFaults(x *Experiment, root, fn *yaml.Node, targets map[st
 			d.Errorf(valueOf(at, "target"), field+".target", "no target named %q%s", ft.Target, decode.Suggest(ft.Target, names))
 		default:
 			d.checkFaultTarget(ft, t, at, field)
+			if NetworkAction(ft.Action) {
+				d.checkNetworkFault(ft, t, targets, at, field)
+			}
+		}
+		if ft.AllowHostNetwork && !NetworkAction(ft.Action) {
+			d.Errorf(valueOf(at, "allow_host_network"), field+".allow_host_network", "only a network fault (partition, packet_loss) acts in a network namespace")
 		}
 	}
 	return latestEnd
@@ -740,7 +754,7 @@ func (d *decoder) checkDurations(x *Experiment, root *yaml.Node, latestEnd time.
 // family say what it needs).
 func builtin(a Action) bool {
 	switch a.(type) {
-	case ProxyToxic, Down, Kill, Stop, Exec, DNS, Stress, PodKill, Scale, Cordon:
+	case ProxyToxic, Down, Kill, Stop, Exec, DNS, Stress, PodKill, Scale, Cordon, Partition, PacketLoss:
 		return true
 	}
 	return false
@@ -786,13 +800,17 @@ func (t *Target) addresses() int {
 }
 
 // RefPattern matches a reference to a target's address in a string:
-// {NAME.port}, {NAME[i].port}, {NAME.addr}, {NAME.addrs}.
-var RefPattern = regexp.MustCompile(`\{([A-Za-z0-9_-]+)(?:\[(\d+)\])?\.(port|addr|addrs)\}`)
+// {NAME.port}, {NAME[i].port}, {NAME.addr}, {NAME.addrs}, {NAME.ip},
+// {NAME[i].ip}; {host.ip} is the run's bridge's address.
+var RefPattern = regexp.MustCompile(`\{([A-Za-z0-9_-]+)(?:\[(\d+)\])?\.(port|addr|addrs|ip)\}`)
 
 // checkRefs reports references to targets that do not exist.
 func (d *decoder) checkRefs(n *yaml.Node, field string, targets map[string]*Target) {
 	if n.Kind == yaml.ScalarNode {
 		for _, m := range RefPattern.FindAllStringSubmatch(n.Value, -1) {
+			if m[0] == "{host.ip}" {
+				continue
+			}
 			t, ok := targets[m[1]]
 			if !ok {
 				var names []string

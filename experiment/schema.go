@@ -28,6 +28,19 @@ type (
 		StopWhen    []stopConditionDoc   `json:"stop_when,omitempty" jsonschema_description:"Any one true aborts the run at once and rolls back"`
 		MaxTargets  int                  `json:"max_targets,omitempty" jsonschema:"minimum=1" jsonschema_description:"Most instances one fault may hit (default 10)"`
 		MaxDuration durationDoc          `json:"max_duration,omitempty" jsonschema_description:"Longest the run may last (default 15m)"`
+		Network     *networkDoc          `json:"network,omitempty" jsonschema_description:"The run's network for isolated targets"`
+	}
+	networkDoc struct {
+		Subnet string `json:"subnet,omitempty" jsonschema_description:"IPv4 CIDR the isolated instances get addresses from (default: a /24 inside 198.18.0.0/15)"`
+	}
+	partitionDoc struct {
+		To     any  `json:"to" jsonschema_description:"a target name, IP, CIDR, IP:PORT, CIDR:PORT or :PORT, a list of them, or {tags: {...}}"`
+		Reject bool `json:"reject,omitempty" jsonschema_description:"answer with TCP RST / ICMP unreachable instead of dropping"`
+	}
+	packetLossDoc struct {
+		Percent  int    `json:"percent" jsonschema:"minimum=1,maximum=100"`
+		To       any    `json:"to" jsonschema_description:"a target name, IP, CIDR, IP:PORT, CIDR:PORT or :PORT, a list of them, or {tags: {...}}"`
+		Protocol string `json:"protocol,omitempty" jsonschema:"enum=tcp,enum=udp,enum=all"`
 	}
 	targetDoc struct {
 		Process *processDoc       `json:"process,omitempty"`
@@ -87,6 +100,7 @@ type (
 		PID             int      `json:"pid,omitempty"`
 		PIDFile         string   `json:"pidfile,omitempty"`
 		AllowOtherUsers bool     `json:"allow_other_users,omitempty" jsonschema_description:"Allow processes of another user than faultline's (a database server's own user)"`
+		Network         string   `json:"network,omitempty" jsonschema:"enum=isolated" jsonschema_description:"isolated: each launched instance in a network namespace of its own ({ip}, {NAME.ip})"`
 	}
 	proxyDoc struct {
 		Listen   string `json:"listen,omitempty" jsonschema_description:"Embedded proxy: address to listen on"`
@@ -177,6 +191,9 @@ type (
 		Direction    string          `json:"direction,omitempty" jsonschema:"enum=upstream,enum=downstream,enum=both"`
 		Toxicity     float64         `json:"toxicity,omitempty" jsonschema:"minimum=0,maximum=1"`
 		Irreversible bool            `json:"irreversible,omitempty"`
+		AllowHost    bool            `json:"allow_host_network,omitempty" jsonschema_description:"let a network fault act in the host's own network namespace"`
+		Partition    *partitionDoc   `json:"partition,omitempty"`
+		PacketLoss   *packetLossDoc  `json:"packet_loss,omitempty"`
 		Latency      *latencyDoc     `json:"latency,omitempty"`
 		Bandwidth    *rateDoc        `json:"bandwidth,omitempty"`
 		SlowClose    *delayDoc       `json:"slow_close,omitempty"`

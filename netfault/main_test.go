@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/faultline/faultline/proxy"
 	"github.com/google/nftables"
-	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
 )
 
@@ -146,32 +144,12 @@ func (r *testRun) inject(ns NS, name string, f Fault) Op {
 // namespace; all listed through netlink and the file system.
 func assertClean(t *testing.T, run string) {
 	t.Helper()
-	ents, _ := filepath.Glob(filepath.Join(netnsDir, "faultline-"+run+"-*"))
-	if len(ents) > 0 {
-		t.Errorf("namespaces left: %v", ents)
-	}
-	links, err := netlink.LinkList()
+	left, err := Leftovers(run)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range links {
-		a := l.Attrs()
-		if a.Alias == linkAlias(run) || a.Name == BridgeName(run) || strings.HasPrefix(a.Name, "flv"+shortID(run)+"-") {
-			t.Errorf("interface left: %s (%s)", a.Name, l.Type())
-		}
-	}
-	c, err := nftables.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := c.ListTables()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tb := range tables {
-		if tb.Name == TableName(run) {
-			t.Errorf("table left in the host's namespace: %s (family %d)", tb.Name, tb.Family)
-		}
+	for _, l := range left {
+		t.Errorf("left by run %s: %s", run, l)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/kube"
+	"github.com/faultline/faultline/netfault"
 	"github.com/faultline/faultline/process"
 )
 
@@ -46,7 +47,11 @@ func (p *Plan) Describe(w io.Writer) error {
 		case t.Pods != nil:
 			fmt.Fprintf(w, "  %-12s pods %s in namespace %s: %s\n", t.Name, t.Pods.Selector, t.Pods.Namespace, podsNow(t.Pods))
 		case t.Process.Launched():
-			fmt.Fprintf(w, "  %-12s launched: %d × %s\n", t.Name, t.Process.Instances, strings.Join(t.Process.Command, " "))
+			iso := ""
+			if t.Process.Isolated {
+				iso = " (each in a network namespace of its own)"
+			}
+			fmt.Fprintf(w, "  %-12s launched: %d × %s%s\n", t.Name, t.Process.Instances, strings.Join(t.Process.Command, " "), iso)
 		default:
 			desc, err := describeExisting(t.Process)
 			if err != nil {
@@ -86,6 +91,14 @@ func (p *Plan) Describe(w io.Writer) error {
 			fmt.Fprintf(w, "fault %q runs: %s; reverts with: %s\n", f.Name, strings.Join(a.Inject, " "), strings.Join(a.Revert, " "))
 		case experiment.Stress:
 			fmt.Fprintf(w, "fault %q runs: faultline stress %s %s; stopped on revert\n", f.Name, a.Resource, strings.Join(a.Args, " "))
+		case experiment.Partition, experiment.PacketLoss:
+			fmt.Fprintf(w, "fault %q: %s\n", f.Name, describeNetwork(x, f))
+		}
+	}
+	if x.UsesNetwork() {
+		for _, l := range netfault.Lacks(context.Background()) {
+			fmt.Fprintf(w, "REFUSED: this machine cannot: %s\n", l)
+			refused = append(refused, fmt.Errorf("this machine cannot: %s", l))
 		}
 	}
 	if len(x.StopWhen) == 0 {
@@ -104,6 +117,32 @@ func (p *Plan) Describe(w io.Writer) error {
 		return fmt.Errorf("%w: %w", ErrRefused, errors.Join(refused...))
 	}
 	return nil
+}
+
+// describeNetwork says where a network fault acts, and what it hits there.
+func describeNetwork(x *experiment.Experiment, f experiment.Fault) string {
+	var t *experiment.Target
+	for i := range x.Targets {
+		if x.Targets[i].Name == f.Target {
+			t = &x.Targets[i]
+		}
+	}
+	to := ""
+	switch a := f.Action.(type) {
+	case experiment.Partition:
+		to = a.To.String()
+	case experiment.PacketLoss:
+		to = fmt.Sprintf("%s (%d %%, %s, %s)", a.To, a.Percent, a.Protocol, f.Direction)
+	}
+	switch {
+	case t == nil || t.Process == nil:
+		return "no process target"
+	case t.Process.Isolated:
+		return fmt.Sprintf("nftables rules to %s in the network namespace of each selected instance of %s; nothing of the host's changes", to, t.Name)
+	case t.Process.Launched():
+		return fmt.Sprintf("nftables rules to %s in the host's network namespace (allow_host_network): every process of this machine that talks to %s is hit, not only %s", to, to, t.Name)
+	}
+	return fmt.Sprintf("nftables rules to %s in the network namespace of each selected process of %s (/proc/PID/ns/net); if that is the host's, every process of this machine that talks to %s is hit (allow_host_network is then needed)", to, t.Name, to)
 }
 
 // describeExisting lists the running processes a target names now, as a

@@ -160,7 +160,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (res *Result, err erro
 			r.probeIndex[c.Probe.Name] = i
 		}
 	}
-	r.targets = target.New(x, target.Env{Journal: r, NextID: r.nextID, Log: logf, Seed: seed, Guard: r.guard,
+	r.targets = target.New(x, target.Env{Journal: r, NextID: r.nextID, Log: logf, Seed: seed, Guard: r.guard, Run: r.id,
 		Progress: r.progressf,
 		Exited: func(msg string) {
 			r.progressf("%s", msg)

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/netfault"
 	"github.com/faultline/faultline/process"
 )
 
@@ -27,8 +29,12 @@ import (
 type Process struct {
 	spec      experiment.Target
 	env       *Env
+	set       *Set
 	Instances []*Instance
 }
+
+// Set is the run's targets, which this one is of.
+func (p *Process) Set() *Set { return p.set }
 
 // Spec is the target as the file gives it.
 func (p *Process) Spec() *experiment.Target { return &p.spec }
@@ -49,9 +55,19 @@ type Instance struct {
 	// ExpectExit is set before the run itself kills or stops the process,
 	// so that its exit is not reported as one on its own.
 	ExpectExit atomic.Bool
+	// Net is the instance's own network namespace (network: isolated).
+	Net *netfault.Instance
 
 	cmd      *exec.Cmd // nil for a process the run did not launch
 	launchID string    // journal id of its launch
+}
+
+// IP is the instance's address: its own when isolated, else 127.0.0.1.
+func (in *Instance) IP() string {
+	if in.Net != nil {
+		return in.Net.Addr.String()
+	}
+	return "127.0.0.1"
 }
 
 // Tag returns instance i's value of tag key.
@@ -104,6 +120,7 @@ func (p *Process) resolve(orig *experiment.ProcessTarget, fill func(string) stri
 	for _, in := range p.Instances {
 		own := func(s string) string {
 			s = strings.ReplaceAll(s, "{port}", strconv.Itoa(in.Port))
+			s = strings.ReplaceAll(s, "{ip}", in.IP())
 			return fill(strings.ReplaceAll(s, "{instance}", strconv.Itoa(in.Index)))
 		}
 		in.Args = nil
@@ -120,6 +137,13 @@ func (p *Process) resolve(orig *experiment.ProcessTarget, fill func(string) stri
 // its whole group, so that recover can.
 func (p *Process) Launch(ctx context.Context, in *Instance) error {
 	cmd := exec.Command(in.Args[0], in.Args[1:]...)
+	if in.Net != nil {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("target %s[%d]: %w", p.spec.Name, in.Index, err)
+		}
+		cmd = netfault.Command(self, in.Net.NS, in.Args[0], in.Args[1:]...)
+	}
 	out := &PrefixWriter{W: p.env.Log, Prefix: fmt.Sprintf("%s[%d] ", p.spec.Name, in.Index)}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -15,6 +15,7 @@ import (
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/kube"
+	"github.com/faultline/faultline/netfault"
 	"github.com/faultline/faultline/proxy"
 )
 
@@ -41,6 +42,9 @@ type Env struct {
 	Guard func(what string, fn func())
 	// Seed seeds the embedded proxies' random draws.
 	Seed int64
+	// Run is the run's id: the network's bridge, namespaces and tables are
+	// named after it.
+	Run string
 }
 
 // Target is one target of a run: a *Process, *Proxy, *DNS or *Pods.
@@ -56,6 +60,7 @@ type Set struct {
 	x      *experiment.Experiment
 	order  []Target
 	byName map[string]Target
+	net    netState
 }
 
 // New returns the targets of an experiment, not set up yet.
@@ -75,7 +80,7 @@ func New(x *experiment.Experiment, env Env) *Set {
 		var t Target
 		switch {
 		case spec.Process != nil:
-			t = &Process{spec: spec, env: &s.env}
+			t = &Process{spec: spec, env: &s.env, set: s}
 		case spec.Proxy != nil:
 			t = &Proxy{spec: spec}
 		case spec.DNS != nil:
@@ -100,6 +105,15 @@ func (s *Set) Get(name string) Target { return s.byName[name] }
 // file order. Launched processes start in Launch, once references are
 // filled.
 func (s *Set) Setup(ctx context.Context) error {
+	if s.x.UsesNetwork() {
+		if lacks := netfault.Lacks(ctx); len(lacks) > 0 {
+			var say []string
+			for _, l := range lacks {
+				say = append(say, l.String())
+			}
+			return fmt.Errorf("this machine cannot run the experiment's network faults: %s", strings.Join(say, "; "))
+		}
+	}
 	for _, t := range s.order {
 		switch t := t.(type) {
 		case *Process:
@@ -116,6 +130,9 @@ func (s *Set) Setup(ctx context.Context) error {
 				return fmt.Errorf("target %s: %w", t.spec.Name, err)
 			}
 		}
+	}
+	if err := s.setupNetwork(ctx); err != nil {
+		return err
 	}
 	for _, t := range s.order {
 		if p, ok := t.(*Proxy); ok && p.spec.Proxy.API == "" {
@@ -201,8 +218,9 @@ func (s *Set) Launch(ctx context.Context) error {
 
 // Teardown stops what the run launched, in the reverse of its start
 // order (SIGKILL after 5 s, or at once when hurry closes), and the
-// embedded proxies and resolvers.
+// embedded proxies and resolvers, then removes what it made of the network.
 func (s *Set) Teardown(hurry <-chan struct{}) {
+	defer s.teardownNetwork()
 	for i := len(s.order) - 1; i >= 0; i-- {
 		switch t := s.order[i].(type) {
 		case *Process:
@@ -220,12 +238,21 @@ func (s *Set) Teardown(hurry <-chan struct{}) {
 }
 
 // FillRefs replaces {T.port}, {T[i].port}, {T.addr} and {T.addrs} (every
-// instance's 127.0.0.1:PORT, comma-separated); for an embedded proxy, its
-// listen address; for a resolver, its own.
+// instance's IP:PORT, comma-separated: 127.0.0.1, or its own address when
+// isolated), {T.ip} and {T[i].ip}; for an embedded proxy, its listen
+// address; for a resolver, its own; and {host.ip}, the address isolated
+// namespaces reach the host at.
 func (s *Set) FillRefs(str string) (string, error) {
 	var errs []error
 	out := experiment.RefPattern.ReplaceAllStringFunc(str, func(m string) string {
 		g := experiment.RefPattern.FindStringSubmatch(m)
+		if m == "{host.ip}" && s.byName["host"] == nil {
+			if !s.HostIP().IsValid() {
+				errs = append(errs, fmt.Errorf("%s: no target is isolated (network: isolated), so there is no bridge", m))
+				return m
+			}
+			return s.HostIP().String()
+		}
 		t, ok := s.byName[g[1]]
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: no target %q", m, g[1]))
@@ -247,10 +274,13 @@ func (s *Set) FillRefs(str string) (string, error) {
 			errs = append(errs, fmt.Errorf("%s: target %s has %d instance(s)", m, g[1], len(addrs)))
 			return m
 		}
-		if g[3] == "addr" {
+		host, port, _ := net.SplitHostPort(addrs[i])
+		switch g[3] {
+		case "addr":
 			return addrs[i]
+		case "ip":
+			return host
 		}
-		_, port, _ := net.SplitHostPort(addrs[i])
 		return port
 	})
 	return out, errors.Join(errs...)
@@ -270,7 +300,7 @@ func addresses(t Target) []string {
 		var out []string
 		for _, in := range t.Instances {
 			if in.Port != 0 {
-				out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(in.Port)))
+				out = append(out, net.JoinHostPort(in.IP(), strconv.Itoa(in.Port)))
 			}
 		}
 		return out

@@ -20,6 +20,8 @@ func Register(r *fault.Registry) {
 	fault.RegisterFunc(r, injectPodKill)
 	fault.RegisterFunc(r, injectScale)
 	fault.RegisterFunc(r, injectCordon)
+	fault.RegisterFunc(r, injectPartition)
+	fault.RegisterFunc(r, injectPacketLoss)
 	r.RegisterUndo("remove_toxic", undoRemoveToxic)
 	r.RegisterUndo("enable_proxy", undoEnableProxy)
 	r.RegisterUndo("sigcont", undoSigcont)
@@ -28,6 +30,7 @@ func Register(r *fault.Registry) {
 	r.RegisterUndo("remove_file", undoRemoveFile)
 	r.RegisterUndo("scale", undoScale)
 	r.RegisterUndo("uncordon", undoUncordon)
+	r.RegisterUndo("netfault", undoNetfault)
 }
 
 // Registry returns a registry with every built-in family.
@@ -40,7 +43,8 @@ func Registry() *fault.Registry {
 // Actions is the action types the built-in families do, for a check that
 // every one the experiment format knows has a family.
 var Actions = []experiment.Action{experiment.ProxyToxic{}, experiment.Down{}, experiment.Stop{}, experiment.Kill{},
-	experiment.Exec{}, experiment.DNS{}, experiment.Stress{}, experiment.PodKill{}, experiment.Scale{}, experiment.Cordon{}}
+	experiment.Exec{}, experiment.DNS{}, experiment.Stress{}, experiment.PodKill{}, experiment.Scale{}, experiment.Cordon{},
+	experiment.Partition{}, experiment.PacketLoss{}}
 
 func plural(n int, one, many string) string {
 	if n == 1 {

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/faultline/faultline/netfault"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/state"
@@ -111,6 +112,13 @@ const ExitBrokenPipe = 128 + int(syscall.SIGPIPE)
 // Main runs faultline with args (without the program name) and returns the
 // exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == netfault.ExecSubcommand {
+		// A launched instance entering its network namespace: nothing else
+		// of faultline runs in this process, which becomes the instance.
+		err := netfault.ExecMain(args[1:])
+		fmt.Fprintf(stderr, "faultline: %v\n", err)
+		return 127
+	}
 	stopSignals()
 	catchSIGPIPE()
 	root := newRoot(output{stdout}, output{stderr})

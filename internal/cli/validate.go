@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/netfault"
 )
 
 func newValidateCmd() *cobra.Command {
@@ -65,6 +66,11 @@ experiment needs at least one fault and one stop condition
 				}
 				fmt.Fprintf(c.OutOrStdout(), "%s: valid: %q, %d targets, %d faults; baseline %v, inject %v, recovery up to %v\n",
 					file, x.Name, len(x.Targets), len(x.Faults), x.Baseline, x.Inject, x.Recovery)
+				if x.UsesNetwork() {
+					for _, l := range netfault.Lacks(c.Context()) {
+						fmt.Fprintf(c.OutOrStdout(), "%s: but this machine cannot run it: %s\n", file, l)
+					}
+				}
 			}
 			if bad > 0 {
 				return &exitError{ExitUsage, fmt.Errorf("%d of %d files invalid", bad, len(args))}

@@ -1,0 +1,188 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/faultline/faultline/internal/cli"
+	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/netfault"
+	"github.com/faultline/faultline/process/processtest"
+	"github.com/faultline/faultline/record"
+)
+
+// needNetwork skips a test that needs root and nf_tables where the machine
+// has neither; under CI=true a root machine must have every feature.
+func needNetwork(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network faults need root (CAP_NET_ADMIN, CAP_SYS_ADMIN); run the tests as root")
+	}
+	if lacks := netfault.Lacks(context.Background()); len(lacks) > 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("root, but this kernel lacks: %v", lacks)
+		}
+		t.Skipf("this kernel lacks: %v", lacks)
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed (make test installs it)")
+	}
+}
+
+// partitionFile is an experiment on a card processor in a network namespace
+// of its own, probed by an unmodified curl from the host, and cut off from
+// the host by a partition.
+func partitionFile(t *testing.T, reject bool, inject string) string {
+	t.Helper()
+	src := fmt.Sprintf(`name: partition
+targets:
+  dep:
+    process:
+      command: ["{self}", shop, payments, --listen, "{ip}:{port}"]
+      ready: http://{dep.addr}/health
+      network: isolated
+steady_state:
+  - name: curl
+    probe: {command: [curl, -sS, -o, /dev/null, -m, "0.5", "http://{dep.addr}/health"]}
+baseline: 2s
+inject: %s
+faults:
+  - name: cut off
+    target: dep
+    partition: {to: "{host.ip}", reject: %v}
+recovery: 5s
+`, inject, reject)
+	path := filepath.Join(t.TempDir(), "partition.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runID reads a run's id from its journal.
+func runID(t *testing.T, dir string) string {
+	t.Helper()
+	events, err := journal.ReadFile(filepath.Join(dir, "journal.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Type == journal.RunStart && e.Run != "" {
+			return e.Run
+		}
+	}
+	t.Fatalf("no run id in %s", dir)
+	return ""
+}
+
+func assertNoLeftovers(t *testing.T, run string) {
+	t.Helper()
+	left, err := netfault.Leftovers(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range left {
+		t.Errorf("left by run %s: %s", run, l)
+	}
+}
+
+// TestPartitionIsolatedTarget: a partition makes an unmodified curl fail,
+// refused at once with reject: true and timing out without; the probe
+// holds before and after, and the run leaves no namespace, interface or
+// table behind.
+func TestPartitionIsolatedTarget(t *testing.T) {
+	needNetwork(t)
+	for _, tc := range []struct {
+		reject bool
+		want   string // what curl said during the partition
+	}{{true, "exit status 7"}, {false, "exit status 28"}} {
+		t.Run(fmt.Sprintf("reject=%v", tc.reject), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "run")
+			cmd := exec.Command(binary(t), "run", partitionFile(t, tc.reject, "3s"), "--allow-no-stop", "--out", out)
+			b, err := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailed {
+				t.Fatalf("run = %d (%v), want %d (the probe fails during the partition)\n%s", code, err, cli.ExitFailed, b)
+			}
+			var res record.Result
+			data, err := os.ReadFile(filepath.Join(out, "result.json"))
+			if err != nil || json.Unmarshal(data, &res) != nil {
+				t.Fatalf("result.json: %v", err)
+			}
+			held := map[string]bool{}
+			var during []string
+			for _, c := range res.Checks {
+				held[c.Phase] = c.Held
+				if c.Phase == "inject" {
+					during = append(during, c.Detail)
+				}
+			}
+			if !held["baseline"] || held["inject"] || !held["recovery"] {
+				t.Errorf("probe held %v by phase, want baseline and recovery only\n%s", held, b)
+			}
+			if !strings.Contains(strings.Join(during, " "), tc.want) {
+				t.Errorf("curl during the partition: %q, want %q", during, tc.want)
+			}
+			if len(res.Faults) != 1 || len(res.Faults[0].Hit) != 1 || !strings.Contains(res.Faults[0].Hit[0], "dep[0]") {
+				t.Errorf("fault hit %+v, want dep[0]'s namespace", res.Faults)
+			}
+			events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+			if !journal.Clean(events) || len(journal.Pending(events)) != 0 {
+				t.Errorf("journal not clean: %d pending", len(journal.Pending(events)))
+			}
+			assertNoLeftovers(t, runID(t, out))
+		})
+	}
+}
+
+// TestNetworkRecoverAfterSIGKILL kills the runner while its partition is
+// in place: its namespace, veth, bridge and tables stay until faultline
+// recover removes every one.
+func TestNetworkRecoverAfterSIGKILL(t *testing.T) {
+	needNetwork(t)
+	out := filepath.Join(t.TempDir(), "run")
+	runner := exec.Command(binary(t), "run", partitionFile(t, true, "60s"), "--allow-no-stop", "--out", out)
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = runner.Process.Kill(); _ = runner.Wait() })
+	journalPath := filepath.Join(out, "journal.jsonl")
+	processtest.WaitFor(t, "the partition", func() bool {
+		events, _ := journal.ReadFile(journalPath)
+		for _, e := range events {
+			if e.Type == journal.Intent && strings.HasPrefix(e.Message, "partition to ") {
+				return len(journal.Pending(events)) > 0 && doneID(events, e.ID)
+			}
+		}
+		return false
+	})
+	_ = runner.Process.Kill() // SIGKILL: no rollback
+	_ = runner.Wait()
+	id := runID(t, out)
+	left, err := netfault.Leftovers(id)
+	if err != nil || len(left) < 3 {
+		t.Fatalf("after SIGKILL: %v left (%v); the test proves nothing without the namespace, veth and bridge", left, err)
+	}
+	code, stdout, stderr := run(t, "recover", out)
+	if code != 0 || !strings.Contains(stdout, "removed") {
+		t.Fatalf("recover = %d\n%s\n%s", code, stdout, stderr)
+	}
+	assertNoLeftovers(t, id)
+	if code, stdout, _ = run(t, "recover", out); code != 0 || !strings.Contains(stdout, "ended cleanly, nothing to do") {
+		t.Fatalf("second recover = %d %q, want harmless", code, stdout)
+	}
+}
+
+func doneID(events []journal.Event, id string) bool {
+	for _, e := range events {
+		if e.ID == id && e.Type == journal.Done {
+			return true
+		}
+	}
+	return false
+}
