@@ -14,10 +14,10 @@ var files embed.FS
 // Order is the order the demo runs them in.
 var Order = []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage"}
 
-// Checklist are the rest of the quarterly checklist's experiments (HTTP,
-// data, broker and resource faults), which 'faultline demo --all' runs
+// Checklist are the rest of the quarterly checklist's experiments (network,
+// HTTP, data, broker and resource faults), which 'faultline demo --all' runs
 // after Order.
-var Checklist = []string{"payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills",
+var Checklist = []string{"service-unreachable", "payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills",
 	"queue-down", "memory-pressure", "cpu-spike", "db-nulls", "schema-mismatch"}
 
 // Item is one failure of the quarterly checklist and the experiment that
@@ -30,7 +30,7 @@ type Item struct {
 // Quarterly is the checklist run every quarter: fifteen failures in four
 // groups, in the order a review walks them.
 var Quarterly = []Item{
-	{"dependencies", "Service A can't reach service B", "service-unreachable", "comes with network namespaces: a partition between two launched processes"},
+	{"dependencies", "Service A can't reach service B", "service-unreachable", ""},
 	{"dependencies", "External API returns 500s", "payment-errors", ""},
 	{"dependencies", "External API is slow", "slow-payment", ""},
 	{"dependencies", "DNS resolution fails", "dns-fails", ""},

@@ -39,6 +39,14 @@ var Stories = map[string]Story{
 			"in the background once the processor answers again, with the order id as the idempotency key.",
 		FixAt: []string{"examples/shop/checkout.go:109", "examples/shop/checkout.go:420"},
 	},
+	"service-unreachable": {
+		Weakness: "Checkout charges the card synchronously with an HTTP client that has no timeout: " +
+			"when no packet reaches the processor, every checkout waits on a connection that never answers, until the shopper gives up.",
+		WeaknessAt: []string{"examples/shop/checkout.go:118", "examples/shop/checkout.go:397"},
+		Fix: "A charge gets 1 s behind a circuit breaker: an unreachable processor costs that second (then nothing, once the breaker opens), " +
+			"the payment is queued (202) and confirmed in the background once the network is back.",
+		FixAt: []string{"examples/shop/checkout.go:109", "examples/shop/checkout.go:420"},
+	},
 	"half-instances": {
 		Weakness: "The balancer sends each request round robin to every instance, dead or alive, and tries it once: " +
 			"with half the instances killed, half the requests fail.",

@@ -106,7 +106,7 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 		store.DB().SetMaxOpenConns(20)
 		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = cacheTimeout, cacheTimeout, cacheTimeout
 		ropts.MaxRetries = -1                                                            // the breaker decides, not a hidden retry loop
-		c.pay = &http.Client{Timeout: payTimeout, Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike): a charge gets 1 s
+		c.pay = &http.Client{Timeout: payTimeout, Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike, service-unreachable): a charge gets 1 s
 	} else {
 		// The pool of a first version: no idle connection kept (every
 		// query connects anew) and no acquire timeout (when the database
@@ -115,7 +115,7 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 		store.DB().SetMaxIdleConns(0)                  // story(db-pool-exhausted): every query connects anew
 		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // story(cache-dies): no timeouts on the cache: the "before"
 		ropts.MaxRetries = -1
-		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike): no timeout on the card processor
+		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike, service-unreachable): no timeout on the card processor
 	}
 	redis.SetLogger(quietRedis{}) // its dial errors reach us as errors, and /health names them
 	c.cache = redis.NewClient(ropts)
@@ -394,7 +394,7 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.cfg.Build == Fragile {
 		// Synchronous payment without a timeout: as slow as the processor.
-		chargeID, err := c.charge(ctx, order) // story(slow-payment, cpu-spike): the checkout waits for the charge
+		chargeID, err := c.charge(ctx, order) // story(slow-payment, cpu-spike, service-unreachable): the checkout waits for the charge
 		if err != nil {
 			_ = c.store.SetStatus(ctx, order.ID, StatusLost) // story(payment-errors, dns-fails, memory-pressure, schema-mismatch): a failed charge loses the order
 			c.payments.WithLabelValues(StatusLost).Inc()
@@ -417,7 +417,7 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	})
 	status, code := StatusPaid, http.StatusCreated
 	if err != nil {
-		status, code = StatusQueued, http.StatusAccepted // story(slow-payment, payment-errors, dns-fails, memory-pressure, cpu-spike): queued, not failed
+		status, code = StatusQueued, http.StatusAccepted // story(slow-payment, payment-errors, dns-fails, memory-pressure, cpu-spike, service-unreachable): queued, not failed
 		c.log.Info("payment queued", "order", order.ID, "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/faultline/faultline/examples/experiments"
 	"github.com/faultline/faultline/examples/shop"
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/netfault"
 	"github.com/faultline/faultline/plan"
 	"github.com/faultline/faultline/report"
 	"github.com/faultline/faultline/runner"
@@ -300,6 +302,8 @@ func demoSkipReason(name string, pg *shop.Postgres) string {
 		return "needs a small tmpfs for the log volume, which only root can mount here"
 	case name == "cpu-spike" && !canLimitCPU():
 		return "needs a cgroup of its own for the card processor (a writable cpu controller), which only root has here"
+	case name == "service-unreachable" && networkLacks() != "":
+		return "needs a network namespace for the card processor and nftables rules in it: " + networkLacks()
 	case ok && pg == nil:
 		return "needs PostgreSQL (" + why + "): apt-get install postgresql"
 	}
@@ -490,6 +494,16 @@ func canMountTmpfs() bool {
 	unmountTmpfs(dir)
 	return true
 }
+
+// networkLacks says what this machine lacks for network faults ("" when
+// nothing), asked once.
+var networkLacks = sync.OnceValue(func() string {
+	var say []string
+	for _, l := range netfault.Lacks(context.Background()) {
+		say = append(say, l.String())
+	}
+	return strings.Join(say, "; ")
+})
 
 // canLimitCPU reports whether cpu-spike can give the card processor a
 // cgroup with a CPU quota: cgroup v1's cpu controller or v2's, writable.
