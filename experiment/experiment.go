@@ -61,6 +61,9 @@ type Target struct {
 	Proxy   *ProxyTarget
 	DNS     *DNSTarget
 	Pods    *PodsTarget
+	// Intercept is the connections a process target opens to somewhere,
+	// through a proxy in its network namespace.
+	Intercept *InterceptTarget
 	// Tags label instances; a list is assigned round-robin by instance.
 	Tags map[string][]string
 }
@@ -116,6 +119,9 @@ type PodsTarget struct {
 type DNSTarget struct {
 	Listen, Upstream string
 	Records          map[string]string // name -> IP
+	// Intercept, when set, answers a process target's queries to any
+	// resolver; Listen is not used then.
+	Intercept *DNSIntercept
 }
 
 // Traffic is the open-model load kept up during the whole run.
@@ -369,9 +375,9 @@ var Phases = []string{"baseline", "inject", "recovery"}
 
 // The keys of each mapping in a file; the JSON Schema is checked against them.
 var (
-	targetKeys  = []string{"process", "proxy", "dns", "pods", "tags"}
+	targetKeys  = []string{"process", "proxy", "dns", "pods", "intercept", "tags"}
 	podsKeys    = []string{"namespace", "selector", "kubeconfig"}
-	dnsKeys     = []string{"listen", "upstream", "records"}
+	dnsKeys     = []string{"listen", "upstream", "records", "intercept"}
 	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile", "allow_other_users", "network"}
 	proxyKeys   = []string{"listen", "upstream", "api", "name", "token"}
 	trafficKeys = []string{"rate", "timeout", "requests"}
@@ -500,16 +506,16 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 			d.Errorf(k, field, "the name host is taken: {host.ip} is the address isolated targets reach the host at")
 		}
 		tf := d.Mapping(f.Get(k.Value), field, targetKeys...)
-		p, px, dn, pd := tf.Get("process"), tf.Get("proxy"), tf.Get("dns"), tf.Get("pods")
+		p, px, dn, pd, ic := tf.Get("process"), tf.Get("proxy"), tf.Get("dns"), tf.Get("pods"), tf.Get("intercept")
 		given := 0
-		for _, x := range []*yaml.Node{p, px, dn, pd} {
+		for _, x := range []*yaml.Node{p, px, dn, pd, ic} {
 			if x != nil {
 				given++
 			}
 		}
 		switch {
 		case given > 1:
-			d.Errorf(k, field, "a target is a process, a proxy, a dns resolver or pods, one of them")
+			d.Errorf(k, field, "a target is a process, a proxy, an intercept, a dns resolver or pods, one of them")
 		case pd != nil:
 			t.Pods = d.podsTarget(pd, field+".pods")
 		case p != nil:
@@ -519,8 +525,10 @@ func (d *decoder) targets(n *yaml.Node) []Target {
 			t.Proxy = d.proxyTarget(px, field+".proxy")
 		case dn != nil:
 			t.DNS = d.dnsTarget(dn, field+".dns")
+		case ic != nil:
+			t.Intercept = d.interceptTarget(ic, field+".intercept")
 		default:
-			d.Errorf(k, field, "want process:, proxy:, dns: or pods:")
+			d.Errorf(k, field, "want process:, proxy:, intercept:, dns: or pods:")
 		}
 		if tg := tf.Get("tags"); tg != nil {
 			t.Tags = map[string][]string{}
@@ -648,6 +656,12 @@ func (d *decoder) dnsTarget(n *yaml.Node, field string) *DNSTarget {
 		t.Upstream = d.Str(v, field+".upstream")
 		if _, _, err := net.SplitHostPort(t.Upstream); err != nil {
 			d.Errorf(v, field+".upstream", "want HOST:PORT of a resolver, e.g. 127.0.0.53:53")
+		}
+	}
+	if v := f.Get("intercept"); v != nil {
+		t.Intercept = d.dnsIntercept(v, field+".intercept")
+		if f.Get("listen") != nil {
+			d.Errorf(f.Get("listen"), field+".listen", "an intercepting resolver listens in its target's network namespace: no listen:")
 		}
 	}
 	if v := f.Get("records"); v != nil {

@@ -595,6 +595,7 @@ func (d *decoder) check(x *Experiment, root *yaml.Node, f fields) {
 	defaultReadyPods(x.SteadyState, pods)
 	d.checkConditions(x, f)
 	latestEnd := d.checkFaults(x, root, f.Get("faults"), targets)
+	d.checkIntercepts(x, root, targets)
 	d.checkRefs(root, "", targets)
 	d.checkDurations(x, root, latestEnd)
 }
@@ -703,8 +704,8 @@ func (d *decoder) checkFaults(x *Experiment, root, fn *yaml.Node, targets map[st
 func (d *decoder) checkFaultTarget(ft Fault, t *Target, at *yaml.Node, field string) {
 	switch a := ft.Action.(type) {
 	case ProxyToxic, Down:
-		if t.Proxy == nil {
-			d.Errorf(at, field, "%s acts on a proxy, but target %q is not one", a.Kind(), t.Name)
+		if t.Proxy == nil && t.Intercept == nil {
+			d.Errorf(at, field, "%s acts on a proxy or an intercept, but target %q is neither", a.Kind(), t.Name)
 		}
 	case PodKill, Scale, Cordon:
 		if t.Pods == nil {
@@ -793,7 +794,7 @@ func (t *Target) addresses() int {
 	switch {
 	case t.Process != nil && t.Process.Launched():
 		return t.Process.Instances
-	case t.Proxy != nil && t.Proxy.API == "", t.DNS != nil:
+	case t.Proxy != nil && t.Proxy.API == "", t.DNS != nil && t.DNS.Intercept == nil:
 		return 1
 	}
 	return 0
@@ -823,7 +824,7 @@ func (d *decoder) checkRefs(n *yaml.Node, field string, targets map[string]*Targ
 			}
 			switch addrs := t.addresses(); {
 			case addrs == 0:
-				d.Errorf(n, field, "%s: target %q has no address of its own (only launched processes, embedded proxies and dns resolvers do)", m[0], m[1])
+				d.Errorf(n, field, "%s: target %q has no address of its own (only launched processes, embedded proxies and dns resolvers that do not intercept do)", m[0], m[1])
 			case m[2] != "":
 				if i, _ := strconv.Atoi(m[2]); i >= addrs {
 					d.Errorf(n, field, "%s: target %q has %d instance(s), numbered from 0", m[0], m[1], addrs)

@@ -260,3 +260,90 @@ func (d *decoder) checkIsolation(t Target, n *yaml.Node, field string) {
 		d.Errorf(n, field, "only a process the run launches (command) gets a network namespace of its own; a running process is reached in its own namespace as it is")
 	}
 }
+
+// InterceptTarget is the TCP connections that the processes of From open
+// to To: they pass through a faultline proxy in From's network namespace,
+// which every proxy toxic and down act on, with nothing of the client
+// changed. It has no address of its own.
+type InterceptTarget struct {
+	From string
+	To   NetTo
+	// AllowHostNetwork lets From be in the host's own network namespace,
+	// where every process that connects to To is intercepted.
+	AllowHostNetwork bool
+}
+
+// DNSIntercept sends the DNS queries that the processes of From send to
+// any resolver (UDP and TCP port 53) to the run's DNS fault server.
+type DNSIntercept struct{ From string }
+
+var interceptKeys = []string{"from", "to", "allow_host_network"}
+
+func (d *decoder) interceptTarget(n *yaml.Node, field string) *InterceptTarget {
+	f := d.Mapping(n, field, interceptKeys...)
+	t := &InterceptTarget{}
+	if v := f.Get("from"); v != nil {
+		t.From = d.Str(v, field+".from")
+	} else {
+		d.Errorf(n, field+".from", "required: the process target whose connections pass through the proxy")
+	}
+	if v := f.Get("to"); v != nil {
+		t.To = d.netTo(v, field+".to")
+	} else {
+		d.Errorf(n, field+".to", "required: where the intercepted connections go (a target name, HOST:PORT, CIDR:PORT or :PORT)")
+	}
+	if v := f.Get("allow_host_network"); v != nil {
+		t.AllowHostNetwork = d.Boolean(v, field+".allow_host_network")
+	}
+	return t
+}
+
+func (d *decoder) dnsIntercept(n *yaml.Node, field string) *DNSIntercept {
+	f := d.Mapping(n, field, "from")
+	i := &DNSIntercept{}
+	if v := f.Get("from"); v != nil {
+		i.From = d.Str(v, field+".from")
+	} else {
+		d.Errorf(n, field+".from", "required: the process target whose DNS queries this resolver answers")
+	}
+	return i
+}
+
+// checkIntercepts checks that an intercept's from is a process target,
+// isolated unless the host's namespace is allowed, and what its to: names.
+func (d *decoder) checkIntercepts(x *Experiment, root *yaml.Node, targets map[string]*Target) {
+	tn := valueOf(root, "targets")
+	for _, t := range x.Targets {
+		var from string
+		var at *yaml.Node
+		field := "targets." + t.Name
+		switch {
+		case t.Intercept != nil:
+			from, at, field = t.Intercept.From, valueOf(valueOf(valueOf(tn, t.Name), "intercept"), "from"), field+".intercept.from"
+		case t.DNS != nil && t.DNS.Intercept != nil:
+			from, at, field = t.DNS.Intercept.From, valueOf(valueOf(valueOf(valueOf(tn, t.Name), "dns"), "intercept"), "from"), field+".dns.intercept.from"
+		default:
+			continue
+		}
+		ft, ok := targets[from]
+		switch {
+		case from == "":
+		case !ok:
+			d.Errorf(at, field, "no target named %q%s", from, decode.Suggest(from, slices.Sorted(maps.Keys(targets))))
+		case ft.Process == nil:
+			d.Errorf(at, field, "target %q is not a process: an intercept acts in a process target's network namespace", from)
+		case t.DNS != nil && ft.Process.Launched() && !ft.Process.Isolated:
+			d.Errorf(at, field, "target %q runs in the host's network namespace, whose resolver every program of the machine shares: give it network: isolated", from)
+		case t.Intercept != nil && ft.Process.Launched() && !ft.Process.Isolated && !t.Intercept.AllowHostNetwork:
+			d.Errorf(at, field, "target %q runs in the host's network namespace: every process of the host that connects to %s would be intercepted (give it network: isolated, or allow_host_network: true to the intercept)", from, t.Intercept.To)
+		}
+		if t.Intercept == nil {
+			continue
+		}
+		for _, name := range t.Intercept.To.Targets {
+			if tt, ok := targets[name]; !ok || tt.addresses() == 0 || tt.Process == nil {
+				d.Errorf(valueOf(valueOf(valueOf(tn, t.Name), "intercept"), "to"), "targets."+t.Name+".intercept.to", "%q is not a process target the run launches: give HOST:PORT, CIDR:PORT or :PORT", name)
+			}
+		}
+	}
+}

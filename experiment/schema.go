@@ -43,16 +43,26 @@ type (
 		Protocol string `json:"protocol,omitempty" jsonschema:"enum=tcp,enum=udp,enum=all"`
 	}
 	targetDoc struct {
-		Process *processDoc       `json:"process,omitempty"`
-		Proxy   *proxyDoc         `json:"proxy,omitempty"`
-		DNS     *dnsDoc           `json:"dns,omitempty"`
-		Pods    *podsDoc          `json:"pods,omitempty"`
-		Tags    map[string]tagDoc `json:"tags,omitempty" jsonschema_description:"Labels; a list is assigned round-robin by instance"`
+		Process   *processDoc       `json:"process,omitempty"`
+		Proxy     *proxyDoc         `json:"proxy,omitempty"`
+		DNS       *dnsDoc           `json:"dns,omitempty"`
+		Pods      *podsDoc          `json:"pods,omitempty"`
+		Intercept *interceptDoc     `json:"intercept,omitempty" jsonschema_description:"the TCP connections a process target opens to to:, through a proxy in its network namespace"`
+		Tags      map[string]tagDoc `json:"tags,omitempty" jsonschema_description:"Labels; a list is assigned round-robin by instance"`
 	}
 	dnsDoc struct {
-		Listen   string            `json:"listen,omitempty" jsonschema_description:"HOST:PORT, UDP and TCP (default 127.0.0.1:0)"`
-		Upstream string            `json:"upstream,omitempty" jsonschema_description:"resolver HOST:PORT for other names"`
-		Records  map[string]string `json:"records,omitempty" jsonschema_description:"name: IP, answered by the resolver itself"`
+		Listen    string            `json:"listen,omitempty" jsonschema_description:"HOST:PORT, UDP and TCP (default 127.0.0.1:0)"`
+		Upstream  string            `json:"upstream,omitempty" jsonschema_description:"resolver HOST:PORT for other names"`
+		Records   map[string]string `json:"records,omitempty" jsonschema_description:"name: IP, answered by the resolver itself"`
+		Intercept *dnsInterceptDoc  `json:"intercept,omitempty" jsonschema_description:"answer the DNS queries a process target sends to any resolver"`
+	}
+	dnsInterceptDoc struct {
+		From string `json:"from" jsonschema_description:"an isolated process target"`
+	}
+	interceptDoc struct {
+		From             string `json:"from" jsonschema_description:"the process target whose connections are intercepted"`
+		To               any    `json:"to" jsonschema_description:"a target name, HOST:PORT, CIDR:PORT or :PORT, or a list of them"`
+		AllowHostNetwork bool   `json:"allow_host_network,omitempty" jsonschema_description:"let from be in the host's own network namespace"`
 	}
 	cpuDoc struct {
 		Workers int `json:"workers,omitempty" jsonschema:"minimum=1"`

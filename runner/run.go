@@ -860,8 +860,9 @@ func (r *run) recover(ctx context.Context) {
 }
 
 // setup sets up the targets (finding what runs, giving launched
-// processes their ports, starting embedded proxies and resolvers), fills
-// every reference, then launches the processes in file order.
+// processes their ports and isolated ones their network namespaces,
+// starting embedded proxies and resolvers), fills every reference, puts
+// the intercepts in place, then launches the processes in file order.
 func (r *run) setup(ctx context.Context) error {
 	// Every fault is in the result, also when setup ends before injection.
 	for _, spec := range r.x.Faults {
@@ -871,6 +872,9 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	if err := r.resolveRefs(); err != nil {
+		return err
+	}
+	if err := r.targets.Intercept(ctx); err != nil {
 		return err
 	}
 	return r.targets.Launch(ctx)

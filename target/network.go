@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/netfault"
+	"github.com/faultline/faultline/proxy"
 )
 
 // netState is what a run has made of the network: its bridge and isolated
@@ -141,7 +144,25 @@ func (in *Instance) Namespace() (netfault.NS, error) {
 	if in.Proc.PID == 0 {
 		return netfault.NS{}, errors.New("not running")
 	}
-	return netfault.PidNS(in.Proc.PID)
+	ns, err := netfault.PidNS(in.Proc.PID)
+	if err != nil {
+		return ns, err
+	}
+	return lasting(ns)
+}
+
+// lasting names the host's namespace by a path that outlives the process
+// it was found through (PID 1's), so that recover still finds it there
+// after the process and the runner are gone.
+func lasting(ns netfault.NS) (netfault.NS, error) {
+	host, err := netfault.HostNS()
+	if err != nil {
+		return ns, err
+	}
+	if ns.Same(host) {
+		return host, nil
+	}
+	return ns, nil
 }
 
 // NetDests resolves a network fault's to: as seen from a namespace (isolated
@@ -150,7 +171,10 @@ func (in *Instance) Namespace() (netfault.NS, error) {
 // isolated namespace, the host's bridge address, and from the host's,
 // 127.0.0.1 and the instance's port), and tags name the instances that
 // have them, across the process targets.
-func (s *Set) NetDests(to experiment.NetTo, isolated bool) ([]netfault.Dest, error) {
+//
+// With ports (an intercept's destinations, which are listeners), each
+// instance is its address and port.
+func (s *Set) NetDests(to experiment.NetTo, isolated, ports bool) ([]netfault.Dest, error) {
 	var out []netfault.Dest
 	add := func(d netfault.Dest) {
 		if !slices.Contains(out, d) {
@@ -158,11 +182,17 @@ func (s *Set) NetDests(to experiment.NetTo, isolated bool) ([]netfault.Dest, err
 		}
 	}
 	addInstance := func(p *Process, in *Instance) error {
+		port := uint16(0)
+		if ports {
+			if port = uint16(in.Port); port == 0 {
+				return fmt.Errorf("target %s[%d] has no port faultline knows: give its HOST:PORT in to:", p.spec.Name, in.Index)
+			}
+		}
 		switch {
 		case in.Net != nil:
-			add(netfault.Dest{Prefix: netip.PrefixFrom(in.Net.Addr, 32)})
+			add(netfault.Dest{Prefix: netip.PrefixFrom(in.Net.Addr, 32), Port: port})
 		case isolated && s.HostIP().IsValid():
-			add(netfault.Dest{Prefix: netip.PrefixFrom(s.HostIP(), 32)})
+			add(netfault.Dest{Prefix: netip.PrefixFrom(s.HostIP(), 32), Port: port})
 		case in.Port != 0:
 			add(netfault.Dest{Prefix: netip.MustParsePrefix("127.0.0.1/32"), Port: uint16(in.Port)})
 		default:
@@ -219,4 +249,125 @@ func (p *Process) hasTags(i int, tags map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Intercept starts every intercept target's proxies and every intercepting
+// resolver, one in each network namespace of its from: target, with its
+// redirect journaled: after references are filled, before anything is
+// launched, so that every connection the clients open is intercepted.
+func (s *Set) Intercept(ctx context.Context) error {
+	for _, t := range s.order {
+		switch t := t.(type) {
+		case *Proxy:
+			if t.spec.Intercept != nil {
+				if err := s.interceptTCP(ctx, t); err != nil {
+					return fmt.Errorf("target %s: %w", t.spec.Name, err)
+				}
+			}
+		case *DNS:
+			if t.spec.DNS.Intercept != nil {
+				if err := s.interceptDNS(ctx, t); err != nil {
+					return fmt.Errorf("target %s: %w", t.spec.Name, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// fromNamespaces lists the distinct network namespaces of a process
+// target's instances, each with whether it is an instance's own.
+func (s *Set) fromNamespaces(name string) ([]netfault.NS, []bool, error) {
+	p, ok := s.byName[name].(*Process)
+	if !ok {
+		return nil, nil, fmt.Errorf("from: %s is not a process target", name)
+	}
+	var out []netfault.NS
+	var own []bool
+	for _, in := range p.Instances {
+		var ns netfault.NS
+		var err error
+		switch {
+		case in.Net != nil:
+			ns = in.Net.NS
+		case p.Launched(): // not started yet: it will run in faultline's namespace
+			if ns, err = netfault.PidNS(os.Getpid()); err == nil {
+				ns, err = lasting(ns)
+			}
+		default:
+			ns, err = in.Namespace()
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s[%d]: its network namespace: %w", name, in.Index, err)
+		}
+		if !slices.ContainsFunc(out, ns.Same) {
+			out, own = append(out, ns), append(own, in.Net != nil)
+		}
+	}
+	return out, own, nil
+}
+
+func (s *Set) interceptTCP(ctx context.Context, p *Proxy) error {
+	ic := p.spec.Intercept
+	nss, own, err := s.fromNamespaces(ic.From)
+	if err != nil {
+		return err
+	}
+	cfg := proxy.Config{Name: p.spec.Name, Seed: s.env.Seed}
+	for _, f := range s.x.Faults {
+		if f.Target == p.spec.Name && experiment.HTTPAction(f.Action) {
+			cfg.Protocol = "http"
+		}
+	}
+	for i, ns := range nss {
+		if host, err := ns.IsHost(); err != nil {
+			return err
+		} else if host && !ic.AllowHostNetwork {
+			return fmt.Errorf("%s runs in the host's network namespace: allow_host_network: true is needed to intercept there", ic.From)
+		}
+		to, err := s.NetDests(ic.To, own[i], true)
+		if err != nil {
+			return err
+		}
+		if err := s.Tables(ctx, ns); err != nil {
+			return err
+		}
+		name := fmt.Sprintf("intercept-%s-%d", p.spec.Name, i)
+		px, _, err := netfault.InterceptTCP(ctx, ns, s.env.Run, name, to, cfg, s.netJournal(fmt.Sprintf("network: intercept %s in %s", p.spec.Name, ns.Path)))
+		if err != nil {
+			return fmt.Errorf("intercept in %s: %w", ns, err)
+		}
+		p.Intercepted = append(p.Intercepted, px)
+		s.env.Progress("intercept %s: connections from %s to %s pass through %s", p.spec.Name, ic.From, dests(to), px.Listen())
+	}
+	return nil
+}
+
+func (s *Set) interceptDNS(ctx context.Context, d *DNS) error {
+	spec := d.spec.DNS
+	nss, _, err := s.fromNamespaces(spec.Intercept.From)
+	if err != nil {
+		return err
+	}
+	for i, ns := range nss {
+		if err := s.Tables(ctx, ns); err != nil {
+			return err
+		}
+		name := fmt.Sprintf("dns-%s-%d", d.spec.Name, i)
+		srv, _, err := netfault.InterceptDNS(ctx, ns, s.env.Run, name, dnsConfig(spec), s.netJournal(fmt.Sprintf("network: dns intercept %s in %s", d.spec.Name, ns.Path)))
+		if err != nil {
+			return fmt.Errorf("dns intercept in %s: %w", ns, err)
+		}
+		d.Intercepted = append(d.Intercepted, srv)
+		s.env.Progress("dns %s: queries from %s to any resolver are answered here", d.spec.Name, spec.Intercept.From)
+	}
+	return nil
+}
+
+func dests(ds []netfault.Dest) string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.String())
+	}
+	return strings.Join(out, ", ")
 }

@@ -81,7 +81,7 @@ func New(x *experiment.Experiment, env Env) *Set {
 		switch {
 		case spec.Process != nil:
 			t = &Process{spec: spec, env: &s.env, set: s}
-		case spec.Proxy != nil:
+		case spec.Proxy != nil, spec.Intercept != nil:
 			t = &Proxy{spec: spec}
 		case spec.DNS != nil:
 			t = &DNS{spec: spec}
@@ -135,14 +135,14 @@ func (s *Set) Setup(ctx context.Context) error {
 		return err
 	}
 	for _, t := range s.order {
-		if p, ok := t.(*Proxy); ok && p.spec.Proxy.API == "" {
+		if p, ok := t.(*Proxy); ok && p.spec.Proxy != nil && p.spec.Proxy.API == "" {
 			if err := s.startProxy(p); err != nil {
 				return err
 			}
 		}
 	}
 	for _, t := range s.order {
-		if d, ok := t.(*DNS); ok {
+		if d, ok := t.(*DNS); ok && d.spec.DNS.Intercept == nil {
 			if err := d.start(s.env.Progress); err != nil {
 				return err
 			}
@@ -220,7 +220,6 @@ func (s *Set) Launch(ctx context.Context) error {
 // order (SIGKILL after 5 s, or at once when hurry closes), and the
 // embedded proxies and resolvers, then removes what it made of the network.
 func (s *Set) Teardown(hurry <-chan struct{}) {
-	defer s.teardownNetwork()
 	for i := len(s.order) - 1; i >= 0; i-- {
 		switch t := s.order[i].(type) {
 		case *Process:
@@ -232,6 +231,20 @@ func (s *Set) Teardown(hurry <-chan struct{}) {
 		case *DNS:
 			if t.Server != nil {
 				t.Server.Stop()
+			}
+		}
+	}
+	// An intercept's redirect goes before its proxy or resolver stops.
+	s.teardownNetwork()
+	for _, t := range s.order {
+		switch t := t.(type) {
+		case *Proxy:
+			for _, p := range t.Intercepted {
+				p.Stop()
+			}
+		case *DNS:
+			for _, d := range t.Intercepted {
+				d.Stop()
 			}
 		}
 	}
@@ -309,11 +322,22 @@ func addresses(t Target) []string {
 }
 
 // Proxy is a proxy target: Embedded in the run, or one of a remote API
-// reached through Client.
+// reached through Client; or an intercept target, whose proxies (one in
+// each network namespace of its from: target) are Intercepted.
 type Proxy struct {
-	spec     experiment.Target
-	Embedded *proxy.Proxy
-	Client   *proxy.Client
+	spec        experiment.Target
+	Embedded    *proxy.Proxy
+	Client      *proxy.Client
+	Intercepted []*proxy.Proxy
+}
+
+// Local returns the proxies of the run that the target is: the embedded
+// one, or an intercept's.
+func (p *Proxy) Local() []*proxy.Proxy {
+	if p.Embedded != nil {
+		return []*proxy.Proxy{p.Embedded}
+	}
+	return p.Intercepted
 }
 
 // Spec is the target as the file gives it.
@@ -321,7 +345,7 @@ func (p *Proxy) Spec() *experiment.Target { return &p.spec }
 
 func (p *Proxy) setupRemote(ctx context.Context) error {
 	px := p.spec.Proxy
-	if px.API == "" {
+	if px == nil || px.API == "" {
 		return nil
 	}
 	token := px.Token
@@ -335,22 +359,40 @@ func (p *Proxy) setupRemote(ctx context.Context) error {
 	return nil
 }
 
-// DNS is a resolver the run starts.
+// DNS is a resolver the run starts: Server, or when it intercepts, one in
+// each network namespace of its from: target, Intercepted.
 type DNS struct {
-	spec   experiment.Target
-	Server *dnsfault.Server
+	spec        experiment.Target
+	Server      *dnsfault.Server
+	Intercepted []*dnsfault.Server
+}
+
+// Servers returns the run's resolvers that the target is.
+func (d *DNS) Servers() []*dnsfault.Server {
+	if d.Server != nil {
+		return []*dnsfault.Server{d.Server}
+	}
+	return d.Intercepted
 }
 
 // Spec is the target as the file gives it.
 func (d *DNS) Spec() *experiment.Target { return &d.spec }
 
-func (d *DNS) start(progress func(string, ...any)) error {
-	spec := d.spec.DNS
+// dnsConfig is the configuration of a dns target's resolver, but where it
+// listens.
+func dnsConfig(spec *experiment.DNSTarget) dnsfault.Config {
 	records := map[string][]net.IP{}
 	for name, ip := range spec.Records {
 		records[strings.ToLower(strings.TrimSuffix(name, "."))] = []net.IP{net.ParseIP(ip)}
 	}
-	srv := dnsfault.New(dnsfault.Config{Listen: spec.Listen, Upstream: spec.Upstream, Records: records})
+	return dnsfault.Config{Upstream: spec.Upstream, Records: records}
+}
+
+func (d *DNS) start(progress func(string, ...any)) error {
+	spec := d.spec.DNS
+	cfg := dnsConfig(spec)
+	cfg.Listen = spec.Listen
+	srv := dnsfault.New(cfg)
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("target %s: dns resolver on %s: %w", d.spec.Name, spec.Listen, err)
 	}

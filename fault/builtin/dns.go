@@ -24,26 +24,27 @@ func injectDNS(ctx context.Context, f *fault.Fault, a experiment.DNS) error {
 	if err != nil {
 		return err
 	}
-	srv := t.Server
-	faulted := srv.Faulted()
-	err = f.Step(ctx, fault.Step{
-		What: "dns rules " + strings.Join(a.Rules, ", ") + " on resolver " + t.Spec().Name,
-		Do: func(context.Context) error {
-			srv.SetRules(append(rules, srv.Rules()...))
-			return nil
-		},
-		Revert: func(context.Context) error {
-			// Only this fault's rules go: another fault on the resolver may
-			// have added its own since, or taken its own away.
-			srv.SetRules(withoutRules(srv.Rules(), rules))
-			f.Evidence("rules answered %d queries", srv.Faulted()-faulted)
-			return nil
-		},
-	})
-	if err != nil {
-		return err
+	for _, srv := range t.Servers() {
+		faulted := srv.Faulted()
+		err = f.Step(ctx, fault.Step{
+			What: "dns rules " + strings.Join(a.Rules, ", ") + " on resolver " + t.Spec().Name + " on " + srv.Addr(),
+			Do: func(context.Context) error {
+				srv.SetRules(append(rules, srv.Rules()...))
+				return nil
+			},
+			Revert: func(context.Context) error {
+				// Only this fault's rules go: another fault on the resolver may
+				// have added its own since, or taken its own away.
+				srv.SetRules(withoutRules(srv.Rules(), rules))
+				f.Evidence("rules answered %d queries", srv.Faulted()-faulted)
+				return nil
+			},
+		})
+		if err != nil {
+			return err
+		}
+		f.Hit(fmt.Sprintf("dns %s (%s)", t.Spec().Name, srv.Addr()))
 	}
-	f.Hit(fmt.Sprintf("dns %s (%s)", t.Spec().Name, srv.Addr()))
 	return nil
 }
 

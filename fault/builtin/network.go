@@ -67,7 +67,7 @@ func injectNetwork(ctx context.Context, f *fault.Fault, to experiment.NetTo, bui
 		if host && !f.Spec.AllowHostNetwork {
 			return fmt.Errorf("fault %s: %s runs in the host's network namespace, where %s hits every process that talks to %s: add allow_host_network: true to the fault, or network: isolated to a launched target", f.Spec.Name, who, f.Spec.Action.Kind(), to)
 		}
-		dests, err := t.Set().NetDests(to, in.Net != nil)
+		dests, err := t.Set().NetDests(to, in.Net != nil, false)
 		if err != nil {
 			return fmt.Errorf("fault %s: %w", f.Spec.Name, err)
 		}

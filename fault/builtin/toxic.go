@@ -66,25 +66,27 @@ func injectToxic(ctx context.Context, f *fault.Fault, a experiment.ProxyToxic) e
 	added := 0
 	for _, s := range streams(f.Spec.Direction) {
 		name := toxicName(f.Run, f.Spec.Name, s)
-		if p := t.Embedded; p != nil {
+		if local := t.Local(); len(local) > 0 {
 			// In the runner: it ends with it, so recover has nothing to undo.
-			err = f.Step(ctx, fault.Step{
-				What: "add toxic " + name + " to embedded proxy " + t.Spec().Name,
-				Do: func(context.Context) error {
-					_, err := p.AddToxic(proxy.Toxic{Name: name, Stream: s, Toxicity: &tox, Effect: a.Effect})
-					return fault.NotApplied(err)
-				},
-				Revert: func(context.Context) error {
-					if experiment.HTTPAction(a) { // evidence that it took effect
-						f.Evidence("%s acted on %d request(s) on %s", a.Effect.Type(), p.ToxicHits(name), s)
-					}
-					return p.RemoveToxic(name)
-				},
-			})
-			if err != nil {
-				return err
+			for _, p := range local {
+				err = f.Step(ctx, fault.Step{
+					What: "add toxic " + name + " to proxy " + t.Spec().Name + " on " + p.Listen(),
+					Do: func(context.Context) error {
+						_, err := p.AddToxic(proxy.Toxic{Name: name, Stream: s, Toxicity: &tox, Effect: a.Effect})
+						return fault.NotApplied(err)
+					},
+					Revert: func(context.Context) error {
+						if experiment.HTTPAction(a) { // evidence that it took effect
+							f.Evidence("%s acted on %d request(s) on %s", a.Effect.Type(), p.ToxicHits(name), s)
+						}
+						return p.RemoveToxic(name)
+					},
+				})
+				if err != nil {
+					return err
+				}
+				f.Hit(fmt.Sprintf("proxy %s (%s, %s)", t.Spec().Name, p.Listen(), s))
 			}
-			f.Hit(fmt.Sprintf("proxy %s (%s, %s)", t.Spec().Name, p.Listen(), s))
 		} else {
 			px := t.Spec().Proxy
 			cl := t.Client
@@ -113,17 +115,19 @@ func injectDown(ctx context.Context, f *fault.Fault, _ experiment.Down) error {
 	if err != nil {
 		return err
 	}
-	if p := t.Embedded; p != nil {
-		listen, upstream := p.Listen(), p.Upstream()
-		err = f.Step(ctx, fault.Step{
-			What:   "disable embedded proxy " + t.Spec().Name,
-			Do:     func(context.Context) error { return fault.NotApplied(p.Update(listen, upstream, false)) },
-			Revert: func(context.Context) error { return p.Update(listen, upstream, true) },
-		})
-		if err != nil {
-			return err
+	if local := t.Local(); len(local) > 0 {
+		for _, p := range local {
+			listen, upstream := p.Listen(), p.Upstream()
+			err = f.Step(ctx, fault.Step{
+				What:   "disable proxy " + t.Spec().Name + " on " + listen,
+				Do:     func(context.Context) error { return fault.NotApplied(p.Update(listen, upstream, false)) },
+				Revert: func(context.Context) error { return p.Update(listen, upstream, true) },
+			})
+			if err != nil {
+				return err
+			}
+			f.Hit(fmt.Sprintf("proxy %s (%s)", t.Spec().Name, listen))
 		}
-		f.Hit(fmt.Sprintf("proxy %s (%s)", t.Spec().Name, listen))
 	} else {
 		px, cl := t.Spec().Proxy, t.Client
 		err = f.Step(ctx, fault.Step{

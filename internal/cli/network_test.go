@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/faultline/faultline/internal/cli"
 	"github.com/faultline/faultline/journal"
@@ -185,4 +186,143 @@ func doneID(events []journal.Event, id string) bool {
 		}
 	}
 	return false
+}
+
+// runNetwork runs an experiment file with the faultline binary and returns
+// its result, failing the test on another exit code than want.
+func runNetwork(t *testing.T, src string, want int) (record.Result, string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	cmd := exec.Command(binary(t), "run", path, "--allow-no-stop", "--out", out)
+	b, err := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != want {
+		t.Fatalf("run = %d (%v), want %d\n%s", code, err, want, b)
+	}
+	var res record.Result
+	data, err := os.ReadFile(filepath.Join(out, "result.json"))
+	if err != nil || json.Unmarshal(data, &res) != nil {
+		t.Fatalf("result.json: %v", err)
+	}
+	events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+	if !journal.Clean(events) || len(journal.Pending(events)) != 0 {
+		t.Errorf("journal not clean: %d pending", len(journal.Pending(events)))
+	}
+	assertNoLeftovers(t, runID(t, out))
+	return res, out
+}
+
+// logLines reads the lines "UNIXTIME VALUE" that a client loop wrote.
+func logLines(t *testing.T, path string) (at []float64, vals []string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ts float64
+		var v string
+		if _, err := fmt.Sscanf(l, "%f %s", &ts, &v); err == nil {
+			at, vals = append(at, ts), append(vals, v)
+		}
+	}
+	return at, vals
+}
+
+// TestInterceptLatency: curl, unmodified, in a namespace of its own, talks
+// to a server by its address; an intercept target puts its connections
+// through a proxy, and a latency toxic on it slows every request made
+// while it is in place, and none before.
+func TestInterceptLatency(t *testing.T) {
+	needNetwork(t)
+	res, out := runNetwork(t, `name: intercept
+targets:
+  web:
+    process:
+      command: ["{self}", shop, payments, --listen, "{ip}:{port}"]
+      ready: http://{web.addr}/health
+      network: isolated
+  client:
+    process:
+      command: [sh, -c, 'while :; do s=$(date +%s.%N); curl -s -o /dev/null -m 5 -w "%{time_total}\n" http://{web.addr}/health | sed "s/^/$s /" >> {run_dir}/curl.log; sleep 0.1; done']
+      network: isolated
+  web-path:
+    intercept: {from: client, to: web}
+baseline: 2s
+faults:
+  - name: slow
+    target: web-path
+    latency: {delay: 400ms}
+    duration: 3s
+recovery: 2s
+`, cli.ExitPassed)
+	at, vals := logLines(t, filepath.Join(out, "curl.log"))
+	f := res.Faults[0]
+	if f.InjectedAt == nil || f.RevertedAt == nil {
+		t.Fatalf("fault %+v not injected and reverted", f)
+	}
+	from, to := float64(time.Time(*f.InjectedAt).UnixNano())/1e9, float64(time.Time(*f.RevertedAt).UnixNano())/1e9
+	var before, during int
+	for i, ts := range at {
+		var took float64
+		_, _ = fmt.Sscanf(vals[i], "%f", &took)
+		switch {
+		case ts+took < from: // began and ended before the fault
+			before++
+			if took >= 0.4 {
+				t.Errorf("a request before the fault took %.3fs", took)
+			}
+		case ts > from+0.2 && ts+took < to-0.2: // wholly within it, with a margin for the stamps
+			during++
+			if took < 0.4 {
+				t.Errorf("a request %.3fs into the fault (of %.3fs) took %.3fs, under the 400 ms toxic: not intercepted", ts-from, to-from, took)
+			}
+		}
+	}
+	if before == 0 || during == 0 {
+		t.Fatalf("%d requests before the fault and %d during it: the test proves nothing\n%v", before, during, vals)
+	}
+	if len(f.Hit) == 0 || !strings.Contains(f.Hit[0], "web-path") {
+		t.Errorf("hit %v", f.Hit)
+	}
+}
+
+// TestDNSIntercept: getent, unmodified, resolves through the system's
+// resolver; a dns target intercepting its namespace answers, and a rule
+// makes the name fail for the fault's window.
+func TestDNSIntercept(t *testing.T) {
+	needNetwork(t)
+	_, out := runNetwork(t, `name: dns-intercept
+targets:
+  client:
+    process:
+      command: [sh, -c, 'while :; do s=$(date +%s.%N); if getent hosts payments.shop.test >/dev/null; then r=ok; else r=fail; fi; echo "$s $r" >> {run_dir}/getent.log; sleep 0.1; done']
+      network: isolated
+  resolver:
+    dns:
+      records: {payments.shop.test: 198.18.0.9}
+      intercept: {from: client}
+baseline: 2s
+faults:
+  - name: name fails
+    target: resolver
+    dns: {rules: ["payments.*=SERVFAIL"]}
+    duration: 2s
+recovery: 2s
+`, cli.ExitPassed)
+	_, vals := logLines(t, filepath.Join(out, "getent.log"))
+	// ok first (the record), fail during the rule, ok again after it.
+	runs := []string{}
+	for _, v := range vals {
+		if len(runs) == 0 || runs[len(runs)-1] != v {
+			runs = append(runs, v)
+		}
+	}
+	if strings.Join(runs, ",") != "ok,fail,ok" {
+		t.Errorf("getent answered %v, want ok, then fail during the rule, then ok", runs)
+	}
 }
