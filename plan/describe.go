@@ -42,8 +42,16 @@ func (p *Plan) Describe(w io.Writer) error {
 			fmt.Fprintf(w, "  %-12s remote proxy %s at %s\n", t.Name, t.Proxy.Name, t.Proxy.API)
 		case t.Proxy != nil:
 			fmt.Fprintf(w, "  %-12s embedded proxy %s -> %s\n", t.Name, t.Proxy.Listen, t.Proxy.Upstream)
+		case t.DNS != nil && t.DNS.Intercept != nil:
+			fmt.Fprintf(w, "  %-12s dns resolver answering the queries %s sends to any resolver, in its network namespace (upstream %s, %d record(s))\n", t.Name, t.DNS.Intercept.From, orNone(t.DNS.Upstream), len(t.DNS.Records))
 		case t.DNS != nil:
 			fmt.Fprintf(w, "  %-12s dns resolver on %s (upstream %s, %d record(s))\n", t.Name, t.DNS.Listen, orNone(t.DNS.Upstream), len(t.DNS.Records))
+		case t.Intercept != nil:
+			where := "in its network namespace"
+			if t.Intercept.AllowHostNetwork {
+				where += " (if that is the host's: every process of this machine that connects there)"
+			}
+			fmt.Fprintf(w, "  %-12s intercept: the TCP connections %s opens to %s, through a proxy %s\n", t.Name, t.Intercept.From, t.Intercept.To, where)
 		case t.Pods != nil:
 			fmt.Fprintf(w, "  %-12s pods %s in namespace %s: %s\n", t.Name, t.Pods.Selector, t.Pods.Namespace, podsNow(t.Pods))
 		case t.Process.Launched():
