@@ -5,6 +5,7 @@ package experiments
 import (
 	"embed"
 	"io/fs"
+	"slices"
 	"strings"
 )
 
@@ -19,6 +20,13 @@ var Order = []string{"cache-dies", "db-primary-down", "slow-payment", "half-inst
 // after Order.
 var Checklist = []string{"service-unreachable", "payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills",
 	"queue-down", "memory-pressure", "cpu-spike", "db-nulls", "schema-mismatch"}
+
+// Beyond are the experiments on no checklist that 'faultline demo --all'
+// runs last: error-alert, the blog's stop condition on an alert.
+var Beyond = []string{"error-alert"}
+
+// All is every experiment of the demo, in the order --all runs them.
+func All() []string { return slices.Concat(Order, Checklist, Beyond) }
 
 // Item is one failure of the quarterly checklist and the experiment that
 // covers it. Planned, when set, says why the experiment is not in Order or

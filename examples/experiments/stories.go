@@ -12,7 +12,7 @@ import "github.com/faultline/faultline/record"
 // numbers here when the shop's code has moved.
 type Story = record.Story
 
-// Stories are the stories of every experiment in Order and Checklist, by
+// Stories are the stories of every experiment of the demo (All), by
 // name.
 var Stories = map[string]Story{
 	"cache-dies": {
@@ -69,6 +69,14 @@ var Stories = map[string]Story{
 		WeaknessAt: []string{"examples/shop/checkout.go:399"},
 		Fix: "A failed charge is tried three times with exponential backoff and jitter, then queued for the background " +
 			"worker: shoppers see a 202, and every order is paid once the processor is healthy.",
+		FixAt: []string{"examples/shop/checkout.go:461", "examples/shop/checkout.go:420"},
+	},
+	"error-alert": {
+		Weakness: "A charge the processor answers with a 500 is tried once and the order is lost with a 502: " +
+			"the shop's own ErrorRateTooHigh fires within seconds, and the run stops on it, as the blog's stops on its alarm.",
+		WeaknessAt: []string{"examples/shop/checkout.go:399"},
+		Fix: "Retries with backoff and jitter, then the queue: no shopper sees a 5xx, the alert stays quiet " +
+			"through 15 s of failing charges, and every order is paid once the processor is healthy.",
 		FixAt: []string{"examples/shop/checkout.go:461", "examples/shop/checkout.go:420"},
 	},
 	"payment-malformed": {

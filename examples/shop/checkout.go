@@ -396,7 +396,7 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 		// Synchronous payment without a timeout: as slow as the processor.
 		chargeID, err := c.charge(ctx, order) // story(slow-payment, cpu-spike, service-unreachable): the checkout waits for the charge
 		if err != nil {
-			_ = c.store.SetStatus(ctx, order.ID, StatusLost) // story(payment-errors, dns-fails, memory-pressure, schema-mismatch): a failed charge loses the order
+			_ = c.store.SetStatus(ctx, order.ID, StatusLost) // story(payment-errors, error-alert, dns-fails, memory-pressure, schema-mismatch): a failed charge loses the order
 			c.payments.WithLabelValues(StatusLost).Inc()
 			writeError(w, http.StatusBadGateway, "order %d: payment failed: %v", order.ID, err)
 			return
@@ -417,7 +417,7 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	})
 	status, code := StatusPaid, http.StatusCreated
 	if err != nil {
-		status, code = StatusQueued, http.StatusAccepted // story(slow-payment, payment-errors, dns-fails, memory-pressure, cpu-spike, service-unreachable): queued, not failed
+		status, code = StatusQueued, http.StatusAccepted // story(slow-payment, payment-errors, error-alert, dns-fails, memory-pressure, cpu-spike, service-unreachable): queued, not failed
 		c.log.Info("payment queued", "order", order.ID, "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
@@ -458,7 +458,7 @@ func (c *Checkout) charge(ctx context.Context, o Order) (string, error) {
 		return c.chargeOnce(ctx, o)
 	}
 	return backoff.Retry(ctx, func() (string, error) { return c.chargeOnce(ctx, o) },
-		backoff.WithBackOff(newBackOff(50*time.Millisecond, 200*time.Millisecond)), backoff.WithMaxTries(3)) // story(payment-errors): three tries, backoff with jitter
+		backoff.WithBackOff(newBackOff(50*time.Millisecond, 200*time.Millisecond)), backoff.WithMaxTries(3)) // story(payment-errors, error-alert): three tries, backoff with jitter
 }
 
 // errMalformed is a processor answer that does not say the charge happened.

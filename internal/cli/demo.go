@@ -100,7 +100,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 			if !slices.Contains([]string{"auto", "redis", "embedded"}, o.cache) {
 				return usagef("--cache %q: want auto, redis or embedded", o.cache)
 			}
-			known := slices.Concat(experiments.Order, experiments.Checklist)
+			known := experiments.All()
 			for _, n := range o.only {
 				if !slices.Contains(known, n) {
 					return usagef("--only %q: no such experiment; known: %s", n, strings.Join(known, ", "))
@@ -240,7 +240,7 @@ func runShopDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (
 	fmt.Fprintf(stderr, "demo: database %s; cache %s; runs in %s\n", sum.Database, sum.Cache, o.out)
 	names := experiments.Order
 	if o.all {
-		names = slices.Concat(experiments.Order, experiments.Checklist)
+		names = experiments.All()
 	}
 	if len(o.only) > 0 {
 		names = o.only
@@ -302,6 +302,8 @@ func demoSkipReason(name string, pg *shop.Postgres) string {
 		return "needs a small tmpfs for the log volume, which only root can mount here"
 	case name == "cpu-spike" && !canLimitCPU():
 		return "needs a cgroup of its own for the card processor (a writable cpu controller), which only root has here"
+	case name == "error-alert" && !installed("prometheus"):
+		return "needs Prometheus to raise ErrorRateTooHigh: apt-get install prometheus"
 	case name == "service-unreachable" && networkLacks() != "":
 		return "needs a network namespace for the card processor and nftables rules in it: " + networkLacks()
 	case ok && pg == nil:
@@ -493,6 +495,12 @@ func canMountTmpfs() bool {
 	}
 	unmountTmpfs(dir)
 	return true
+}
+
+// installed reports whether a program is on PATH.
+func installed(name string) bool {
+	_, err := exec.LookPath(name)
+	return err == nil
 }
 
 // networkLacks says what this machine lacks for network faults ("" when

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"github.com/faultline/faultline/examples/shop"
 	"github.com/faultline/faultline/internal/freeport"
 	"github.com/faultline/faultline/process"
+	"github.com/faultline/faultline/record"
 )
 
 // needRealServers skips without PostgreSQL and redis-server, except under
@@ -83,7 +83,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Logf("%s %s ended %s:\n%s\nprocesses.log (last 4 KB):\n%s", r.Experiment, r.Build, r.Verdict, res, tail(logs, 4096))
 		}
 	}
-	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 32 {
+	if !strings.HasPrefix(sum.Database, "PostgreSQL") || !sum.AsExpected || len(sum.Runs) != 34 {
 		t.Fatalf("summary: database %q, as expected %v, %d runs\n%s", sum.Database, sum.AsExpected, len(sum.Runs), stdout.String())
 	}
 	// The check each fragile run must break: the weakness it documents.
@@ -106,12 +106,17 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 		"cpu-spike":         "inject: latency p99 of checkout < 3.5s", // waits for a starved processor
 		"db-nulls":          "inject: error_rate < 1%",
 		"schema-mismatch":   "inject: error_rate < 1%",
+		// The shop's own alert: the run stops on it.
+		"error-alert": "inject: alert ErrorRateTooHigh not firing (prometheus http://{prometheus.addr})",
 	}
 	for _, r := range sum.Runs {
 		switch r.Build {
 		case "fragile":
 			if r.Verdict != "FAILED" && r.Verdict != "ABORTED" || !contains(r.Broken, reason[r.Experiment]) {
 				t.Errorf("%s fragile: %s, broken %q; want FAILED or ABORTED with %q broken", r.Experiment, r.Verdict, r.Broken, reason[r.Experiment])
+			}
+			if r.Experiment == "error-alert" {
+				assertStoppedOnAlert(t, r.Dir)
 			}
 		case "resilient":
 			if r.Verdict != "PASSED" || len(r.Broken) > 0 {
@@ -127,8 +132,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 			t.Errorf("%s: %v", r.Experiment, err)
 		}
 	}
-	for _, name := range []string{"cache-dies", "db-primary-down", "slow-payment", "half-instances", "zone-outage", "payment-errors", "payment-malformed", "dns-fails", "db-pool-exhausted", "disk-fills",
-		"queue-down", "memory-pressure", "cpu-spike", "db-nulls", "schema-mismatch"} {
+	for _, name := range experiments.All() {
 		if !regexp.MustCompile(`(?m)^`+name+`\s+fragile\s+(FAILED|ABORTED)\s`).MatchString(stdout.String()) ||
 			!regexp.MustCompile(`(?m)^`+name+`\s+resilient\s+PASSED\s`).MatchString(stdout.String()) {
 			t.Errorf("table lacks %s's rows:\n%s", name, stdout.String())
@@ -147,7 +151,7 @@ func assertStoriesTold(t *testing.T, out, stdout string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range slices.Concat(experiments.Order, experiments.Checklist) {
+	for _, name := range experiments.All() {
 		st := experiments.Stories[name]
 		for _, text := range []string{st.Weakness, st.Fix, st.WeaknessAt[0], st.FixAt[0]} {
 			if !strings.Contains(stdout, text) {
@@ -176,6 +180,27 @@ func assertStoriesTold(t *testing.T, out, stdout string) {
 				t.Errorf("%s %s: report.html or summary.md does not tell the story", name, build)
 			}
 		}
+	}
+}
+
+// assertStoppedOnAlert checks that a run was stopped by ErrorRateTooHigh
+// within the rule's for (2 s) plus two scrape and evaluation intervals (1 s
+// each) and one tick of the runner, from the fault's injection, and that the
+// fault was reverted.
+func assertStoppedOnAlert(t *testing.T, dir string) {
+	t.Helper()
+	var res record.Result
+	data, err := os.ReadFile(filepath.Join(dir, "result.json"))
+	if err != nil || json.Unmarshal(data, &res) != nil || len(res.Faults) != 1 || res.Faults[0].InjectedAt == nil || res.Faults[0].RevertedAt == nil {
+		t.Fatalf("error-alert fragile: result.json %v: want its fault injected and reverted", err)
+	}
+	fired := false
+	for _, c := range res.Checks {
+		fired = fired || c.Fired && strings.Contains(c.Condition, "ErrorRateTooHigh")
+	}
+	took := time.Time(*res.Faults[0].RevertedAt).Sub(time.Time(*res.Faults[0].InjectedAt))
+	if !fired || took > 7*time.Second {
+		t.Errorf("error-alert fragile: stopped on the alert %v, %v after the fault began; want it within 2s + 2×(1s + 1s) + a 1s tick", fired, took)
 	}
 }
 

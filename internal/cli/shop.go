@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,7 +48,7 @@ Every part stops on Ctrl-C, SIGTERM or SIGHUP.`,
       --queue nats://127.0.0.1:14222
   faultline shop balancer --build resilient --listen 127.0.0.1:18080 --backends 127.0.0.1:18081`,
 	})
-	cmd.AddCommand(newShopCheckoutCmd(), newShopPaymentsCmd(), newShopBalancerCmd(), newShopCacheCmd(), newShopQueueCmd(), newShopPostgresCmd())
+	cmd.AddCommand(newShopCheckoutCmd(), newShopPaymentsCmd(), newShopBalancerCmd(), newShopCacheCmd(), newShopQueueCmd(), newShopPostgresCmd(), newShopPrometheusCmd())
 	return cmd
 }
 
@@ -168,6 +171,50 @@ killed and started again on the same directory still has what it accepted.`,
 	}
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "`HOST:PORT` to serve on")
 	cmd.Flags().StringVar(&cfg.StoreDir, "store", "", "`directory` for the stream's files (default: a temporary one, removed on exit)")
+	return cmd
+}
+
+func newShopPrometheusCmd() *cobra.Command {
+	var listen, scrape, dir string
+	cmd := &cobra.Command{
+		Use:   "prometheus",
+		Short: "Run Prometheus (Debian's) on the shop: checkout's /metrics and the ErrorRateTooHigh alert",
+		Long: `Writes a Prometheus configuration into --dir that scrapes the checkout
+instances of --scrape every second and evaluates the shop's alerting rules
+(examples/shop/prometheus-rules.yml, written beside it) every second, then
+becomes Prometheus (the prometheus binary on PATH: apt-get install
+prometheus), listening on --listen with its data in --dir. Its alert
+ErrorRateTooHigh fires when over 5 % of checkout's answers are 5xx for 2 s;
+the experiment error-alert stops on it.`,
+		Example: "  faultline shop prometheus --listen 127.0.0.1:19090 --scrape 127.0.0.1:18081,127.0.0.1:18082 --dir /tmp/shop-prometheus",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			bin, err := exec.LookPath("prometheus")
+			if err != nil {
+				return &exitError{ExitError, errors.New("prometheus is not installed: apt-get install prometheus (Debian's)")}
+			}
+			if scrape == "" || dir == "" {
+				return usagef("shop prometheus needs --scrape HOST:PORT,... and --dir DIR")
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return &exitError{ExitError, err}
+			}
+			rules, config := filepath.Join(dir, "rules.yml"), filepath.Join(dir, "prometheus.yml")
+			err = errors.Join(os.WriteFile(rules, shop.PrometheusRules, 0o644),
+				os.WriteFile(config, shop.PrometheusConfig(strings.Split(scrape, ","), rules), 0o644))
+			if err != nil {
+				return &exitError{ExitError, err}
+			}
+			// Prometheus takes this process's place (and pid), so that a run
+			// stops Prometheus itself.
+			args := []string{bin, "--config.file=" + config, "--web.listen-address=" + listen,
+				"--storage.tsdb.path=" + filepath.Join(dir, "data"), "--log.level=warn"}
+			return &exitError{ExitError, syscall.Exec(bin, args, os.Environ())}
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9090", "`HOST:PORT` for Prometheus's API")
+	cmd.Flags().StringVar(&scrape, "scrape", "", "the checkout instances, `HOST:PORT,...`")
+	cmd.Flags().StringVar(&dir, "dir", "", "`directory` for the configuration, the rules and the data")
 	return cmd
 }
 
