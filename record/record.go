@@ -51,6 +51,9 @@ type Result struct {
 	// Traffic summarizes each phase's traffic: all requests, then each
 	// named request.
 	Traffic []TrafficRecord `json:"traffic"`
+	// Timeout is the traffic's client timeout (seconds): a latency that
+	// plateaus there is requests given up, not answered.
+	Timeout float64 `json:"timeout,omitempty"`
 }
 
 // TrafficRecord summarizes the traffic that finished in one phase, for

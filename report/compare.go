@@ -186,6 +186,22 @@ func Compare(w io.Writer, a, b *Run, outDir string) error {
 			mk("latency", "Latency p99", "latency", latencyMetrics[2], fmtMillis, 0.001),
 			mk("rate", "Requests per second", "per second", rateMetrics[0], fmtRate, 1),
 		}
+		names := a.probeNames()
+		for _, n := range b.probeNames() {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+		for i, name := range names {
+			c := chart{id: fmt.Sprintf("probe-%d", i), title: "Probe " + name + ": share passed in each tick", unit: "passed",
+				xLabel: "seconds since injection started", xMin: xMin, xMax: xMax, bands: a.bands(sa), markers: a.markers(sa),
+				yFormat: fmtPercent, yMaxAtLeast: 1, yCap: 1}
+			c.series = []series{
+				{name: d.A.Label, color: vermilion, pts: a.probePassed(name, sa)},
+				{name: d.B.Label, color: blue, dash: true, pts: b.probePassed(name, sb)},
+			}
+			d.Charts = append(d.Charts, template.HTML(c.svg())) //nolint:gosec // built by chart.svg, which escapes every text
+		}
 	}
 	return compareTmpl.Execute(w, d)
 }

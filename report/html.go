@@ -186,11 +186,146 @@ func (r *Run) timelines() []template.HTML {
 	if len(r.Samples) == 0 {
 		return nil
 	}
-	return []template.HTML{
-		mk("rate", "Requests per second", "per second", rateMetrics, fmtRate, 1),
-		mk("errors", "Error rate", "errors", errorMetrics, fmtPercent, 0.01),
-		mk("latency", "Latency (from each request's intended start)", "latency", latencyMetrics, fmtMillis, 0.001),
+	var out []template.HTML
+	if r.hasTraffic() {
+		out = append(out,
+			mk("rate", "Requests per second", "per second", rateMetrics, fmtRate, 1),
+			mk("errors", "Error rate", "errors", errorMetrics, fmtPercent, 0.01),
+			r.latencyChart())
 	}
+	return append(out, r.probeCharts()...)
+}
+
+// hasTraffic reports whether the run had traffic of its own.
+func (r *Run) hasTraffic() bool {
+	if len(r.Result.Traffic) > 0 {
+		return true
+	}
+	for _, s := range r.Samples {
+		if s.Requests > 0 || s.InFlight > 0 {
+			return true
+		}
+	}
+	return len(r.probeNames()) == 0 && len(r.stopNames()) == 0 // nothing else to draw: the empty charts say so
+}
+
+func (r *Run) newChart(id, title, unit string, f func(float64) string, atLeast float64) chart {
+	return chart{id: id, title: title, unit: unit, xLabel: "seconds since the run started", xMin: 0, xMax: r.duration(),
+		bands: r.bands(0), markers: r.markers(0), yFormat: f, yMaxAtLeast: atLeast}
+}
+
+// latencyChart draws the percentiles, the age of the oldest request in
+// flight (a hang, as it hangs) and the client timeout, where latencies
+// that reach it are requests given up.
+func (r *Run) latencyChart() template.HTML {
+	c := r.newChart("latency", "Latency (from each request's intended start)", "latency", fmtMillis, 0.001)
+	for _, m := range latencyMetrics {
+		c.series = append(c.series, series{name: m.name, color: m.color, pts: r.points(m, 0)})
+	}
+	oldest := metric{"oldest in flight", purple, func(s record.Sample) float64 { return s.Oldest }}
+	for _, s := range r.Samples {
+		if s.InFlight > 0 && s.Oldest > 0 {
+			c.series = append(c.series, series{name: oldest.name, color: oldest.color, dash: true, pts: r.points(oldest, 0)})
+			break
+		}
+	}
+	if t := r.Result.Timeout; t > 0 {
+		c.series = append(c.series, series{name: "client timeout " + fmtMillis(t) + ": a plateau here is requests given up", color: grey, dash: true,
+			pts: []point{{c.xMin, t}, {c.xMax, t}}})
+	}
+	return template.HTML(c.svg()) //nolint:gosec // built by chart.svg, which escapes every text
+}
+
+// probeNames lists the probes of the samples, in order of first appearance.
+func (r *Run) probeNames() []string {
+	var out []string
+	for _, s := range r.Samples {
+		for _, p := range s.Probes {
+			if !slices.Contains(out, p.Probe) {
+				out = append(out, p.Probe)
+			}
+		}
+	}
+	return out
+}
+
+// stopNames lists the stop conditions on a Prometheus that had a value.
+func (r *Run) stopNames() []string {
+	var out []string
+	for _, s := range r.Samples {
+		for _, st := range s.Stops {
+			if st.Value != nil && !slices.Contains(out, st.Condition) {
+				out = append(out, st.Condition)
+			}
+		}
+	}
+	return out
+}
+
+// probePassed is the share of a probe's runs that passed, in each tick
+// where it ran, x in seconds since the start minus shift.
+func (r *Run) probePassed(name string, shift float64) []point {
+	pass, _ := r.probePoints(name, shift)
+	return pass
+}
+
+// probePoints are a probe's share passed and mean time to answer, in each
+// tick where it ran.
+func (r *Run) probePoints(name string, shift float64) (pass, took []point) {
+	for _, s := range r.Samples {
+		n, passed, sum := 0, 0, 0.0
+		for _, p := range s.Probes {
+			if p.Probe == name {
+				n++
+				sum += p.Latency
+				if p.Passed {
+					passed++
+				}
+			}
+		}
+		if n > 0 {
+			x := r.since(s.Time) - shift
+			pass, took = append(pass, point{x, float64(passed) / float64(n)}), append(took, point{x, sum / float64(n)})
+		}
+	}
+	return pass, took
+}
+
+var seriesColors = []string{blue, orange, green, purple, sky, vermilion}
+
+// probeCharts draw each probe's success and latency, tick by tick, and the
+// value of each query a stop condition reads, with the same windows as the
+// traffic.
+func (r *Run) probeCharts() []template.HTML {
+	var out []template.HTML
+	if names := r.probeNames(); len(names) > 0 {
+		ok := r.newChart("probe-success", "Probes: share passed in each tick", "passed", fmtPercent, 1)
+		ok.yCap = 1
+		lat := r.newChart("probe-latency", "Probes: time to answer", "latency", fmtMillis, 0.001)
+		for i, name := range names {
+			pass, took := r.probePoints(name, 0)
+			color := seriesColors[i%len(seriesColors)]
+			ok.series = append(ok.series, series{name: name, color: color, pts: pass})
+			lat.series = append(lat.series, series{name: name, color: color, pts: took})
+		}
+		out = append(out, template.HTML(ok.svg()), template.HTML(lat.svg())) //nolint:gosec // built by chart.svg, which escapes every text
+	}
+	if names := r.stopNames(); len(names) > 0 {
+		q := r.newChart("queries", "Stop conditions on Prometheus: the value read each tick", "value", trimFloat, 0)
+		for i, name := range names {
+			var pts []point
+			for _, s := range r.Samples {
+				for _, st := range s.Stops {
+					if st.Condition == name && st.Value != nil {
+						pts = append(pts, point{r.since(s.Time), *st.Value})
+					}
+				}
+			}
+			q.series = append(q.series, series{name: name, color: seriesColors[i%len(seriesColors)], pts: pts})
+		}
+		out = append(out, template.HTML(q.svg())) //nolint:gosec // built by chart.svg, which escapes every text
+	}
+	return out
 }
 
 // verdictClass is the CSS class of a verdict.

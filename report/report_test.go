@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/xml"
 	"flag"
+	"html"
 	"html/template"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
@@ -410,5 +413,64 @@ func TestStoryIsTold(t *testing.T) {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, md.String())
 		}
+	}
+}
+
+// A run without traffic draws its probes and its stop queries instead of
+// three empty charts; a run with traffic draws the oldest request in flight
+// and the client timeout on its latency chart; compare draws each probe for
+// both runs.
+func TestProbesQueriesAndHangsArePlotted(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	at := func(s int) record.Stamp { return record.Stamp(t0.Add(time.Duration(s) * time.Second)) }
+	v := 3.0
+	run := func(traffic bool) *report.Run {
+		r := &report.Run{Dir: t.TempDir(), Complete: true, Result: record.Result{Name: "x", Verdict: "FAILED", Started: at(0), Ended: at(4),
+			Phases: []record.PhaseRecord{{Name: "baseline", Start: at(0), End: at(2)}, {Name: "inject", Start: at(2), End: at(4)}}}}
+		for i := range 4 {
+			s := record.Sample{Time: at(i + 1), Phase: "baseline",
+				Probes: []record.ProbeSample{{Probe: "health", Passed: i < 2, Latency: 0.01 * float64(i+1)}},
+				Stops:  []record.StopSample{{Condition: "rate(errors[5s]) > 5", Holds: false, Value: &v}}}
+			if traffic {
+				s.Requests, s.P99, s.InFlight, s.Oldest = 10, 0.2, 3, float64(i)
+			}
+			r.Samples = append(r.Samples, s)
+		}
+		if traffic {
+			r.Result.Timeout = 4
+			r.Result.Traffic = []record.TrafficRecord{{Phase: "baseline", Requests: 40}}
+		}
+		return r
+	}
+	seriesOf := func(page string) map[string]string {
+		out := map[string]string{}
+		for _, m := range regexp.MustCompile(`data-series="([^"]+)" data-points="(\d+)"`).FindAllStringSubmatch(page, -1) {
+			out[html.UnescapeString(m[1])] = m[2]
+		}
+		return out
+	}
+	var b strings.Builder
+	if err := run(false).HTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	got := seriesOf(b.String())
+	if got["health"] != "4" || got["rate(errors[5s]) > 5"] != "4" || got["p99"] != "" {
+		t.Errorf("no traffic: series %v, want the probe and the query drawn, and no traffic charts", got)
+	}
+	b.Reset()
+	if err := run(true).HTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	got = seriesOf(b.String())
+	if got["p99"] != "4" || got["oldest in flight"] != "4" || !strings.Contains(b.String(), "client timeout 4 s") {
+		t.Errorf("traffic: series %v, want p99, the oldest in flight and the client timeout", got)
+	}
+	b.Reset()
+	a, c := run(false), run(true)
+	if err := report.Compare(&b, a, c, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Probe health: share passed") {
+		t.Errorf("compare does not draw the probe")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +93,40 @@ recovery: 2s
 				t.Fatalf("verdict %s (%v), want %s; checks %+v", res.Verdict, res.Reasons, tt.verdict, res.Checks)
 			}
 		})
+	}
+}
+
+// A stop condition on a query that cannot be evaluated (Prometheus is
+// unreachable behind a proxy taken down) aborts the run once it has been
+// unevaluable for longer than its for, and not before; the fault is
+// reverted.
+func TestUnevaluableQueryAborts(t *testing.T) {
+	prom := prometheusServer(t)
+	src := fmt.Sprintf(`
+name: blind
+targets:
+  prom-link: {proxy: {listen: "127.0.0.1:0", upstream: %q}}
+baseline: 1s
+faults: [{name: prometheus unreachable, target: prom-link, down: {}, duration: 20s}]
+recovery: 2s
+stop_when:
+  - prometheus: "http://{prom-link.addr}"
+    query: up
+    when: "< 0 for 2s"
+`, strings.TrimPrefix(prom, "http://"))
+	x, err := experiment.Parse("blind.yaml", []byte(src), experiment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := runFast(t, context.Background(), x)
+	if res.Verdict != runner.Aborted || !strings.Contains(strings.Join(res.Reasons, " "), "could not be evaluated for") {
+		t.Fatalf("verdict %s (%v), want ABORTED because the query could not be evaluated", res.Verdict, res.Reasons)
+	}
+	f := res.Faults[0]
+	if f.InjectedAt == nil || f.RevertedAt == nil {
+		t.Fatalf("fault %+v: want injected and reverted", f)
+	}
+	if took := time.Time(*f.RevertedAt).Sub(time.Time(*f.InjectedAt)); took < 2*time.Second || took > 15*time.Second {
+		t.Errorf("aborted %v after the fault began: want after the condition's for (2s), long before the fault's 20s", took)
 	}
 }

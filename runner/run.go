@@ -945,6 +945,7 @@ func (r *run) finish() {
 	r.res.Ended = Stamp(now)
 	if r.x.Traffic != nil {
 		r.res.Traffic = r.col.traffic(now)
+		r.res.Timeout = r.x.Traffic.Timeout.Seconds()
 	}
 	if r.res.Verdict == "" {
 		r.res.Verdict = Passed

@@ -779,3 +779,65 @@ func TestStatusSaysWhatARemoteFaultPutInPlace(t *testing.T) {
 	_ = runner.Process.Signal(syscall.SIGTERM)
 	_ = runner.Wait()
 }
+
+// A service that speaks only Redis is the subject of an experiment: its
+// baseline, a latency condition that breaks under a latency toxic (FAILED),
+// and a report whose charts draw the Redis traffic.
+func TestRedisOnlyExperiment(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not installed: make test installs it")
+		}
+		t.Skip("redis-server is not installed (make test installs it)")
+	}
+	dir := t.TempDir()
+	src := `name: redis-only
+targets:
+  redis:
+    process:
+      command: [redis-server, --port, "{port}", --bind, 127.0.0.1, --save, "", --appendonly, "no", --dir, "{run_dir}"]
+      ready: tcp://127.0.0.1:{port}
+  redis-link: {proxy: {listen: "127.0.0.1:0", upstream: "{redis.addr}"}}
+traffic:
+  rate: 50/s
+  timeout: 2s
+  requests:
+    - {name: get, redis: {addr: "{redis-link.addr}", command: [GET, basket]}}
+steady_state:
+  - latency p99 of get < 100ms
+baseline: 2s
+faults:
+  - {name: slow redis, target: redis-link, latency: {delay: 300ms}, duration: 3s}
+recovery: 3s
+stop_when:
+  - error_rate > 90% for 3s
+`
+	path := filepath.Join(dir, "redis.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	cmd := exec.Command(binary(t), "run", path, "--out", out)
+	b, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != cli.ExitFailed {
+		t.Fatalf("run = %d, want %d (the latency condition breaks)\n%s", code, cli.ExitFailed, b)
+	}
+	if !strings.Contains(string(b), "latency p99 of get < 100ms") {
+		t.Errorf("the output does not say which condition broke:\n%s", b)
+	}
+	html, err := os.ReadFile(filepath.Join(out, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every chart of the traffic has points: requests, errors and latency.
+	series := regexp.MustCompile(`data-series="([^"]+)" data-points="(\d+)"`).FindAllStringSubmatch(string(html), -1)
+	drawn := 0
+	for _, s := range series {
+		if s[2] != "0" {
+			drawn++
+		}
+	}
+	if len(series) < 3 || drawn < 3 {
+		t.Errorf("report charts: %v, want the traffic's series drawn", series)
+	}
+}
