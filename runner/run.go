@@ -68,6 +68,9 @@ type Options struct {
 	// requests in flight (they end by their timeout, in the background)
 	// and kills what it launched at once instead of after a grace period.
 	Hurry <-chan struct{}
+	// OnSample, if not nil, is given each tick's sample as it is written to
+	// samples.jsonl ('faultline run --metrics-listen' serves them).
+	OnSample func(Sample)
 }
 
 type run struct {
@@ -481,6 +484,9 @@ func (r *run) progressLine(phase string, now, end time.Time) {
 			InFlight: int64(inFlight), Oldest: oldest.Seconds()}
 		smp.Probes, smp.Stops = r.tickOutcomes(now.Add(-r.opts.Tick), now)
 		_ = r.samples.Encode(smp)
+		if r.opts.OnSample != nil {
+			r.guard("the metrics", func() { r.opts.OnSample(smp) })
+		}
 	}
 	if r.opts.Progress == nil {
 		return

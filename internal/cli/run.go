@@ -24,7 +24,7 @@ import (
 
 // runOptions are faultline run's flags.
 type runOptions struct {
-	file, out, seed                          string
+	file, out, seed, metricsListen           string
 	vars                                     []string
 	dryRun, asJSON, allowNoStop, allowRemote bool
 }
@@ -67,6 +67,7 @@ DIR/result.json; the verdict is the exit code.
 	f.BoolVar(&o.asJSON, "json", false, "print result.json to stdout (progress stays on stderr)")
 	f.BoolVar(&o.allowNoStop, "allow-no-stop", false, "accept an experiment without stop conditions")
 	f.BoolVar(&o.allowRemote, "allow-remote", false, "allow targets, traffic and probes off loopback")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve the run's Prometheus metrics (phase, faults active, traffic, probes) on `HOST:PORT`/metrics; off loopback needs --allow-remote")
 	return cmd
 }
 
@@ -85,6 +86,9 @@ func runExperiment(c *cobra.Command, g *globals, o runOptions) error {
 	}
 	if remote := x.OffLoopback(); len(remote) > 0 && !o.allowRemote {
 		return usagef("%s reaches beyond this machine (%s): pass --allow-remote if that is intended", o.file, strings.Join(remote, ", "))
+	}
+	if o.metricsListen != "" && !loopbackAddr(o.metricsListen) && !o.allowRemote {
+		return usagef("--metrics-listen %s is off loopback: anyone who reaches it reads the run; pass --allow-remote if that is intended", o.metricsListen)
 	}
 	seed, err := parseSeed(o.seed)
 	if err != nil {
@@ -124,8 +128,18 @@ func runExperiment(c *cobra.Command, g *globals, o runOptions) error {
 	defer stop()
 	progress := c.ErrOrStderr()
 	fmt.Fprintf(progress, "faultline run %s: %q, seed in result, output in %s\n", o.file, x.Name, o.out)
-	res, err := runner.Run(ctx, p, runner.Options{OutDir: o.out, Vars: vars, Flags: o.replayFlags(), Faults: reg,
-		Progress: progress, Live: isTerminal(progress), Hurry: hurry})
+	ropts := runner.Options{OutDir: o.out, Vars: vars, Flags: o.replayFlags(), Faults: reg,
+		Progress: progress, Live: isTerminal(progress), Hurry: hurry}
+	if o.metricsListen != "" {
+		m := newRunMetrics(x, o.out)
+		stopMetrics, err := serveMetrics(o.metricsListen, m, progress)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		ropts.OnSample = m.sample
+	}
+	res, err := runner.Run(ctx, p, ropts)
 	if err != nil {
 		return failure(err)
 	}

@@ -841,3 +841,56 @@ stop_when:
 		t.Errorf("report charts: %v, want the traffic's series drawn", series)
 	}
 }
+
+// faultline run --metrics-listen serves the run's phase, its faults and
+// its probes to Prometheus while it runs; off loopback it needs
+// --allow-remote.
+func TestRunMetricsListen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.yaml")
+	src := `name: metrics
+targets:
+  link: {proxy: {listen: "127.0.0.1:0", upstream: "127.0.0.1:1"}}
+steady_state:
+  - {name: up, probe: "tcp {link.addr}"}
+baseline: 1s
+faults: [{name: slow link, target: link, latency: {delay: 1s}, duration: 30s}]
+recovery: 2s
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run(t, "run", path, "--allow-no-stop", "--metrics-listen", "0.0.0.0:0", "--dry-run"); code != cli.ExitUsage || !strings.Contains(errOut, "off loopback") {
+		t.Errorf("--metrics-listen off loopback = %d %q, want %d and why", code, errOut, cli.ExitUsage)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(binary(t), "run", path, "--allow-no-stop", "--metrics-listen", addr, "--out", filepath.Join(dir, "run"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var page string
+	processtest.WaitFor(t, "the fault in the metrics", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		page = string(b)
+		return strings.Contains(page, `faultline_fault_active{action="latency",experiment="metrics",fault="slow link"`) &&
+			regexp.MustCompile(`faultline_fault_active\{[^}]*fault="slow link"[^}]*\} 1`).MatchString(page)
+	})
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`faultline_run_phase\{[^}]*phase="inject"[^}]*\} 1`),
+		regexp.MustCompile(`faultline_run_phase\{[^}]*phase="baseline"[^}]*\} 0`),
+		regexp.MustCompile(`faultline_probe_success_ratio\{[^}]*probe="up"[^}]*\} 1`),
+		regexp.MustCompile(`faultline_fault_active\{[^}]*target="link"[^}]*\} 1`),
+	} {
+		if !want.MatchString(page) {
+			t.Errorf("metrics lack %s:\n%s", want, page)
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT) // the run rolls back and ends
+	_ = cmd.Wait()
+}
