@@ -331,10 +331,21 @@ var needsPostgres = map[string]string{
 	"db-nulls":          "rows that psql nulls and puts back",
 }
 
+// demoFile is the file an experiment of the demo runs from: zone-outage is
+// a real network partition of the zone where the machine can make one
+// (root, nf_tables), and the zone's instances killed elsewhere.
+func demoFile(name string) string {
+	if name == "zone-outage" && networkLacks() == "" {
+		return "zone-outage-net"
+	}
+	return name
+}
+
 // demoRun runs one experiment against one build.
 func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Postgres, cacheServer, name string, build shop.Build) (demoRow, error) {
 	row := demoRow{Experiment: name, Build: string(build), Dir: filepath.Join(o.out, name, string(build)), Broken: []string{}}
-	data, err := experiments.File(name)
+	file := demoFile(name)
+	data, err := experiments.File(file)
 	if err != nil {
 		return row, err
 	}
@@ -357,7 +368,7 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 		defer unmountTmpfs(dir)
 		vars["LOG_DIR"] = dir
 	}
-	x, err := experiment.Parse(experiments.Path(name), data, experiment.Options{Vars: vars})
+	x, err := experiment.Parse(experiments.Path(file), data, experiment.Options{Vars: vars})
 	if err != nil {
 		return row, err
 	}
