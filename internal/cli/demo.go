@@ -39,10 +39,13 @@ each.
   db-primary-down  freeze PostgreSQL (SIGSTOP) for 10 s
   slow-payment     the card processor answers 8 s late
   half-instances   kill 50 % of the checkout instances
-  zone-outage      kill every instance in zone a
+  zone-outage      zone a's instances cut off the network (a partition, as
+                   root with nf_tables), else killed
 
 With --all, also the wider checklist's:
 
+  service-unreachable  no packet passes between checkout and the card
+                       processor (in a network namespace of its own, as root)
   payment-errors     the card processor answers 500 to half the charges
   payment-malformed  its answers come back with status null, charge_id gone
   dns-fails          the processor's name answers SERVFAIL
@@ -53,6 +56,10 @@ With --all, also the wider checklist's:
   cpu-spike          the card processor gets 1 % of a core (a cgroup quota, as root)
   db-nulls           two products' prices turn NULL in PostgreSQL
   schema-mismatch    the processor's answers change shape (a field retyped, one renamed)
+
+and last error-alert: payment errors again, the run stopped by Prometheus's
+ErrorRateTooHigh alert on the shop's /metrics (Debian's prometheus), as the
+blog's experiment stops on its CloudWatch alarm.
 
 With --checklist, every experiment runs (as with --all) and the end is the
 quarterly checklist: its 15 failures in four groups (dependencies, data
