@@ -870,8 +870,10 @@ recovery: 2s
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	var page string
+	client := &http.Client{Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
 	processtest.WaitFor(t, "the fault in the metrics", func() bool {
-		resp, err := http.Get("http://" + addr + "/metrics")
+		resp, err := client.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return false
 		}
