@@ -185,7 +185,7 @@ func (s *Set) NetDests(to experiment.NetTo, isolated, ports bool) ([]netfault.De
 		port := uint16(0)
 		if ports {
 			if port = uint16(in.Port); port == 0 {
-				return fmt.Errorf("target %s[%d] has no port faultline knows: give its HOST:PORT in to:", p.spec.Name, in.Index)
+				return fmt.Errorf("target %s[%d] has no port faultline knows: give its HOST:PORT in to", p.spec.Name, in.Index)
 			}
 		}
 		switch {
@@ -196,7 +196,7 @@ func (s *Set) NetDests(to experiment.NetTo, isolated, ports bool) ([]netfault.De
 		case in.Port != 0:
 			add(netfault.Dest{Prefix: netip.MustParsePrefix("127.0.0.1/32"), Port: uint16(in.Port)})
 		default:
-			return fmt.Errorf("target %s[%d] has no address faultline knows: give its address in to:", p.spec.Name, in.Index)
+			return fmt.Errorf("target %s[%d] has no address faultline knows: give its address in to", p.spec.Name, in.Index)
 		}
 		return nil
 	}

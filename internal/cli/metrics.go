@@ -21,15 +21,14 @@ import (
 // sample: what 'faultline run --metrics-listen' serves, so that a team's
 // own dashboards show the fault windows beside their graphs.
 type runMetrics struct {
-	reg                  *prometheus.Registry
-	phase, fault         *prometheus.GaugeVec
-	requests, errs       prometheus.Counter
-	latency              *prometheus.GaugeVec
-	inFlight, oldest     prometheus.Gauge
-	probeOK, probeTook   *prometheus.GaugeVec
-	phases               []string
-	faults               []experiment.Fault
-	experiment, runLabel string
+	reg                *prometheus.Registry
+	phase, fault       *prometheus.GaugeVec
+	requests, errs     prometheus.Counter
+	latency            *prometheus.GaugeVec
+	inFlight, oldest   prometheus.Gauge
+	probeOK, probeTook *prometheus.GaugeVec
+	phases             []string
+	faults             []experiment.Fault
 }
 
 var runPhases = []string{"setup", "baseline", "inject", "rollback", "recovery", "teardown"}
