@@ -46,16 +46,16 @@ With --all, also the wider checklist's:
 
   service-unreachable  no packet passes between checkout and the card
                        processor (in a network namespace of its own, as root)
-  payment-errors     the card processor answers 500 to half the charges
-  payment-malformed  its answers come back with status null, charge_id gone
-  dns-fails          the processor's name answers SERVFAIL
-  db-pool-exhausted  another client holds every PostgreSQL connection for 10 s
-  disk-fills         the log volume fills up (a tmpfs the demo mounts, as root)
-  queue-down         the message broker (NATS) is killed for 10 s
-  memory-pressure    the card processor is killed as the OOM killer would (simulated)
-  cpu-spike          the card processor gets 1 % of a core (a cgroup quota, as root)
-  db-nulls           two products' prices turn NULL in PostgreSQL
-  schema-mismatch    the processor's answers change shape (a field retyped, one renamed)
+  payment-errors       the card processor answers 500 to half the charges
+  payment-malformed    its answers come back with status null, charge_id gone
+  dns-fails            the processor's name answers SERVFAIL
+  db-pool-exhausted    another client holds every PostgreSQL connection for 10 s
+  disk-fills           the log volume fills up (a tmpfs the demo mounts, as root)
+  queue-down           the message broker (NATS) is killed for 10 s
+  memory-pressure      the card processor is killed as the OOM killer would (simulated)
+  cpu-spike            the card processor gets 1 % of a core (a cgroup quota, as root)
+  db-nulls             two products' prices turn NULL in PostgreSQL
+  schema-mismatch      the processor's answers change shape (a field retyped, one renamed)
 
 and last error-alert: payment errors again, the run stopped by Prometheus's
 ErrorRateTooHigh alert on the shop's /metrics (Debian's prometheus), as the
