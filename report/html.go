@@ -230,7 +230,7 @@ func (r *Run) latencyChart() template.HTML {
 		}
 	}
 	if t := r.Result.Timeout; t > 0 {
-		c.series = append(c.series, series{name: "client timeout " + fmtMillis(t) + ": a plateau here is requests given up", color: grey, dash: true,
+		c.series = append(c.series, series{name: "client timeout " + fmtMillis(t), color: grey, dash: true,
 			pts: []point{{c.xMin, t}, {c.xMax, t}}})
 	}
 	return template.HTML(c.svg()) //nolint:gosec // built by chart.svg, which escapes every text
