@@ -120,16 +120,11 @@ func dests(ds []netfault.Dest) string {
 // chainName is the name of a fault's chains in the i-th namespace it acts
 // in: the fault's name in the characters nftables takes, and i.
 func chainName(name string, i int) string {
-	slug := strings.Map(func(c rune) rune {
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
-			return c
-		}
-		return '-'
-	}, name)
-	if len(slug) > 48 {
-		slug = slug[:48]
+	s := slug(name)
+	if len(s) > 48 {
+		s = s[:48]
 	}
-	return slug + "-" + strconv.Itoa(i)
+	return s + "-" + strconv.Itoa(i)
 }
 
 // undoNetfault removes what a run made of the network: a fault's chains,

@@ -37,13 +37,18 @@ func streams(direction string) []proxy.Stream {
 
 // toxicName is the name of a toxic a run adds: never one of the user's.
 func toxicName(run, faultName string, s proxy.Stream) string {
-	slug := strings.Map(func(c rune) rune {
+	return fmt.Sprintf("faultline-%s-%s-%s", run, slug(faultName), s)
+}
+
+// slug is a fault's name in the characters that toxic, chain and table
+// names take: others become '-'.
+func slug(name string) string {
+	return strings.Map(func(c rune) rune {
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
 			return c
 		}
 		return '-'
-	}, faultName)
-	return fmt.Sprintf("faultline-%s-%s-%s", run, slug, s)
+	}, name)
 }
 
 // refused marks an API's definite refusal (a 4xx answer: nothing was
