@@ -26,7 +26,8 @@ import (
 
 // Client talks to one cluster.
 type Client struct {
-	cs kubernetes.Interface
+	cs  kubernetes.Interface
+	cfg *rest.Config // for streams (attach)
 }
 
 // Config finds the cluster: kubeconfig if given, else $KUBECONFIG, else
@@ -67,7 +68,7 @@ func New(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cs: cs}, nil
+	return &Client{cs: cs, cfg: cfg}, nil
 }
 
 // Open connects to the cluster of a kubeconfig, found as Config finds it.

@@ -177,7 +177,7 @@ Or drive the proxy by hand:
 	g := &globals{}
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "state `directory`: registered runs and the kill switch (default $FAULTLINE_STATE_DIR, else $XDG_STATE_HOME/faultline, else ~/.local/state/faultline)")
 	root.AddCommand(newDemoCmd(g), newTourCmd(g), newVersionCmd(), newServeCmd(g), newProxyCmd(), newToxicCmd(), newValidateCmd(),
-		newRunCmd(g), newRecoverCmd(g), newSchemaCmd(), newHaltCmd(g), newResumeCmd(g), newStatusCmd(g), newShopCmd(), newReportCmd(), newCompareCmd(), newDNSCmd(g), newStressCmd(g), newMonkeyCmd(g))
+		newRunCmd(g), newRecoverCmd(g), newSchemaCmd(), newHaltCmd(g), newResumeCmd(g), newStatusCmd(g), newShopCmd(), newReportCmd(), newCompareCmd(), newDNSCmd(g), newStressCmd(g), newMonkeyCmd(g), newAgentCmd())
 	return root
 }
 

@@ -1,0 +1,270 @@
+// Package agent is faultline inside a pod. Run by the runner in an
+// ephemeral container of the target pod (`faultline agent`), it shares the
+// pod's network namespace and puts one network fault in place there, as
+// nftables rules in the run's own tables. The fault cannot outlive the run:
+// it holds a lease that the runner renews over the container's standard
+// input, and the agent takes the fault back by itself when the lease runs
+// out, when it is told to, when it is stopped, or when it panics.
+//
+// The protocol is lines of text. The runner sends "apply", then "renew"
+// more often than the lease, and "revert" at the fault's end; the agent
+// answers "applied" (or "failed: WHY") and, once the fault is gone,
+// "reverted: WHY", which it also leaves as the container's termination
+// message so that whoever looks later can tell.
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/faultline/faultline/netfault"
+)
+
+// DefaultLease is how long a fault stays without a renewal.
+const DefaultLease = 15 * time.Second
+
+// Spec is what one agent puts in place, passed as JSON on its command line.
+type Spec struct {
+	// Run and Fault name the nftables tables (faultline_RUN) and chains
+	// (FAULT.*) the fault lives in.
+	Run   string `json:"run"`
+	Fault string `json:"fault"`
+	// One of Partition and PacketLoss.
+	Partition  *netfault.Partition  `json:"partition,omitempty"`
+	PacketLoss *netfault.PacketLoss `json:"packet_loss,omitempty"`
+	// Lease is how long the fault stays in place without a renewal.
+	Lease Duration `json:"lease"`
+	// StartBy is when an agent that has not applied its fault gives up: an
+	// agent whose container started late (a slow image pull), after the
+	// runner gave up on it, applies nothing.
+	StartBy time.Time `json:"start_by"`
+}
+
+// Duration is a time.Duration written as "15s" in JSON.
+type Duration time.Duration
+
+// MarshalText writes it as time.Duration's String does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads what time.ParseDuration takes.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseSpec reads a Spec and checks it.
+func ParseSpec(s string) (Spec, error) {
+	var sp Spec
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sp); err != nil {
+		return Spec{}, fmt.Errorf("agent spec: %w", err)
+	}
+	switch {
+	case sp.Run == "" || sp.Fault == "":
+		return Spec{}, errors.New("agent spec: run and fault are required")
+	case (sp.Partition == nil) == (sp.PacketLoss == nil):
+		return Spec{}, errors.New("agent spec: want exactly one of partition and packet_loss")
+	case sp.Lease <= 0:
+		return Spec{}, errors.New("agent spec: lease must be positive")
+	case sp.StartBy.IsZero():
+		return Spec{}, errors.New("agent spec: start_by is required")
+	}
+	return sp, nil
+}
+
+// String writes the Spec as ParseSpec reads it.
+func (s Spec) String() string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func (s Spec) fault() netfault.Fault {
+	if s.Partition != nil {
+		return *s.Partition
+	}
+	return *s.PacketLoss
+}
+
+// The lines of the protocol.
+const (
+	Apply    = "apply"
+	Renew    = "renew"
+	Revert   = "revert"
+	Applied  = "applied"
+	Failed   = "failed: "
+	Reverted = "reverted: "
+)
+
+// TerminationLog is where the container's termination message goes.
+var TerminationLog = "/dev/termination-log"
+
+// Run is the agent: it waits for "apply" on in, applies the fault in its
+// own network namespace, holds it while the lease is renewed, and takes it
+// back. It returns once nothing of the fault is left, or with the error
+// that left something (the run's tables, which the runner's recover then
+// removes through the journal). stop is closed on a signal.
+func Run(ctx context.Context, spec Spec, in io.Reader, out io.Writer, stop <-chan struct{}) error {
+	return RunIn(ctx, "/proc/self/ns/net", spec, in, out, stop)
+}
+
+// RunIn is Run acting in the network namespace at nsPath instead of its
+// own.
+func RunIn(ctx context.Context, nsPath string, spec Spec, in io.Reader, out io.Writer, stop <-chan struct{}) (err error) {
+	a := &agent{spec: spec, out: out, nsPath: nsPath}
+	lines := make(chan string)
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // blocked in a read until in ends: the process exits with the agent
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			select {
+			case lines <- strings.TrimSpace(sc.Text()):
+			case <-done:
+				return
+			}
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			err = errors.Join(fmt.Errorf("agent panicked: %v", p), a.revert("the agent panicked"))
+		}
+	}()
+
+	wait := time.Until(spec.StartBy)
+	if lease := time.Duration(spec.Lease); wait > lease {
+		wait = lease
+	}
+	if wait <= 0 {
+		a.say(Reverted + "started after its start_by: nothing applied")
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for !a.applied {
+		select {
+		case line, ok := <-lines:
+			switch {
+			case !ok:
+				a.say(Reverted + "input closed before apply: nothing applied")
+				return nil
+			case line == Revert:
+				a.say(Reverted + "told to before apply: nothing applied")
+				return nil
+			case line == Apply:
+				if err := a.apply(ctx); err != nil {
+					a.say(Failed + err.Error())
+					return err
+				}
+				a.say(Applied)
+				timer.Reset(time.Duration(spec.Lease))
+			}
+		case <-timer.C:
+			a.say(Reverted + "no apply in time: nothing applied")
+			return nil
+		case <-stop:
+			a.say(Reverted + "stopped before apply: nothing applied")
+			return nil
+		}
+	}
+	for {
+		select {
+		case line, ok := <-lines:
+			switch {
+			case !ok:
+				lines = nil // nobody can renew now: the lease decides
+			case line == Renew:
+				timer.Reset(time.Duration(spec.Lease))
+			case line == Apply:
+				a.say(Applied)
+			case line == Revert:
+				return a.revert("told to")
+			}
+		case <-timer.C:
+			return a.revert(fmt.Sprintf("lease of %v ran out", time.Duration(spec.Lease)))
+		case <-stop:
+			return a.revert("stopped by a signal")
+		case <-ctx.Done():
+			return a.revert("stopped: " + ctx.Err().Error())
+		}
+	}
+}
+
+type agent struct {
+	spec    Spec
+	nsPath  string
+	out     io.Writer
+	mu      sync.Mutex
+	ops     []netfault.Op // what was made, in order
+	applied bool
+}
+
+func (a *agent) say(line string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fmt.Fprintln(a.out, line)
+	if strings.HasPrefix(line, Reverted) || strings.HasPrefix(line, Failed) {
+		_ = os.WriteFile(TerminationLog, []byte(line), 0o644) // absent outside a container
+	}
+}
+
+func (a *agent) record(op netfault.Op) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ops = append(a.ops, op)
+	return nil
+}
+
+// apply puts the fault in place in the agent's own network namespace; on
+// an error, what it made is taken back.
+func (a *agent) apply(ctx context.Context) error {
+	ns, err := netfault.OpenNS(a.nsPath)
+	if err != nil {
+		return err
+	}
+	if _, err := netfault.Tables(ctx, ns, a.spec.Run, a.record); err != nil {
+		return errors.Join(err, a.undo())
+	}
+	if _, err := netfault.Inject(ctx, ns, a.spec.Run, a.spec.Fault, a.spec.fault(), a.record); err != nil {
+		return errors.Join(err, a.undo())
+	}
+	a.applied = true
+	return nil
+}
+
+// revert takes the fault back and says why.
+func (a *agent) revert(why string) error {
+	if err := a.undo(); err != nil {
+		a.say(Failed + "revert: " + err.Error())
+		return err
+	}
+	a.say(Reverted + why)
+	return nil
+}
+
+func (a *agent) undo() error {
+	a.mu.Lock()
+	ops := a.ops
+	a.ops = nil
+	a.mu.Unlock()
+	var errs []error
+	for i := len(ops) - 1; i >= 0; i-- {
+		if err := netfault.Undo(context.Background(), ops[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
