@@ -20,12 +20,20 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/agent"
+	"github.com/faultline/faultline/kubetest"
 	"github.com/faultline/faultline/netfault"
 )
 
 func TestMain(m *testing.M) {
 	agent.TerminationLog = os.DevNull
-	goleak.VerifyTestMain(m)
+	code := kubetest.Main(m) // stops the node the pod tests share
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // pod is a network namespace of the test's own on a bridge, standing for a

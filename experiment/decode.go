@@ -22,6 +22,8 @@ type decoder struct {
 	*decode.Decoder
 	// actions are the action keys of families registered from outside.
 	actions map[string]ActionDecoder
+	// agentImage is Options.AgentImage.
+	agentImage string
 }
 
 // actionKeys are every action key the decoder knows, built-in first.

@@ -111,6 +111,13 @@ type ProxyTarget struct {
 // resolved once when the fault starts. A selection's tags are labels.
 type PodsTarget struct {
 	Namespace, Selector, Kubeconfig string
+	// Container is the container a fault inside the pod acts with (the
+	// agent joins its process namespace); default: the pod's first.
+	Container string
+	// AgentImage is the image of the agent that network faults put in an
+	// ephemeral container of each selected pod: the faultline binary as
+	// its entrypoint (deploy/kubernetes/Dockerfile).
+	AgentImage string
 }
 
 // DNSTarget is a resolver the run starts (package dnsfault): it answers
@@ -179,7 +186,10 @@ type Fault struct {
 	// AllowHostNetwork lets a network fault act in the host's own network
 	// namespace, where it hits every process that talks to its to:.
 	AllowHostNetwork bool
-	Action           Action
+	// Lease bounds a fault inside a pod: its agent takes it back when the
+	// runner has not renewed it for that long (default 15s).
+	Lease  time.Duration
+	Action Action
 }
 
 // Settings describes the fault as configured, in one line, for results
@@ -368,6 +378,9 @@ type Options struct {
 	// Actions are action keys beyond the built-in ones, each with how to
 	// read its value: the families a fault.Registry has from outside.
 	Actions map[string]ActionDecoder
+	// AgentImage is the agent image of pods targets that give none
+	// (run --agent-image).
+	AgentImage string
 }
 
 // Phases a steady-state entry may name.
@@ -376,7 +389,7 @@ var Phases = []string{"baseline", "inject", "recovery"}
 // The keys of each mapping in a file; the JSON Schema is checked against them.
 var (
 	targetKeys  = []string{"process", "proxy", "dns", "pods", "intercept", "tags"}
-	podsKeys    = []string{"namespace", "selector", "kubeconfig"}
+	podsKeys    = []string{"namespace", "selector", "kubeconfig", "container", "agent_image"}
 	dnsKeys     = []string{"listen", "upstream", "records", "intercept"}
 	processKeys = []string{"command", "ready", "instances", "restart", "match", "pid", "pidfile", "allow_other_users", "network"}
 	proxyKeys   = []string{"listen", "upstream", "api", "name", "token"}
@@ -397,7 +410,7 @@ var topKeys = []string{"version", "name", "description", "hypothesis", "targets"
 // once, each an *Error with its line, column and field, joined with
 // errors.Join.
 func Parse(file string, data []byte, opts Options) (*Experiment, error) {
-	d := &decoder{Decoder: decode.New(file), actions: opts.Actions}
+	d := &decoder{Decoder: decode.New(file), actions: opts.Actions, agentImage: opts.AgentImage}
 	root, err := decode.Document(file, data, "an experiment needs at least name, targets, faults and stop_when")
 	if err != nil {
 		return nil, err
@@ -642,6 +655,13 @@ func (d *decoder) podsTarget(n *yaml.Node, field string) *PodsTarget {
 	}
 	if v := f.Get("kubeconfig"); v != nil {
 		t.Kubeconfig = d.Str(v, field+".kubeconfig")
+	}
+	if v := f.Get("container"); v != nil {
+		t.Container = d.Str(v, field+".container")
+	}
+	t.AgentImage = d.agentImage
+	if v := f.Get("agent_image"); v != nil {
+		t.AgentImage = d.Str(v, field+".agent_image")
 	}
 	return t
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // faultFields are a fault's keys beside its action.
-var faultFields = []string{"name", "target", "start", "duration", "select", "direction", "toxicity", "irreversible", "allow_host_network"}
+var faultFields = []string{"name", "target", "start", "duration", "select", "direction", "toxicity", "irreversible", "allow_host_network", "lease"}
 
 func (d *decoder) faults(n *yaml.Node) []Fault {
 	if n.Kind != yaml.SequenceNode {
@@ -78,6 +78,12 @@ func (d *decoder) faults(n *yaml.Node) []Fault {
 		}
 		if v := f.Get("allow_host_network"); v != nil {
 			ft.AllowHostNetwork = d.Boolean(v, field+".allow_host_network")
+		}
+		if v := f.Get("lease"); v != nil {
+			ft.Lease = d.Duration(v, field+".lease")
+			if _, err := time.ParseDuration(v.Value); err == nil && ft.Lease < time.Second {
+				d.Errorf(v, field+".lease", "want at least 1s: the runner renews a lease a few times within it")
+			}
 		}
 		var given []*yaml.Node
 		for _, k := range f.Keys {
@@ -691,6 +697,9 @@ func (d *decoder) checkFaults(x *Experiment, root, fn *yaml.Node, targets map[st
 			if NetworkAction(ft.Action) {
 				d.checkNetworkFault(ft, t, targets, at, field)
 			}
+		}
+		if ft.Lease != 0 && (!ok || t.Pods == nil || !NetworkAction(ft.Action)) {
+			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition or packet_loss on a pods target) holds a lease")
 		}
 		if ft.AllowHostNetwork && !NetworkAction(ft.Action) {
 			d.Errorf(valueOf(at, "allow_host_network"), field+".allow_host_network", "only a network fault (partition, packet_loss) acts in a network namespace")

@@ -85,7 +85,11 @@ func (x *Experiment) UsesNetwork() bool {
 			return true
 		}
 	}
-	return slices.ContainsFunc(x.Faults, func(f Fault) bool { return NetworkAction(f.Action) })
+	// A fault inside a pod is the agent's: this machine's kernel is not
+	// involved.
+	return slices.ContainsFunc(x.Faults, func(f Fault) bool {
+		return NetworkAction(f.Action) && !slices.ContainsFunc(x.Targets, func(t Target) bool { return t.Name == f.Target && t.Pods != nil })
+	})
 }
 
 var networkKeys = []string{"subnet"}
@@ -229,8 +233,12 @@ func netTarget(a Action) (NetTo, bool) {
 // checkNetworkFault checks a network fault against its target and the
 // targets its to: names.
 func (d *decoder) checkNetworkFault(ft Fault, t *Target, targets map[string]*Target, at *yaml.Node, field string) {
+	if t.Pods != nil {
+		d.checkPodNetworkFault(ft, t, targets, at, field)
+		return
+	}
 	if t.Process == nil {
-		d.Errorf(at, field, "%s acts in a process target's network namespace, but target %q is not a process", ft.Action.Kind(), t.Name)
+		d.Errorf(at, field, "%s acts in the network namespace of a process or pods target, but target %q is neither", ft.Action.Kind(), t.Name)
 		return
 	}
 	if t.Process.Launched() && !t.Process.Isolated && !ft.AllowHostNetwork {
@@ -345,5 +353,28 @@ func (d *decoder) checkIntercepts(x *Experiment, root *yaml.Node, targets map[st
 				d.Errorf(valueOf(valueOf(valueOf(tn, t.Name), "intercept"), "to"), "targets."+t.Name+".intercept.to", "%q is not a process target the run launches: give HOST:PORT, CIDR:PORT or :PORT", name)
 			}
 		}
+	}
+}
+
+// checkPodNetworkFault checks a network fault inside the pods of a pods
+// target: an agent acts there, from an image the file or --agent-image
+// names, and to: names addresses or the pods of pods targets.
+func (d *decoder) checkPodNetworkFault(ft Fault, t *Target, targets map[string]*Target, at *yaml.Node, field string) {
+	if t.Pods.AgentImage == "" {
+		d.Errorf(at, field, "%s inside the pods of %q needs an agent image: add agent_image: IMAGE to the target's pods (the faultline binary as entrypoint, built by deploy/kubernetes/Dockerfile and pushed where the cluster pulls from), or run with --agent-image", ft.Action.Kind(), t.Name)
+	}
+	to, _ := netTarget(ft.Action)
+	toAt := valueOf(valueOf(at, ft.Action.Kind()), "to")
+	for _, name := range to.Targets {
+		tt, ok := targets[name]
+		switch {
+		case !ok:
+			d.Errorf(toAt, field+"."+ft.Action.Kind()+".to", "no target named %q%s (or give an IP, CIDR, IP:PORT or :PORT)", name, decode.Suggest(name, slices.Sorted(maps.Keys(targets))))
+		case tt.Pods == nil:
+			d.Errorf(toAt, field+"."+ft.Action.Kind()+".to", "target %q is not a pods target: from inside a pod, give its address instead", name)
+		}
+	}
+	if len(to.Tags) > 0 {
+		d.Errorf(toAt, field+"."+ft.Action.Kind()+".to.tags", "tags name process targets' instances: from inside a pod, name a pods target or give addresses")
 	}
 }

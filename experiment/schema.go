@@ -89,6 +89,8 @@ type (
 		Namespace  string `json:"namespace,omitempty" jsonschema_description:"default: default"`
 		Selector   string `json:"selector" jsonschema_description:"label selector, e.g. app=checkout"`
 		Kubeconfig string `json:"kubeconfig,omitempty"`
+		Container  string `json:"container,omitempty" jsonschema_description:"the container an in-pod fault's agent joins (its process namespace); default: the pod's first"`
+		AgentImage string `json:"agent_image,omitempty" jsonschema_description:"image of the agent that network faults run in an ephemeral container of each pod (the faultline binary as entrypoint); run --agent-image gives a default"`
 	}
 	podKillDoc struct {
 		Grace string `json:"grace,omitempty" jsonschema:"enum=0,enum=0s,enum=pod"`
@@ -202,6 +204,7 @@ type (
 		Toxicity     float64         `json:"toxicity,omitempty" jsonschema:"minimum=0,maximum=1"`
 		Irreversible bool            `json:"irreversible,omitempty"`
 		AllowHost    bool            `json:"allow_host_network,omitempty" jsonschema_description:"let a network fault act in the host's own network namespace"`
+		Lease        durationDoc     `json:"lease,omitempty" jsonschema_description:"a fault inside a pod: its agent takes it back when the runner has not renewed it for this long (default 15s)"`
 		Partition    *partitionDoc   `json:"partition,omitempty"`
 		PacketLoss   *packetLossDoc  `json:"packet_loss,omitempty"`
 		Latency      *latencyDoc     `json:"latency,omitempty"`

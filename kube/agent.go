@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -242,4 +243,28 @@ func (a *AgentConn) Close() {
 	_ = a.in.Close()
 	a.cancel()
 	<-a.done
+}
+
+// AgentAccess says what the client may not do of what running agents in
+// namespace takes (add an ephemeral container, attach to it), as the API
+// server decides it for the client's own identity; empty when it may.
+func (c *Client) AgentAccess(ctx context.Context, namespace string) ([]string, error) {
+	var missing []string
+	for _, a := range []struct{ verb, sub string }{{"update", "ephemeralcontainers"}, {"create", "attach"}, {"get", ""}} {
+		r, err := c.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{
+			Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authv1.ResourceAttributes{
+				Verb: a.verb, Resource: "pods", Subresource: a.sub, Namespace: namespace}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("ask the API server what this account may do in %s: %w", namespace, err)
+		}
+		if !r.Status.Allowed {
+			what := "pods"
+			if a.sub != "" {
+				what += "/" + a.sub
+			}
+			missing = append(missing, a.verb+" "+what)
+		}
+	}
+	return missing, nil
 }

@@ -149,6 +149,30 @@ func TestManifestsAndLeastPrivilege(t *testing.T) {
 			t.Errorf("allowed %v, which faultline does not need", a)
 		}
 	}
+	// agent-rbac.yaml, a Role of its own, grants what agents in pods take,
+	// and only that.
+	agentAccess := []access{
+		{"update", "", "pods", "ephemeralcontainers", "shop", ""}, {"create", "", "pods", "attach", "shop", ""},
+	}
+	for _, a := range agentAccess {
+		if can(t, cluster.Config, a.verb, a.group, a.resource, a.sub, a.ns, a.name) {
+			t.Errorf("rbac.yaml alone allows %v: the agent's rights belong in agent-rbac.yaml", a)
+		}
+	}
+	apply(t, cs, filepath.Join(dir, "agent-rbac.yaml"))
+	for _, a := range agentAccess {
+		if !can(t, cluster.Config, a.verb, a.group, a.resource, a.sub, a.ns, a.name) {
+			t.Errorf("agent-rbac.yaml: denied %v, which an agent needs", a)
+		}
+	}
+	for _, a := range []access{
+		{"create", "", "pods", "exec", "shop", ""}, {"update", "", "pods", "ephemeralcontainers", "kube-system", ""},
+		{"create", "", "pods", "attach", "kube-system", ""}, {"update", "", "pods", "", "shop", ""},
+	} {
+		if can(t, cluster.Config, a.verb, a.group, a.resource, a.sub, a.ns, a.name) {
+			t.Errorf("agent-rbac.yaml: allowed %v, which an agent does not need", a)
+		}
+	}
 	// cordon.yaml grants nodes, only get and patch.
 	apply(t, cs, filepath.Join(dir, "cordon.yaml"))
 	if !can(t, cluster.Config, "patch", "", "nodes", "", "", "") || can(t, cluster.Config, "delete", "", "nodes", "", "", "") {

@@ -88,6 +88,12 @@ type Pod struct {
 	Labels          map[string]string
 	Ready           bool
 	Grace           int64 // its termination grace period, in seconds
+	// IP is its address (empty until it has one); HostNetwork says it
+	// shares the node's network namespace.
+	IP          string
+	HostNetwork bool
+	// Containers are its containers' names, in the spec's order.
+	Containers []string
 }
 
 // Pods lists the pods of a namespace that match a label selector
@@ -102,7 +108,11 @@ func (c *Client) Pods(ctx context.Context, namespace, selector string) ([]Pod, e
 		if p.DeletionTimestamp != nil {
 			continue
 		}
-		pod := Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Node: p.Spec.NodeName, Labels: p.Labels, Grace: 30}
+		pod := Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Node: p.Spec.NodeName, Labels: p.Labels, Grace: 30,
+			IP: p.Status.PodIP, HostNetwork: p.Spec.HostNetwork}
+		for _, c := range p.Spec.Containers {
+			pod.Containers = append(pod.Containers, c.Name)
+		}
 		if p.Spec.TerminationGracePeriodSeconds != nil {
 			pod.Grace = *p.Spec.TerminationGracePeriodSeconds
 		}

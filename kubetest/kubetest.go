@@ -157,7 +157,10 @@ func (c *Cluster) startAPIServer(serviceCIDR string) error {
 		"--cert-dir", filepath.Join(c.dir, "certs"), "--token-auth-file", tokens,
 		"--authorization-mode", "RBAC", "--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", c.keyFile, "--service-account-signing-key-file", c.keyFile,
-		"--service-cluster-ip-range", serviceCIDR, "--disable-admission-plugins", "ServiceAccount"); err != nil {
+		"--service-cluster-ip-range", serviceCIDR, "--disable-admission-plugins", "ServiceAccount",
+		// Logs, attach and exec reach a kubelet at its node's address:
+		// the node's name resolves nowhere here.
+		"--kubelet-preferred-address-types", "InternalIP"); err != nil {
 		return err
 	}
 	c.URL = fmt.Sprintf("https://127.0.0.1:%d", secure)

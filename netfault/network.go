@@ -16,7 +16,6 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -314,7 +313,7 @@ func (n *Network) plug(ns NS, name string, br netlink.Link, addr netip.Addr) err
 	if err := netlink.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("veth %s: up: %w", name, err)
 	}
-	h, err := netlink.NewHandleAt(netns.NsHandle(int(f.Fd())))
+	h, err := nlHandle(f)
 	if err != nil {
 		return fmt.Errorf("netlink in %s: %w", ns, err)
 	}
@@ -409,7 +408,7 @@ func deleteLink(op Op) error {
 		return err
 	}
 	defer f.Close()
-	h, err := netlink.NewHandleAt(netns.NsHandle(int(f.Fd())))
+	h, err := nlHandle(f)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,9 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -287,4 +290,31 @@ func validName(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
 	}) < 0
+}
+
+// inSelf reports whether the namespace open as f is faultline's own. There
+// a netlink socket is opened as it is, without setns, which needs
+// CAP_SYS_ADMIN: an agent in a pod has NET_ADMIN alone.
+func inSelf(f *os.File) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil || unix.Stat("/proc/thread-self/ns/net", &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// nftConn is an nftables connection to the namespace open as f.
+func nftConn(f *os.File) (*nftables.Conn, error) {
+	if inSelf(f) {
+		return nftables.New()
+	}
+	return nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+}
+
+// nlHandle is a netlink handle in the namespace open as f.
+func nlHandle(f *os.File) (*netlink.Handle, error) {
+	if inSelf(f) {
+		return netlink.NewHandle()
+	}
+	return netlink.NewHandleAt(netns.NsHandle(int(f.Fd())))
 }

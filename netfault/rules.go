@@ -12,8 +12,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -168,7 +166,7 @@ func Tables(ctx context.Context, ns NS, run string, j Journal) (Op, error) {
 	if err := j.record(op); err != nil {
 		return op, err
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	c, err := nftConn(f)
 	if err != nil {
 		return op, err
 	}
@@ -234,7 +232,7 @@ func Inject(ctx context.Context, ns NS, run, fault string, f Fault, j Journal) (
 		return op, err
 	}
 	b := &builder{fault: fault, host: host}
-	if b.c, err = nftables.New(nftables.WithNetNSFd(int(file.Fd()))); err != nil {
+	if b.c, err = nftConn(file); err != nil {
 		return op, err
 	}
 	if b.inet, b.netdev, err = runTables(b.c, run); err != nil {
@@ -314,7 +312,7 @@ type device struct {
 // devices lists the namespace's interfaces other than loopback and bridge
 // ports.
 func devices(ns *os.File) ([]device, error) {
-	h, err := netlink.NewHandleAt(netns.NsHandle(int(ns.Fd())))
+	h, err := nlHandle(ns)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +338,7 @@ func deleteTables(op Op) error {
 		return err
 	}
 	defer f.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	c, err := nftConn(f)
 	if err != nil {
 		return err
 	}
@@ -373,7 +371,7 @@ func deleteChains(op Op) error {
 		return err
 	}
 	defer f.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	c, err := nftConn(f)
 	if err != nil {
 		return err
 	}

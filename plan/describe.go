@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faultline/faultline/agent"
+
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/netfault"
@@ -143,6 +145,12 @@ func describeNetwork(x *experiment.Experiment, f experiment.Fault) string {
 		to = fmt.Sprintf("%s (%d %%, %s, %s)", a.To, a.Percent, a.Protocol, f.Direction)
 	}
 	switch {
+	case t != nil && t.Pods != nil:
+		lease := f.Lease
+		if lease == 0 {
+			lease = agent.DefaultLease
+		}
+		return fmt.Sprintf("nftables rules to %s inside each selected pod of %s, by an agent (image %s) in an ephemeral container named faultline-RUNID-…, with NET_ADMIN; the agent takes them back by itself if this runner has not renewed its lease for %v (pods keep an exited ephemeral container in their spec)", to, t.Name, t.Pods.AgentImage, lease)
 	case t == nil || t.Process == nil:
 		return "no process target"
 	case t.Process.Isolated:

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/kube"
@@ -15,6 +17,30 @@ import (
 type Pods struct {
 	spec   experiment.Target
 	Client *kube.Client
+	set    *Set
+}
+
+// PodIPs returns the addresses of every pod of the pods target name now,
+// for a fault's to:.
+func (p *Pods) PodIPs(ctx context.Context, name string) ([]string, error) {
+	other, ok := p.set.byName[name].(*Pods)
+	if !ok {
+		return nil, fmt.Errorf("to: %s is not a pods target", name)
+	}
+	pods, err := other.Client.Pods(ctx, other.spec.Pods.Namespace, other.spec.Pods.Selector)
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, pod := range pods {
+		if pod.IP != "" {
+			ips = append(ips, pod.IP)
+		}
+	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("to: no pod of target %s has an address yet", name)
+	}
+	return ips, nil
 }
 
 // Spec is the target as the file gives it.
@@ -41,4 +67,22 @@ func (p *Pods) Select(ctx context.Context, sel experiment.Selection, rnd *rand.R
 		return nil, fmt.Errorf("target %s: no pod matches %s in namespace %s", p.spec.Name, selector, spec.Namespace)
 	}
 	return Choose(p.spec.Name, pods, sel, rnd, max, "pods")
+}
+
+// checkAgentAccess refuses, before anything is touched, a run whose
+// network faults on this target need agents that its account may not run.
+func (p *Pods) checkAgentAccess(ctx context.Context, x *experiment.Experiment) error {
+	if !slices.ContainsFunc(x.Faults, func(f experiment.Fault) bool {
+		return f.Target == p.spec.Name && experiment.NetworkAction(f.Action)
+	}) {
+		return nil
+	}
+	missing, err := p.Client.AgentAccess(ctx, p.spec.Pods.Namespace)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", p.spec.Name, err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("target %s: a network fault inside its pods runs an agent in each, but this account may not %s in namespace %s: grant the faultline-agent Role (deploy/kubernetes/agent-rbac.yaml)", p.spec.Name, strings.Join(missing, ", "), p.spec.Pods.Namespace)
+	}
+	return nil
 }

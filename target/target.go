@@ -86,7 +86,7 @@ func New(x *experiment.Experiment, env Env) *Set {
 		case spec.DNS != nil:
 			t = &DNS{spec: spec}
 		case spec.Pods != nil:
-			t = &Pods{spec: spec}
+			t = &Pods{spec: spec, set: s}
 		default:
 			continue
 		}
@@ -128,6 +128,9 @@ func (s *Set) Setup(ctx context.Context) error {
 			var err error
 			if t.Client, err = kube.Open(t.spec.Pods.Kubeconfig); err != nil {
 				return fmt.Errorf("target %s: %w", t.spec.Name, err)
+			}
+			if err := t.checkAgentAccess(ctx, s.x); err != nil {
+				return err
 			}
 		}
 	}

@@ -40,6 +40,9 @@ type netPlace struct {
 }
 
 func injectNetwork(ctx context.Context, f *fault.Fault, to experiment.NetTo, build func([]netfault.Dest) netfault.Fault) error {
+	if pods, ok := f.Target.(*target.Pods); ok {
+		return injectPodNetwork(ctx, f, pods, to, build)
+	}
 	t, ok := f.Target.(*target.Process)
 	if !ok {
 		return fmt.Errorf("fault %s: %s acts on a process target", f.Spec.Name, f.Spec.Action.Kind())

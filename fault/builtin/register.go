@@ -31,6 +31,7 @@ func Register(r *fault.Registry) {
 	r.RegisterUndo("scale", undoScale)
 	r.RegisterUndo("uncordon", undoUncordon)
 	r.RegisterUndo("netfault", undoNetfault)
+	r.RegisterUndo("pod_agent", undoPodAgent)
 }
 
 // Registry returns a registry with every built-in family.

@@ -24,9 +24,9 @@ import (
 
 // runOptions are faultline run's flags.
 type runOptions struct {
-	file, out, seed, metricsListen           string
-	vars                                     []string
-	dryRun, asJSON, allowNoStop, allowRemote bool
+	file, out, seed, metricsListen, agentImage string
+	vars                                       []string
+	dryRun, asJSON, allowNoStop, allowRemote   bool
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -67,6 +67,7 @@ DIR/result.json; the verdict is the exit code.
 	f.BoolVar(&o.asJSON, "json", false, "print result.json to stdout (progress stays on stderr)")
 	f.BoolVar(&o.allowNoStop, "allow-no-stop", false, "accept an experiment without stop conditions")
 	f.BoolVar(&o.allowRemote, "allow-remote", false, "allow targets, traffic and probes off loopback")
+	f.StringVar(&o.agentImage, "agent-image", "", "`image` of the agent that network faults inside pods run in an ephemeral container (the faultline binary as entrypoint), for pods targets whose file gives no agent_image")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve the run's Prometheus metrics (phase, faults active, traffic, probes) on `HOST:PORT`/metrics; off loopback needs --allow-remote")
 	return cmd
 }
@@ -80,7 +81,7 @@ func runExperiment(c *cobra.Command, g *globals, o runOptions) error {
 		return err
 	}
 	reg := builtin.Registry()
-	x, err := experiment.ParseFile(o.file, experiment.Options{Vars: vars, AllowNoStop: o.allowNoStop, Actions: reg.Actions()})
+	x, err := experiment.ParseFile(o.file, experiment.Options{Vars: vars, AllowNoStop: o.allowNoStop, Actions: reg.Actions(), AgentImage: o.agentImage})
 	if err != nil {
 		return fileErrors(c.ErrOrStderr(), o.file, err)
 	}
@@ -166,6 +167,9 @@ func (o runOptions) replayFlags() []string {
 	}
 	if o.allowRemote {
 		flags = append(flags, "--allow-remote")
+	}
+	if o.agentImage != "" {
+		flags = append(flags, "--agent-image", o.agentImage)
 	}
 	return flags
 }

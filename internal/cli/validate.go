@@ -15,6 +15,7 @@ func newValidateCmd() *cobra.Command {
 	var (
 		vars                     []string
 		allowNoStop, allowRemote bool
+		agentImage               string
 	)
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
@@ -36,7 +37,7 @@ experiment needs at least one fault and one stop condition
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			opts := experiment.Options{AllowNoStop: allowNoStop, Vars: map[string]string{}}
+			opts := experiment.Options{AllowNoStop: allowNoStop, Vars: map[string]string{}, AgentImage: agentImage}
 			for _, v := range vars {
 				name, value, ok := strings.Cut(v, "=")
 				if !ok || name == "" {
@@ -80,6 +81,7 @@ experiment needs at least one fault and one stop condition
 	}
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "`NAME=VALUE` for ${NAME} in the files, repeatable")
 	cmd.Flags().BoolVar(&allowNoStop, "allow-no-stop", false, "accept experiments without stop conditions")
+	cmd.Flags().StringVar(&agentImage, "agent-image", "", "the agent `image` run will be given with --agent-image")
 	cmd.Flags().BoolVar(&allowRemote, "allow-remote", false, "accept targets, traffic and probes off loopback")
 	return cmd
 }

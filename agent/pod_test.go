@@ -1,0 +1,320 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/faultline/faultline/kubetest"
+	"github.com/faultline/faultline/process/processtest"
+	"github.com/faultline/faultline/record"
+)
+
+// These tests run faultline's agent in pods of a real node (package
+// kubetest): the runner is the faultline binary, its agent image is the
+// node's image of this checkout.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "faultline-agent-test")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "faultline")
+		if out, err := exec.Command("go", "build", "-o", binPath, "github.com/faultline/faultline/cmd/faultline").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// paymentsPod starts, in a namespace of its own, one pod of the shop's
+// card processor on :8090 and waits until it is Ready.
+func paymentsPod(t *testing.T, n *kubetest.Node, ns string) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	cs := n.Clientset
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	zero := int64(0)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "payments", Labels: map[string]string{"app": "payments"}},
+		Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &zero, Containers: []corev1.Container{{
+			Name: "payments", Image: kubetest.FaultlineImage, ImagePullPolicy: corev1.PullNever,
+			Args:           []string{"shop", "payments", "--listen", ":8090"},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8090)}}, PeriodSeconds: 1},
+		}}},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var ready *corev1.Pod
+	processtest.WaitFor(t, "pod payments Ready", func() bool {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, "payments", metav1.GetOptions{})
+		if err != nil || p.Status.PodIP == "" {
+			return false
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				ready = p
+				return true
+			}
+		}
+		return false
+	})
+	return ready
+}
+
+// answers reports whether the pod's card processor answers the host.
+func answers(pod *corev1.Pod) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + net.JoinHostPort(pod.Status.PodIP, "8090") + "/health")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// experimentFile writes an experiment that cuts the pod off from the node
+// (where the host's requests come from) through an agent, for duration,
+// with the lease given.
+func experimentFile(t *testing.T, n *kubetest.Node, ns, kubeconfig, duration, lease string) string {
+	t.Helper()
+	src := fmt.Sprintf(`name: pod partition
+targets:
+  payments:
+    pods: {namespace: %s, selector: app=payments, kubeconfig: %q, agent_image: %q}
+baseline: 1s
+faults:
+  - name: cut off from the node
+    target: payments
+    partition: {to: %q, reject: true}
+    lease: %s
+    duration: %s
+recovery: 1s
+`, ns, kubeconfig, kubetest.FaultlineImage, n.GatewayIP, lease, duration)
+	file := filepath.Join(t.TempDir(), "pod-partition.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// agentMessages returns the termination messages of the pod's exited
+// agents, by container name.
+func agentMessages(t *testing.T, n *kubetest.Node, ns string) map[string]string {
+	t.Helper()
+	p, err := n.Clientset.CoreV1().Pods(ns).Get(context.Background(), "payments", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, s := range p.Status.EphemeralContainerStatuses {
+		if s.State.Terminated != nil {
+			out[s.Name] = s.State.Terminated.Message
+		}
+	}
+	return out
+}
+
+func waitAgentExit(t *testing.T, n *kubetest.Node, ns string, count int) map[string]string {
+	t.Helper()
+	var msgs map[string]string
+	processtest.WaitFor(t, "the agent's container to exit", func() bool {
+		msgs = agentMessages(t, n, ns)
+		return len(msgs) >= count
+	})
+	return msgs
+}
+
+// startRun starts faultline run in the background and waits until the
+// fault is in place (the pod stops answering the host).
+func startRun(t *testing.T, n *kubetest.Node, pod *corev1.Pod, file, out string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", out)
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("faultline run said:\n%s", logs.String())
+		}
+	})
+	processtest.WaitFor(t, "the partition inside the pod", func() bool {
+		return errors.Is(answers(pod), syscall.ECONNREFUSED)
+	})
+	return cmd
+}
+
+// TestPodPartitionRun: a run puts a partition inside a pod through an
+// agent, the pod's traffic from the node is refused while it holds, and
+// the run takes it back; the agent says it was told to.
+func TestPodPartitionRun(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	pod := paymentsPod(t, n, "agent-run")
+	if err := answers(pod); err != nil {
+		t.Fatalf("before the run: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(binary(t), "run", experimentFile(t, n, "agent-run", n.Kubeconfig, "3s", "15s"), "--allow-no-stop", "--allow-remote", "--out", out)
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	began := time.Now()
+	output, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("faultline run: %v\n%s", err, output)
+	}
+	t.Logf("the run took %.1f s:\n%s", time.Since(began).Seconds(), output)
+	b, err := os.ReadFile(filepath.Join(out, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res record.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Faults) != 1 || res.Faults[0].InjectedAt == nil || res.Faults[0].RevertedAt == nil {
+		t.Fatalf("faults %+v: want one injected and reverted\n%s", res.Faults, output)
+	}
+	if err := answers(pod); err != nil {
+		t.Errorf("after the run: %v, want the pod to answer", err)
+	}
+	msgs := waitAgentExit(t, n, "agent-run", 1)
+	for name, msg := range msgs {
+		if !strings.HasPrefix(name, "faultline-") || !strings.Contains(msg, "reverted: told to") {
+			t.Errorf("agent %s ended with %q, want faultline-… told to revert", name, msg)
+		}
+	}
+}
+
+// TestPodLeaseOutlivesNoRunner: a runner killed with SIGKILL while a
+// partition holds inside a pod leaves it for at most the lease; then the
+// pod answers again with no recover run. And recover, right after such a
+// kill, takes it back at once.
+func TestPodLeaseOutlivesNoRunner(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	pod := paymentsPod(t, n, "agent-lease")
+
+	const lease = 5 * time.Second
+	cmd := startRun(t, n, pod, experimentFile(t, n, "agent-lease", n.Kubeconfig, "10m", lease.String()), filepath.Join(t.TempDir(), "run"))
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed := time.Now()
+	processtest.WaitFor(t, "the pod to answer once the lease ran out", func() bool { return answers(pod) == nil })
+	t.Logf("measured: the pod answered again %.1f s after the runner was killed (lease %v)", time.Since(killed).Seconds(), lease)
+	for name, msg := range waitAgentExit(t, n, "agent-lease", 1) {
+		if !strings.Contains(msg, "lease of 5s ran out") {
+			t.Errorf("agent %s ended with %q, want the lease to have run out", name, msg)
+		}
+	}
+
+	// A lease of an hour: only recover can end it soon.
+	out := filepath.Join(t.TempDir(), "run2")
+	cmd = startRun(t, n, pod, experimentFile(t, n, "agent-lease", n.Kubeconfig, "10m", "1h"), out)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	rec := exec.Command(binary(t), "recover", out)
+	rec.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	if output, err := rec.CombinedOutput(); err != nil || !strings.Contains(string(output), "told to") {
+		t.Fatalf("faultline recover: %v\n%s", err, output)
+	}
+	if err := answers(pod); err != nil {
+		t.Errorf("right after recover: %v, want the pod to answer", err)
+	}
+	msgs := waitAgentExit(t, n, "agent-lease", 2)
+	told := 0
+	for _, msg := range msgs {
+		if strings.Contains(msg, "reverted: told to") {
+			told++
+		}
+	}
+	if told != 1 {
+		t.Errorf("agents ended with %v: want one told to revert by recover", msgs)
+	}
+}
+
+// TestPodFaultRefusedWithoutAgentRole: an account that may kill pods but
+// not run agents in them is refused before anything is touched.
+func TestPodFaultRefusedWithoutAgentRole(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-refused"
+	pod := paymentsPod(t, n, ns)
+	ctx := context.Background()
+	cs := n.Clientset
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "delete"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pods"},
+		Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "faultline-user"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "agent-refused-halt"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, ResourceNames: []string{ns}, Verbs: []string{"get"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "agent-refused-halt"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "agent-refused-halt"},
+		Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "faultline-user"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cs.RbacV1().ClusterRoleBindings().Delete(ctx, "agent-refused-halt", metav1.DeleteOptions{})
+		_ = cs.RbacV1().ClusterRoles().Delete(ctx, "agent-refused-halt", metav1.DeleteOptions{})
+	})
+	cmd := exec.Command(binary(t), "run", experimentFile(t, n, ns, n.UserKubeconfig, "3s", "15s"), "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	output, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(output), "update pods/ephemeralcontainers, create pods/attach") || !strings.Contains(string(output), "agent-rbac.yaml") {
+		t.Fatalf("run without the agent Role: %v\n%s\nwant exit 4 naming what is missing and agent-rbac.yaml", err, output)
+	}
+	p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Spec.EphemeralContainers) != 0 {
+		t.Errorf("the refused run added %v to the pod", p.Spec.EphemeralContainers)
+	}
+}
