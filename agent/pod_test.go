@@ -318,3 +318,30 @@ func TestPodFaultRefusedWithoutAgentRole(t *testing.T) {
 		t.Errorf("the refused run added %v to the pod", p.Spec.EphemeralContainers)
 	}
 }
+
+// TestPodHaltRelayed: 'faultline halt --namespace' stops a live run, whose
+// agents take their fault back at once: the pod answers again long before
+// the fault's end or its lease.
+func TestPodHaltRelayed(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-halt"
+	pod := paymentsPod(t, n, ns)
+	cmd := startRun(t, n, pod, experimentFile(t, n, ns, n.Kubeconfig, "10m", "1h"), filepath.Join(t.TempDir(), "run"))
+	halt := exec.Command(binary(t), "halt", "--namespace", ns, "--kubeconfig", n.Kubeconfig, "--reason", "test")
+	if output, err := halt.CombinedOutput(); err != nil {
+		t.Fatalf("faultline halt --namespace: %v\n%s", err, output)
+	}
+	halted := time.Now()
+	processtest.WaitFor(t, "the pod to answer after the halt", func() bool { return answers(pod) == nil })
+	t.Logf("measured: the pod answered again %.2f s after the halt", time.Since(halted).Seconds())
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("the halted run: %v, want exit 3", err)
+	}
+	for name, msg := range waitAgentExit(t, n, ns, 1) {
+		if !strings.Contains(msg, "reverted: told to") {
+			t.Errorf("agent %s ended with %q, want told to revert", name, msg)
+		}
+	}
+}
