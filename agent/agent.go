@@ -1,7 +1,9 @@
 // Package agent is faultline inside a pod. Run by the runner in an
 // ephemeral container of the target pod (`faultline agent`), it shares the
-// pod's network namespace and puts one network fault in place there, as
-// nftables rules in the run's own tables. The fault cannot outlive the run:
+// pod's network namespace, the target container's process namespace and
+// the pod's cgroup, and holds one fault there: a network fault as nftables
+// rules in the run's own tables, or a stress ('faultline stress') as its
+// child. The fault cannot outlive the run:
 // it holds a lease that the runner renews over the container's standard
 // input, and the agent takes the fault back by itself when the lease runs
 // out, when it is told to, when it is stopped, or when it panics.
@@ -21,8 +23,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/faultline/faultline/netfault"
@@ -37,9 +42,10 @@ type Spec struct {
 	// (FAULT.*) the fault lives in.
 	Run   string `json:"run"`
 	Fault string `json:"fault"`
-	// One of Partition and PacketLoss.
+	// One of Partition, PacketLoss and Stress.
 	Partition  *netfault.Partition  `json:"partition,omitempty"`
 	PacketLoss *netfault.PacketLoss `json:"packet_loss,omitempty"`
+	Stress     *Stress              `json:"stress,omitempty"`
 	// Lease is how long the fault stays in place without a renewal.
 	Lease Duration `json:"lease"`
 	// StartBy is when an agent that has not applied its fault gives up: an
@@ -64,6 +70,14 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// Stress is 'faultline stress RESOURCE ARGS...' run by the agent in its
+// container, which is in the pod's cgroup: the pod's CPU and memory are
+// what it uses up.
+type Stress struct {
+	Resource string   `json:"resource"` // cpu, memory or connections
+	Args     []string `json:"args,omitempty"`
+}
+
 // ParseSpec reads a Spec and checks it.
 func ParseSpec(s string) (Spec, error) {
 	var sp Spec
@@ -75,14 +89,26 @@ func ParseSpec(s string) (Spec, error) {
 	switch {
 	case sp.Run == "" || sp.Fault == "":
 		return Spec{}, errors.New("agent spec: run and fault are required")
-	case (sp.Partition == nil) == (sp.PacketLoss == nil):
-		return Spec{}, errors.New("agent spec: want exactly one of partition and packet_loss")
+	case count(sp.Partition != nil, sp.PacketLoss != nil, sp.Stress != nil) != 1:
+		return Spec{}, errors.New("agent spec: want exactly one of partition, packet_loss and stress")
+	case sp.Stress != nil && !slices.Contains([]string{"cpu", "memory", "connections"}, sp.Stress.Resource):
+		return Spec{}, fmt.Errorf("agent spec: stress %q: want cpu, memory or connections", sp.Stress.Resource)
 	case sp.Lease <= 0:
 		return Spec{}, errors.New("agent spec: lease must be positive")
 	case sp.StartBy.IsZero():
 		return Spec{}, errors.New("agent spec: start_by is required")
 	}
 	return sp, nil
+}
+
+func count(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // String writes the Spec as ParseSpec reads it.
@@ -209,6 +235,8 @@ type agent struct {
 	out     io.Writer
 	mu      sync.Mutex
 	ops     []netfault.Op // what was made, in order
+	stress  *exec.Cmd     // the stress running, if any
+	exited  chan struct{} // closed when it has exited
 	applied bool
 }
 
@@ -231,6 +259,9 @@ func (a *agent) record(op netfault.Op) error {
 // apply puts the fault in place in the agent's own network namespace; on
 // an error, what it made is taken back.
 func (a *agent) apply(ctx context.Context) error {
+	if a.spec.Stress != nil {
+		return a.startStress()
+	}
 	ns, err := netfault.OpenNS(a.nsPath)
 	if err != nil {
 		return err
@@ -256,6 +287,9 @@ func (a *agent) revert(why string) error {
 }
 
 func (a *agent) undo() error {
+	if err := a.stopStress(); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	ops := a.ops
 	a.ops = nil
@@ -267,4 +301,72 @@ func (a *agent) undo() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startStress runs the stress as a child of the agent and waits for it to
+// say it is in place. The child dies with the agent (Pdeathsig).
+func (a *agent) startStress() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	st := a.spec.Stress
+	cmd := exec.Command(self, append([]string{"stress", st.Resource}, st.Args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = a.out
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("stress %s: %w", st.Resource, err)
+	}
+	ready := make(chan bool, 1)
+	exited := make(chan struct{})
+	var last string
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		said := false
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "ready:") && !said {
+				said = true
+				ready <- true
+				continue
+			}
+			last = sc.Text()
+		}
+		if !said {
+			ready <- false
+		}
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	if !<-ready {
+		<-exited
+		return fmt.Errorf("stress %s ended before it was in place: %s", st.Resource, last)
+	}
+	a.mu.Lock()
+	a.stress, a.exited = cmd, exited
+	a.mu.Unlock()
+	a.applied = true
+	return nil
+}
+
+// stopStress stops the stress, if one runs, and waits for it to exit.
+func (a *agent) stopStress() error {
+	a.mu.Lock()
+	cmd, exited := a.stress, a.exited
+	a.stress = nil
+	a.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	return nil
 }

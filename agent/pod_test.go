@@ -345,3 +345,91 @@ func TestPodHaltRelayed(t *testing.T) {
 		}
 	}
 }
+
+// stressProcs lists the host's processes running 'faultline stress cpu'
+// in the PID namespace of pid.
+func stressProcs(t *testing.T, pid string) []string {
+	t.Helper()
+	want, err := os.Readlink("/proc/" + pid + "/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(cmdline), "stress\x00cpu") {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && ns == want {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// TestPodCPUStress: a cpu stress on a pods target runs inside the pod, by
+// its agent, in the target container's PID namespace, and is gone once
+// the run ends.
+func TestPodCPUStress(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-stress"
+	pod := paymentsPod(t, n, ns)
+	// The app's process, found on the host by its container's cgroup.
+	p, err := n.Clientset.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+	if err != nil || len(p.Status.ContainerStatuses) != 1 {
+		t.Fatalf("pod %s: %v", pod.Name, err)
+	}
+	id := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
+	var appPid string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cg, err := os.ReadFile("/proc/" + e.Name() + "/cgroup")
+		if err == nil && id != "" && strings.Contains(string(cg), id) {
+			appPid = e.Name()
+			break
+		}
+	}
+	if appPid == "" {
+		t.Fatalf("no process of container %s on the host", id)
+	}
+	src := fmt.Sprintf(`name: pod cpu
+targets:
+  payments:
+    pods: {namespace: %s, selector: app=payments, kubeconfig: %q, agent_image: %q}
+baseline: 1s
+faults:
+  - {name: busy card processor, target: payments, cpu: {workers: 1, load: 50}, duration: 10m}
+recovery: 1s
+`, ns, n.Kubeconfig, kubetest.FaultlineImage)
+	file := filepath.Join(t.TempDir(), "pod-cpu.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("faultline run said:\n%s", logs.String())
+		}
+	}()
+	processtest.WaitFor(t, "the stress inside the pod", func() bool { return len(stressProcs(t, appPid)) == 1 })
+	// Ended as Ctrl-C ends a run: the fault is reverted, the agent stops the stress.
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	processtest.WaitFor(t, "the stress to end", func() bool { return len(stressProcs(t, appPid)) == 0 })
+	for name, msg := range waitAgentExit(t, n, ns, 1) {
+		if !strings.Contains(msg, "reverted: told to") {
+			t.Errorf("agent %s ended with %q, want told to revert", name, msg)
+		}
+	}
+}

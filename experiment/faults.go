@@ -698,8 +698,8 @@ func (d *decoder) checkFaults(x *Experiment, root, fn *yaml.Node, targets map[st
 				d.checkNetworkFault(ft, t, targets, at, field)
 			}
 		}
-		if ft.Lease != 0 && (!ok || t.Pods == nil || !NetworkAction(ft.Action)) {
-			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition or packet_loss on a pods target) holds a lease")
+		if ft.Lease != 0 && (!ok || !InPod(ft, t)) {
+			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition, packet_loss or a stress on a pods target) holds a lease")
 		}
 		if ft.AllowHostNetwork && !NetworkAction(ft.Action) {
 			d.Errorf(valueOf(at, "allow_host_network"), field+".allow_host_network", "only a network fault (partition, packet_loss) acts in a network namespace")
@@ -723,6 +723,16 @@ func (d *decoder) checkFaultTarget(ft Fault, t *Target, at *yaml.Node, field str
 	case DNS:
 		if t.DNS == nil {
 			d.Errorf(at, field, "dns acts on a dns target (a resolver the run starts), but target %q is not one", t.Name)
+		}
+	case Stress:
+		if t.Pods == nil {
+			break
+		}
+		if a.Resource == "disk" {
+			d.Errorf(at, field, "disk_fill inside a pod would fill its agent's own container, not the app's volumes: not supported on a pods target")
+		}
+		if t.Pods.AgentImage == "" {
+			d.Errorf(at, field, "%s inside the pods of %q needs an agent image: add agent_image: IMAGE to the target's pods, or run with --agent-image", faultKey(a), t.Name)
 		}
 	case Kill, Stop:
 		if t.Process == nil {
@@ -851,4 +861,25 @@ func (d *decoder) checkRefs(n *yaml.Node, field string, targets map[string]*Targ
 			d.checkRefs(c, fmt.Sprintf("%s[%d]", field, i), targets)
 		}
 	}
+}
+
+// InPod reports whether a fault on target t acts inside its pods, through
+// an agent: a network fault or a stress on a pods target.
+func InPod(f Fault, t *Target) bool {
+	if t == nil || t.Pods == nil {
+		return false
+	}
+	_, stress := f.Action.(Stress)
+	return stress || NetworkAction(f.Action)
+}
+
+// faultKey is the file's key of a stress action.
+func faultKey(a Stress) string {
+	switch a.Resource {
+	case "disk":
+		return "disk_fill"
+	case "connections":
+		return "connections"
+	}
+	return a.Resource
 }

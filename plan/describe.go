@@ -100,6 +100,11 @@ func (p *Plan) Describe(w io.Writer) error {
 		case experiment.Exec:
 			fmt.Fprintf(w, "fault %q runs: %s; reverts with: %s\n", f.Name, strings.Join(a.Inject, " "), strings.Join(a.Revert, " "))
 		case experiment.Stress:
+			if t := targetOf(x, f.Target); t != nil && t.Pods != nil {
+				fmt.Fprintf(w, "fault %q runs: faultline stress %s %s inside each selected pod of %s, by an agent (image %s) in an ephemeral container of the pod's cgroup; stopped on revert, or by the agent when its lease of %v is not renewed\n",
+					f.Name, a.Resource, strings.Join(a.Args, " "), t.Name, t.Pods.AgentImage, leaseOf(f))
+				break
+			}
 			fmt.Fprintf(w, "fault %q runs: faultline stress %s %s; stopped on revert\n", f.Name, a.Resource, strings.Join(a.Args, " "))
 		case experiment.Partition, experiment.PacketLoss:
 			fmt.Fprintf(w, "fault %q: %s\n", f.Name, describeNetwork(x, f))
@@ -146,10 +151,7 @@ func describeNetwork(x *experiment.Experiment, f experiment.Fault) string {
 	}
 	switch {
 	case t != nil && t.Pods != nil:
-		lease := f.Lease
-		if lease == 0 {
-			lease = agent.DefaultLease
-		}
+		lease := leaseOf(f)
 		return fmt.Sprintf("nftables rules to %s inside each selected pod of %s, by an agent (image %s) in an ephemeral container named faultline-RUNID-…, with NET_ADMIN; the agent takes them back by itself if this runner has not renewed its lease for %v (pods keep an exited ephemeral container in their spec)", to, t.Name, t.Pods.AgentImage, lease)
 	case t == nil || t.Process == nil:
 		return "no process target"
@@ -221,4 +223,21 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+func targetOf(x *experiment.Experiment, name string) *experiment.Target {
+	for i := range x.Targets {
+		if x.Targets[i].Name == name {
+			return &x.Targets[i]
+		}
+	}
+	return nil
+}
+
+// leaseOf is a fault's lease inside a pod.
+func leaseOf(f experiment.Fault) time.Duration {
+	if f.Lease == 0 {
+		return agent.DefaultLease
+	}
+	return f.Lease
 }

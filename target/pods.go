@@ -73,7 +73,7 @@ func (p *Pods) Select(ctx context.Context, sel experiment.Selection, rnd *rand.R
 // network faults on this target need agents that its account may not run.
 func (p *Pods) checkAgentAccess(ctx context.Context, x *experiment.Experiment) error {
 	if !slices.ContainsFunc(x.Faults, func(f experiment.Fault) bool {
-		return f.Target == p.spec.Name && experiment.NetworkAction(f.Action)
+		return f.Target == p.spec.Name && experiment.InPod(f, &p.spec)
 	}) {
 		return nil
 	}
@@ -82,7 +82,7 @@ func (p *Pods) checkAgentAccess(ctx context.Context, x *experiment.Experiment) e
 		return fmt.Errorf("target %s: %w", p.spec.Name, err)
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("target %s: a network fault inside its pods runs an agent in each, but this account may not %s in namespace %s: grant the faultline-agent Role (deploy/kubernetes/agent-rbac.yaml)", p.spec.Name, strings.Join(missing, ", "), p.spec.Pods.Namespace)
+		return fmt.Errorf("target %s: a fault inside its pods runs an agent in each, but this account may not %s in namespace %s: grant the faultline-agent Role (deploy/kubernetes/agent-rbac.yaml)", p.spec.Name, strings.Join(missing, ", "), p.spec.Pods.Namespace)
 	}
 	return nil
 }

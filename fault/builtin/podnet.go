@@ -41,7 +41,6 @@ type podAgentData struct {
 }
 
 func injectPodNetwork(ctx context.Context, f *fault.Fault, t *target.Pods, to experiment.NetTo, build func([]netfault.Dest) netfault.Fault) error {
-	spec := t.Spec().Pods
 	pods, err := t.Select(ctx, f.Spec.Select, f.Rand, f.MaxTargets)
 	if err != nil {
 		return err
@@ -52,32 +51,69 @@ func injectPodNetwork(ctx context.Context, f *fault.Fault, t *target.Pods, to ex
 	}
 	// Every pod is checked before anything is touched.
 	for _, p := range pods {
-		switch {
-		case p.HostNetwork && !f.Spec.AllowHostNetwork:
+		if p.HostNetwork && !f.Spec.AllowHostNetwork {
 			return fmt.Errorf("fault %s: pod %s/%s runs in its node's network namespace (hostNetwork), where %s hits every process of the node that talks to %s: add allow_host_network: true to the fault", f.Spec.Name, p.Namespace, p.Name, f.Spec.Action.Kind(), to)
-		case spec.Container != "" && !slices.Contains(p.Containers, spec.Container):
-			return fmt.Errorf("fault %s: pod %s/%s has no container %q (it has %s)", f.Spec.Name, p.Namespace, p.Name, spec.Container, strings.Join(p.Containers, ", "))
 		}
 	}
-	lease := f.Spec.Lease
-	if lease == 0 {
-		lease = agent.DefaultLease
+	if err := checkPods(f, t, pods); err != nil {
+		return err
 	}
 	nf := build(dests)
-	for i, p := range pods {
-		container := spec.Container
-		if container == "" && len(p.Containers) > 0 {
-			container = p.Containers[0]
-		}
-		as := agent.Spec{Run: f.Run, Fault: chainName(f.Spec.Name, 0), Lease: agent.Duration(lease), StartBy: time.Now().Add(agentStart).UTC().Truncate(time.Second)}
+	return runAgents(ctx, f, t, pods, fmt.Sprintf("%s to %s", f.Spec.Action.Kind(), dests), true, func(as *agent.Spec) {
 		switch nf := nf.(type) {
 		case netfault.Partition:
 			as.Partition = &nf
 		case netfault.PacketLoss:
 			as.PacketLoss = &nf
 		}
+	})
+}
+
+// injectPodStress runs a stress inside each selected pod, by its agent:
+// the agent's container is in the pod's cgroup, so the pod's CPU and
+// memory are what the stress uses up.
+func injectPodStress(ctx context.Context, f *fault.Fault, t *target.Pods, a experiment.Stress) error {
+	pods, err := t.Select(ctx, f.Spec.Select, f.Rand, f.MaxTargets)
+	if err != nil {
+		return err
+	}
+	if err := checkPods(f, t, pods); err != nil {
+		return err
+	}
+	return runAgents(ctx, f, t, pods, "faultline stress "+a.Resource+" "+strings.Join(a.Args, " "), false, func(as *agent.Spec) {
+		as.Stress = &agent.Stress{Resource: a.Resource, Args: a.Args}
+	})
+}
+
+// checkPods checks, before anything is touched, that an agent can act in
+// each pod as the target says.
+func checkPods(f *fault.Fault, t *target.Pods, pods []kube.Pod) error {
+	spec := t.Spec().Pods
+	for _, p := range pods {
+		if spec.Container != "" && !slices.Contains(p.Containers, spec.Container) {
+			return fmt.Errorf("fault %s: pod %s/%s has no container %q (it has %s)", f.Spec.Name, p.Namespace, p.Name, spec.Container, strings.Join(p.Containers, ", "))
+		}
+	}
+	return nil
+}
+
+// runAgents gives each pod an agent that holds what fill says, on the
+// fault's lease.
+func runAgents(ctx context.Context, f *fault.Fault, t *target.Pods, pods []kube.Pod, what string, netAdmin bool, fill func(*agent.Spec)) error {
+	spec := t.Spec().Pods
+	lease := f.Spec.Lease
+	if lease == 0 {
+		lease = agent.DefaultLease
+	}
+	for i, p := range pods {
+		container := spec.Container
+		if container == "" && len(p.Containers) > 0 {
+			container = p.Containers[0]
+		}
+		as := agent.Spec{Run: f.Run, Fault: chainName(f.Spec.Name, 0), Lease: agent.Duration(lease), StartBy: time.Now().Add(agentStart).UTC().Truncate(time.Second)}
+		fill(&as)
 		a := kube.Agent{Namespace: p.Namespace, Pod: p.Name, UID: p.UID, Name: agentName(f.Run, f.Spec.Name, i),
-			Target: container, Image: spec.AgentImage, Args: []string{"agent", "--spec", as.String()}, NetAdmin: true}
+			Target: container, Image: spec.AgentImage, Args: []string{"agent", "--spec", as.String()}, NetAdmin: netAdmin}
 		data, _ := json.Marshal(podAgentData{Container: a.Name})
 		log := f.Log
 		if log == nil {
@@ -85,12 +121,10 @@ func injectPodNetwork(ctx context.Context, f *fault.Fault, t *target.Pods, to ex
 		}
 		h := &heldAgent{client: t.Client, a: a, lease: lease, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 		err := f.Step(ctx, fault.Step{
-			What: fmt.Sprintf("%s to %s inside pod %s/%s, held by its agent container %s (lease %v)", f.Spec.Action.Kind(), dests, p.Namespace, p.Name, a.Name, lease),
-			Undo: &journal.Undo{Kind: "pod_agent", Kubeconfig: spec.Kubeconfig, Namespace: p.Namespace, Name: p.Name, Data: data},
-			Do:   h.apply,
-			Revert: func(ctx context.Context) error {
-				return h.revert(ctx)
-			},
+			What:   fmt.Sprintf("%s inside pod %s/%s, held by its agent container %s (lease %v)", what, p.Namespace, p.Name, a.Name, lease),
+			Undo:   &journal.Undo{Kind: "pod_agent", Kubeconfig: spec.Kubeconfig, Namespace: p.Namespace, Name: p.Name, Data: data},
+			Do:     h.apply,
+			Revert: h.revert,
 		})
 		if err != nil {
 			return err
@@ -101,7 +135,7 @@ func injectPodNetwork(ctx context.Context, f *fault.Fault, t *target.Pods, to ex
 		f.Go("renewing the lease of agent "+a.Name, h.renew)
 		f.Hit(fmt.Sprintf("pod %s/%s (agent %s)", p.Namespace, p.Name, a.Name))
 	}
-	f.Evidence("%s by agents in %s, in nftables table %s of each pod", f.Spec.Action.Kind(), plural(len(pods), "pod", "pods"), netfault.TableName(f.Run))
+	f.Evidence("%s by agents in %s", what, plural(len(pods), "pod", "pods"))
 	return nil
 }
 

@@ -29,6 +29,9 @@ import (
 // even if the child was killed before it could.
 
 func injectStress(ctx context.Context, f *fault.Fault, a experiment.Stress) error {
+	if t, ok := f.Target.(*target.Pods); ok {
+		return injectPodStress(ctx, f, t, a)
+	}
 	args := append([]string{"stress", a.Resource}, a.Args...)
 	args = append(args, "--json", "--journaled-by-run") // this run journals and registers it
 	if a.Resource == "disk" {

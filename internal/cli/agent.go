@@ -13,11 +13,12 @@ func newAgentCmd() *cobra.Command {
 	var spec string
 	cmd := &cobra.Command{
 		Use:   "agent --spec JSON",
-		Short: "Hold one network fault inside a pod (run by faultline in an ephemeral container)",
+		Short: "Hold one fault inside a pod (run by faultline in an ephemeral container)",
 		Long: `faultline agent is what a run puts in an ephemeral container of a target pod
-to act inside it: it shares the pod's network namespace and holds one
-network fault there (partition or packet_loss) as nftables rules in the
-run's table faultline_RUNID.
+to act inside it: it shares the pod's network namespace, the target
+container's processes and the pod's cgroup, and holds one fault there: a
+network fault (partition or packet_loss) as nftables rules in the run's
+table faultline_RUNID, or a stress (cpu, memory, connections) as its child.
 
 You do not run it yourself. The runner adds the container (named
 faultline-RUNID-...), attaches to its standard input and speaks a line
@@ -27,8 +28,9 @@ also its container's termination message.
 
 The fault cannot outlive the run: without a renewal for the lease (the
 fault's lease:, default 15s) the agent removes the rules by itself and
-exits, as it does on "revert", SIGTERM or SIGINT. It needs NET_ADMIN,
-which the runner asks for in the container's securityContext.`,
+exits, as it does on "revert", SIGTERM or SIGINT. A network fault needs
+NET_ADMIN, which the runner then asks for in the container's
+securityContext; a stress needs nothing.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			sp, err := agent.ParseSpec(spec)
