@@ -62,7 +62,12 @@ func (c *Client) AddAgent(ctx context.Context, a Agent) error {
 		},
 	}
 	if a.NetAdmin {
-		ec.SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}
+		// A capability added to a container works for root alone (it is
+		// not an ambient one): the agent runs as root, with NET_ADMIN and
+		// nothing else added, whatever the image's user.
+		root, nonRoot := int64(0), false
+		ec.SecurityContext = &corev1.SecurityContext{RunAsUser: &root, RunAsNonRoot: &nonRoot,
+			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}
 	}
 	pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, ec)
 	if _, err := pods.UpdateEphemeralContainers(ctx, a.Pod, pod, metav1.UpdateOptions{}); err != nil {
