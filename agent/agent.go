@@ -2,8 +2,8 @@
 // ephemeral container of the target pod (`faultline agent`), it shares the
 // pod's network namespace, the target container's process namespace and
 // the pod's cgroup, and holds one fault there: a network fault as nftables
-// rules in the run's own tables, or a stress ('faultline stress') as its
-// child. The fault cannot outlive the run:
+// rules in the run's own tables, an intercept (a proxy in the pod with
+// toxics), or a stress ('faultline stress') as its child. The fault cannot outlive the run:
 // it holds a lease that the runner renews over the container's standard
 // input, and the agent takes the fault back by itself when the lease runs
 // out, when it is told to, when it is stopped, or when it panics.
@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/netfault"
+	"github.com/faultline/faultline/proxy"
 )
 
 // DefaultLease is how long a fault stays without a renewal.
@@ -42,9 +43,10 @@ type Spec struct {
 	// (FAULT.*) the fault lives in.
 	Run   string `json:"run"`
 	Fault string `json:"fault"`
-	// One of Partition, PacketLoss and Stress.
+	// One of Partition, PacketLoss, Intercept and Stress.
 	Partition  *netfault.Partition  `json:"partition,omitempty"`
 	PacketLoss *netfault.PacketLoss `json:"packet_loss,omitempty"`
+	Intercept  *Intercept           `json:"intercept,omitempty"`
 	Stress     *Stress              `json:"stress,omitempty"`
 	// Lease is how long the fault stays in place without a renewal.
 	Lease Duration `json:"lease"`
@@ -70,6 +72,15 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// Intercept sends the pod's TCP connections to To through a faultline
+// proxy in the pod, with Toxics on it, or with the proxy down (its port
+// closed: every such connection refused).
+type Intercept struct {
+	To     []netfault.Dest   `json:"to"`
+	Toxics []proxy.ToxicInfo `json:"toxics,omitempty"`
+	Down   bool              `json:"down,omitempty"`
+}
+
 // Stress is 'faultline stress RESOURCE ARGS...' run by the agent in its
 // container, which is in the pod's cgroup: the pod's CPU and memory are
 // what it uses up.
@@ -89,8 +100,10 @@ func ParseSpec(s string) (Spec, error) {
 	switch {
 	case sp.Run == "" || sp.Fault == "":
 		return Spec{}, errors.New("agent spec: run and fault are required")
-	case count(sp.Partition != nil, sp.PacketLoss != nil, sp.Stress != nil) != 1:
-		return Spec{}, errors.New("agent spec: want exactly one of partition, packet_loss and stress")
+	case count(sp.Partition != nil, sp.PacketLoss != nil, sp.Intercept != nil, sp.Stress != nil) != 1:
+		return Spec{}, errors.New("agent spec: want exactly one of partition, packet_loss, intercept and stress")
+	case sp.Intercept != nil && len(sp.Intercept.To) == 0:
+		return Spec{}, errors.New("agent spec: intercept: to is required")
 	case sp.Stress != nil && !slices.Contains([]string{"cpu", "memory", "connections"}, sp.Stress.Resource):
 		return Spec{}, fmt.Errorf("agent spec: stress %q: want cpu, memory or connections", sp.Stress.Resource)
 	case sp.Lease <= 0:
@@ -235,6 +248,7 @@ type agent struct {
 	out     io.Writer
 	mu      sync.Mutex
 	ops     []netfault.Op // what was made, in order
+	proxy   *proxy.Proxy  // an intercept's, if any
 	stress  *exec.Cmd     // the stress running, if any
 	exited  chan struct{} // closed when it has exited
 	applied bool
@@ -269,6 +283,9 @@ func (a *agent) apply(ctx context.Context) error {
 	if _, err := netfault.Tables(ctx, ns, a.spec.Run, a.record); err != nil {
 		return errors.Join(err, a.undo())
 	}
+	if a.spec.Intercept != nil {
+		return a.intercept(ctx, ns)
+	}
 	if _, err := netfault.Inject(ctx, ns, a.spec.Run, a.spec.Fault, a.spec.fault(), a.record); err != nil {
 		return errors.Join(err, a.undo())
 	}
@@ -291,14 +308,17 @@ func (a *agent) undo() error {
 		return err
 	}
 	a.mu.Lock()
-	ops := a.ops
-	a.ops = nil
+	ops, px := a.ops, a.proxy
+	a.ops, a.proxy = nil, nil
 	a.mu.Unlock()
 	var errs []error
 	for i := len(ops) - 1; i >= 0; i-- {
 		if err := netfault.Undo(context.Background(), ops[i]); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if px != nil { // once no new connection is sent to it; those it carries end
+		px.Stop()
 	}
 	return errors.Join(errs...)
 }
@@ -368,5 +388,43 @@ func (a *agent) stopStress() error {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
+	return nil
+}
+
+// intercept starts the proxy in the pod's namespace, with the redirect to
+// it, and puts the toxics on it (or takes it down).
+func (a *agent) intercept(ctx context.Context, ns netfault.NS) error {
+	ic := a.spec.Intercept
+	var toxics []proxy.Toxic
+	for _, ti := range ic.Toxics { // all read before anything is made
+		e, err := proxy.DecodeEffect(ti.Type, ti.Attributes)
+		if err != nil {
+			return errors.Join(err, a.undo())
+		}
+		st, err := proxy.ParseStream(ti.Stream)
+		if err != nil {
+			return errors.Join(err, a.undo())
+		}
+		tox := ti.Toxicity
+		toxics = append(toxics, proxy.Toxic{Name: ti.Name, Stream: st, Toxicity: &tox, Effect: e})
+	}
+	px, _, err := netfault.InterceptTCP(ctx, ns, a.spec.Run, a.spec.Fault, ic.To, proxy.Config{Name: a.spec.Fault}, a.record)
+	if px != nil {
+		a.mu.Lock()
+		a.proxy = px
+		a.mu.Unlock()
+	}
+	if err != nil {
+		return errors.Join(err, a.undo())
+	}
+	for _, t := range toxics {
+		if _, err := px.AddToxic(t); err != nil {
+			return errors.Join(err, a.undo())
+		}
+	}
+	if ic.Down {
+		px.Stop()
+	}
+	a.applied = true
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/faultline/faultline/agent"
 	"github.com/faultline/faultline/kubetest"
 	"github.com/faultline/faultline/netfault"
+	"github.com/faultline/faultline/proxy"
 )
 
 func TestMain(m *testing.M) {
@@ -94,6 +95,7 @@ func newPod(t *testing.T) pod {
 			if err != nil {
 				return
 			}
+			_, _ = c.Write([]byte("hello\n"))
 			c.Close()
 		}
 	}()
@@ -136,8 +138,12 @@ func start(t *testing.T, p pod, lease time.Duration, startBy time.Time) *session
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := agent.Spec{Run: p.run, Fault: "cut-0", Partition: &netfault.Partition{To: []netfault.Dest{to}, Reject: true},
-		Lease: agent.Duration(lease), StartBy: startBy}
+	return startSpec(t, p, agent.Spec{Run: p.run, Fault: "cut-0", Partition: &netfault.Partition{To: []netfault.Dest{to}, Reject: true},
+		Lease: agent.Duration(lease), StartBy: startBy})
+}
+
+func startSpec(t *testing.T, p pod, spec agent.Spec) *session {
+	t.Helper()
 	parsed, err := agent.ParseSpec(spec.String())
 	if err != nil {
 		t.Fatal(err)
@@ -298,4 +304,66 @@ func FuzzParseSpec(f *testing.F) {
 			t.Fatalf("a spec read back: %v (%s)", err, sp)
 		}
 	})
+}
+
+// read connects from the pod's namespace and returns what the server
+// said before the connection ended.
+func (p pod) read(t *testing.T) (string, error) {
+	t.Helper()
+	var got string
+	var rerr error
+	err := p.ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", p.server, 2*time.Second)
+		if err != nil {
+			rerr = err
+			return nil
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		got, rerr = string(b), err
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, rerr
+}
+
+// TestInterceptToxicAndDown: an intercept puts the pod's connections
+// through a proxy in its namespace, with a toxic on it (limit_data: one
+// byte, then closed), or with the proxy down (refused); both are gone
+// once reverted.
+func TestInterceptToxicAndDown(t *testing.T) {
+	for _, down := range []bool{false, true} {
+		t.Run(fmt.Sprintf("down=%v", down), func(t *testing.T) {
+			p := newPod(t)
+			if got, err := p.read(t); err != nil || got != "hello\n" {
+				t.Fatalf("before: %q %v", got, err)
+			}
+			to, err := netfault.ParseDest(p.server)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ic := &agent.Intercept{To: []netfault.Dest{to}, Down: down}
+			if !down {
+				ic.Toxics = []proxy.ToxicInfo{{Name: "one-byte", Type: "limit_data", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"bytes": 1}}}
+			}
+			s := startSpec(t, p, agent.Spec{Run: p.run, Fault: "slow-0", Intercept: ic, Lease: agent.Duration(time.Hour), StartBy: time.Now().Add(time.Minute)})
+			s.send(t, agent.Apply)
+			s.expect(t, agent.Applied)
+			got, err := p.read(t)
+			switch {
+			case down && !refused(err):
+				t.Errorf("proxy down: read %q %v, want refused", got, err)
+			case !down && got != "h":
+				t.Errorf("limit_data 1: read %q %v, want one byte", got, err)
+			}
+			s.send(t, agent.Revert)
+			s.expect(t, agent.Reverted+"told to")
+			if got, err := p.read(t); err != nil || got != "hello\n" {
+				t.Errorf("reverted: %q %v, want hello", got, err)
+			}
+		})
+	}
 }

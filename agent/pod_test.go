@@ -59,26 +59,32 @@ func binary(t *testing.T) string {
 // card processor on :8090 and waits until it is Ready.
 func paymentsPod(t *testing.T, n *kubetest.Node, ns string) *corev1.Pod {
 	t.Helper()
-	ctx := context.Background()
-	cs := n.Clientset
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := n.Clientset.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return shopPod(t, n, ns, "payments", 8090, "shop", "payments", "--listen", ":8090")
+}
+
+// shopPod starts a pod of the faultline image running args, ready when
+// port takes connections, and waits until it is Ready.
+func shopPod(t *testing.T, n *kubetest.Node, ns, name string, port int32, args ...string) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	cs := n.Clientset
 	zero := int64(0)
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "payments", Labels: map[string]string{"app": "payments"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
 		Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &zero, Containers: []corev1.Container{{
-			Name: "payments", Image: kubetest.FaultlineImage, ImagePullPolicy: corev1.PullNever,
-			Args:           []string{"shop", "payments", "--listen", ":8090"},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8090)}}, PeriodSeconds: 1},
+			Name: name, Image: kubetest.FaultlineImage, ImagePullPolicy: corev1.PullNever, Args: args,
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}, PeriodSeconds: 1},
 		}}},
 	}
 	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var ready *corev1.Pod
-	processtest.WaitFor(t, "pod payments Ready", func() bool {
-		p, err := cs.CoreV1().Pods(ns).Get(ctx, "payments", metav1.GetOptions{})
+	processtest.WaitFor(t, "pod "+name+" Ready", func() bool {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil || p.Status.PodIP == "" {
 			return false
 		}
@@ -136,7 +142,12 @@ recovery: 1s
 // agents, by container name.
 func agentMessages(t *testing.T, n *kubetest.Node, ns string) map[string]string {
 	t.Helper()
-	p, err := n.Clientset.CoreV1().Pods(ns).Get(context.Background(), "payments", metav1.GetOptions{})
+	return podAgentMessages(t, n, ns, "payments")
+}
+
+func podAgentMessages(t *testing.T, n *kubetest.Node, ns, pod string) map[string]string {
+	t.Helper()
+	p, err := n.Clientset.CoreV1().Pods(ns).Get(context.Background(), pod, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,4 +443,90 @@ recovery: 1s
 			t.Errorf("agent %s ended with %q, want told to revert", name, msg)
 		}
 	}
+}
+
+// TestPodInterceptLatency: an intercept from a pods target puts the
+// connections its pods open to :8090 through a proxy inside each pod, with
+// a latency toxic: the balancer's answers from the card processor take at
+// least the second it adds, until the run ends.
+func TestPodInterceptLatency(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-intercept"
+	payments := paymentsPod(t, n, ns)
+	bal := shopPod(t, n, ns, "balancer", 8080, "shop", "balancer", "--listen", ":8080", "--backends", net.JoinHostPort(payments.Status.PodIP, "8090"))
+	url := "http://" + net.JoinHostPort(bal.Status.PodIP, "8080") + "/stats"
+	took := func() (time.Duration, error) {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		start := time.Now()
+		resp, err := client.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return time.Since(start), nil
+	}
+	if _, err := took(); err != nil {
+		t.Fatalf("before the run: %v", err)
+	}
+	src := fmt.Sprintf(`name: pod latency
+targets:
+  balancer:
+    pods: {namespace: %s, selector: app=balancer, kubeconfig: %q, agent_image: %q}
+  to-payments:
+    intercept: {from: balancer, to: ":8090"}
+baseline: 1s
+faults:
+  - {name: slow card processor, target: to-payments, latency: {delay: 1s}, duration: 10m}
+recovery: 1s
+`, ns, n.Kubeconfig, kubetest.FaultlineImage)
+	file := filepath.Join(t.TempDir(), "pod-latency.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("faultline run said:\n%s", logs.String())
+		}
+	}()
+	processtest.WaitFor(t, "the latency inside the balancer's pod", func() bool {
+		d, err := took()
+		return err == nil && d >= time.Second
+	})
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	for name, msg := range waitPodAgentExit(t, n, ns, "balancer") {
+		if !strings.Contains(msg, "reverted: told to") {
+			t.Errorf("agent %s ended with %q, want told to revert", name, msg)
+		}
+	}
+	if _, err := took(); err != nil {
+		t.Errorf("after the run: %v", err)
+	}
+	if msgs := podAgentMessages(t, n, ns, "payments"); len(msgs) != 0 {
+		t.Errorf("agents in the payments pod %v: the intercept is the balancer's alone", msgs)
+	}
+}
+
+func waitPodAgentExit(t *testing.T, n *kubetest.Node, ns, pod string) map[string]string {
+	t.Helper()
+	var msgs map[string]string
+	processtest.WaitFor(t, "the agent's container in "+pod+" to exit", func() bool {
+		msgs = podAgentMessages(t, n, ns, pod)
+		return len(msgs) >= 1
+	})
+	return msgs
 }

@@ -698,8 +698,8 @@ func (d *decoder) checkFaults(x *Experiment, root, fn *yaml.Node, targets map[st
 				d.checkNetworkFault(ft, t, targets, at, field)
 			}
 		}
-		if ft.Lease != 0 && (!ok || !InPod(ft, t)) {
-			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition, packet_loss or a stress on a pods target) holds a lease")
+		if ft.Lease != 0 && inPods(ft, targets) == "" {
+			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition, packet_loss or a stress on a pods target, a toxic on an intercept from one) holds a lease")
 		}
 		if ft.AllowHostNetwork && !NetworkAction(ft.Action) {
 			d.Errorf(valueOf(at, "allow_host_network"), field+".allow_host_network", "only a network fault (partition, packet_loss) acts in a network namespace")
@@ -863,14 +863,32 @@ func (d *decoder) checkRefs(n *yaml.Node, field string, targets map[string]*Targ
 	}
 }
 
-// InPod reports whether a fault on target t acts inside its pods, through
-// an agent: a network fault or a stress on a pods target.
-func InPod(f Fault, t *Target) bool {
-	if t == nil || t.Pods == nil {
-		return false
+// InPods names the pods target inside whose pods a fault acts, through
+// agents, or "": a network fault or a stress on a pods target, a toxic or
+// down on an intercept from a pods target.
+func (x *Experiment) InPods(f Fault) string {
+	byName := map[string]*Target{}
+	for i := range x.Targets {
+		byName[x.Targets[i].Name] = &x.Targets[i]
 	}
-	_, stress := f.Action.(Stress)
-	return stress || NetworkAction(f.Action)
+	return inPods(f, byName)
+}
+
+func inPods(f Fault, targets map[string]*Target) string {
+	t := targets[f.Target]
+	switch {
+	case t == nil:
+		return ""
+	case t.Pods != nil:
+		if _, stress := f.Action.(Stress); stress || NetworkAction(f.Action) {
+			return t.Name
+		}
+	case t.Intercept != nil:
+		if from := targets[t.Intercept.From]; from != nil && from.Pods != nil {
+			return from.Name
+		}
+	}
+	return ""
 }
 
 // faultKey is the file's key of a stress action.

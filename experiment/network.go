@@ -338,8 +338,13 @@ func (d *decoder) checkIntercepts(x *Experiment, root *yaml.Node, targets map[st
 		case from == "":
 		case !ok:
 			d.Errorf(at, field, "no target named %q%s", from, decode.Suggest(from, slices.Sorted(maps.Keys(targets))))
+		case ft.Pods != nil && t.DNS != nil:
+			d.Errorf(at, field, "target %q is a pods target: a DNS intercept inside pods is not supported (give its pods a dns target they query, or use a dns fault on a process target)", from)
+		case ft.Pods != nil:
+			d.checkPodIntercept(t, ft, valueOf(valueOf(tn, t.Name), "intercept"), "targets."+t.Name+".intercept")
+			continue
 		case ft.Process == nil:
-			d.Errorf(at, field, "target %q is not a process: an intercept acts in a process target's network namespace", from)
+			d.Errorf(at, field, "target %q is not a process or pods target: an intercept acts in its network namespace", from)
 		case t.DNS != nil && ft.Process.Launched() && !ft.Process.Isolated:
 			d.Errorf(at, field, "target %q runs in the host's network namespace, whose resolver every program of the machine shares: give it network: isolated", from)
 		case t.Intercept != nil && ft.Process.Launched() && !ft.Process.Isolated && !t.Intercept.AllowHostNetwork:
@@ -376,5 +381,17 @@ func (d *decoder) checkPodNetworkFault(ft Fault, t *Target, targets map[string]*
 	}
 	if len(to.Tags) > 0 {
 		d.Errorf(toAt, field+"."+ft.Action.Kind()+".to.tags", "tags name process targets' instances: from inside a pod, name a pods target or give addresses")
+	}
+}
+
+// checkPodIntercept checks an intercept inside the pods of a pods target:
+// agents run it, each fault on it in a proxy of its own, and its to: is
+// addresses with a port.
+func (d *decoder) checkPodIntercept(t Target, from *Target, n *yaml.Node, field string) {
+	if from.Pods.AgentImage == "" {
+		d.Errorf(valueOf(n, "from"), field+".from", "an intercept inside the pods of %q needs an agent image: add agent_image: IMAGE to its pods, or run with --agent-image", from.Name)
+	}
+	if len(t.Intercept.To.Targets) > 0 || len(t.Intercept.To.Tags) > 0 {
+		d.Errorf(valueOf(n, "to"), field+".to", "from inside pods, give HOST:PORT, CIDR:PORT or :PORT (a pods target has no port faultline knows)")
 	}
 }

@@ -224,6 +224,9 @@ func (n NS) Do(fn func() error) error {
 		return err
 	}
 	defer f.Close()
+	if inSelf(f) { // no setns: an agent in a pod may not
+		return callSafely(fn)
+	}
 	return doIn(int(f.Fd()), fn)
 }
 

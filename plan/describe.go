@@ -50,7 +50,9 @@ func (p *Plan) Describe(w io.Writer) error {
 			fmt.Fprintf(w, "  %-12s dns resolver on %s (upstream %s, %d record(s))\n", t.Name, t.DNS.Listen, orNone(t.DNS.Upstream), len(t.DNS.Records))
 		case t.Intercept != nil:
 			where := "in its network namespace"
-			if t.Intercept.AllowHostNetwork {
+			if from := targetOf(x, t.Intercept.From); from != nil && from.Pods != nil {
+				where = fmt.Sprintf("inside each selected pod, by an agent (image %s) per fault on it, in an ephemeral container with NET_ADMIN, on the fault's lease", from.Pods.AgentImage)
+			} else if t.Intercept.AllowHostNetwork {
 				where += " (if that is the host's: every process of this machine that connects there)"
 			}
 			fmt.Fprintf(w, "  %-12s intercept: the TCP connections %s opens to %s, through a proxy %s\n", t.Name, t.Intercept.From, t.Intercept.To, where)

@@ -554,3 +554,17 @@ func Attributes(e Effect) map[string]any {
 	}
 	return out
 }
+
+// DecodeEffect is the effect of a toxic type with attributes as the API
+// takes them (a ToxicInfo's): what another process rebuilds a toxic from.
+func DecodeEffect(typ string, attrs map[string]any) (Effect, error) {
+	e := newEffect(typ)
+	if e == nil {
+		return nil, invalidf("invalid toxic type %q", typ)
+	}
+	b, err := json.Marshal(attrs)
+	if err != nil {
+		return nil, invalidf("toxic %s: attributes: %v", typ, err)
+	}
+	return applyAttributes(e, b)
+}

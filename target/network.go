@@ -259,6 +259,10 @@ func (s *Set) Intercept(ctx context.Context) error {
 	for _, t := range s.order {
 		switch t := t.(type) {
 		case *Proxy:
+			if pods, ok := s.byName[interceptFrom(t.spec)].(*Pods); ok {
+				t.InPods = pods // each fault's agent intercepts in the pods
+				continue
+			}
 			if t.spec.Intercept != nil {
 				if err := s.interceptTCP(ctx, t); err != nil {
 					return fmt.Errorf("target %s: %w", t.spec.Name, err)
@@ -370,4 +374,11 @@ func dests(ds []netfault.Dest) string {
 		out = append(out, d.String())
 	}
 	return strings.Join(out, ", ")
+}
+
+func interceptFrom(t experiment.Target) string {
+	if t.Intercept == nil {
+		return ""
+	}
+	return t.Intercept.From
 }

@@ -72,9 +72,7 @@ func (p *Pods) Select(ctx context.Context, sel experiment.Selection, rnd *rand.R
 // checkAgentAccess refuses, before anything is touched, a run whose
 // network faults on this target need agents that its account may not run.
 func (p *Pods) checkAgentAccess(ctx context.Context, x *experiment.Experiment) error {
-	if !slices.ContainsFunc(x.Faults, func(f experiment.Fault) bool {
-		return f.Target == p.spec.Name && experiment.InPod(f, &p.spec)
-	}) {
+	if !slices.ContainsFunc(x.Faults, func(f experiment.Fault) bool { return x.InPods(f) == p.spec.Name }) {
 		return nil
 	}
 	missing, err := p.Client.AgentAccess(ctx, p.spec.Pods.Namespace)

@@ -332,6 +332,9 @@ type Proxy struct {
 	Embedded    *proxy.Proxy
 	Client      *proxy.Client
 	Intercepted []*proxy.Proxy
+	// InPods is the pods target an intercept acts in, through agents (its
+	// faults carry their own proxies); nil otherwise.
+	InPods *Pods
 }
 
 // Local returns the proxies of the run that the target is: the embedded

@@ -85,6 +85,30 @@ func injectPodStress(ctx context.Context, f *fault.Fault, t *target.Pods, a expe
 	})
 }
 
+// injectPodIntercept intercepts, inside each selected pod of the
+// intercept's from, its connections to the intercept's to:, through a
+// proxy of the agent's own with the fault's toxics (or down).
+func injectPodIntercept(ctx context.Context, f *fault.Fault, t *target.Proxy, what string, ic *agent.Intercept) error {
+	pods, err := t.InPods.Select(ctx, f.Spec.Select, f.Rand, f.MaxTargets)
+	if err != nil {
+		return err
+	}
+	if ic.To, err = podDests(ctx, t.InPods, t.Spec().Intercept.To); err != nil {
+		return fmt.Errorf("fault %s: %w", f.Spec.Name, err)
+	}
+	for _, p := range pods {
+		if p.HostNetwork && !t.Spec().Intercept.AllowHostNetwork {
+			return fmt.Errorf("fault %s: pod %s/%s runs in its node's network namespace (hostNetwork), where an intercept takes every connection of the node to %s: add allow_host_network: true to the intercept", f.Spec.Name, p.Namespace, p.Name, t.Spec().Intercept.To)
+		}
+	}
+	if err := checkPods(f, t.InPods, pods); err != nil {
+		return err
+	}
+	return runAgents(ctx, f, t.InPods, pods, fmt.Sprintf("%s on the connections to %s", what, dests(ic.To)), true, func(as *agent.Spec) {
+		as.Intercept = ic
+	})
+}
+
 // checkPods checks, before anything is touched, that an agent can act in
 // each pod as the target says.
 func checkPods(f *fault.Fault, t *target.Pods, pods []kube.Pod) error {

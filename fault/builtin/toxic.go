@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/faultline/faultline/agent"
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/fault"
 	"github.com/faultline/faultline/journal"
@@ -68,6 +69,13 @@ func injectToxic(ctx context.Context, f *fault.Fault, a experiment.ProxyToxic) e
 		return err
 	}
 	tox := f.Spec.Toxicity
+	if t.InPods != nil {
+		var toxics []proxy.ToxicInfo
+		for _, s := range streams(f.Spec.Direction) {
+			toxics = append(toxics, proxy.ToxicInfo{Name: toxicName(f.Run, f.Spec.Name, s), Type: a.Effect.Type(), Stream: s.String(), Toxicity: tox, Attributes: proxy.Attributes(a.Effect)})
+		}
+		return injectPodIntercept(ctx, f, t, a.Effect.Type()+" toxic", &agent.Intercept{Toxics: toxics})
+	}
 	added := 0
 	for _, s := range streams(f.Spec.Direction) {
 		name := toxicName(f.Run, f.Spec.Name, s)
@@ -119,6 +127,9 @@ func injectDown(ctx context.Context, f *fault.Fault, _ experiment.Down) error {
 	t, err := proxyTarget(f)
 	if err != nil {
 		return err
+	}
+	if t.InPods != nil {
+		return injectPodIntercept(ctx, f, t, "proxy down", &agent.Intercept{Down: true})
 	}
 	if local := t.Local(); len(local) > 0 {
 		for _, p := range local {
