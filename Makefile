@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzHTTPStage -fuzztime $(FUZZTIME)
 	$(GO) test ./dnsfault -run '^$$' -fuzz FuzzParseRule -fuzztime $(FUZZTIME)
 	$(GO) test ./stress -run '^$$' -fuzz FuzzParseSize -fuzztime $(FUZZTIME)
+	$(GO) test ./agent -run '^$$' -fuzz FuzzParseSpec -fuzztime $(FUZZTIME)
 
 ## bench: proxy and load engine figures, written to bench/results/
 bench:

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,7 @@ type Spec struct {
 	PacketLoss *netfault.PacketLoss `json:"packet_loss,omitempty"`
 	Intercept  *Intercept           `json:"intercept,omitempty"`
 	Stress     *Stress              `json:"stress,omitempty"`
+	Signal     *Signal              `json:"signal,omitempty"`
 	// Lease is how long the fault stays in place without a renewal.
 	Lease Duration `json:"lease"`
 	// StartBy is when an agent that has not applied its fault gives up: an
@@ -81,6 +83,17 @@ type Intercept struct {
 	Down   bool              `json:"down,omitempty"`
 }
 
+// Signal sends a signal to every process of one container of the pod:
+// those whose cgroup names Container (its runtime's id). The pod shares one
+// process namespace (shareProcessNamespace), so that the container's main
+// process is not the init of its own namespace, which ignores SIGSTOP and
+// SIGKILL sent from inside it. SIGSTOP is taken back with SIGCONT; other
+// signals have nothing to take back (the kubelet restarts the container).
+type Signal struct {
+	Signal    string `json:"signal"` // SIGSTOP, SIGKILL, SIGTERM, ...
+	Container string `json:"container"`
+}
+
 // Stress is 'faultline stress RESOURCE ARGS...' run by the agent in its
 // container, which is in the pod's cgroup: the pod's CPU and memory are
 // what it uses up.
@@ -100,8 +113,10 @@ func ParseSpec(s string) (Spec, error) {
 	switch {
 	case sp.Run == "" || sp.Fault == "":
 		return Spec{}, errors.New("agent spec: run and fault are required")
-	case count(sp.Partition != nil, sp.PacketLoss != nil, sp.Intercept != nil, sp.Stress != nil) != 1:
-		return Spec{}, errors.New("agent spec: want exactly one of partition, packet_loss, intercept and stress")
+	case count(sp.Partition != nil, sp.PacketLoss != nil, sp.Intercept != nil, sp.Stress != nil, sp.Signal != nil) != 1:
+		return Spec{}, errors.New("agent spec: want exactly one of partition, packet_loss, intercept, stress and signal")
+	case sp.Signal != nil && (signals[sp.Signal.Signal] == 0 || !validContainerID(sp.Signal.Container)):
+		return Spec{}, fmt.Errorf("agent spec: signal %q to container %q: want a signal name and a container id", sp.Signal.Signal, sp.Signal.Container)
 	case sp.Intercept != nil && len(sp.Intercept.To) == 0:
 		return Spec{}, errors.New("agent spec: intercept: to is required")
 	case sp.Stress != nil && !slices.Contains([]string{"cpu", "memory", "connections"}, sp.Stress.Resource):
@@ -250,6 +265,7 @@ type agent struct {
 	ops     []netfault.Op // what was made, in order
 	proxy   *proxy.Proxy  // an intercept's, if any
 	stress  *exec.Cmd     // the stress running, if any
+	stopped []int         // pids a SIGSTOP froze
 	exited  chan struct{} // closed when it has exited
 	applied bool
 }
@@ -275,6 +291,9 @@ func (a *agent) record(op netfault.Op) error {
 func (a *agent) apply(ctx context.Context) error {
 	if a.spec.Stress != nil {
 		return a.startStress()
+	}
+	if a.spec.Signal != nil {
+		return a.signal()
 	}
 	ns, err := netfault.OpenNS(a.nsPath)
 	if err != nil {
@@ -306,6 +325,13 @@ func (a *agent) revert(why string) error {
 func (a *agent) undo() error {
 	if err := a.stopStress(); err != nil {
 		return err
+	}
+	a.mu.Lock()
+	stopped := a.stopped
+	a.stopped = nil
+	a.mu.Unlock()
+	for _, pid := range stopped {
+		_ = syscall.Kill(pid, syscall.SIGCONT) // gone meanwhile: nothing to resume
 	}
 	a.mu.Lock()
 	ops, px := a.ops, a.proxy
@@ -424,6 +450,79 @@ func (a *agent) intercept(ctx context.Context, ns netfault.NS) error {
 	}
 	if ic.Down {
 		px.Stop()
+	}
+	a.applied = true
+	return nil
+}
+
+var signals = map[string]syscall.Signal{"SIGSTOP": syscall.SIGSTOP, "SIGKILL": syscall.SIGKILL, "SIGTERM": syscall.SIGTERM,
+	"SIGINT": syscall.SIGINT, "SIGHUP": syscall.SIGHUP, "SIGQUIT": syscall.SIGQUIT, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2}
+
+// Signals reports whether the agent sends a signal of that name.
+func Signals(name string) bool { return signals[name] != 0 }
+
+func validContainerID(id string) bool {
+	if len(id) < 12 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// procRoot is where the agent reads the processes it can see.
+var procRoot = "/proc"
+
+// containerPids lists the processes whose cgroup names the container id.
+func containerPids(id string) ([]int, error) {
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cg, err := os.ReadFile(procRoot + "/" + e.Name() + "/cgroup")
+		if err == nil && strings.Contains(string(cg), id) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// signal sends the signal to the container's processes, refusing where
+// it would not reach them.
+func (a *agent) signal() error {
+	sig := signals[a.spec.Signal.Signal]
+	pids, err := containerPids(a.spec.Signal.Container)
+	if err != nil {
+		return err
+	}
+	if len(pids) == 0 {
+		return fmt.Errorf("no process of container %s is visible here: the pod must share its process namespace (shareProcessNamespace: true), and its cgroups name their containers", a.spec.Signal.Container)
+	}
+	if slices.Contains(pids, 1) {
+		return fmt.Errorf("the container's main process is PID 1 of this namespace, which ignores %s sent from inside: the pod must share its process namespace (shareProcessNamespace: true)", a.spec.Signal.Signal)
+	}
+	if sig == syscall.SIGSTOP {
+		a.mu.Lock()
+		a.stopped = pids // before the signal: an interrupted one is taken back too
+		a.mu.Unlock()
+	}
+	var errs []error
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("pid %d: %w", pid, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return errors.Join(err, a.undo())
 	}
 	a.applied = true
 	return nil

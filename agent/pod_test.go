@@ -69,6 +69,13 @@ func paymentsPod(t *testing.T, n *kubetest.Node, ns string) *corev1.Pod {
 // port takes connections, and waits until it is Ready.
 func shopPod(t *testing.T, n *kubetest.Node, ns, name string, port int32, args ...string) *corev1.Pod {
 	t.Helper()
+	return shopPodShared(t, n, ns, name, port, false, args...)
+}
+
+// shopPodShared is shopPod, sharing one process namespace in the pod if
+// shared.
+func shopPodShared(t *testing.T, n *kubetest.Node, ns, name string, port int32, shared bool, args ...string) *corev1.Pod {
+	t.Helper()
 	ctx := context.Background()
 	cs := n.Clientset
 	zero := int64(0)
@@ -78,6 +85,9 @@ func shopPod(t *testing.T, n *kubetest.Node, ns, name string, port int32, args .
 			Name: name, Image: kubetest.FaultlineImage, ImagePullPolicy: corev1.PullNever, Args: args,
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}, PeriodSeconds: 1},
 		}}},
+	}
+	if shared {
+		pod.Spec.ShareProcessNamespace = &shared
 	}
 	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -174,8 +184,14 @@ func waitAgentExit(t *testing.T, n *kubetest.Node, ns string, count int) map[str
 // fault is in place (the pod stops answering the host).
 func startRun(t *testing.T, n *kubetest.Node, pod *corev1.Pod, file, out string) *exec.Cmd {
 	t.Helper()
+	return startRunIn(t, pod, file, out, t.TempDir())
+}
+
+// startRunIn is startRun with the state directory given.
+func startRunIn(t *testing.T, pod *corev1.Pod, file, out, stateDir string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", out)
-	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+stateDir)
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -337,7 +353,14 @@ func TestPodHaltRelayed(t *testing.T) {
 	n := kubetest.SharedNode(t)
 	ns := "agent-halt"
 	pod := paymentsPod(t, n, ns)
-	cmd := startRun(t, n, pod, experimentFile(t, n, ns, n.Kubeconfig, "10m", "1h"), filepath.Join(t.TempDir(), "run"))
+	stateDir := t.TempDir()
+	cmd := startRunIn(t, pod, experimentFile(t, n, ns, n.Kubeconfig, "10m", "1h"), filepath.Join(t.TempDir(), "run"), stateDir)
+	// status shows the fault inside the pod, and its agent.
+	status := exec.Command(binary(t), "status")
+	status.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+stateDir)
+	if output, err := status.CombinedOutput(); err != nil || !strings.Contains(string(output), "inside pod "+ns+"/payments, held by its agent container faultline-") {
+		t.Errorf("faultline status: %v\n%s\nwant the partition inside the pod named", err, output)
+	}
 	halt := exec.Command(binary(t), "halt", "--namespace", ns, "--kubeconfig", n.Kubeconfig, "--reason", "test")
 	if output, err := halt.CombinedOutput(); err != nil {
 		t.Fatalf("faultline halt --namespace: %v\n%s", err, output)
@@ -529,4 +552,76 @@ func waitPodAgentExit(t *testing.T, n *kubetest.Node, ns, pod string) map[string
 		return len(msgs) >= 1
 	})
 	return msgs
+}
+
+// TestPodStop: stop: {} on a pods target freezes the target container's
+// processes (SIGSTOP by the agent, in a pod that shares one process
+// namespace) until the run ends; in a pod that does not, the run is
+// refused before anything is touched, saying why.
+func TestPodStop(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-stop"
+	if _, err := n.Clientset.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(app string) string {
+		src := fmt.Sprintf(`name: pod stop
+targets:
+  app:
+    pods: {namespace: %s, selector: app=%s, kubeconfig: %q, agent_image: %q}
+baseline: 1s
+faults:
+  - {name: frozen card processor, target: app, stop: {}, duration: 10m}
+recovery: 1s
+`, ns, app, n.Kubeconfig, kubetest.FaultlineImage)
+		file := filepath.Join(t.TempDir(), app+".yaml")
+		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+
+	alone := shopPod(t, n, ns, "alone", 8090, "shop", "payments", "--listen", ":8090")
+	cmd := exec.Command(binary(t), "run", write("alone"), "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "refused"))
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	output, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(output), "shareProcessNamespace: true") {
+		t.Errorf("stop in a pod of its own process namespace: %v\n%s\nwant exit 4 naming shareProcessNamespace", err, output)
+	}
+	if p, err := n.Clientset.CoreV1().Pods(ns).Get(context.Background(), alone.Name, metav1.GetOptions{}); err != nil || len(p.Spec.EphemeralContainers) != 0 {
+		t.Errorf("the refused run touched the pod: %v %v", err, p.Spec.EphemeralContainers)
+	}
+
+	shared := shopPodShared(t, n, ns, "shared", 8090, true, "shop", "payments", "--listen", ":8090")
+	cmd = exec.Command(binary(t), "run", write("shared"), "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("faultline run said:\n%s", logs.String())
+		}
+	}()
+	processtest.WaitFor(t, "the card processor frozen", func() bool {
+		var ne net.Error
+		return errors.As(answers(shared), &ne) && ne.Timeout() // the kernel still accepts; nobody answers
+	})
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if err := answers(shared); err != nil {
+		t.Errorf("after the run: %v, want the card processor to answer", err)
+	}
+	for name, msg := range waitPodAgentExit(t, n, ns, "shared") {
+		if !strings.Contains(msg, "reverted: told to") {
+			t.Errorf("agent %s ended with %q, want told to revert", name, msg)
+		}
+	}
 }

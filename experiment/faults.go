@@ -699,7 +699,7 @@ func (d *decoder) checkFaults(x *Experiment, root, fn *yaml.Node, targets map[st
 			}
 		}
 		if ft.Lease != 0 && inPods(ft, targets) == "" {
-			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition, packet_loss or a stress on a pods target, a toxic on an intercept from one) holds a lease")
+			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition, packet_loss, a stress, stop or kill on a pods target, a toxic on an intercept from one) holds a lease")
 		}
 		if ft.AllowHostNetwork && !NetworkAction(ft.Action) {
 			d.Errorf(valueOf(at, "allow_host_network"), field+".allow_host_network", "only a network fault (partition, packet_loss) acts in a network namespace")
@@ -735,6 +735,12 @@ func (d *decoder) checkFaultTarget(ft Fault, t *Target, at *yaml.Node, field str
 			d.Errorf(at, field, "%s inside the pods of %q needs an agent image: add agent_image: IMAGE to the target's pods, or run with --agent-image", faultKey(a), t.Name)
 		}
 	case Kill, Stop:
+		if t.Pods != nil {
+			if t.Pods.AgentImage == "" {
+				d.Errorf(at, field, "%s inside the pods of %q needs an agent image: add agent_image: IMAGE to the target's pods, or run with --agent-image", a.Kind(), t.Name)
+			}
+			return
+		}
 		if t.Process == nil {
 			d.Errorf(at, field, "%s acts on processes, but target %q is not a process (use down: {} to take a proxy down)", a.Kind(), t.Name)
 			return
@@ -880,7 +886,8 @@ func inPods(f Fault, targets map[string]*Target) string {
 	case t == nil:
 		return ""
 	case t.Pods != nil:
-		if _, stress := f.Action.(Stress); stress || NetworkAction(f.Action) {
+		switch f.Action.(type) {
+		case Stress, Kill, Stop, Partition, PacketLoss:
 			return t.Name
 		}
 	case t.Intercept != nil:

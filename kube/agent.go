@@ -14,9 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/streaming/pkg/httpstream"
 )
 
 // Agent is an ephemeral container that faultline adds to a pod to act
@@ -32,8 +32,10 @@ type Agent struct {
 	Target string
 	Image  string
 	Args   []string
-	// NetAdmin adds the NET_ADMIN capability, which network faults need.
-	NetAdmin bool
+	// NetAdmin adds the NET_ADMIN capability, which network faults need;
+	// Root runs the agent as root (signals to another container's
+	// processes); NetAdmin implies it.
+	NetAdmin, Root bool
 }
 
 // ErrAgentGone says the pod or its agent container is no more, or the
@@ -61,13 +63,15 @@ func (c *Client) AddAgent(ctx context.Context, a Agent) error {
 			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 		},
 	}
-	if a.NetAdmin {
+	if a.NetAdmin || a.Root {
 		// A capability added to a container works for root alone (it is
 		// not an ambient one): the agent runs as root, with NET_ADMIN and
 		// nothing else added, whatever the image's user.
 		root, nonRoot := int64(0), false
-		ec.SecurityContext = &corev1.SecurityContext{RunAsUser: &root, RunAsNonRoot: &nonRoot,
-			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}
+		ec.SecurityContext = &corev1.SecurityContext{RunAsUser: &root, RunAsNonRoot: &nonRoot}
+		if a.NetAdmin {
+			ec.SecurityContext.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}
+		}
 	}
 	pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, ec)
 	if _, err := pods.UpdateEphemeralContainers(ctx, a.Pod, pod, metav1.UpdateOptions{}); err != nil {

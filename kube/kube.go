@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,8 +93,12 @@ type Pod struct {
 	// shares the node's network namespace.
 	IP          string
 	HostNetwork bool
-	// Containers are its containers' names, in the spec's order.
-	Containers []string
+	// Containers are its containers' names, in the spec's order, and
+	// ContainerIDs their runtime ids (without "containerd://") once they
+	// run; SharesProcesses says the pod shares one process namespace.
+	Containers      []string
+	ContainerIDs    map[string]string
+	SharesProcesses bool
 }
 
 // Pods lists the pods of a namespace that match a label selector
@@ -112,6 +117,13 @@ func (c *Client) Pods(ctx context.Context, namespace, selector string) ([]Pod, e
 			IP: p.Status.PodIP, HostNetwork: p.Spec.HostNetwork}
 		for _, c := range p.Spec.Containers {
 			pod.Containers = append(pod.Containers, c.Name)
+		}
+		pod.SharesProcesses = p.Spec.ShareProcessNamespace != nil && *p.Spec.ShareProcessNamespace
+		pod.ContainerIDs = map[string]string{}
+		for _, cs := range p.Status.ContainerStatuses {
+			if _, id, ok := strings.Cut(cs.ContainerID, "://"); ok {
+				pod.ContainerIDs[cs.Name] = id
+			}
 		}
 		if p.Spec.TerminationGracePeriodSeconds != nil {
 			pod.Grace = *p.Spec.TerminationGracePeriodSeconds

@@ -109,6 +109,43 @@ func injectPodIntercept(ctx context.Context, f *fault.Fault, t *target.Proxy, wh
 	})
 }
 
+// injectPodSignal signals the processes of each selected pod's target
+// container, by its agent: the pod must share its process namespace, for
+// inside a container's own the app is PID 1, which ignores SIGSTOP and
+// SIGKILL sent from inside it. SIGSTOP is taken back with SIGCONT.
+func injectPodSignal(ctx context.Context, f *fault.Fault, t *target.Pods, sig string) error {
+	if !agent.Signals(sig) {
+		return fmt.Errorf("fault %s: an agent sends SIGSTOP, SIGKILL, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 or SIGUSR2, not %s", f.Spec.Name, sig)
+	}
+	pods, err := t.Select(ctx, f.Spec.Select, f.Rand, f.MaxTargets)
+	if err != nil {
+		return err
+	}
+	if err := checkPods(f, t, pods); err != nil {
+		return err
+	}
+	container := func(p kube.Pod) string {
+		if c := t.Spec().Pods.Container; c != "" {
+			return c
+		}
+		if len(p.Containers) > 0 {
+			return p.Containers[0]
+		}
+		return ""
+	}
+	for _, p := range pods {
+		switch c := container(p); {
+		case !p.SharesProcesses:
+			return fmt.Errorf("fault %s: pod %s/%s does not share its process namespace: in its container's own, the app is PID 1, which ignores %s sent from inside (the kernel's rule for an init), so an agent cannot reach it: set shareProcessNamespace: true in the pod's spec, or use pod_kill", f.Spec.Name, p.Namespace, p.Name, sig)
+		case p.ContainerIDs[c] == "":
+			return fmt.Errorf("fault %s: container %s of pod %s/%s is not running", f.Spec.Name, c, p.Namespace, p.Name)
+		}
+	}
+	return runAgentsFor(ctx, f, t, pods, sig+" to the processes of the target container", kube.Agent{Root: true}, func(as *agent.Spec, p kube.Pod, c string) {
+		as.Signal = &agent.Signal{Signal: sig, Container: p.ContainerIDs[c]}
+	})
+}
+
 // checkPods checks, before anything is touched, that an agent can act in
 // each pod as the target says.
 func checkPods(f *fault.Fault, t *target.Pods, pods []kube.Pod) error {
@@ -124,6 +161,12 @@ func checkPods(f *fault.Fault, t *target.Pods, pods []kube.Pod) error {
 // runAgents gives each pod an agent that holds what fill says, on the
 // fault's lease.
 func runAgents(ctx context.Context, f *fault.Fault, t *target.Pods, pods []kube.Pod, what string, netAdmin bool, fill func(*agent.Spec)) error {
+	return runAgentsFor(ctx, f, t, pods, what, kube.Agent{NetAdmin: netAdmin}, func(as *agent.Spec, _ kube.Pod, _ string) { fill(as) })
+}
+
+// runAgentsFor is runAgents with the agent's privileges given in priv and
+// a spec filled for each pod and its target container.
+func runAgentsFor(ctx context.Context, f *fault.Fault, t *target.Pods, pods []kube.Pod, what string, priv kube.Agent, fill func(as *agent.Spec, p kube.Pod, container string)) error {
 	spec := t.Spec().Pods
 	lease := f.Spec.Lease
 	if lease == 0 {
@@ -135,9 +178,9 @@ func runAgents(ctx context.Context, f *fault.Fault, t *target.Pods, pods []kube.
 			container = p.Containers[0]
 		}
 		as := agent.Spec{Run: f.Run, Fault: chainName(f.Spec.Name, 0), Lease: agent.Duration(lease), StartBy: time.Now().Add(agentStart).UTC().Truncate(time.Second)}
-		fill(&as)
+		fill(&as, p, container)
 		a := kube.Agent{Namespace: p.Namespace, Pod: p.Name, UID: p.UID, Name: agentName(f.Run, f.Spec.Name, i),
-			Target: container, Image: spec.AgentImage, Args: []string{"agent", "--spec", as.String()}, NetAdmin: netAdmin}
+			Target: container, Image: spec.AgentImage, Args: []string{"agent", "--spec", as.String()}, NetAdmin: priv.NetAdmin, Root: priv.Root}
 		data, _ := json.Marshal(podAgentData{Container: a.Name})
 		log := f.Log
 		if log == nil {

@@ -54,6 +54,9 @@ func signal(f *fault.Fault, procs []journal.Proc, sig syscall.Signal) {
 }
 
 func injectStop(ctx context.Context, f *fault.Fault, _ experiment.Stop) error {
+	if t, ok := f.Target.(*target.Pods); ok {
+		return injectPodSignal(ctx, f, t, "SIGSTOP")
+	}
 	_, _, procs, err := victims(f, false)
 	if err != nil {
 		return err
@@ -76,6 +79,9 @@ func injectStop(ctx context.Context, f *fault.Fault, _ experiment.Stop) error {
 }
 
 func injectKill(ctx context.Context, f *fault.Fault, a experiment.Kill) error {
+	if t, ok := f.Target.(*target.Pods); ok {
+		return injectPodSignal(ctx, f, t, a.Signal)
+	}
 	sig := process.Signals[a.Signal]
 	t, ins, procs, err := victims(f, true)
 	if err != nil {

@@ -196,5 +196,8 @@ func inPlace(e journal.Event) string {
 		}
 		return "undone by running " + strings.Join(u.Command, " ")
 	}
+	if e.Message != "" { // pod_agent, netfault and outside families: what the step said
+		return e.Message
+	}
 	return u.Kind
 }
