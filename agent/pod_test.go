@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,30 +29,7 @@ import (
 // kubetest): the runner is the faultline binary, its agent image is the
 // node's image of this checkout.
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-func binary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "faultline-agent-test")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "faultline")
-		if out, err := exec.Command("go", "build", "-o", binPath, "github.com/faultline/faultline/cmd/faultline").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func binary(t *testing.T) string { return processtest.Faultline(t) }
 
 // paymentsPod starts, in a namespace of its own, one pod of the shop's
 // card processor on :8090 and waits until it is Ready.
@@ -141,11 +117,7 @@ faults:
     duration: %s
 recovery: 1s
 `, ns, kubeconfig, kubetest.FaultlineImage, n.GatewayIP, lease, duration)
-	file := filepath.Join(t.TempDir(), "pod-partition.yaml")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return file
+	return writeFile(t, "pod-partition.yaml", src)
 }
 
 // agentMessages returns the termination messages of the pod's exited
@@ -190,20 +162,7 @@ func startRun(t *testing.T, n *kubetest.Node, pod *corev1.Pod, file, out string)
 // startRunIn is startRun with the state directory given.
 func startRunIn(t *testing.T, pod *corev1.Pod, file, out, stateDir string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", out)
-	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+stateDir)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("faultline run said:\n%s", logs.String())
-		}
-	})
+	cmd := launch(t, file, out, stateDir)
 	processtest.WaitFor(t, "the partition inside the pod", func() bool {
 		return errors.Is(answers(pod), syscall.ECONNREFUSED)
 	})
@@ -436,24 +395,7 @@ faults:
   - {name: busy card processor, target: payments, cpu: {workers: 1, load: 50}, duration: 10m}
 recovery: 1s
 `, ns, n.Kubeconfig, kubetest.FaultlineImage)
-	file := filepath.Join(t.TempDir(), "pod-cpu.yaml")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
-	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("faultline run said:\n%s", logs.String())
-		}
-	}()
+	cmd := launch(t, writeFile(t, "pod-cpu.yaml", src), filepath.Join(t.TempDir(), "run"), t.TempDir())
 	processtest.WaitFor(t, "the stress inside the pod", func() bool { return len(stressProcs(t, appPid)) == 1 })
 	// Ended as Ctrl-C ends a run: the fault is reverted, the agent stops the stress.
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
@@ -505,24 +447,7 @@ faults:
   - {name: slow card processor, target: to-payments, latency: {delay: 1s}, duration: 10m}
 recovery: 1s
 `, ns, n.Kubeconfig, kubetest.FaultlineImage)
-	file := filepath.Join(t.TempDir(), "pod-latency.yaml")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
-	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("faultline run said:\n%s", logs.String())
-		}
-	}()
+	cmd := launch(t, writeFile(t, "pod-latency.yaml", src), filepath.Join(t.TempDir(), "run"), t.TempDir())
 	processtest.WaitFor(t, "the latency inside the balancer's pod", func() bool {
 		d, err := took()
 		return err == nil && d >= time.Second
@@ -574,11 +499,7 @@ faults:
   - {name: frozen card processor, target: app, stop: {}, duration: 10m}
 recovery: 1s
 `, ns, app, n.Kubeconfig, kubetest.FaultlineImage)
-		file := filepath.Join(t.TempDir(), app+".yaml")
-		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return file
+		return writeFile(t, app+".yaml", src)
 	}
 
 	alone := shopPod(t, n, ns, "alone", 8090, "shop", "payments", "--listen", ":8090")
@@ -594,20 +515,7 @@ recovery: 1s
 	}
 
 	shared := shopPodShared(t, n, ns, "shared", 8090, true, "shop", "payments", "--listen", ":8090")
-	cmd = exec.Command(binary(t), "run", write("shared"), "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
-	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("faultline run said:\n%s", logs.String())
-		}
-	}()
+	cmd = launch(t, write("shared"), filepath.Join(t.TempDir(), "run"), t.TempDir())
 	processtest.WaitFor(t, "the card processor frozen", func() bool {
 		var ne net.Error
 		return errors.As(answers(shared), &ne) && ne.Timeout() // the kernel still accepts; nobody answers
@@ -624,4 +532,35 @@ recovery: 1s
 			t.Errorf("agent %s ended with %q, want told to revert", name, msg)
 		}
 	}
+}
+
+// launch starts faultline run FILE in the background, killed when the
+// test ends, when it says what it printed if the test failed.
+func launch(t *testing.T, file, out, stateDir string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", out)
+	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+stateDir)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("faultline run said:\n%s", logs.String())
+		}
+	})
+	return cmd
+}
+
+// writeFile writes an experiment file for the test.
+func writeFile(t *testing.T, name, src string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

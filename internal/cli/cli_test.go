@@ -235,31 +235,8 @@ func TestServeStopsProxiesOnSIGTERM(t *testing.T) {
 	}
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
 // binary builds the faultline binary once for the tests that run it.
-func binary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "faultline-cli-test")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "faultline")
-		if out, err := exec.Command("go", "build", "-o", binPath, "github.com/faultline/faultline/cmd/faultline").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func binary(t *testing.T) string { return processtest.Faultline(t) }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()

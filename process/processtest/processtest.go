@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -73,4 +75,32 @@ func WaitFor(tb testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+var faultline struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Faultline builds the faultline binary once per test binary, for the
+// tests that run it, and returns its path (in a temporary directory the
+// test binary leaves, as go test's own are).
+func Faultline(tb testing.TB) string {
+	tb.Helper()
+	faultline.once.Do(func() {
+		dir, err := os.MkdirTemp("", "faultline-test-bin")
+		if err != nil {
+			faultline.err = err
+			return
+		}
+		faultline.path = filepath.Join(dir, "faultline")
+		if out, err := exec.Command("go", "build", "-o", faultline.path, "github.com/faultline/faultline/cmd/faultline").CombinedOutput(); err != nil {
+			faultline.err = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if faultline.err != nil {
+		tb.Fatal(faultline.err)
+	}
+	return faultline.path
 }
