@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/faultline/faultline/journal"
+	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/kubetest"
 	"github.com/faultline/faultline/process/processtest"
 )
@@ -310,8 +314,14 @@ func TestNamespaceKillSwitchUnreadable(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 		t.Fatalf("run after losing the right to read namespaces: %v, want exit 3\n%s\n%s", err, stdout.String(), stderr.String())
 	}
-	if b, err := os.ReadFile(filepath.Join(out, "result.json")); err != nil || !strings.Contains(string(b), "interrupted during injection: the kill switch of namespace shop could not be read for 10s") {
+	// It gives up once the switch has been unreadable for the limit (10s),
+	// said rounded to the second, at the first read that fails past it.
+	b, err := os.ReadFile(filepath.Join(out, "result.json"))
+	m := regexp.MustCompile(`interrupted during injection: the kill switch of namespace shop could not be read for (\d+)s`).FindSubmatch(b)
+	if err != nil || m == nil {
 		t.Errorf("result.json does not say why the run stopped (%v):\n%s", err, b)
+	} else if secs, _ := strconv.Atoi(string(m[1])); time.Duration(secs)*time.Second < kube.HaltUnreadableLimit {
+		t.Errorf("the run stopped after the switch was unreadable for %ss, before the limit %v", m[1], kube.HaltUnreadableLimit)
 	}
 	if n := replicas(t, cs); n != 3 {
 		t.Errorf("replicas %d after the run stopped, want 3 back", n)
