@@ -326,3 +326,50 @@ recovery: 2s
 		t.Errorf("getent answered %v, want ok, then fail during the rule, then ok", runs)
 	}
 }
+
+// netIntents counts the journal's network changes (bridge, namespace,
+// veth, tables, the partition's chains), in the order journaled, and says
+// whether the partition's is among them.
+func netIntents(events []journal.Event) (n int, partition bool) {
+	for _, e := range events {
+		if e.Type == journal.Intent && e.Undo != nil && e.Undo.Kind == "netfault" {
+			n++
+			partition = partition || strings.HasPrefix(e.Message, "partition to ")
+		}
+	}
+	return n, partition
+}
+
+// TestNetworkRecoverAtEveryStep: a runner killed with SIGKILL as soon as
+// its journal shows its k-th network change, for every k up to the
+// partition's (so at each step, in flight or just made), leaves nothing
+// that recover does not remove.
+func TestNetworkRecoverAtEveryStep(t *testing.T) {
+	needNetwork(t)
+	file := partitionFile(t, true, "60s")
+	for k := 1; ; k++ {
+		out := filepath.Join(t.TempDir(), fmt.Sprintf("run-%d", k))
+		runner := exec.Command(binary(t), "run", file, "--allow-no-stop", "--out", out)
+		if err := runner.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var partition bool
+		processtest.WaitFor(t, fmt.Sprintf("network change %d", k), func() bool {
+			events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+			var n int
+			n, partition = netIntents(events)
+			return n >= k
+		})
+		_ = runner.Process.Kill() // SIGKILL: no rollback
+		_ = runner.Wait()
+		id := runID(t, out)
+		if code, stdout, stderr := run(t, "recover", out); code != 0 {
+			t.Fatalf("killed at network change %d: recover = %d\n%s\n%s", k, code, stdout, stderr)
+		}
+		assertNoLeftovers(t, id)
+		if t.Failed() || partition {
+			t.Logf("killed at each of %d network changes, recovered every time", k)
+			return
+		}
+	}
+}
