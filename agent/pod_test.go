@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/kubetest"
 	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/record"
@@ -563,4 +564,46 @@ func writeFile(t *testing.T, name, src string) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// TestPodKilledBeforeApplied: a runner killed as soon as it has journaled
+// its intent to add an agent (the agent's container added or not, told to
+// apply or not) leaves a pod that recover puts right, and a second recover
+// has nothing to do.
+func TestPodKilledBeforeApplied(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-intent"
+	pod := paymentsPod(t, n, ns)
+	out := filepath.Join(t.TempDir(), "run")
+	stateDir := t.TempDir()
+	cmd := launch(t, experimentFile(t, n, ns, n.Kubeconfig, "10m", "1h"), out, stateDir)
+	processtest.WaitFor(t, "the agent's intent in the journal", func() bool {
+		events, _ := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+		for _, e := range events {
+			if e.Type == journal.Intent && e.Undo != nil && e.Undo.Kind == "pod_agent" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	recover := func() string {
+		rec := exec.Command(binary(t), "recover", out)
+		rec.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+stateDir)
+		output, err := rec.CombinedOutput()
+		if err != nil {
+			t.Fatalf("faultline recover: %v\n%s", err, output)
+		}
+		return string(output)
+	}
+	t.Logf("recover said:\n%s", recover())
+	if err := answers(pod); err != nil {
+		t.Errorf("after recover: %v, want the pod to answer", err)
+	}
+	if again := recover(); !strings.Contains(again, "nothing to do") {
+		t.Errorf("second recover said %q, want nothing to do", again)
+	}
 }

@@ -38,9 +38,13 @@ type Agent struct {
 	NetAdmin, Root bool
 }
 
-// ErrAgentGone says the pod or its agent container is no more, or the
-// agent has exited: nothing of what it put in place is left.
-var ErrAgentGone = errors.New("the agent has exited")
+// ErrAgentGone says the pod is no more, and its agent with it: nothing of
+// what the agent put in place is left.
+var ErrAgentGone = errors.New("the pod is gone")
+
+// ErrNoAgent says the pod has no agent container of that name: it was
+// never added.
+var ErrNoAgent = errors.New("no such agent container")
 
 // AddAgent adds a's ephemeral container to its pod, if the pod is still
 // the one selected (same UID). A refusal (no such pod, a name already
@@ -92,7 +96,8 @@ type AgentState struct {
 }
 
 // AgentStatus reads the state of the agent container name in a pod;
-// ErrAgentGone when the pod or the container is not there.
+// ErrAgentGone when the pod is not there, ErrNoAgent when the container
+// is not.
 func (c *Client) AgentStatus(ctx context.Context, namespace, pod, name string) (AgentState, error) {
 	p, err := c.cs.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -120,7 +125,7 @@ func (c *Client) AgentStatus(ctx context.Context, namespace, pod, name string) (
 			return AgentState{Waiting: "not started yet"}, nil
 		}
 	}
-	return AgentState{}, fmt.Errorf("pod %s/%s has no container %s: %w", namespace, pod, name, ErrAgentGone)
+	return AgentState{}, fmt.Errorf("pod %s/%s: %s: %w", namespace, pod, name, ErrNoAgent)
 }
 
 // WaitAgent waits until the agent container runs. An image that cannot be

@@ -376,12 +376,16 @@ func revertAgent(ctx context.Context, c *kube.Client, conn *kube.AgentConn, name
 	switch {
 	case errors.Is(err, kube.ErrAgentGone):
 		return fmt.Sprintf("agent %s is gone with its pod: nothing left", name), nil
+	case errors.Is(err, kube.ErrNoAgent):
+		// An add still in flight starts an agent that, never told to
+		// apply, applies nothing and exits.
+		return fmt.Sprintf("agent %s was never added to pod %s/%s: nothing applied", name, namespace, pod), nil
 	case err != nil:
 		return "", errors.Join(sendErr, err)
 	case st.Exited:
 		return answer(name, st.Message)
 	case !st.Running:
-		return fmt.Sprintf("agent %s never started (%s): it applies nothing now", name, st.Waiting), nil
+		return fmt.Sprintf("agent %s has not started (%s): never told to apply, it applies nothing and exits by itself", name, st.Waiting), nil
 	}
 	fresh, err := c.Attach(rctx, namespace, pod, name)
 	if err != nil {
