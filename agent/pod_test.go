@@ -290,7 +290,13 @@ func TestPodFaultRefusedWithoutAgentRole(t *testing.T) {
 		_ = cs.RbacV1().ClusterRoleBindings().Delete(ctx, "agent-refused-halt", metav1.DeleteOptions{})
 		_ = cs.RbacV1().ClusterRoles().Delete(ctx, "agent-refused-halt", metav1.DeleteOptions{})
 	})
-	cmd := exec.Command(binary(t), "run", experimentFile(t, n, ns, n.UserKubeconfig, "3s", "15s"), "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
+	file := experimentFile(t, n, ns, n.UserKubeconfig, "3s", "15s")
+	dry := exec.Command(binary(t), "run", file, "--dry-run", "--allow-no-stop", "--allow-remote")
+	dry.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
+	if output, err := dry.CombinedOutput(); err == nil || !strings.Contains(string(output), "REFUSED: faults inside these pods run agents, but this account may not update pods/ephemeralcontainers, create pods/attach") {
+		t.Errorf("--dry-run without the agent Role: %v\n%s\nwant it refused, naming what is missing", err, output)
+	}
+	cmd := exec.Command(binary(t), "run", file, "--allow-no-stop", "--allow-remote", "--out", filepath.Join(t.TempDir(), "run"))
 	cmd.Env = append(os.Environ(), "FAULTLINE_STATE_DIR="+t.TempDir())
 	output, err := cmd.CombinedOutput()
 	var ee *exec.ExitError

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,12 @@ func (p *Plan) Describe(w io.Writer) error {
 			fmt.Fprintf(w, "  %-12s intercept: the TCP connections %s opens to %s, through a proxy %s\n", t.Name, t.Intercept.From, t.Intercept.To, where)
 		case t.Pods != nil:
 			fmt.Fprintf(w, "  %-12s pods %s in namespace %s: %s\n", t.Name, t.Pods.Selector, t.Pods.Namespace, podsNow(t.Pods))
+			if slices.ContainsFunc(x.Faults, func(f experiment.Fault) bool { return x.InPods(f) == t.Name }) {
+				if err := agentAccessNow(t.Pods); err != nil {
+					fmt.Fprintf(w, "  %-12s REFUSED: %v\n", "", err)
+					refused = append(refused, fmt.Errorf("target %s: %w", t.Name, err))
+				}
+			}
 		case t.Process.Launched():
 			iso := ""
 			if t.Process.Isolated {
@@ -210,6 +217,23 @@ func podsNow(p *experiment.PodsTarget) string {
 		names = append(names[:10], "...")
 	}
 	return fmt.Sprintf("%d now (%s); each fault resolves its selection when it starts", len(pods), strings.Join(names, ", "))
+}
+
+// agentAccessNow says what the account may not do of what faults inside
+// the pods take; nil when it may, or when the cluster cannot be asked
+// (podsNow says so).
+func agentAccessNow(p *experiment.PodsTarget) error {
+	c, err := kube.Open(p.Kubeconfig)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	missing, err := c.AgentAccess(ctx, p.Namespace)
+	if err != nil || len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("faults inside these pods run agents, but this account may not %s in namespace %s: grant the faultline-agent Role (deploy/kubernetes/agent-rbac.yaml)", strings.Join(missing, ", "), p.Namespace)
 }
 
 // orMachine names a fault's target; stress and exec faults have none.
