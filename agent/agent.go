@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -31,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/netfault"
 	"github.com/faultline/faultline/proxy"
 )
@@ -50,6 +52,7 @@ type Spec struct {
 	Intercept  *Intercept           `json:"intercept,omitempty"`
 	Stress     *Stress              `json:"stress,omitempty"`
 	Signal     *Signal              `json:"signal,omitempty"`
+	DNS        *DNS                 `json:"dns,omitempty"`
 	// Lease is how long the fault stays in place without a renewal.
 	Lease Duration `json:"lease"`
 	// StartBy is when an agent that has not applied its fault gives up: an
@@ -94,6 +97,16 @@ type Signal struct {
 	Container string `json:"container"`
 }
 
+// DNS answers the pod's DNS queries (UDP and TCP port 53, to any
+// resolver) with a faultline resolver in the pod: Rules first, then
+// Records, then Upstream (default: the pod's own resolver, from
+// /etc/resolv.conf).
+type DNS struct {
+	Rules    []string          `json:"rules,omitempty"`
+	Records  map[string]string `json:"records,omitempty"`
+	Upstream string            `json:"upstream,omitempty"`
+}
+
 // Stress is 'faultline stress RESOURCE ARGS...' run by the agent in its
 // container, which is in the pod's cgroup: the pod's CPU and memory are
 // what it uses up.
@@ -113,8 +126,8 @@ func ParseSpec(s string) (Spec, error) {
 	switch {
 	case sp.Run == "" || sp.Fault == "":
 		return Spec{}, errors.New("agent spec: run and fault are required")
-	case count(sp.Partition != nil, sp.PacketLoss != nil, sp.Intercept != nil, sp.Stress != nil, sp.Signal != nil) != 1:
-		return Spec{}, errors.New("agent spec: want exactly one of partition, packet_loss, intercept, stress and signal")
+	case count(sp.Partition != nil, sp.PacketLoss != nil, sp.Intercept != nil, sp.Stress != nil, sp.Signal != nil, sp.DNS != nil) != 1:
+		return Spec{}, errors.New("agent spec: want exactly one of partition, packet_loss, intercept, stress, signal and dns")
 	case sp.Signal != nil && (signals[sp.Signal.Signal] == 0 || !validContainerID(sp.Signal.Container)):
 		return Spec{}, fmt.Errorf("agent spec: signal %q to container %q: want a signal name and a container id", sp.Signal.Signal, sp.Signal.Container)
 	case sp.Intercept != nil && len(sp.Intercept.To) == 0:
@@ -264,6 +277,7 @@ type agent struct {
 	mu      sync.Mutex
 	ops     []netfault.Op // what was made, in order
 	proxy   *proxy.Proxy  // an intercept's, if any
+	dns     *dnsfault.Server
 	stress  *exec.Cmd     // the stress running, if any
 	stopped []int         // pids a SIGSTOP froze
 	exited  chan struct{} // closed when it has exited
@@ -305,6 +319,9 @@ func (a *agent) apply(ctx context.Context) error {
 	if a.spec.Intercept != nil {
 		return a.intercept(ctx, ns)
 	}
+	if a.spec.DNS != nil {
+		return a.interceptDNS(ctx)
+	}
 	if _, err := netfault.Inject(ctx, ns, a.spec.Run, a.spec.Fault, a.spec.fault(), a.record); err != nil {
 		return errors.Join(err, a.undo())
 	}
@@ -345,6 +362,13 @@ func (a *agent) undo() error {
 	}
 	if px != nil { // once no new connection is sent to it; those it carries end
 		px.Stop()
+	}
+	a.mu.Lock()
+	srv := a.dns
+	a.dns = nil
+	a.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
 	}
 	return errors.Join(errs...)
 }
@@ -526,4 +550,59 @@ func (a *agent) signal() error {
 	}
 	a.applied = true
 	return nil
+}
+
+// interceptDNS starts the resolver in the agent's own namespace, with the
+// redirect of port 53 to it.
+func (a *agent) interceptDNS(ctx context.Context) error {
+	if a.nsPath != "/proc/self/ns/net" {
+		return errors.Join(errors.New("a dns intercept acts in the agent's own namespace only"), a.undo())
+	}
+	d := a.spec.DNS
+	rules, err := dnsfault.ParseRules(d.Rules)
+	if err != nil {
+		return errors.Join(err, a.undo())
+	}
+	cfg := dnsfault.Config{Upstream: d.Upstream, Rules: rules, Records: map[string][]net.IP{}}
+	for name, ip := range d.Records {
+		addr := net.ParseIP(ip)
+		if addr == nil {
+			return errors.Join(fmt.Errorf("dns record %s: %q is not an IP", name, ip), a.undo())
+		}
+		cfg.Records[name] = []net.IP{addr}
+	}
+	if cfg.Upstream == "" {
+		if cfg.Upstream, err = podResolver(); err != nil {
+			return errors.Join(err, a.undo())
+		}
+	}
+	srv, _, err := netfault.InterceptDNSHere(ctx, a.spec.Run, a.spec.Fault, cfg, a.record)
+	if srv != nil {
+		a.mu.Lock()
+		a.dns = srv
+		a.mu.Unlock()
+	}
+	if err != nil {
+		return errors.Join(err, a.undo())
+	}
+	a.applied = true
+	return nil
+}
+
+// resolvConf is where the pod's resolver is named.
+var resolvConf = "/etc/resolv.conf"
+
+// podResolver is the first nameserver of the pod's resolv.conf, as
+// HOST:53.
+func podResolver() (string, error) {
+	b, err := os.ReadFile(resolvConf)
+	if err != nil {
+		return "", fmt.Errorf("the pod's resolver: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+			return net.JoinHostPort(f[1], "53"), nil
+		}
+	}
+	return "", fmt.Errorf("the pod's resolver: no nameserver in %s: give the dns target an upstream", resolvConf)
 }

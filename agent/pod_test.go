@@ -613,3 +613,55 @@ func TestPodKilledBeforeApplied(t *testing.T) {
 		t.Errorf("second recover said %q, want nothing to do", again)
 	}
 }
+
+// TestPodDNSIntercept: a dns target intercepting a pods target's queries
+// answers them inside each pod, by its agent, with the fault's rules: the
+// balancer, which resolves its backend's Service name at each request,
+// fails while the rule holds and works once the run ends.
+func TestPodDNSIntercept(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-dns"
+	paymentsPod(t, n, ns)
+	ctx := context.Background()
+	if _, err := n.Clientset.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "payments"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "payments"},
+			Ports: []corev1.ServicePort{{Port: 8090, TargetPort: intstr.FromInt32(8090)}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bal := shopPod(t, n, ns, "balancer", 8080, "shop", "balancer", "--listen", ":8080", "--backends", "payments:8090")
+	status := func() int {
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Get("http://" + net.JoinHostPort(bal.Status.PodIP, "8080") + "/stats")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	processtest.WaitFor(t, "the balancer to reach payments by its Service name", func() bool { return status() == http.StatusOK })
+	src := fmt.Sprintf(`name: pod dns
+targets:
+  balancer:
+    pods: {namespace: %s, selector: app=balancer, kubeconfig: %q, agent_image: %q}
+  names:
+    dns: {intercept: {from: balancer}}
+baseline: 1s
+faults:
+  - {name: payments unresolvable, target: names, dns: {rules: ["payments.*=SERVFAIL"]}, duration: 10m}
+recovery: 1s
+`, ns, n.Kubeconfig, kubetest.FaultlineImage)
+	cmd := launch(t, writeFile(t, "pod-dns.yaml", src), filepath.Join(t.TempDir(), "run"), t.TempDir())
+	processtest.WaitFor(t, "the balancer failing to resolve payments", func() bool { s := status(); return s != 0 && s != http.StatusOK })
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	processtest.WaitFor(t, "the balancer to resolve payments again", func() bool { return status() == http.StatusOK })
+	for name, msg := range waitPodAgentExit(t, n, ns, "balancer") {
+		if !strings.Contains(msg, "reverted: told to") {
+			t.Errorf("agent %s ended with %q, want told to revert", name, msg)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -124,6 +125,10 @@ type Config struct {
 	// this process's own sockets.
 	PacketConn net.PacketConn
 	Listener   net.Listener
+	// Mark, if not zero, marks the sockets of forwarded queries (SO_MARK,
+	// which takes CAP_NET_ADMIN): an intercept in the server's own
+	// namespace lets them pass instead of sending them back to it.
+	Mark uint32
 }
 
 // Server is the resolver.
@@ -146,7 +151,7 @@ func New(cfg Config) *Server {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	s := &Server{cfg: cfg, client: &dns.Client{Timeout: cfg.Timeout}, done: make(chan struct{})}
+	s := &Server{cfg: cfg, client: &dns.Client{Timeout: cfg.Timeout, Dialer: markedDialer(cfg.Mark)}, done: make(chan struct{})}
 	s.SetRules(cfg.Rules)
 	return s
 }
@@ -313,7 +318,7 @@ func (s *Server) serve(w dns.ResponseWriter, q *dns.Msg) {
 	}
 	in, _, err := s.client.Exchange(q, s.cfg.Upstream)
 	if err == nil && in.Truncated {
-		tcp := &dns.Client{Net: "tcp", Timeout: s.cfg.Timeout}
+		tcp := &dns.Client{Net: "tcp", Timeout: s.cfg.Timeout, Dialer: markedDialer(s.cfg.Mark)}
 		in, _, err = tcp.Exchange(q, s.cfg.Upstream)
 	}
 	if err != nil {
@@ -343,4 +348,21 @@ func reply(w dns.ResponseWriter, q *dns.Msg, rcode int) {
 	m := new(dns.Msg)
 	m.SetRcode(q, rcode)
 	_ = w.WriteMsg(m)
+}
+
+// markedDialer dials with SO_MARK mark set; nil (the default) for 0.
+func markedDialer(mark uint32) *net.Dialer {
+	if mark == 0 {
+		return nil
+	}
+	return &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, int(mark))
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
 }

@@ -699,7 +699,7 @@ func (d *decoder) checkFaults(x *Experiment, root, fn *yaml.Node, targets map[st
 			}
 		}
 		if ft.Lease != 0 && inPods(ft, targets) == "" {
-			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition, packet_loss, a stress, stop or kill on a pods target, a toxic on an intercept from one) holds a lease")
+			d.Errorf(valueOf(at, "lease"), field+".lease", "only a fault inside a pod (partition, packet_loss, a stress, stop or kill on a pods target, a toxic or dns fault on an intercept from one) holds a lease")
 		}
 		if ft.AllowHostNetwork && !NetworkAction(ft.Action) {
 			d.Errorf(valueOf(at, "allow_host_network"), field+".allow_host_network", "only a network fault (partition, packet_loss) acts in a network namespace")
@@ -892,6 +892,10 @@ func inPods(f Fault, targets map[string]*Target) string {
 		}
 	case t.Intercept != nil:
 		if from := targets[t.Intercept.From]; from != nil && from.Pods != nil {
+			return from.Name
+		}
+	case t.DNS != nil && t.DNS.Intercept != nil:
+		if from := targets[t.DNS.Intercept.From]; from != nil && from.Pods != nil {
 			return from.Name
 		}
 	}

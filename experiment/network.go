@@ -339,7 +339,10 @@ func (d *decoder) checkIntercepts(x *Experiment, root *yaml.Node, targets map[st
 		case !ok:
 			d.Errorf(at, field, "no target named %q%s", from, decode.Suggest(from, slices.Sorted(maps.Keys(targets))))
 		case ft.Pods != nil && t.DNS != nil:
-			d.Errorf(at, field, "target %q is a pods target: a DNS intercept inside pods is not supported (give its pods a dns target they query, or use a dns fault on a process target)", from)
+			if ft.Pods.AgentImage == "" {
+				d.Errorf(at, field, "a DNS intercept inside the pods of %q needs an agent image: add agent_image: IMAGE to its pods, or run with --agent-image", from)
+			}
+			continue
 		case ft.Pods != nil:
 			d.checkPodIntercept(t, ft, valueOf(valueOf(tn, t.Name), "intercept"), "targets."+t.Name+".intercept")
 			continue

@@ -201,6 +201,23 @@ func InterceptDNS(ctx context.Context, ns NS, run, fault string, cfg dnsfault.Co
 	} else if host {
 		return nil, Op{}, fmt.Errorf("dns intercept in %s: %w", ns, ErrHostNamespace)
 	}
+	return interceptDNS(ctx, ns, run, fault, cfg, j)
+}
+
+// InterceptDNSHere is InterceptDNS in faultline's own namespace, which the
+// caller knows is not the host's: an agent in a pod, where PID 1 (the pod's
+// init, in the pod's namespace) makes IsHost say yes. The server's own
+// queries upstream are marked, so that they pass.
+func InterceptDNSHere(ctx context.Context, run, fault string, cfg dnsfault.Config, j Journal) (*dnsfault.Server, Op, error) {
+	ns, err := OpenNS("/proc/self/ns/net")
+	if err != nil {
+		return nil, Op{}, err
+	}
+	cfg.Mark = Mark
+	return interceptDNS(ctx, ns, run, fault, cfg, j)
+}
+
+func interceptDNS(ctx context.Context, ns NS, run, fault string, cfg dnsfault.Config, j Journal) (*dnsfault.Server, Op, error) {
 	var pc *net.UDPConn
 	var ln *net.TCPListener
 	for attempt := 0; ; attempt++ {

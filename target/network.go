@@ -269,6 +269,12 @@ func (s *Set) Intercept(ctx context.Context) error {
 				}
 			}
 		case *DNS:
+			if ic := t.spec.DNS.Intercept; ic != nil {
+				if pods, ok := s.byName[ic.From].(*Pods); ok {
+					t.InPods = pods // each fault's agent answers in the pods
+					continue
+				}
+			}
 			if t.spec.DNS.Intercept != nil {
 				if err := s.interceptDNS(ctx, t); err != nil {
 					return fmt.Errorf("target %s: %w", t.spec.Name, err)

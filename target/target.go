@@ -371,6 +371,9 @@ type DNS struct {
 	spec        experiment.Target
 	Server      *dnsfault.Server
 	Intercepted []*dnsfault.Server
+	// InPods is the pods target whose queries it answers, through an
+	// agent per fault; nil otherwise.
+	InPods *Pods
 }
 
 // Servers returns the run's resolvers that the target is.

@@ -24,6 +24,9 @@ func injectDNS(ctx context.Context, f *fault.Fault, a experiment.DNS) error {
 	if err != nil {
 		return err
 	}
+	if t.InPods != nil {
+		return injectPodDNS(ctx, f, t, a)
+	}
 	for _, srv := range t.Servers() {
 		faulted := srv.Faulted()
 		err = f.Step(ctx, fault.Step{

@@ -146,6 +146,28 @@ func injectPodSignal(ctx context.Context, f *fault.Fault, t *target.Pods, sig st
 	})
 }
 
+// injectPodDNS answers the DNS queries of each selected pod of the dns
+// target's intercept with a resolver of the fault's agent, the fault's
+// rules first.
+func injectPodDNS(ctx context.Context, f *fault.Fault, t *target.DNS, a experiment.DNS) error {
+	pods, err := t.InPods.Select(ctx, f.Spec.Select, f.Rand, f.MaxTargets)
+	if err != nil {
+		return err
+	}
+	for _, p := range pods {
+		if p.HostNetwork {
+			return fmt.Errorf("fault %s: pod %s/%s runs in its node's network namespace (hostNetwork), whose resolver the whole node shares: a DNS intercept there is refused", f.Spec.Name, p.Namespace, p.Name)
+		}
+	}
+	if err := checkPods(f, t.InPods, pods); err != nil {
+		return err
+	}
+	spec := t.Spec().DNS
+	return runAgents(ctx, f, t.InPods, pods, "dns rules "+strings.Join(a.Rules, ", "), true, func(as *agent.Spec) {
+		as.DNS = &agent.DNS{Rules: a.Rules, Records: spec.Records, Upstream: spec.Upstream}
+	})
+}
+
 // checkPods checks, before anything is touched, that an agent can act in
 // each pod as the target says.
 func checkPods(f *fault.Fault, t *target.Pods, pods []kube.Pod) error {

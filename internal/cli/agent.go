@@ -19,8 +19,10 @@ to act inside it: it shares the pod's network namespace, the target
 container's processes and the pod's cgroup, and holds one fault there: a
 network fault (partition or packet_loss) as nftables rules in the run's
 table faultline_RUNID, an intercept (the pod's connections to somewhere
-through a proxy of its own, with toxics or down), or a stress (cpu,
-memory, connections) as its child.
+through a proxy of its own, with toxics or down), a DNS intercept (the
+pod's queries answered by a resolver of its own, with rules), a signal to
+the target container's processes, or a stress (cpu, memory, connections)
+as its child.
 
 You do not run it yourself. The runner adds the container (named
 faultline-RUNID-...), attaches to its standard input and speaks a line
