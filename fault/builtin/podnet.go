@@ -379,7 +379,9 @@ func (h *heldAgent) revert(ctx context.Context) error {
 }
 
 // revertAgent tells an agent to take its fault back, on conn or on a new
-// stream, and waits for it to say so; it closes the stream it used.
+// stream, and waits for it to say so; it closes the stream it used. An
+// agent's last line may be lost as its container exits and its stream
+// ends: then its termination message says it.
 func revertAgent(ctx context.Context, c *kube.Client, conn *kube.AgentConn, namespace, pod, name string) (string, error) {
 	rctx, cancel := context.WithTimeout(ctx, agentAnswer)
 	defer cancel()
@@ -392,6 +394,10 @@ func revertAgent(ctx context.Context, c *kube.Client, conn *kube.AgentConn, name
 				return answer(name, line)
 			}
 			sendErr = err
+			// Told, and the stream ended: it may be exiting.
+			if said, done, err := exitedWithin(rctx, c, namespace, pod, name, 5*time.Second); done {
+				return said, err
+			}
 		}
 	}
 	st, err := c.AgentStatus(rctx, namespace, pod, name)
@@ -418,14 +424,36 @@ func revertAgent(ctx context.Context, c *kube.Client, conn *kube.AgentConn, name
 		return "", errors.Join(sendErr, err)
 	}
 	line, err := fresh.Expect(rctx, agent.Reverted, agent.Failed)
-	if err != nil {
-		// The stream may have ended as the agent exited: its status says.
-		if st, serr := c.AgentStatus(rctx, namespace, pod, name); serr == nil && st.Exited {
-			return answer(name, st.Message)
-		}
-		return "", fmt.Errorf("agent %s in pod %s/%s did not answer revert: %w", name, namespace, pod, err)
+	if err == nil {
+		return answer(name, line)
 	}
-	return answer(name, line)
+	if said, done, serr := exitedWithin(rctx, c, namespace, pod, name, agentAnswer); done {
+		return said, serr
+	}
+	return "", fmt.Errorf("agent %s in pod %s/%s did not answer revert: %w", name, namespace, pod, err)
+}
+
+// exitedWithin waits up to limit for the agent's container to have exited
+// (or gone with its pod), and says what its termination message says;
+// done is false if it still runs.
+func exitedWithin(ctx context.Context, c *kube.Client, namespace, pod, name string, limit time.Duration) (string, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		st, err := c.AgentStatus(ctx, namespace, pod, name)
+		switch {
+		case errors.Is(err, kube.ErrAgentGone):
+			return fmt.Sprintf("agent %s is gone with its pod: nothing left", name), true, nil
+		case err == nil && st.Exited:
+			said, aerr := answer(name, st.Message)
+			return said, true, aerr
+		}
+		select {
+		case <-ctx.Done():
+			return "", false, nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func answer(name, line string) (string, error) {
