@@ -190,11 +190,11 @@ func Run(ctx context.Context, spec Spec, in io.Reader, out io.Writer, stop <-cha
 // RunIn is Run acting in the network namespace at nsPath instead of its
 // own.
 func RunIn(ctx context.Context, nsPath string, spec Spec, in io.Reader, out io.Writer, stop <-chan struct{}) (err error) {
-	a := &agent{spec: spec, out: out, nsPath: nsPath}
+	a := &agent{spec: spec, out: out, nsPath: nsPath, panicked: make(chan any, 1)}
 	lines := make(chan string)
 	done := make(chan struct{})
 	defer close(done)
-	go func() { // blocked in a read until in ends: the process exits with the agent
+	a.goSafe(func() { // blocked in a read until in ends: the process exits with the agent
 		defer close(lines)
 		sc := bufio.NewScanner(in)
 		for sc.Scan() {
@@ -204,7 +204,7 @@ func RunIn(ctx context.Context, nsPath string, spec Spec, in io.Reader, out io.W
 				return
 			}
 		}
-	}()
+	})
 	defer func() {
 		if p := recover(); p != nil {
 			err = errors.Join(fmt.Errorf("agent panicked: %v", p), a.revert("the agent panicked"))
@@ -245,6 +245,9 @@ func RunIn(ctx context.Context, nsPath string, spec Spec, in io.Reader, out io.W
 		case <-stop:
 			a.say(Reverted + "stopped before apply: nothing applied")
 			return nil
+		case p := <-a.panicked: // nothing applied yet
+			a.say(Failed + fmt.Sprintf("the agent panicked: %v", p))
+			return fmt.Errorf("agent panicked: %v", p)
 		}
 	}
 	for {
@@ -266,8 +269,26 @@ func RunIn(ctx context.Context, nsPath string, spec Spec, in io.Reader, out io.W
 			return a.revert("stopped by a signal")
 		case <-ctx.Done():
 			return a.revert("stopped: " + ctx.Err().Error())
+		case p := <-a.panicked:
+			return errors.Join(fmt.Errorf("agent panicked: %v", p), a.revert("the agent panicked"))
 		}
 	}
+}
+
+// goSafe runs fn on a goroutine whose panic reaches Run, which then takes
+// the fault back, instead of ending the agent with the fault in place.
+func (a *agent) goSafe(fn func()) {
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				select {
+				case a.panicked <- p:
+				default: // one is enough to end it
+				}
+			}
+		}()
+		fn()
+	}()
 }
 
 type agent struct {
@@ -278,10 +299,12 @@ type agent struct {
 	ops     []netfault.Op // what was made, in order
 	proxy   *proxy.Proxy  // an intercept's, if any
 	dns     *dnsfault.Server
-	stress  *exec.Cmd     // the stress running, if any
-	stopped []int         // pids a SIGSTOP froze
-	exited  chan struct{} // closed when it has exited
-	applied bool
+	stress  *exec.Cmd // the stress running, if any
+	stopped []int     // pids a SIGSTOP froze
+	// panicked receives a panic of the agent's goroutines.
+	panicked chan any
+	exited   chan struct{} // closed when it has exited
+	applied  bool
 }
 
 func (a *agent) say(line string) {
@@ -394,7 +417,8 @@ func (a *agent) startStress() error {
 	ready := make(chan bool, 1)
 	exited := make(chan struct{})
 	var last string
-	go func() {
+	a.goSafe(func() {
+		defer close(exited) // also on a panic: stopStress waits for it
 		sc := bufio.NewScanner(stdout)
 		said := false
 		for sc.Scan() {
@@ -409,9 +433,13 @@ func (a *agent) startStress() error {
 			ready <- false
 		}
 		_ = cmd.Wait()
-		close(exited)
-	}()
-	if !<-ready {
+	})
+	placed := false
+	select {
+	case placed = <-ready:
+	case <-exited: // its reader ended without a word (it panicked)
+	}
+	if !placed {
 		<-exited
 		return fmt.Errorf("stress %s ended before it was in place: %s", st.Resource, last)
 	}

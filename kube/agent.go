@@ -191,7 +191,17 @@ func (c *Client) Attach(ctx context.Context, namespace, pod, name string) (*Agen
 	outR, outW := io.Pipe()
 	a := &AgentConn{in: inW, lines: make(chan string, 16), done: make(chan struct{}), cancel: cancel}
 	go func() {
-		err := exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Stderr: outW})
+		var err error
+		func() {
+			// A panic in the stream is its end, not the runner's: the
+			// runner still has faults to take back.
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("the stream panicked: %v", p)
+				}
+			}()
+			err = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Stderr: outW})
+		}()
 		if err == nil {
 			err = io.EOF
 		}
@@ -205,9 +215,17 @@ func (c *Client) Attach(ctx context.Context, namespace, pod, name string) (*Agen
 		defer close(a.done)
 		sc := bufio.NewScanner(outR)
 		for sc.Scan() {
-			select {
-			case a.lines <- sc.Text():
-			default: // nobody waits for it: the agent's chatter is not kept
+			for {
+				select {
+				case a.lines <- sc.Text():
+				default: // full: the oldest goes, so that the newest (an answer) stays
+					select {
+					case <-a.lines:
+					default:
+					}
+					continue
+				}
+				break
 			}
 		}
 	}()
@@ -281,4 +299,20 @@ func (c *Client) AgentAccess(ctx context.Context, namespace string) ([]string, e
 		}
 	}
 	return missing, nil
+}
+
+// ErrNoAgentRights says the client may not run agents.
+var ErrNoAgentRights = errors.New("grant the faultline-agent Role (deploy/kubernetes/agent-rbac.yaml)")
+
+// CheckAgentAccess is AgentAccess as an error that says what to grant;
+// nil when the client may run agents in namespace.
+func (c *Client) CheckAgentAccess(ctx context.Context, namespace string) error {
+	missing, err := c.AgentAccess(ctx, namespace)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("faults inside these pods run agents, but this account may not %s in namespace %s: %w", strings.Join(missing, ", "), namespace, ErrNoAgentRights)
+	}
+	return nil
 }

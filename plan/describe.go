@@ -58,12 +58,12 @@ func (p *Plan) Describe(w io.Writer) error {
 			}
 			fmt.Fprintf(w, "  %-12s intercept: the TCP connections %s opens to %s, through a proxy %s\n", t.Name, t.Intercept.From, t.Intercept.To, where)
 		case t.Pods != nil:
-			fmt.Fprintf(w, "  %-12s pods %s in namespace %s: %s\n", t.Name, t.Pods.Selector, t.Pods.Namespace, podsNow(t.Pods))
-			if slices.ContainsFunc(x.Faults, func(f experiment.Fault) bool { return x.InPods(f) == t.Name }) {
-				if err := agentAccessNow(t.Pods); err != nil {
-					fmt.Fprintf(w, "  %-12s REFUSED: %v\n", "", err)
-					refused = append(refused, fmt.Errorf("target %s: %w", t.Name, err))
-				}
+			agents := slices.ContainsFunc(x.Faults, func(f experiment.Fault) bool { return x.InPods(f) == t.Name })
+			now, err := podsNow(t.Pods, agents)
+			fmt.Fprintf(w, "  %-12s pods %s in namespace %s: %s\n", t.Name, t.Pods.Selector, t.Pods.Namespace, now)
+			if err != nil {
+				fmt.Fprintf(w, "  %-12s REFUSED: %v\n", "", err)
+				refused = append(refused, fmt.Errorf("target %s: %w", t.Name, err))
 			}
 		case t.Process.Launched():
 			iso := ""
@@ -198,16 +198,20 @@ func describeExisting(p *experiment.ProcessTarget) (string, error) {
 }
 
 // podsNow lists the pods a target selects now (reading only), for the plan.
-func podsNow(p *experiment.PodsTarget) string {
+// podsNow lists the pods a target names now, as a run would find them,
+// and, when agents will act in them, what the account may not do of what
+// that takes (err; nil when it may, or when the cluster cannot be asked:
+// the list says so).
+func podsNow(p *experiment.PodsTarget, agents bool) (string, error) {
 	c, err := kube.Open(p.Kubeconfig)
 	if err != nil {
-		return "cannot reach the cluster: " + err.Error()
+		return "cannot reach the cluster: " + err.Error(), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pods, err := c.Pods(ctx, p.Namespace, p.Selector)
 	if err != nil {
-		return "cannot list them: " + err.Error()
+		return "cannot list them: " + err.Error(), nil
 	}
 	names := make([]string, 0, len(pods))
 	for _, pod := range pods {
@@ -216,24 +220,14 @@ func podsNow(p *experiment.PodsTarget) string {
 	if len(names) > 10 {
 		names = append(names[:10], "...")
 	}
-	return fmt.Sprintf("%d now (%s); each fault resolves its selection when it starts", len(pods), strings.Join(names, ", "))
-}
-
-// agentAccessNow says what the account may not do of what faults inside
-// the pods take; nil when it may, or when the cluster cannot be asked
-// (podsNow says so).
-func agentAccessNow(p *experiment.PodsTarget) error {
-	c, err := kube.Open(p.Kubeconfig)
-	if err != nil {
-		return nil
+	now := fmt.Sprintf("%d now (%s); each fault resolves its selection when it starts", len(pods), strings.Join(names, ", "))
+	if !agents {
+		return now, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	missing, err := c.AgentAccess(ctx, p.Namespace)
-	if err != nil || len(missing) == 0 {
-		return nil
+	if err := c.CheckAgentAccess(ctx, p.Namespace); errors.Is(err, kube.ErrNoAgentRights) {
+		return now, err
 	}
-	return fmt.Errorf("faults inside these pods run agents, but this account may not %s in namespace %s: grant the faultline-agent Role (deploy/kubernetes/agent-rbac.yaml)", strings.Join(missing, ", "), p.Namespace)
+	return now, nil
 }
 
 // orMachine names a fault's target; stress and exec faults have none.

@@ -124,17 +124,8 @@ func injectPodSignal(ctx context.Context, f *fault.Fault, t *target.Pods, sig st
 	if err := checkPods(f, t, pods); err != nil {
 		return err
 	}
-	container := func(p kube.Pod) string {
-		if c := t.Spec().Pods.Container; c != "" {
-			return c
-		}
-		if len(p.Containers) > 0 {
-			return p.Containers[0]
-		}
-		return ""
-	}
 	for _, p := range pods {
-		switch c := container(p); {
+		switch c := targetContainer(t, p); {
 		case !p.SharesProcesses:
 			return fmt.Errorf("fault %s: pod %s/%s does not share its process namespace: in its container's own, the app is PID 1, which ignores %s sent from inside (the kernel's rule for an init), so an agent cannot reach it: set shareProcessNamespace: true in the pod's spec, or use pod_kill", f.Spec.Name, p.Namespace, p.Name, sig)
 		case p.ContainerIDs[c] == "":
@@ -168,6 +159,18 @@ func injectPodDNS(ctx context.Context, f *fault.Fault, t *target.DNS, a experime
 	})
 }
 
+// targetContainer is the container of p an agent joins: the target's
+// container:, else the pod's first.
+func targetContainer(t *target.Pods, p kube.Pod) string {
+	if c := t.Spec().Pods.Container; c != "" {
+		return c
+	}
+	if len(p.Containers) > 0 {
+		return p.Containers[0]
+	}
+	return ""
+}
+
 // checkPods checks, before anything is touched, that an agent can act in
 // each pod as the target says.
 func checkPods(f *fault.Fault, t *target.Pods, pods []kube.Pod) error {
@@ -195,10 +198,7 @@ func runAgentsFor(ctx context.Context, f *fault.Fault, t *target.Pods, pods []ku
 		lease = agent.DefaultLease
 	}
 	for i, p := range pods {
-		container := spec.Container
-		if container == "" && len(p.Containers) > 0 {
-			container = p.Containers[0]
-		}
+		container := targetContainer(t, p)
 		as := agent.Spec{Run: f.Run, Fault: chainName(f.Spec.Name, 0), Lease: agent.Duration(lease), StartBy: time.Now().Add(agentStart).UTC().Truncate(time.Second)}
 		fill(&as, p, container)
 		a := kube.Agent{Namespace: p.Namespace, Pod: p.Name, UID: p.UID, Name: agentName(f.Run, f.Spec.Name, i),
