@@ -198,9 +198,14 @@ func assertStoppedOnAlert(t *testing.T, dir string) {
 	for _, c := range res.Checks {
 		fired = fired || c.Fired && strings.Contains(c.Condition, "ErrorRateTooHigh")
 	}
+	// Stopped by the alert, not by the schedule: long before the fault's
+	// own 15 s. How soon depends on Prometheus's scrapes and evaluations
+	// (about 2 s + 2×(1 s + 1 s) + a tick when idle; 8 s was seen on a
+	// loaded machine): a figure, not a bound.
 	took := time.Time(*res.Faults[0].RevertedAt).Sub(time.Time(*res.Faults[0].InjectedAt))
-	if !fired || took > 7*time.Second {
-		t.Errorf("error-alert fragile: stopped on the alert %v, %v after the fault began; want it within 2s + 2×(1s + 1s) + a 1s tick", fired, took)
+	t.Logf("error-alert fragile: stopped on the alert %v after the fault began", took)
+	if !fired || took >= 14*time.Second {
+		t.Errorf("error-alert fragile: stopped on the alert %v, %v after the fault began; want it by the alert, before the fault's own 15 s", fired, took)
 	}
 }
 
