@@ -51,6 +51,7 @@ func isExec(p string) bool {
 type Postgres struct {
 	Dir     string // holds data/ and the socket
 	Port    int
+	Listen  string // listen_addresses
 	PIDFile string // data/postmaster.pid: its first line is the postmaster's pid
 	// MaxConnections is the server's max_connections: what a client must
 	// hold to leave none for the shop.
@@ -66,6 +67,9 @@ type PostgresConfig struct {
 	Port int    // default: a free port
 	// MaxConnections is the server's max_connections (default 300).
 	MaxConnections int
+	// Listen is the address the server takes TCP connections on (default
+	// 127.0.0.1; 0.0.0.0 or * in a pod, for its Service).
+	Listen string
 	// Log receives the server's output (default: discarded).
 	Log *os.File
 }
@@ -79,7 +83,7 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Postgres{Dir: cfg.Dir, Port: cfg.Port, MaxConnections: cmp.Or(cfg.MaxConnections, 300)}
+	p := &Postgres{Dir: cfg.Dir, Port: cfg.Port, Listen: cmp.Or(cfg.Listen, "127.0.0.1"), MaxConnections: cmp.Or(cfg.MaxConnections, 300)}
 	if p.Dir == "" {
 		if p.Dir, err = os.MkdirTemp("", "faultline-pg-"); err != nil {
 			return nil, err
@@ -112,8 +116,16 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		p.cleanup()
 		return nil, fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
 	}
+	if p.Listen != "127.0.0.1" && p.Listen != "localhost" {
+		// initdb trusts loopback alone; a server for the pods of a demo
+		// shop trusts its network too (no password: a demo, not a bank).
+		if err := appendFile(filepath.Join(data, "pg_hba.conf"), "host all all 0.0.0.0/0 trust\nhost all all ::/0 trust\n"); err != nil {
+			p.cleanup()
+			return nil, err
+		}
+	}
 	p.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(p.Port), "-k", p.Dir,
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "listen_addresses="+p.Listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections="+strconv.Itoa(p.MaxConnections), "-c", "shared_buffers=32MB")
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if cfg.Log != nil {
@@ -205,6 +217,18 @@ func (p *Postgres) cleanup() {
 	if p.temp {
 		_ = os.RemoveAll(p.Dir)
 	}
+}
+
+func appendFile(name, text string) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func freePort() (int, error) { return freeport.Get() }

@@ -303,18 +303,19 @@ protocol from this process (miniredis). --server redis insists on the real one.`
 
 func newShopPostgresCmd() *cobra.Command {
 	var port int
-	var dir string
+	var dir, listen string
 	cmd := &cobra.Command{
 		Use:   "postgres",
 		Short: "Run PostgreSQL in a temporary directory, for the shop's experiments",
 		Long: `Initialises a database cluster and runs PostgreSQL on 127.0.0.1 (as the
 "postgres" user when run as root), creates the database "shop", and prints the
-variables that the example experiments take. The directory is removed on exit.`,
+variables that the example experiments take. The directory is removed on exit.
+In a pod (examples/kubernetes), --listen 0.0.0.0 serves its Service.`,
 		Example: "  faultline shop postgres --port 15432\n  faultline run examples/experiments/cache-dies.yaml --var BUILD=fragile --var DB_URL=... ",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return serveUntilSignal(c, func(ctx context.Context) error {
-				pg, err := shop.StartPostgres(ctx, shop.PostgresConfig{Port: port, Dir: dir})
+				pg, err := shop.StartPostgres(ctx, shop.PostgresConfig{Port: port, Dir: dir, Listen: listen})
 				if err != nil {
 					return err
 				}
@@ -330,6 +331,7 @@ variables that the example experiments take. The directory is removed on exit.`,
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "`port` (default: a free one)")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1", "`addresses` to take connections on (PostgreSQL's listen_addresses)")
 	cmd.Flags().StringVar(&dir, "dir", "", "data `directory` to keep (default: a temporary one, removed on exit)")
 	return cmd
 }
