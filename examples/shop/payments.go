@@ -1,6 +1,7 @@
 package shop
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -24,6 +25,7 @@ type Payments struct {
 	ScoreRounds int
 	mu          sync.Mutex
 	charges     map[string]charge
+	scoring     map[string]chan struct{} // keys being scored now: closed when done
 	replays     int
 	epoch       string // in charge ids: ids stay unique across restarts
 }
@@ -37,16 +39,21 @@ type charge struct {
 
 // NewPayments returns a card processor with no charges.
 func NewPayments() *Payments {
-	return &Payments{ScoreRounds: 40000, charges: map[string]charge{}, epoch: strconv.FormatInt(time.Now().UnixMilli()%1e8, 36)}
+	return &Payments{ScoreRounds: 40000, charges: map[string]charge{}, scoring: map[string]chan struct{}{}, epoch: strconv.FormatInt(time.Now().UnixMilli()%1e8, 36)}
 }
 
-// score is the charge's risk score: CPU work, nothing else.
-func (p *Payments) score(body []byte) byte {
+// score is the charge's risk score: CPU work, nothing else. It gives up
+// when ctx ends (the client hung up): a processor short of CPU does not
+// spend it on charges nobody waits for.
+func (p *Payments) score(ctx context.Context, body []byte) (byte, error) {
 	sum := sha256.Sum256(body)
-	for range p.ScoreRounds {
+	for i := range p.ScoreRounds {
+		if i%1000 == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		sum = sha256.Sum256(sum[:])
 	}
-	return sum[0]
+	return sum[0], nil
 }
 
 // Handler serves the processor's API.
@@ -82,25 +89,40 @@ func (p *Payments) charge(w http.ResponseWriter, r *http.Request) {
 	if key == "" {
 		key = "order-" + strconv.FormatInt(req.OrderID, 10)
 	}
-	p.mu.Lock()
-	c, ok := p.charges[key]
-	if ok {
-		p.replays++
+	// A charge is scored once per key: a request for a key being scored
+	// waits for that scoring (and gets its charge back as a replay),
+	// instead of spending the CPU again.
+	for {
+		p.mu.Lock()
+		c, ok := p.charges[key]
+		if ok {
+			p.replays++
+			p.mu.Unlock()
+			writeJSON(w, http.StatusOK, c)
+			return
+		}
+		busy, scoring := p.scoring[key]
+		if !scoring {
+			p.scoring[key] = make(chan struct{})
+			p.mu.Unlock()
+			break
+		}
+		p.mu.Unlock()
+		select {
+		case <-busy:
+		case <-r.Context().Done():
+			return // the client is gone
+		}
 	}
-	p.mu.Unlock()
-	if ok {
-		writeJSON(w, http.StatusOK, c)
-		return
-	}
-	_ = p.score(body)
+	_, err := p.score(r.Context(), body)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c, ok := p.charges[key]; ok { // charged meanwhile by a concurrent request
-		p.replays++
-		writeJSON(w, http.StatusOK, c)
-		return
+	close(p.scoring[key])
+	delete(p.scoring, key)
+	if err != nil {
+		return // the client is gone: nothing charged, nobody to answer
 	}
-	c = charge{ID: fmt.Sprintf("ch_%s_%d", p.epoch, len(p.charges)+1), OrderID: req.OrderID, AmountCents: req.AmountCents, Status: "succeeded"}
+	c := charge{ID: fmt.Sprintf("ch_%s_%d", p.epoch, len(p.charges)+1), OrderID: req.OrderID, AmountCents: req.AmountCents, Status: "succeeded"}
 	p.charges[key] = c
 	writeJSON(w, http.StatusOK, c)
 }

@@ -738,3 +738,24 @@ func TestFullLogVolume(t *testing.T) {
 		})
 	}
 }
+
+// TestPaymentsAbandonedChargeNotMade: a charge whose client has hung up
+// before its scoring ends is not made, and its CPU is not spent.
+func TestPaymentsAbandonedChargeNotMade(t *testing.T) {
+	p := shop.NewPayments()
+	h := p.Handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone before the processor gets to it
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/charge", strings.NewReader(`{"order_id": 1, "amount_cents": 100}`))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stats", nil))
+	if !strings.Contains(rec.Body.String(), `"charges":0`) {
+		t.Errorf("stats after an abandoned charge: %s, want no charge", rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/charge", strings.NewReader(`{"order_id": 1, "amount_cents": 100}`)))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "succeeded") {
+		t.Errorf("the same charge from a client that waits: %d %s", rec.Code, rec.Body.String())
+	}
+}
