@@ -25,12 +25,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/faultline/faultline/dnsfault"
 	"github.com/faultline/faultline/netfault"
@@ -396,6 +399,41 @@ func (a *agent) undo() error {
 	return errors.Join(errs...)
 }
 
+// stressNice is the stress's nice value: the lowest priority, so that in
+// a pod whose CPU the stress uses up (its limit, shared with the agent's
+// own container) the agent still gets the CPU to renew its lease and to
+// revert at once. Other containers' share of the pod's CPU is the
+// kernel's split between containers, which the nice value does not change.
+const stressNice = 19
+
+// startNiced starts cmd at stressNice. Linux keeps a nice value per
+// thread and a child inherits the forking thread's: cmd is started from a
+// thread of its own, lowered for good (raising it back would take
+// CAP_SYS_NICE). That thread stays until release is called, after the
+// child has exited: the child's Pdeathsig fires when the thread that
+// started it ends, not the agent.
+func startNiced(cmd *exec.Cmd) (release func(), err error) {
+	done := make(chan error, 1)
+	hold := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, stressNice); err != nil {
+			done <- fmt.Errorf("lower the stress's priority: %w", err)
+			return
+		}
+		err := cmd.Start()
+		done <- err
+		if err == nil {
+			<-hold
+		}
+	}()
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(hold) }) }, nil
+}
+
 // startStress runs the stress as a child of the agent and waits for it to
 // say it is in place. The child dies with the agent (Pdeathsig).
 func (a *agent) startStress() error {
@@ -411,7 +449,8 @@ func (a *agent) startStress() error {
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	release, err := startNiced(cmd)
+	if err != nil {
 		return fmt.Errorf("stress %s: %w", st.Resource, err)
 	}
 	ready := make(chan bool, 1)
@@ -419,6 +458,7 @@ func (a *agent) startStress() error {
 	var last string
 	a.goSafe(func() {
 		defer close(exited) // also on a panic: stopStress waits for it
+		defer release()     // the thread that started it, after it has exited (or on a panic, taking it down)
 		sc := bufio.NewScanner(stdout)
 		said := false
 		for sc.Scan() {

@@ -404,6 +404,22 @@ recovery: 1s
 `, ns, n.Kubeconfig, kubetest.FaultlineImage)
 	cmd := launch(t, writeFile(t, "pod-cpu.yaml", src), filepath.Join(t.TempDir(), "run"), t.TempDir())
 	processtest.WaitFor(t, "the stress inside the pod", func() bool { return len(stressProcs(t, appPid)) == 1 })
+	// Every thread of the stress runs at the lowest priority: the agent
+	// beside it gets the CPU to revert it.
+	for _, pid := range stressProcs(t, appPid) {
+		tasks, _ := os.ReadDir("/proc/" + pid + "/task")
+		for _, task := range tasks {
+			stat, err := os.ReadFile("/proc/" + pid + "/task/" + task.Name() + "/stat")
+			if err != nil {
+				continue // the thread ended
+			}
+			// Field 19 is the nice value; fields count after the ")" that ends the name.
+			f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+			if len(f) < 17 || f[16] != "19" {
+				t.Errorf("stress %s thread %s runs at nice %v, want 19", pid, task.Name(), f[16:17])
+			}
+		}
+	}
 	// Ended as Ctrl-C ends a run: the fault is reverted, the agent stops the stress.
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
