@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -280,8 +281,9 @@ func (n *Node) startContainerd() error {
 }
 
 // importImages builds the faultline binary of this checkout and the pause
-// program, static, and imports an image of each into containerd's k8s.io
-// namespace, where the kubelet's pods find them.
+// program, static, and imports into containerd's k8s.io namespace, where
+// the kubelet's pods find them, an image of each and the shop's image
+// (ShopImage: faultline beside the host's PostgreSQL and Redis).
 func (n *Node) importImages() error {
 	dir := filepath.Join(nodeDir, "images")
 	build := exec.Command("go", "build", "-o", dir+"/",
@@ -290,12 +292,22 @@ func (n *Node) importImages() error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("build the images' binaries: %v: %s", err, out)
 	}
-	for _, img := range []struct{ ref, bin string }{
-		{FaultlineImage, "faultline"},
-		{pauseImage, "pause"},
+	shopFiles, err := shopImageFiles(filepath.Join(dir, "faultline"))
+	if err != nil {
+		return fmt.Errorf("image %s: %w", ShopImage, err)
+	}
+	for _, img := range []struct {
+		ref   string
+		files []imageFile
+		entry string
+		env   []string
+	}{
+		{FaultlineImage, []imageFile{{Name: "/faultline", Src: filepath.Join(dir, "faultline"), Mode: 0o755}}, "/faultline", nil},
+		{pauseImage, []imageFile{{Name: "/pause", Src: filepath.Join(dir, "pause"), Mode: 0o755}}, "/pause", nil},
+		{ShopImage, shopFiles, "/faultline", []string{"TZ=UTC"}},
 	} {
-		tar := filepath.Join(dir, img.bin+".tar")
-		if err := writeImage(tar, img.ref, filepath.Join(dir, img.bin), "/"+img.bin); err != nil {
+		tar := filepath.Join(dir, path.Base(img.entry)+"-"+strings.Split(strings.TrimPrefix(img.ref, "faultline.local/"), ":")[0]+".tar")
+		if err := writeFilesImage(tar, img.ref, img.files, img.entry, img.env); err != nil {
 			return fmt.Errorf("image %s: %w", img.ref, err)
 		}
 		ctr := exec.Command(filepath.Join(n.nodeAssets, "ctr"), "--address", filepath.Join(nodeDir, "containerd.sock"),
@@ -303,6 +315,7 @@ func (n *Node) importImages() error {
 		if out, err := ctr.CombinedOutput(); err != nil {
 			return fmt.Errorf("import %s: %v: %s", img.ref, err, out)
 		}
+		_ = os.Remove(tar)
 	}
 	return nil
 }
