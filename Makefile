@@ -42,14 +42,18 @@ lint:
 # latencies against thresholds, which other packages' tests running beside it
 # on two cores would disturb.
 DEMO_TEST := TestDemoFragileFailsResilientPasses
+# The shop on the Kubernetes test node: four experiments against both builds
+# (about 3 minutes), alone for the same reason.
+KUBE_SHOP_TEST := TestShopExperiments
 
 unit:
-	$(GO) test $(TESTFLAGS) -skip '^$(DEMO_TEST)$$' ./...
+	$(GO) test $(TESTFLAGS) -skip '^($(DEMO_TEST)|$(KUBE_SHOP_TEST))$$' ./...
 
 ## demo-test: every shop experiment against both builds, real PostgreSQL and Redis
 ## (thirty runs, about 12.5 minutes: its own timeout, past TESTFLAGS')
 demo-test:
 	$(GO) test $(TESTFLAGS) -timeout 25m -run '^$(DEMO_TEST)$$' ./internal/cli
+	$(GO) test $(TESTFLAGS) -run '^$(KUBE_SHOP_TEST)$$' ./examples/kubernetes
 
 ## fuzz: run each fuzz target for a while (FUZZTIME=30s)
 FUZZTIME ?= 30s
