@@ -380,14 +380,19 @@ func (a *agent) undo() error {
 	ops, px := a.ops, a.proxy
 	a.ops, a.proxy = nil, nil
 	a.mu.Unlock()
+	// The proxy's connections end before the redirect goes: their packets
+	// are translated back by the redirect's NAT, which ends with the
+	// namespace's last nat chain, and a connection closed after that is
+	// never seen closed by its client (it hung until the client's own
+	// timeout). A connection made in between is refused.
+	if px != nil {
+		px.Stop()
+	}
 	var errs []error
 	for i := len(ops) - 1; i >= 0; i-- {
 		if err := netfault.Undo(context.Background(), ops[i]); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if px != nil { // once no new connection is sent to it; those it carries end
-		px.Stop()
 	}
 	a.mu.Lock()
 	srv := a.dns

@@ -681,3 +681,67 @@ recovery: 1s
 		}
 	}
 }
+
+// TestPodLatencyLeaseOutlivesNoRunner: a runner killed with SIGKILL in the
+// middle of an in-pod latency fault leaves it in place no longer than its
+// lease: the balancer's calls to the card processor are fast again with
+// no recover run (the time it took is logged as the figure), and a call
+// in flight at the revert ends then (it hung for its client's whole
+// timeout while the proxy's connections outlived the redirect's NAT).
+func TestPodLatencyLeaseOutlivesNoRunner(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-latency-lease"
+	payments := paymentsPod(t, n, ns)
+	bal := shopPod(t, n, ns, "balancer", 8080, "shop", "balancer", "--listen", ":8080", "--backends", net.JoinHostPort(payments.Status.PodIP, "8090"))
+	url := "http://" + net.JoinHostPort(bal.Status.PodIP, "8080") + "/stats"
+	took := func() time.Duration {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		start := time.Now()
+		resp, err := client.Get(url)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return 0
+		}
+		return time.Since(start)
+	}
+	const lease = 5 * time.Second
+	src := fmt.Sprintf(`name: pod latency, runner killed
+targets:
+  balancer:
+    pods: {namespace: %s, selector: app=balancer, kubeconfig: %q, agent_image: %q}
+  to-payments:
+    intercept: {from: balancer, to: ":8090"}
+baseline: 1s
+faults:
+  - {name: slow card processor, target: to-payments, latency: {delay: 1s}, lease: %v, duration: 10m}
+recovery: 1s
+`, ns, n.Kubeconfig, kubetest.FaultlineImage, lease)
+	cmd := launch(t, writeFile(t, "pod-latency-lease.yaml", src), filepath.Join(t.TempDir(), "run"), t.TempDir())
+	processtest.WaitFor(t, "the latency inside the balancer's pod", func() bool { return took() >= time.Second })
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed := time.Now()
+	processtest.WaitFor(t, "the balancer's calls to be fast once the lease ran out", func() bool {
+		d := took()
+		return d > 0 && d < 500*time.Millisecond
+	})
+	t.Logf("measured: calls through the pod were fast again %.1f s after the runner was killed (lease %v)", time.Since(killed).Seconds(), lease)
+	msgs := waitPodAgentExit(t, n, ns, "balancer")
+	if p, err := n.Clientset.CoreV1().Pods(ns).Get(context.Background(), "balancer", metav1.GetOptions{}); err == nil {
+		for _, s := range p.Status.EphemeralContainerStatuses {
+			if s.State.Terminated != nil {
+				t.Logf("agent %s exited %.1f s after the runner was killed", s.Name, s.State.Terminated.FinishedAt.Sub(killed).Seconds())
+			}
+		}
+	}
+	for name, msg := range msgs {
+		if !strings.Contains(msg, "lease of 5s ran out") {
+			t.Errorf("agent %s ended with %q, want the lease to have run out", name, msg)
+		}
+	}
+}
