@@ -147,9 +147,12 @@ func OriginalDst(c *net.TCPConn) (netip.AddrPort, error) {
 // ns, starts a proxy made from cfg whose upstream connections go, from ns
 // and marked with Mark, to each connection's original destination, and
 // then injects the Redirect (journaled as InjectOp(ns, run, fault)). Add
-// toxics to the proxy returned as to any. To end it: Undo the Op, then
-// Stop the proxy (connections it still carries end then). A stopped
-// proxy, restarted (Toxiproxy's enabled), listens on the same port again.
+// toxics to the proxy returned as to any. To end it: Stop the proxy (the
+// connections it carries end, seen by their clients), then Undo the Op:
+// once the namespace has no nat chain left, the packets of a connection
+// closed later are not translated back and its client never sees it end.
+// A stopped proxy, restarted (Toxiproxy's enabled), listens on the same
+// port again.
 func InterceptTCP(ctx context.Context, ns NS, run, fault string, to []Dest, cfg proxy.Config, j Journal) (*proxy.Proxy, Op, error) {
 	first, err := ListenTCP(ns, "127.0.0.1:0")
 	if err != nil {

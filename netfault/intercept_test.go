@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -39,7 +40,7 @@ func (r *testRun) interceptTCP(ns NS, name string, to ...string) *proxy.Proxy {
 	if err != nil {
 		r.t.Fatalf("InterceptTCP: %v", err)
 	}
-	r.t.Cleanup(p.Stop) // after the Undo of the redirect, which runs first
+	r.t.Cleanup(p.Stop)
 	return p
 }
 
@@ -360,5 +361,71 @@ func TestInterceptThousandConnections(t *testing.T) {
 	wg.Wait()
 	if firstErr != nil {
 		t.Fatal(firstErr)
+	}
+}
+
+// TestInterceptEndsWithItsConnectionsSeen: a connection held through an
+// intercept is seen closed by its client when the proxy stops before the
+// redirect and the run's tables go; in the other order its closing packets
+// are no longer translated back (the namespace's nat chains are gone) and
+// the client is left holding a connection that never ends.
+func TestInterceptEndsWithItsConnectionsSeen(t *testing.T) {
+	for _, proxyFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("proxy first %v", proxyFirst), func(t *testing.T) {
+			r := newRun(t)
+			_, insts := r.network(2)
+			a, b := insts[0], insts[1]
+			tables, err := Tables(context.Background(), a.NS, r.id, r.journal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := ListenTCP(b.NS, "0.0.0.0:8080")
+			if err != nil {
+				t.Fatal(err)
+			}
+			serveHTTP(t, ln, "b")
+			dests, err := ParseDests([]string{b.Addr.String() + ":8080"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, redirect, err := InterceptTCP(context.Background(), a.NS, r.id, "held", dests, proxy.Config{Name: "held", Seed: 1}, r.journal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Stop)
+			conn, err := DialTCP(context.Background(), a.NS, 0, netip.AddrPortFrom(b.Addr, 8080)) // unmarked: intercepted
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write([]byte("GET / HTTP/1.1\r\nHost: b\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+				t.Fatalf("through the intercept: %q %v", line, err)
+			}
+			if proxyFirst {
+				p.Stop()
+			}
+			for _, op := range []Op{redirect, tables} {
+				if err := Undo(context.Background(), op); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !proxyFirst {
+				p.Stop()
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_, err = io.Copy(io.Discard, br)
+			var ne net.Error
+			timedOut := errors.As(err, &ne) && ne.Timeout()
+			if proxyFirst && timedOut {
+				t.Errorf("proxy stopped first: the client never saw its connection end")
+			}
+			if !proxyFirst && !timedOut {
+				t.Errorf("redirect removed first: the client saw its connection end (%v); the order no longer matters", err)
+			}
+		})
 	}
 }

@@ -237,15 +237,22 @@ func (s *Set) Teardown(hurry <-chan struct{}) {
 			}
 		}
 	}
-	// An intercept's redirect goes before its proxy or resolver stops.
-	s.teardownNetwork()
+	// An intercept's proxy stops before its redirect goes: the connections
+	// it carries are translated back by the redirect's NAT, which ends with
+	// the namespace's last nat chain, and a client whose connection closed
+	// after that never sees it closed (a pooled connection that hangs).
+	// A connection made in between is refused. A resolver stops after its
+	// redirect: a query then is answered by the one it was sent to.
 	for _, t := range s.order {
-		switch t := t.(type) {
-		case *Proxy:
+		if t, ok := t.(*Proxy); ok {
 			for _, p := range t.Intercepted {
 				p.Stop()
 			}
-		case *DNS:
+		}
+	}
+	s.teardownNetwork()
+	for _, t := range s.order {
+		if t, ok := t.(*DNS); ok {
 			for _, d := range t.Intercepted {
 				d.Stop()
 			}
