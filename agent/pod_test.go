@@ -433,17 +433,17 @@ recovery: 1s
 	}
 }
 
-// TestPodInterceptLatency: an intercept from a pods target puts the
-// connections its pods open to :8090 through a proxy inside each pod, with
-// a latency toxic: the balancer's answers from the card processor take at
-// least the second it adds, until the run ends.
-func TestPodInterceptLatency(t *testing.T) {
-	n := kubetest.SharedNode(t)
-	ns := "agent-intercept"
+// latencyPods starts in ns the card processor and a balancer in front of
+// it, and returns how long a call through the balancer takes (an error for
+// a failed one) and an experiment that adds 1 s of latency to the
+// balancer's connections to the processor, inside its pod, with the lease
+// given ("" for the default).
+func latencyPods(t *testing.T, n *kubetest.Node, ns, lease string) (took func() (time.Duration, error), src string) {
+	t.Helper()
 	payments := paymentsPod(t, n, ns)
 	bal := shopPod(t, n, ns, "balancer", 8080, "shop", "balancer", "--listen", ":8080", "--backends", net.JoinHostPort(payments.Status.PodIP, "8090"))
 	url := "http://" + net.JoinHostPort(bal.Status.PodIP, "8080") + "/stats"
-	took := func() (time.Duration, error) {
+	took = func() (time.Duration, error) {
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 		start := time.Now()
 		resp, err := client.Get(url)
@@ -456,10 +456,10 @@ func TestPodInterceptLatency(t *testing.T) {
 		}
 		return time.Since(start), nil
 	}
-	if _, err := took(); err != nil {
-		t.Fatalf("before the run: %v", err)
+	if lease != "" {
+		lease = ", lease: " + lease
 	}
-	src := fmt.Sprintf(`name: pod latency
+	src = fmt.Sprintf(`name: pod latency
 targets:
   balancer:
     pods: {namespace: %s, selector: app=balancer, kubeconfig: %q, agent_image: %q}
@@ -467,9 +467,23 @@ targets:
     intercept: {from: balancer, to: ":8090"}
 baseline: 1s
 faults:
-  - {name: slow card processor, target: to-payments, latency: {delay: 1s}, duration: 10m}
+  - {name: slow card processor, target: to-payments, latency: {delay: 1s}%s, duration: 10m}
 recovery: 1s
-`, ns, n.Kubeconfig, kubetest.FaultlineImage)
+`, ns, n.Kubeconfig, kubetest.FaultlineImage, lease)
+	return took, src
+}
+
+// TestPodInterceptLatency: an intercept from a pods target puts the
+// connections its pods open to :8090 through a proxy inside each pod, with
+// a latency toxic: the balancer's answers from the card processor take at
+// least the second it adds, until the run ends.
+func TestPodInterceptLatency(t *testing.T) {
+	n := kubetest.SharedNode(t)
+	ns := "agent-intercept"
+	took, src := latencyPods(t, n, ns, "")
+	if _, err := took(); err != nil {
+		t.Fatalf("before the run: %v", err)
+	}
 	cmd := launch(t, writeFile(t, "pod-latency.yaml", src), filepath.Join(t.TempDir(), "run"), t.TempDir())
 	processtest.WaitFor(t, "the latency inside the balancer's pod", func() bool {
 		d, err := took()
@@ -691,44 +705,21 @@ recovery: 1s
 func TestPodLatencyLeaseOutlivesNoRunner(t *testing.T) {
 	n := kubetest.SharedNode(t)
 	ns := "agent-latency-lease"
-	payments := paymentsPod(t, n, ns)
-	bal := shopPod(t, n, ns, "balancer", 8080, "shop", "balancer", "--listen", ":8080", "--backends", net.JoinHostPort(payments.Status.PodIP, "8090"))
-	url := "http://" + net.JoinHostPort(bal.Status.PodIP, "8080") + "/stats"
-	took := func() time.Duration {
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		start := time.Now()
-		resp, err := client.Get(url)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return 0
-		}
-		return time.Since(start)
-	}
 	const lease = 5 * time.Second
-	src := fmt.Sprintf(`name: pod latency, runner killed
-targets:
-  balancer:
-    pods: {namespace: %s, selector: app=balancer, kubeconfig: %q, agent_image: %q}
-  to-payments:
-    intercept: {from: balancer, to: ":8090"}
-baseline: 1s
-faults:
-  - {name: slow card processor, target: to-payments, latency: {delay: 1s}, lease: %v, duration: 10m}
-recovery: 1s
-`, ns, n.Kubeconfig, kubetest.FaultlineImage, lease)
+	took, src := latencyPods(t, n, ns, lease.String())
 	cmd := launch(t, writeFile(t, "pod-latency-lease.yaml", src), filepath.Join(t.TempDir(), "run"), t.TempDir())
-	processtest.WaitFor(t, "the latency inside the balancer's pod", func() bool { return took() >= time.Second })
+	processtest.WaitFor(t, "the latency inside the balancer's pod", func() bool {
+		d, err := took()
+		return err == nil && d >= time.Second
+	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
 	killed := time.Now()
 	processtest.WaitFor(t, "the balancer's calls to be fast once the lease ran out", func() bool {
-		d := took()
-		return d > 0 && d < 500*time.Millisecond
+		d, err := took()
+		return err == nil && d < 500*time.Millisecond
 	})
 	t.Logf("measured: calls through the pod were fast again %.1f s after the runner was killed (lease %v)", time.Since(killed).Seconds(), lease)
 	msgs := waitPodAgentExit(t, n, ns, "balancer")

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -306,7 +305,7 @@ func (n *Node) importImages() error {
 		{pauseImage, []imageFile{{Name: "/pause", Src: filepath.Join(dir, "pause"), Mode: 0o755}}, "/pause", nil},
 		{ShopImage, shopFiles, "/faultline", []string{"TZ=UTC"}},
 	} {
-		tar := filepath.Join(dir, path.Base(img.entry)+"-"+strings.Split(strings.TrimPrefix(img.ref, "faultline.local/"), ":")[0]+".tar")
+		tar := filepath.Join(dir, "image.tar")
 		if err := writeFilesImage(tar, img.ref, img.files, img.entry, img.env); err != nil {
 			return fmt.Errorf("image %s: %w", img.ref, err)
 		}
