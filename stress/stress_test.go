@@ -394,10 +394,13 @@ func TestConnectionsPostgres(t *testing.T) {
 		}
 		_ = other.Close(context.Background())
 		// The slot it gave back is the stress's now: every slot taken
-		// again, one more of them by the stress.
+		// again, one more of them by the stress. A session counts once it
+		// is idle, its start-up done: a backend is listed while the
+		// client is still authenticating, and the stress counts a
+		// connection once it is open.
 		processtest.WaitFor(t, "the freed slot taken", func() bool {
 			var mine int
-			err := db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()").Scan(&mine)
+			err := db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'idle' AND pid <> pg_backend_pid()").Scan(&mine)
 			return err == nil && mine == slots-1
 		})
 	})
