@@ -27,6 +27,13 @@
 // or SQLite through a pure-Go driver where PostgreSQL is missing. Every part
 // runs from the faultline binary ('faultline shop ...'), so the demo needs
 // no build step.
+//
+// Why NATS for the broker: its server is a Go module, so it runs from the
+// faultline binary in a process of its own with no container or package to
+// install; JetStream gives durable streams with message-id deduplication,
+// which the outbox relay leans on (a message sent twice is stored once); and
+// its client reconnects on its own, so a broker that comes back is used again
+// without code in the shop. It costs the binary about 16 MB.
 package shop
 
 import "fmt"

@@ -149,7 +149,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.real, "real", false, "insist on real PostgreSQL and redis-server: fail instead of falling back")
 	f.StringVar(&o.db, "db", "auto", "`auto` (PostgreSQL when installed, else SQLite), postgres or sqlite")
 	f.StringVar(&o.cache, "cache", "auto", "`auto` (redis-server when installed, else embedded), redis or embedded")
-	f.BoolVar(&o.all, "all", false, "also run the rest of the quarterly checklist's experiments (payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills, queue-down, memory-pressure, cpu-spike, db-nulls, schema-mismatch)")
+	f.BoolVar(&o.all, "all", false, "also run the rest of the quarterly checklist's experiments (service-unreachable, payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills, queue-down, memory-pressure, cpu-spike, db-nulls, schema-mismatch), then error-alert")
 	f.BoolVar(&o.checklist, "checklist", false, "run every experiment (as --all) and end with the quarterly checklist: its 15 failures in four groups, each with the experiment that covers it and both builds' verdicts")
 	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
 	f.StringVar(&o.seedFlag, "seed", "", "`seed` of every run's random choices, to replay a demo (default: picked, and printed in each run's replay command)")
@@ -315,6 +315,8 @@ func demoSkipReason(name string, pg *shop.Postgres) string {
 		return "needs a network namespace for the card processor and nftables rules in it: " + networkLacks()
 	case ok && pg == nil:
 		return "needs PostgreSQL (" + why + "): apt-get install postgresql"
+	case name == "db-nulls" && !installed("psql"):
+		return "needs psql to null the rows and put them back: apt-get install postgresql-client"
 	}
 	return ""
 }

@@ -21,8 +21,10 @@ import (
 	"github.com/faultline/faultline/examples/experiments"
 	"github.com/faultline/faultline/examples/shop"
 	"github.com/faultline/faultline/internal/freeport"
+	"github.com/faultline/faultline/netfault"
 	"github.com/faultline/faultline/process"
 	"github.com/faultline/faultline/record"
+	"github.com/faultline/faultline/state"
 )
 
 // needRealServers skips without PostgreSQL and redis-server, except under
@@ -57,7 +59,7 @@ type demoSummary struct {
 // the resilient build passes it.
 func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs thirty experiments (about 12 minutes)")
+		t.Skip("runs every experiment against both builds: 34 runs, about 14 minutes")
 	}
 	needRealServers(t)
 	bin := binary(t)
@@ -140,7 +142,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 	}
 	assertStoriesTold(t, out, stdout.String())
 	assertChecklist(t, out, stdout.String())
-	assertNothingLeft(t, bin, stderr.String())
+	assertNothingLeft(t, bin, out, stderr.String())
 }
 
 // assertStoriesTold checks that the demo's table, its summary.md and each
@@ -252,9 +254,12 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// assertNothingLeft checks that no process of the shop (launched from
-// bin) and not the demo's PostgreSQL outlived the demo.
-func assertNothingLeft(t *testing.T, bin, stderr string) {
+// assertNothingLeft checks that the demo left nothing behind: no process
+// of the shop (launched from bin), not its PostgreSQL, no run in out that
+// faultline recover would have to undo, and none of what its faults make on
+// the machine: the runs' network namespaces, interfaces and nftables tables,
+// cpu-spike's cgroups, disk-fills' log volumes, a run still registered.
+func assertNothingLeft(t *testing.T, bin, out, stderr string) {
 	t.Helper()
 	left, err := process.Match(regexp.MustCompile(regexp.QuoteMeta(bin) + " shop "))
 	if err != nil {
@@ -270,6 +275,44 @@ func assertNothingLeft(t *testing.T, bin, stderr string) {
 		}
 	} else {
 		t.Errorf("demo did not say which PostgreSQL it started:\n%s", stderr)
+	}
+	journals, _ := filepath.Glob(filepath.Join(out, "*", "*", "journal.jsonl"))
+	if len(journals) == 0 {
+		t.Errorf("no run directory in %s", out)
+	}
+	for _, j := range journals {
+		dir := filepath.Dir(j)
+		b, err := exec.Command(bin, "recover", dir).CombinedOutput()
+		if err != nil || !bytes.Contains(b, []byte("ended cleanly, nothing to do")) {
+			t.Errorf("faultline recover %s: %v: %s", dir, err, b)
+		}
+		if os.Geteuid() == 0 {
+			gone, err := netfault.Leftovers(runID(t, dir))
+			if err != nil {
+				t.Errorf("%s: %v", dir, err)
+			}
+			for _, l := range gone {
+				t.Errorf("%s left %s", dir, l)
+			}
+		}
+	}
+	for _, pattern := range []string{"/sys/fs/cgroup/cpu/faultline-cpu-*", "/sys/fs/cgroup/faultline-cpu-*"} {
+		cgroups, _ := filepath.Glob(pattern)
+		for _, cg := range cgroups {
+			t.Errorf("cpu-spike's cgroup left: %s", cg)
+		}
+	}
+	if mounts, err := os.ReadFile("/proc/self/mounts"); err == nil && bytes.Contains(mounts, []byte("faultline-logvol-")) {
+		t.Errorf("disk-fills' log volume left mounted:\n%s", mounts)
+	}
+	runs, err := state.Runs(os.Getenv("FAULTLINE_STATE_DIR"))
+	if err != nil {
+		t.Error(err)
+	}
+	for _, r := range runs {
+		if r.Alive() {
+			t.Errorf("run still registered and alive: %+v", r)
+		}
 	}
 }
 
@@ -309,7 +352,7 @@ func TestDemoInterrupted(t *testing.T) {
 	if !bytes.Contains(b, []byte(`"type":"run_end"`)) {
 		t.Errorf("journal has no run_end after the interrupt:\n%s", b)
 	}
-	assertNothingLeft(t, bin, stderr.String())
+	assertNothingLeft(t, bin, out, stderr.String())
 }
 
 // On a bare machine the demo runs on SQLite and the embedded cache, and
