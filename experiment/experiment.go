@@ -125,7 +125,7 @@ type PodsTarget struct {
 // rules for their windows.
 type DNSTarget struct {
 	Listen, Upstream string
-	Records          map[string]string // name -> IP
+	Records          map[string]string // name -> IP, or {T.ip}, {T[i].ip}, {host.ip} until filled
 	// Intercept, when set, answers a process target's queries to any
 	// resolver; Listen is not used then.
 	Intercept *DNSIntercept
@@ -689,13 +689,20 @@ func (d *decoder) dnsTarget(n *yaml.Node, field string) *DNSTarget {
 		rf := d.Mapping(v, field+".records")
 		for _, k := range rf.Keys {
 			ip := d.Str(rf.Get(k.Value), field+".records."+k.Value)
-			if net.ParseIP(ip) == nil {
-				d.Errorf(rf.Get(k.Value), field+".records."+k.Value, "want an IP address, got %q", ip)
+			if net.ParseIP(ip) == nil && !isIPRef(ip) {
+				d.Errorf(rf.Get(k.Value), field+".records."+k.Value, "want an IP address or a target's, such as {payments.ip} or {host.ip}; got %q", ip)
 			}
 			t.Records[k.Value] = ip
 		}
 	}
 	return t
+}
+
+// isIPRef reports whether s is one reference to an address and nothing
+// else: {NAME.ip}, {NAME[i].ip} or {host.ip}, filled in when the run starts.
+func isIPRef(s string) bool {
+	m := RefPattern.FindStringSubmatchIndex(s)
+	return m != nil && m[0] == 0 && m[1] == len(s) && s[m[6]:m[7]] == "ip"
 }
 
 func (d *decoder) traffic(n *yaml.Node) *Traffic {

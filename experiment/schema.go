@@ -53,7 +53,7 @@ type (
 	dnsDoc struct {
 		Listen    string            `json:"listen,omitempty" jsonschema_description:"HOST:PORT, UDP and TCP (default 127.0.0.1:0)"`
 		Upstream  string            `json:"upstream,omitempty" jsonschema_description:"resolver HOST:PORT for other names"`
-		Records   map[string]string `json:"records,omitempty" jsonschema_description:"name: IP, answered by the resolver itself"`
+		Records   map[string]string `json:"records,omitempty" jsonschema_description:"name: IP (or {TARGET.ip}, {host.ip}), answered by the resolver itself"`
 		Intercept *dnsInterceptDoc  `json:"intercept,omitempty" jsonschema_description:"answer the DNS queries a process target sends to any resolver"`
 	}
 	dnsInterceptDoc struct {

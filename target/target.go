@@ -146,7 +146,7 @@ func (s *Set) Setup(ctx context.Context) error {
 	}
 	for _, t := range s.order {
 		if d, ok := t.(*DNS); ok && d.spec.DNS.Intercept == nil {
-			if err := d.start(s.env.Progress); err != nil {
+			if err := d.start(s.FillRefs, s.env.Progress); err != nil {
 				return err
 			}
 		}
@@ -404,9 +404,17 @@ func dnsConfig(spec *experiment.DNSTarget) dnsfault.Config {
 	return dnsfault.Config{Upstream: spec.Upstream, Records: records}
 }
 
-func (d *DNS) start(progress func(string, ...any)) error {
-	spec := d.spec.DNS
-	cfg := dnsConfig(spec)
+func (d *DNS) start(fill func(string) (string, error), progress func(string, ...any)) error {
+	spec := *d.spec.DNS
+	spec.Records = map[string]string{}
+	for name, ip := range d.spec.DNS.Records {
+		filled, err := fill(ip) // {payments.ip}: isolated targets have their addresses by now
+		if err != nil {
+			return fmt.Errorf("target %s: records.%s: %w", d.spec.Name, name, err)
+		}
+		spec.Records[name] = filled
+	}
+	cfg := dnsConfig(&spec)
 	cfg.Listen = spec.Listen
 	srv := dnsfault.New(cfg)
 	if err := srv.Start(); err != nil {

@@ -48,7 +48,9 @@ With --all, also the wider checklist's:
                        processor (in a network namespace of its own, as root)
   payment-errors       the card processor answers 500 to half the charges
   payment-malformed    its answers come back with status null, charge_id gone
-  dns-fails            the processor's name answers SERVFAIL
+  dns-fails            the processor's name answers SERVFAIL (checkout's own
+                       lookups intercepted in its network namespace, as root;
+                       else checkout is pointed at faultline's resolver)
   db-pool-exhausted    another client holds every PostgreSQL connection for 10 s
   disk-fills           the log volume fills up (a tmpfs the demo mounts, as root)
   queue-down           the message broker (NATS) is killed for 10 s
@@ -340,12 +342,14 @@ var needsPostgres = map[string]string{
 	"db-nulls":          "rows that psql nulls and puts back",
 }
 
-// demoFile is the file an experiment of the demo runs from: zone-outage is
-// a real network partition of the zone where the machine can make one
-// (root, nf_tables), and the zone's instances killed elsewhere.
+// demoFile is the file an experiment of the demo runs from. Where the
+// machine can make network faults (root, nf_tables), zone-outage is a real
+// network partition of the zone (elsewhere the zone's instances are
+// killed), and dns-fails intercepts the lookups checkout makes through the
+// system's resolver (elsewhere checkout is pointed at faultline's).
 func demoFile(name string) string {
-	if name == "zone-outage" && networkLacks() == "" {
-		return "zone-outage-net"
+	if (name == "zone-outage" || name == "dns-fails") && networkLacks() == "" {
+		return name + "-net"
 	}
 	return name
 }

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,6 +112,7 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 		// The shop's own alert: the run stops on it.
 		"error-alert": "inject: alert ErrorRateTooHigh firing",
 	}
+	network := os.Geteuid() == 0 && len(netfault.Lacks(context.Background())) == 0
 	for _, r := range sum.Runs {
 		switch r.Build {
 		case "fragile":
@@ -128,6 +130,18 @@ func TestDemoFragileFailsResilientPasses(t *testing.T) {
 		for _, f := range []string{"result.json", "report.html", "junit.xml", "summary.md"} {
 			if _, err := os.Stat(filepath.Join(r.Dir, f)); err != nil {
 				t.Errorf("%s %s: %v", r.Experiment, r.Build, err)
+			}
+		}
+		// Where the machine makes network faults, these two reach traffic
+		// that nobody rewired: a real partition, lookups intercepted.
+		if (r.Experiment == "zone-outage" || r.Experiment == "dns-fails") && network {
+			var res record.Result
+			b, err := os.ReadFile(filepath.Join(r.Dir, "result.json"))
+			if err == nil {
+				err = json.Unmarshal(b, &res)
+			}
+			if err != nil || !strings.HasSuffix(res.File, r.Experiment+"-net.yaml") {
+				t.Errorf("%s %s ran from %q (%v), want its network form, %s-net.yaml", r.Experiment, r.Build, res.File, err, r.Experiment)
 			}
 		}
 		if _, err := os.Stat(filepath.Join(out, r.Experiment, "compare.html")); err != nil {
