@@ -111,8 +111,14 @@ func Run(ctx context.Context, m *Config, opts Options) ([]Decision, error) {
 	}
 	r := &monkeyRun{m: m, opts: opts, rng: rng, prober: opts.Probes}
 	self, _ := process.Identify(os.Getpid()) // so that recover leaves a live monkey alone
-	r.journal(journal.Event{Type: journal.RunStart, Name: "monkey", Runner: &self, Message: fmt.Sprintf("file=%s seed=%d leashed=%v", m.File, opts.Seed, m.Leashed)})
-	defer r.journal(journal.Event{Type: journal.RunEnd, Message: "monkey stopped"})
+	if err := r.journal(journal.Event{Type: journal.RunStart, Name: "monkey", Runner: &self, Message: fmt.Sprintf("file=%s seed=%d leashed=%v", m.File, opts.Seed, m.Leashed)}); err != nil {
+		return nil, fmt.Errorf("the monkey's journal: %w", err) // nothing is terminated unjournaled
+	}
+	defer func() {
+		if err := r.journal(journal.Event{Type: journal.RunEnd, Message: "monkey stopped"}); err != nil && r.opts.Out != nil {
+			fmt.Fprintf(r.opts.Out, "monkey: its end not journaled: %v\n", err)
+		}
+	}()
 	// p is the chance of a termination in one tick of scheduled time, for
 	// a mean time between terminations (a Poisson process).
 	p := 1 - math.Exp(-opts.Tick.Seconds()/m.MeanTimeBetween.Seconds())
@@ -141,10 +147,23 @@ type monkeyRun struct {
 	seq       int
 }
 
-func (r *monkeyRun) journal(e journal.Event) {
-	if r.opts.Journal != nil {
-		e.Time = time.Now()
-		_ = r.opts.Journal.Append(e)
+// journal appends e to the monkey's journal, if it has one. A termination
+// whose intent could not be written is not made (journal first); a later
+// line that could not be written is said in the decision (d.Reason), since
+// what it records has happened.
+func (r *monkeyRun) journal(e journal.Event) error {
+	if r.opts.Journal == nil {
+		return nil
+	}
+	e.Time = time.Now()
+	return r.opts.Journal.Append(e)
+}
+
+// record journals what a termination did once it is done; a line that
+// cannot be written is said in the decision.
+func (r *monkeyRun) record(d *Decision, e journal.Event) {
+	if err := r.journal(e); err != nil {
+		d.Reason += "; not journaled (" + e.Type + "): " + err.Error()
 	}
 }
 
@@ -171,7 +190,9 @@ func (r *monkeyRun) decide(d Decision) {
 	if d.Reason != "" {
 		line += " (" + d.Reason + ")"
 	}
-	r.journal(journal.Event{Type: journal.Note, Name: d.Group, Message: line})
+	if err := r.journal(journal.Event{Type: journal.Note, Name: d.Group, Message: line}); err != nil {
+		line += " (not journaled: " + err.Error() + ")"
+	}
 	if r.opts.Out != nil {
 		fmt.Fprintln(r.opts.Out, line)
 	}
@@ -293,19 +314,22 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 	if len(g.spec.Processes.Restart) > 0 {
 		undo = &journal.Undo{Kind: "exec", Command: g.spec.Processes.Restart}
 	}
-	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Undo: undo, Message: fmt.Sprintf("%s to pid %d", g.spec.Signal, pid)})
+	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Undo: undo, Message: fmt.Sprintf("%s to pid %d", g.spec.Signal, pid)}); err != nil {
+		d.Action, d.Reason = "skipped", "its intent could not be journaled, so nothing was done: "+err.Error()
+		return
+	}
 	err = process.Signal(procs, process.Signals[g.spec.Signal])
 	if err = process.IgnoreGone(err); err != nil {
 		// A process there would not take the signal (EPERM, say): it was
 		// not terminated, and nothing is restarted.
-		r.journal(journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
 		d.Action, d.Reason = "failed", err.Error()
+		r.record(d, journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
 		return
 	}
-	r.journal(journal.Event{Type: journal.Done, ID: id})
 	d.Action = "terminated"
+	r.record(d, journal.Event{Type: journal.Done, ID: id})
 	if undo == nil {
-		r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "irreversible: nothing to restart"})
+		r.record(d, journal.Event{Type: journal.Undone, ID: id, Message: "irreversible: nothing to restart"})
 		return
 	}
 	// The restart comes once the victim has gone (its port, its pid file
@@ -322,11 +346,11 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 	d.Reason += "; restarted"
 	if rerr != nil {
 		// Not undone: recover runs the restart again.
-		r.journal(journal.Event{Type: journal.Note, ID: id, Message: "restart failed: " + rerr.Error()})
 		d.Reason += " failed: " + rerr.Error()
+		r.record(d, journal.Event{Type: journal.Note, ID: id, Message: "restart failed: " + rerr.Error()})
 		return
 	}
-	r.journal(journal.Event{Type: journal.Undone, ID: id})
+	r.record(d, journal.Event{Type: journal.Undone, ID: id})
 }
 
 // deletePod deletes a pod with grace 0, journaled; its controller
@@ -334,22 +358,19 @@ func (r *monkeyRun) killProcess(ctx context.Context, g *group, d *Decision, pid 
 func (r *monkeyRun) deletePod(ctx context.Context, g *group, d *Decision, pod kube.Pod) {
 	r.seq++
 	id := fmt.Sprintf("m%d", r.seq)
-	r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Message: "delete pod " + d.Pod})
+	if err := r.journal(journal.Event{Type: journal.Intent, ID: id, Name: g.spec.Name, Message: "delete pod " + d.Pod}); err != nil {
+		d.Action, d.Reason = "skipped", "its intent could not be journaled, so nothing was done: "+err.Error()
+		return
+	}
 	zero := int64(0)
-	err := g.kube.DeletePods(ctx, []kube.Pod{pod}, &zero)
-	r.journal(journal.Event{Type: journal.Done, ID: id, Message: errText(err)})
-	r.journal(journal.Event{Type: journal.Undone, ID: id, Message: "its controller replaces it"})
-	d.Action = "terminated"
-	if err != nil {
+	if err := g.kube.DeletePods(ctx, []kube.Pod{pod}, &zero); err != nil {
 		d.Action, d.Reason = "failed", err.Error()
+		r.record(d, journal.Event{Type: journal.Failed, ID: id, Message: err.Error()})
+		return
 	}
-}
-
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
+	d.Action = "terminated"
+	r.record(d, journal.Event{Type: journal.Done, ID: id})
+	r.record(d, journal.Event{Type: journal.Undone, ID: id, Message: "its controller replaces it"})
 }
 
 // find lists the group's processes now.

@@ -1,6 +1,7 @@
 package monkey_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -191,6 +192,81 @@ groups:
 	}
 	if got := strings.Join(kinds, ","); !strings.Contains(got, "intent,done,undone,note") || !journal.Clean(events) {
 		t.Errorf("journal: %s", got)
+	}
+}
+
+// closingClock is a fakeClock that closes the monkey's journal the first
+// time the monkey reads the time, once it has journaled its start: a disk
+// that fails while the monkey runs.
+type closingClock struct {
+	fakeClock
+	j *journal.Writer
+}
+
+func (c *closingClock) Now() time.Time {
+	if c.j != nil {
+		_ = c.j.Close()
+		c.j = nil
+	}
+	return c.fakeClock.Now()
+}
+
+// Journal first: a termination whose intent cannot be written is not made,
+// and the decision says why; a monkey whose journal cannot take its start
+// does not run.
+func TestNoTerminationWithoutItsJournal(t *testing.T) {
+	marker, cmds := group(t, 2, 2)
+	m := parse(t, fmt.Sprintf(`
+schedule: {timezone: UTC, days: [mon], hours: "00:00-24:00", mean_time_between: 1m, min_gap: 0s, daily_cap: 3}
+groups:
+  workers:
+    process: {match: %q}
+    env: {CHAOS_MONKEY: enabled}
+`, marker))
+	dir := t.TempDir()
+	j, err := journal.Create(filepath.Join(dir, "monkey.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := monday(t).UTC().Add(time.Hour)
+	var out bytes.Buffer
+	ds, err := monkey.Run(context.Background(), m, monkey.Options{Clock: &closingClock{fakeClock{now: start}, j}, Seed: 1, Journal: j, Out: &out, Until: start.Add(3 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped := 0
+	for _, d := range ds {
+		switch {
+		case d.Action == "skipped" && strings.Contains(d.Reason, "intent could not be journaled"):
+			skipped++
+		case d.Action != "skipped":
+			t.Errorf("decision %+v: want none made without its journal", d)
+		}
+	}
+	if skipped == 0 {
+		t.Errorf("no termination was skipped for its journal: %+v\n%s", ds, out.String())
+	}
+	for _, cmd := range cmds {
+		if !alive(cmd) {
+			t.Errorf("pid %d terminated with no journal line for it", cmd.Process.Pid)
+		}
+	}
+	if !strings.Contains(out.String(), "its end not journaled") {
+		t.Errorf("the monkey's output does not say its end was not journaled:\n%s", out.String())
+	}
+
+	closed, err := journal.Create(filepath.Join(dir, "closed.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = closed.Close()
+	if _, err := monkey.Run(context.Background(), m, monkey.Options{Clock: &fakeClock{now: start}, Seed: 1, Journal: closed, Until: start.Add(3 * time.Hour)}); err == nil || !strings.Contains(err.Error(), "journal") {
+		t.Errorf("a monkey whose journal cannot take its start ran: %v", err)
+	}
+	for _, cmd := range cmds {
+		if !alive(cmd) {
+			t.Errorf("pid %d terminated by a monkey with no journal", cmd.Process.Pid)
+		}
 	}
 }
 
