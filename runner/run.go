@@ -86,6 +86,9 @@ type run struct {
 	j       *journal.Writer
 	jmu     sync.Mutex
 	seq     int
+	lostMu  sync.Mutex
+	lost    int   // journal lines that could not be written
+	lostErr error // the first one's error
 	rand    *rand.Rand
 	reg     *fault.Registry
 	targets *target.Set
@@ -172,7 +175,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (res *Result, err erro
 			r.exitsMu.Unlock()
 		}})
 	self, _ := process.Identify(os.Getpid())
-	_ = r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Runner: &self, File: x.File, Seed: seed, Run: r.id,
+	started := r.journal(journal.Event{Type: journal.RunStart, Name: x.Name, Runner: &self, File: x.File, Seed: seed, Run: r.id,
 		Message: fmt.Sprintf("file=%s seed=%d run=%s", x.File, seed, r.id)})
 
 	// Whatever happens below, faults are reverted and what was launched is
@@ -195,6 +198,10 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (res *Result, err erro
 	}
 	ctx, r.abort = context.WithCancelCause(ctx)
 	defer r.abort(nil)
+	if started != nil {
+		r.verdict(Error, "nothing was started: the journal cannot take the run's start, and what is not journaled cannot be recovered")
+		return r.res, nil
+	}
 	r.execute(ctx)
 	return r.res, nil
 }
@@ -207,12 +214,34 @@ func (r *run) nextID() string {
 }
 
 // journal appends an event; a journal that cannot be written stops
-// injection, since what is not journaled cannot be recovered.
+// injection, since what is not journaled cannot be recovered. Every line
+// lost is counted, said at once the first time, and makes the verdict
+// ERROR at the end (lostReason).
 func (r *run) journal(e journal.Event) error {
 	if err := r.j.Append(e); err != nil {
-		return fmt.Errorf("journal: %w", err)
+		r.lostMu.Lock()
+		r.lost++
+		first := r.lostErr == nil
+		if first {
+			r.lostErr = err
+		}
+		r.lostMu.Unlock()
+		if first {
+			r.progressf("%v: the lines it cannot take are lost to recover and report", err)
+		}
+		return err // the writer's errors say "journal: "
 	}
 	return nil
+}
+
+// lostReason says how many journal lines were lost, or "".
+func (r *run) lostReason() string {
+	r.lostMu.Lock()
+	defer r.lostMu.Unlock()
+	if r.lost == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the journal lost %d line(s), the first to %q: recover and report cannot see what they recorded", r.lost, strings.TrimPrefix(r.lostErr.Error(), "journal: "))
 }
 
 // Append journals an event, as fault.Journal and target.Journal have it.
@@ -965,7 +994,13 @@ func (r *run) finish() {
 			InjectedAt: stampPtr(f.injectedAt), RevertedAt: stampPtr(f.revertedAt), Evidence: f.evidence(), Error: f.err,
 		})
 	}
-	_ = r.journal(journal.Event{Type: journal.RunEnd, Message: r.res.Verdict})
+	end := r.journal(journal.Event{Type: journal.RunEnd, Message: r.res.Verdict})
+	if why := r.lostReason(); why != "" {
+		r.verdict(Error, why)
+		if end != nil {
+			r.res.Reasons = append(r.res.Reasons, "the journal has no end: recover will take the run for one that did not finish")
+		}
+	}
 }
 
 func (r *run) writeResult() error {

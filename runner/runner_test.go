@@ -588,3 +588,53 @@ recovery: 5s
 		t.Errorf("no fired latency check in %+v", res.Checks)
 	}
 }
+
+// A journal that stops taking lines in the middle of a run (a full disk)
+// makes the run's verdict ERROR, with the lines lost counted: a fault
+// whose intent cannot be written is not injected, and the one in place is
+// still reverted. Needs root, for a file system small enough to fill.
+func TestJournalLostLinesMakeAnError(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	vol := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", vol).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", vol).Run() })
+	// The second fault's intent is longer than a page, so that it needs
+	// space the first fault has taken.
+	src := fmt.Sprintf(`
+name: full-disk
+faults:
+  - name: fill the disk
+    exec:
+      inject: [sh, -c, 'head -c 1048576 /dev/zero > "$1" 2>/dev/null; true', sh, "{run_dir}/fill"]
+      revert: [rm, -f, "{run_dir}/fill"]
+    duration: 600ms
+  - name: unjournaled
+    exec: {inject: [touch, "{run_dir}/made"], revert: ["true", %q]}
+    start: 200ms
+    duration: 200ms
+baseline: 100ms
+recovery: 300ms
+`, strings.Repeat("x", 6000))
+	x, err := experiment.Parse("full.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(vol, "run")
+	res, err := runner.Run(context.Background(), build(t, x, 1), runner.Options{OutDir: dir, Tick: 100 * time.Millisecond, RecoveryWindow: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != runner.Error || !strings.Contains(strings.Join(res.Reasons, "\n"), "the journal lost") {
+		t.Errorf("verdict %s, reasons %q: want ERROR, the journal's lost lines said", res.Verdict, res.Reasons)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "made")); !os.IsNotExist(err) {
+		t.Errorf("a fault whose intent the journal did not take was injected: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fill")); !os.IsNotExist(err) {
+		t.Errorf("the fault in place was not reverted: %v", err)
+	}
+}
