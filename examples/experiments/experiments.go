@@ -22,8 +22,9 @@ var Checklist = []string{"service-unreachable", "payment-errors", "payment-malfo
 	"queue-down", "memory-pressure", "cpu-spike", "db-nulls", "schema-mismatch"}
 
 // Beyond are the experiments on no checklist that 'faultline demo --all'
-// runs last: error-alert, the blog's stop condition on an alert.
-var Beyond = []string{"error-alert"}
+// runs last: db-packet-loss, a lossy network to the database, and
+// error-alert, the blog's stop condition on an alert.
+var Beyond = []string{"db-packet-loss", "error-alert"}
 
 // All is every experiment of the demo, in the order --all runs them.
 func All() []string { return slices.Concat(Order, Checklist, Beyond) }

@@ -3,7 +3,9 @@ package shop
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,7 +114,7 @@ func NewCheckout(cfg CheckoutConfig) (*Checkout, error) {
 		// query connects anew) and no acquire timeout (when the database
 		// has no free slot, the query waits for one, however long).
 		store.DB().SetMaxOpenConns(10)
-		store.DB().SetMaxIdleConns(0)                  // story(db-pool-exhausted): every query connects anew
+		store.DB().SetMaxIdleConns(0)                  // story(db-pool-exhausted, db-packet-loss): every query connects anew
 		ropts.ReadTimeout, ropts.WriteTimeout = -1, -1 // story(cache-dies): no timeouts on the cache: the "before"
 		ropts.MaxRetries = -1
 		c.pay = &http.Client{Transport: payTransport(cfg.Resolver)} // story(slow-payment, cpu-spike, service-unreachable): no timeout on the card processor
@@ -366,9 +368,24 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	ctx := c.ctx(r)
 	dctx, cancel := withTimeout(ctx, c.timeout(dbTimeout))
 	// The resilient build announces the order through the outbox, in the
-	// order's own transaction; the relay hands it to the broker.
-	order, err := c.store.CreateOrder(dctx, req.ProductID, c.broker != nil && c.cfg.Build == Resilient)
+	// order's own transaction; the relay hands it to the broker. Its
+	// orders carry a key, under which the broker can take one that the
+	// database does not take in time.
+	intake := c.cfg.Build == Resilient && c.broker != nil
+	var key string
+	if intake {
+		key = newIntakeKey()
+	}
+	order, err := c.store.CreateOrder(dctx, req.ProductID, intake, key)
 	cancel()
+	if err != nil && intake && !errors.Is(err, ErrNoProduct) && !errors.Is(err, ErrNotForSale) {
+		// story(db-packet-loss, db-primary-down, db-pool-exhausted): an order the database does not take in time is taken by the broker
+		if perr := c.takeOrder(ctx, key, req.ProductID); perr == nil {
+			c.payments.WithLabelValues("accepted").Inc()
+			writeJSON(w, http.StatusAccepted, intakeOrder{Key: key, ProductID: req.ProductID, Status: "accepted"})
+			return
+		}
+	}
 	switch {
 	case errors.Is(err, ErrNoProduct):
 		writeError(w, http.StatusNotFound, "product %d: %v", req.ProductID, err)
@@ -437,6 +454,61 @@ func (c *Checkout) checkout(w http.ResponseWriter, r *http.Request) {
 	c.payments.WithLabelValues(status).Inc()
 	order.Status = status
 	writeJSON(w, code, order)
+}
+
+// intakeOrder is an order taken by the broker, not yet in the database:
+// the intake consumer writes it (once, by its key) and queues its payment.
+type intakeOrder struct {
+	Key       string `json:"intake_key"`
+	ProductID int64  `json:"product_id"`
+	Status    string `json:"status"`
+}
+
+func newIntakeKey() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// takeOrder hands an order to the broker, with its key as the message id.
+func (c *Checkout) takeOrder(ctx context.Context, key string, productID int64) error {
+	payload, _ := json.Marshal(intakeOrder{Key: key, ProductID: productID, Status: "accepted"})
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	err := c.broker.publish(pctx, subjectIntake, "intake-"+key, payload)
+	if err != nil {
+		c.log.Warn("order not taken by the broker either", "key", key, "err", err)
+	}
+	return err
+}
+
+// takeIntake writes an order the broker took, once, and queues its
+// payment; while the database fails, the broker delivers it again, later
+// each time. An order that can no longer be made (its product gone or
+// unpriced since) is dropped, said in the log.
+func (c *Checkout) takeIntake(ctx context.Context, msg jetstream.Msg) {
+	var in intakeOrder
+	if err := json.Unmarshal(msg.Data(), &in); err != nil || in.Key == "" {
+		c.log.Warn("order intake unreadable: dropped", "data", string(msg.Data()), "err", err)
+		_ = msg.Term()
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*dbTimeout)
+	o, err := c.store.CreateOrderOnce(wctx, in.Key, in.ProductID, true) // story(db-packet-loss): written once, by its key
+	if err == nil && o.Status == StatusPending {
+		err = c.store.QueuePayment(wctx, o)
+	}
+	cancel()
+	switch {
+	case errors.Is(err, ErrNoProduct) || errors.Is(err, ErrNotForSale):
+		c.log.Warn("order intake cannot be made: dropped", "key", in.Key, "product", in.ProductID, "err", err)
+		_ = msg.Term()
+	case err != nil:
+		_ = msg.NakWithDelay(redeliveryDelay(msg))
+	default:
+		c.log.Info("order intake written", "key", in.Key, "order", o.ID)
+		_ = msg.Ack()
+	}
 }
 
 // timeout is d in the resilient build and none in the fragile one.
@@ -746,7 +818,7 @@ func (c *Checkout) Run(ctx context.Context) error {
 		return fmt.Errorf("database %s: %w", redactURL(c.cfg.DB), err)
 	}
 	if c.cfg.Build == Resilient {
-		c.warmPool(ctx, 8) // story(db-pool-exhausted): connections opened before serving
+		c.warmPool(ctx, 8) // story(db-pool-exhausted, db-packet-loss): connections opened before serving
 	}
 	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	var wg sync.WaitGroup
@@ -757,6 +829,9 @@ func (c *Checkout) Run(ctx context.Context) error {
 		wg.Go(func() { c.relay(wctx) })
 		wg.Go(func() {
 			c.broker.consume(wctx, c.log, "payer", subjectPayments, func(m jetstream.Msg) { c.payFromQueue(wctx, m) })
+		})
+		wg.Go(func() {
+			c.broker.consume(wctx, c.log, "intake", subjectIntake, func(m jetstream.Msg) { c.takeIntake(wctx, m) })
 		})
 	case c.cfg.Build == Resilient:
 		wg.Go(func() { c.worker(wctx) })

@@ -13,7 +13,9 @@
 //     jitter (cenkalti/backoff), cache → database fallback, payments queued
 //     and confirmed by a background worker when the card processor is slow,
 //     a warm, bounded database pool with connect and query timeouts (an
-//     order it cannot write gets a 503 with Retry-After), an outbox written
+//     order it cannot write in time is taken by the broker under a key and
+//     written once when the database answers; a 503 with Retry-After when
+//     there is no broker to take it), an outbox written
 //     in the order's transaction and relayed to the broker when it is there
 //     (consumers idempotent: none lost, none twice), a NULL price read as
 //     "not for sale", processor answers validated field by field, and a

@@ -18,11 +18,15 @@ import (
 // The shop's broker: one JetStream stream with a subject per kind of
 // message. Orders are announced on subjectOrders (the confirmation e-mail
 // and the stock count read them); payments that wait for the card
-// processor travel on subjectPayments to the payment consumer.
+// processor travel on subjectPayments to the payment consumer, and orders
+// that wait for the database on subjectIntake.
 const (
 	streamName      = "SHOP"
 	subjectOrders   = "shop.orders"
 	subjectPayments = "shop.payments"
+	// subjectIntake carries the orders that the database did not take in
+	// time: the intake consumer writes each once the database answers.
+	subjectIntake = "shop.intake"
 	// dedupWindow is how long the broker remembers a message id: an
 	// outbox row published twice (by two instances, or again after a lost
 	// acknowledgement) within it is stored once.
@@ -94,7 +98,7 @@ func createStream(ctx context.Context, url string) error {
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err = js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
-		Name: streamName, Subjects: []string{subjectOrders, subjectPayments},
+		Name: streamName, Subjects: []string{subjectOrders, subjectPayments, subjectIntake},
 		Storage: jetstream.FileStorage, Duplicates: dedupWindow, Retention: jetstream.LimitsPolicy,
 	})
 	if err != nil {

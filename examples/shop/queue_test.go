@@ -208,3 +208,88 @@ func TestQueuedPaymentsThroughTheBroker(t *testing.T) {
 		t.Fatalf("processor charged other than once per order: %s", body)
 	}
 }
+
+// The resilient build with a database that does not take the order (a
+// writer holds its lock past the order's deadline): the broker takes the
+// order under its key and the shopper gets a 202; once the database takes
+// writes again the order is written, and paid, once, also when the broker
+// delivers its intake twice.
+func TestOrderTakenByTheBrokerWrittenOnce(t *testing.T) {
+	cache := startRedis(t)
+	pay := newPayments(t)
+	q := startQueue(t)
+	path := filepath.Join(t.TempDir(), "shop.db")
+	base := startCheckoutWith(t, shop.CheckoutConfig{Build: shop.Resilient, DB: "sqlite:" + path,
+		Cache: cache, Payments: pay.srv.URL, Queue: q.url()})
+	lock, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	conn, err := lock.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil { // no other writer until ROLLBACK
+		t.Fatal(err)
+	}
+	code, body := call(t, http.DefaultClient, "POST", base+"/checkout", `{"product_id": 2}`)
+	var taken struct {
+		Key    string `json:"intake_key"`
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(body), &taken); code != http.StatusAccepted || err != nil || taken.Status != "accepted" || taken.Key == "" {
+		_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		t.Fatalf("checkout with the database locked = %d %s; want 202, accepted under a key", code, body)
+	}
+	if st := stats(t, base); st.Created != 0 {
+		t.Errorf("stats with the database locked: %+v; want no order written yet", st)
+	}
+	// The same intake again, as a publisher that retried sends it.
+	q.publish("shop.intake", "again-"+taken.Key, map[string]any{"intake_key": taken.Key, "product_id": 2, "status": "accepted"})
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	processtest.WaitFor(t, "the order written and paid", func() bool {
+		st := stats(t, base)
+		return st.Paid == 1 && st.Queued == 0 && st.Outbox == 0
+	})
+	// Every delivery handled: none left for the consumer to write twice.
+	processtest.WaitFor(t, "the intake consumer done", func() bool {
+		return countRows(t, "sqlite:"+path, "SELECT COUNT(*) FROM orders") == 1 && pendingIntake(t, q) == 0
+	})
+	if st := stats(t, base); st.Created != 1 || st.Paid != 1 {
+		t.Fatalf("stats: %+v; want the order written once, paid once", st)
+	}
+	if n := countRows(t, "sqlite:"+path, "SELECT COUNT(*) FROM orders WHERE intake_key = '"+taken.Key+"'"); n != 1 {
+		t.Fatalf("%d orders under the key, want 1", n)
+	}
+	_, pstats := call(t, http.DefaultClient, "GET", pay.srv.URL+"/stats", "")
+	if !strings.Contains(pstats, `"charges":1`) {
+		t.Fatalf("processor: %s; want the order charged once", pstats)
+	}
+}
+
+// pendingIntake is how many intake messages the consumer has not yet
+// acknowledged.
+func pendingIntake(t *testing.T, q *queue) int {
+	t.Helper()
+	nc, err := nats.Connect(q.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, "SHOP", "intake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.NumPending) + info.NumAckPending
+}

@@ -167,13 +167,13 @@ func TestStoreOrdersAndStats(t *testing.T) {
 			}
 			var ids []int64
 			for range 4 {
-				o, err := s.CreateOrder(ctx, 3, false)
+				o, err := s.CreateOrder(ctx, 3, false, "")
 				if err != nil || o.AmountCents != *ps[2].PriceCents || o.Status != shop.StatusPending {
 					t.Fatalf("CreateOrder = %+v, %v", o, err)
 				}
 				ids = append(ids, o.ID)
 			}
-			if _, err := s.CreateOrder(ctx, 999, false); err != shop.ErrNoProduct {
+			if _, err := s.CreateOrder(ctx, 999, false, ""); err != shop.ErrNoProduct {
 				t.Fatalf("order of an unknown product: %v", err)
 			}
 			if err := s.SetPaid(ctx, ids[0], "ch_1"); err != nil {

@@ -209,8 +209,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 	stmts := []string{
 		// A product's price may be NULL: added to the catalogue, not priced yet.
 		"CREATE TABLE IF NOT EXISTS products (id BIGINT PRIMARY KEY, name TEXT NOT NULL, price_cents BIGINT)",
-		"CREATE TABLE IF NOT EXISTS orders (id " + id + ", product_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL, status TEXT NOT NULL, charge_id TEXT, created_ms BIGINT NOT NULL DEFAULT 0)",
+		// intake_key: the key the order was taken under, which the broker
+		// carries when the database did not take the order in time.
+		"CREATE TABLE IF NOT EXISTS orders (id " + id + ", product_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL, status TEXT NOT NULL, charge_id TEXT, created_ms BIGINT NOT NULL DEFAULT 0, intake_key TEXT)",
 		"CREATE INDEX IF NOT EXISTS orders_status ON orders (status)",
+		"CREATE UNIQUE INDEX IF NOT EXISTS orders_intake_key ON orders (intake_key)",
 		// Messages for the broker, written in the transaction of what they
 		// announce, deleted once the broker has them.
 		"CREATE TABLE IF NOT EXISTS outbox (id " + id + ", subject TEXT NOT NULL, msg_id TEXT NOT NULL, payload TEXT NOT NULL)",
@@ -283,7 +286,7 @@ func (s *Store) scanProduct(scan func(...any) error) (Product, error) {
 // CreateOrder writes a pending order for a product and returns it. With
 // announce, the order's announcement goes in the outbox in the same
 // transaction: both are written, or neither.
-func (s *Store) CreateOrder(ctx context.Context, productID int64, announce bool) (Order, error) {
+func (s *Store) CreateOrder(ctx context.Context, productID int64, announce bool, key string) (Order, error) {
 	o := Order{ProductID: productID, Status: StatusPending}
 	p, err := s.Product(ctx, productID)
 	switch {
@@ -294,8 +297,8 @@ func (s *Store) CreateOrder(ctx context.Context, productID int64, announce bool)
 	}
 	o.AmountCents = *p.PriceCents
 	err = s.inTx(ctx, announce, func(tx querier) error {
-		err := tx.QueryRowContext(ctx, s.q("INSERT INTO orders (product_id, amount_cents, status, created_ms) VALUES (?, ?, ?, ?) RETURNING id"),
-			productID, o.AmountCents, StatusPending, time.Now().UnixMilli()).Scan(&o.ID)
+		err := tx.QueryRowContext(ctx, s.q("INSERT INTO orders (product_id, amount_cents, status, created_ms, intake_key) VALUES (?, ?, ?, ?, ?) RETURNING id"),
+			productID, o.AmountCents, StatusPending, time.Now().UnixMilli(), nullString(key)).Scan(&o.ID)
 		if err != nil || !announce {
 			return err
 		}
@@ -303,6 +306,39 @@ func (s *Store) CreateOrder(ctx context.Context, productID int64, announce bool)
 	})
 	return o, err
 }
+
+// CreateOrderOnce makes the order taken under key, unless it was made
+// already (the first attempt reached the database after all, or the broker
+// delivers the same intake twice), and returns it either way.
+func (s *Store) CreateOrderOnce(ctx context.Context, key string, productID int64, announce bool) (Order, error) {
+	o, err := s.orderByKey(ctx, key)
+	if !errors.Is(err, ErrNoOrder) {
+		return o, err
+	}
+	o, err = s.CreateOrder(ctx, productID, announce, key)
+	if err != nil {
+		// Made meanwhile under the same key (another instance, a
+		// redelivery): the unique index refused this one.
+		if made, err2 := s.orderByKey(ctx, key); err2 == nil {
+			return made, nil
+		}
+	}
+	return o, err
+}
+
+func (s *Store) orderByKey(ctx context.Context, key string) (Order, error) {
+	var o Order
+	var charge sql.NullString
+	err := s.db.QueryRowContext(ctx, s.q("SELECT id, product_id, amount_cents, status, charge_id FROM orders WHERE intake_key = ?"), key).
+		Scan(&o.ID, &o.ProductID, &o.AmountCents, &o.Status, &charge)
+	o.ChargeID = charge.String
+	if errors.Is(err, sql.ErrNoRows) {
+		return o, ErrNoOrder
+	}
+	return o, err
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 // querier is what *sql.DB and *sql.Tx share.
 type querier interface {

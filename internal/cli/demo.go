@@ -59,9 +59,11 @@ With --all, also the wider checklist's:
   db-nulls             two products' prices turn NULL in PostgreSQL
   schema-mismatch      the processor's answers change shape (a field retyped, one renamed)
 
-and last error-alert: payment errors again, the run stopped by Prometheus's
-ErrorRateTooHigh alert on the shop's /metrics (Debian's prometheus), as the
-blog's experiment stops on its CloudWatch alarm.
+and last, on no checklist: db-packet-loss, 20 % of the packets between
+checkout and PostgreSQL lost each way (nftables, as root), and error-alert:
+payment errors again, the run stopped by Prometheus's ErrorRateTooHigh alert
+on the shop's /metrics (Debian's prometheus), as the blog's experiment stops
+on its CloudWatch alarm.
 
 With --checklist, every experiment runs (as with --all) and the end is the
 quarterly checklist: its 15 failures in four groups (dependencies, data
@@ -72,7 +74,8 @@ The fragile build should fail each (FAILED, or ABORTED when a stop condition
 fires); the resilient build should pass each. Everything runs on free
 loopback ports: the shop's parts come from this binary, the database is
 PostgreSQL when installed (else SQLite, and the experiments that need a
-PostgreSQL server, db-primary-down, db-pool-exhausted and db-nulls, are skipped), the
+PostgreSQL server, db-primary-down, db-pool-exhausted, db-nulls and
+db-packet-loss, are skipped), the
 cache is Debian's redis-server when installed (else an embedded one).
 Nothing is left running or injected, also on Ctrl-C.
 
@@ -151,7 +154,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.real, "real", false, "insist on real PostgreSQL and redis-server: fail instead of falling back")
 	f.StringVar(&o.db, "db", "auto", "`auto` (PostgreSQL when installed, else SQLite), postgres or sqlite")
 	f.StringVar(&o.cache, "cache", "auto", "`auto` (redis-server when installed, else embedded), redis or embedded")
-	f.BoolVar(&o.all, "all", false, "also run the rest of the quarterly checklist's experiments (service-unreachable, payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills, queue-down, memory-pressure, cpu-spike, db-nulls, schema-mismatch), then error-alert")
+	f.BoolVar(&o.all, "all", false, "also run the rest of the quarterly checklist's experiments (service-unreachable, payment-errors, payment-malformed, dns-fails, db-pool-exhausted, disk-fills, queue-down, memory-pressure, cpu-spike, db-nulls, schema-mismatch), then db-packet-loss and error-alert")
 	f.BoolVar(&o.checklist, "checklist", false, "run every experiment (as --all) and end with the quarterly checklist: its 15 failures in four groups, each with the experiment that covers it and both builds' verdicts")
 	f.BoolVar(&o.quiet, "quiet", false, "no per-second progress, only a line per run")
 	f.StringVar(&o.seedFlag, "seed", "", "`seed` of every run's random choices, to replay a demo (default: picked, and printed in each run's replay command)")
@@ -315,6 +318,8 @@ func demoSkipReason(name string, pg *shop.Postgres) string {
 		return "needs Prometheus to raise ErrorRateTooHigh: apt-get install prometheus"
 	case name == "service-unreachable" && networkLacks() != "":
 		return "needs a network namespace for the card processor and nftables rules in it: " + networkLacks()
+	case name == "db-packet-loss" && networkLacks() != "":
+		return "needs nftables rules that drop packets to the database: " + networkLacks()
 	case ok && pg == nil:
 		return "needs PostgreSQL (" + why + "): apt-get install postgresql"
 	case name == "db-nulls" && !installed("psql"):
@@ -340,6 +345,7 @@ var needsPostgres = map[string]string{
 	"db-primary-down":   "a database server process to freeze",
 	"db-pool-exhausted": "a database server whose connection slots can run out",
 	"db-nulls":          "rows that psql nulls and puts back",
+	"db-packet-loss":    "a network to lose packets on, which SQLite has not",
 }
 
 // demoFile is the file an experiment of the demo runs from. Where the
@@ -369,7 +375,7 @@ func demoRun(ctx context.Context, stderr io.Writer, o demoOptions, pg *shop.Post
 		if err := pg.CreateDatabase(ctx, db); err != nil {
 			return row, fmt.Errorf("create database %s: %w", db, err)
 		}
-		vars["DB_URL"], vars["DB_PIDFILE"] = pg.URL(db), pg.PIDFile
+		vars["DB_URL"], vars["DB_PIDFILE"], vars["DB_ADDR"] = pg.URL(db), pg.PIDFile, pg.Addr()
 		vars["DB_MAX_CONNECTIONS"] = strconv.Itoa(pg.MaxConnections)
 	}
 	if name == "disk-fills" {
