@@ -50,7 +50,7 @@ unit:
 	$(GO) test $(TESTFLAGS) -skip '^($(DEMO_TEST)|$(KUBE_SHOP_TEST))$$' ./...
 
 ## demo-test: every shop experiment against both builds, real PostgreSQL and Redis
-## (34 runs, about 14 minutes: its own timeout, past TESTFLAGS')
+## (36 runs, about 15 minutes: its own timeout, past TESTFLAGS')
 demo-test:
 	$(GO) test $(TESTFLAGS) -timeout 25m -run '^$(DEMO_TEST)$$' ./internal/cli
 	$(GO) test $(TESTFLAGS) -run '^$(KUBE_SHOP_TEST)$$' ./examples/kubernetes

@@ -307,9 +307,10 @@ func TestExamplesAreValid(t *testing.T) {
 	if len(files) == 0 || len(shop) < 5 {
 		t.Fatalf("examples missing: %v %v", files, shop)
 	}
-	// The variables without a default: DB_PIDFILE (db-primary-down) and
-	// DB_URL (db-pool-exhausted).
-	code, out, errOut := run(t, append([]string{"validate", "--var", "DB_PIDFILE=/run/pg.pid", "--var", "DB_URL=postgres://shop@127.0.0.1:5432/shop"}, append(files, shop...)...)...)
+	// The variables without a default: DB_PIDFILE (db-primary-down),
+	// DB_URL (db-pool-exhausted) and DB_ADDR (db-packet-loss).
+	code, out, errOut := run(t, append([]string{"validate", "--var", "DB_PIDFILE=/run/pg.pid", "--var", "DB_URL=postgres://shop@127.0.0.1:5432/shop",
+		"--var", "DB_ADDR=127.0.0.1:5432"}, append(files, shop...)...)...)
 	if code != 0 {
 		t.Fatalf("validate examples = %d\n%s%s", code, out, errOut)
 	}
