@@ -67,6 +67,7 @@ fuzz:
 	$(GO) test ./dnsfault -run '^$$' -fuzz FuzzParseRule -fuzztime $(FUZZTIME)
 	$(GO) test ./stress -run '^$$' -fuzz FuzzParseSize -fuzztime $(FUZZTIME)
 	$(GO) test ./agent -run '^$$' -fuzz FuzzParseSpec -fuzztime $(FUZZTIME)
+	$(GO) test ./probe -run '^$$' -fuzz FuzzPrometheusAnswer -fuzztime $(FUZZTIME)
 
 ## bench: proxy and load engine figures, written to bench/results/
 bench:

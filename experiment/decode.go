@@ -24,6 +24,10 @@ type decoder struct {
 	actions map[string]ActionDecoder
 	// agentImage is Options.AgentImage.
 	agentImage string
+	// conditionAt holds, for each field of conditions read ("stop_when"),
+	// the node each one came from, for messages: an entry that could not
+	// be read is left out, so the index in the list no longer says.
+	conditionAt map[string][]*yaml.Node
 }
 
 // actionKeys are every action key the decoder knows, built-in first.

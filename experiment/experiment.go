@@ -762,7 +762,9 @@ func (d *decoder) traffic(n *yaml.Node) *Traffic {
 					req.Headers[hk.Value] = d.Str(hf.Get(hk.Value), field+".headers."+hk.Value)
 				}
 			}
-			d.requestKind(&req, rf, r, field)
+			if d.requestKind(&req, rf, r, field) {
+				continue // said: one kind per entry
+			}
 		}
 		if req.Protocol() == "http" && !strings.HasPrefix(req.URL, "http://") && !strings.HasPrefix(req.URL, "https://") {
 			d.Errorf(r, field, "want an http:// or https:// URL (or tcp:, redis:, sql:, dns:, grpc:), got %q", req.URL)
@@ -787,11 +789,15 @@ func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
 		return nil
 	}
 	var out []Condition
+	if d.conditionAt == nil {
+		d.conditionAt = map[string][]*yaml.Node{}
+	}
 	for i, c := range n.Content {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if c.Kind == yaml.MappingNode {
 			if cond, ok := d.prometheusCondition(c, f); ok {
 				out = append(out, cond)
+				d.conditionAt[field] = append(d.conditionAt[field], c)
 			}
 			continue
 		}
@@ -805,8 +811,22 @@ func (d *decoder) conditions(n *yaml.Node, field string) []Condition {
 			continue
 		}
 		out = append(out, cond)
+		d.conditionAt[field] = append(d.conditionAt[field], c)
 	}
 	return out
+}
+
+// conditionNode is the node of the i-th condition read from field, and
+// its field name with the index the file gives it.
+func (d *decoder) conditionNode(list *yaml.Node, field string, i int) (*yaml.Node, string) {
+	if at := d.conditionAt[field]; i < len(at) {
+		for j, c := range list.Content {
+			if c == at[i] {
+				return c, fmt.Sprintf("%s[%d]", field, j)
+			}
+		}
+	}
+	return list.Content[min(i, len(list.Content)-1)], fmt.Sprintf("%s[%d]", field, i)
 }
 
 // prometheusCondition reads a stop condition on a Prometheus: {alert:

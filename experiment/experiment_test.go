@@ -152,6 +152,8 @@ func TestParseCondition(t *testing.T) {
 		{in: "latency p99.9 of checkout <= 3.5s for 5s", want: experiment.Condition{Metric: "latency", Stat: "p99.9", Of: "checkout", Op: "<=", Value: 3.5, For: 5 * time.Second}},
 		{in: "latency mean < 3x baseline", want: experiment.Condition{Metric: "latency", Stat: "mean", Op: "<", Value: 3, Baseline: true}},
 		{in: "throughput >= 100/s", want: experiment.Condition{Metric: "throughput", Op: ">=", Value: 100}},
+		{in: "probe_success of health < 90% for 5s", want: experiment.Condition{Metric: "probe_success", Of: "health", Op: "<", Value: 0.9, For: 5 * time.Second}},
+		{in: "probe_latency p99 of health < 3x baseline", want: experiment.Condition{Metric: "probe_latency", Stat: "p99", Of: "health", Op: "<", Value: 3, Baseline: true}},
 		{in: "error_rate < 2x baseline", err: "error_rate cannot be a multiple of the baseline"},
 		{in: "latency < 1s", err: "latency needs a statistic"},
 		{in: "latency p99 = 1s", err: "want a comparison"},
@@ -215,7 +217,8 @@ func FuzzParse(f *testing.F) {
 }
 
 func FuzzParseCondition(f *testing.F) {
-	for _, s := range []string{"error_rate < 2%", "latency p99 of a < 3x baseline for 5s", "throughput > 1/s", "latency max >= 1h"} {
+	for _, s := range []string{"error_rate < 2%", "latency p99 of a < 3x baseline for 5s", "throughput > 1/s", "latency max >= 1h",
+		"probe_success of health < 90% for 5s", "probe_latency p99 of health < 3x baseline"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -653,11 +653,11 @@ func (d *decoder) checkConditions(x *Experiment, f fields) {
 	}
 	if n := f.Get("stop_when"); n != nil && n.Kind == yaml.SequenceNode {
 		for i, c := range x.StopWhen {
-			at := n.Content[min(i, len(n.Content)-1)]
+			at, field := d.conditionNode(n, "stop_when", i)
 			if c.Baseline {
-				d.Errorf(at, fmt.Sprintf("stop_when[%d]", i), "a stop condition cannot use the baseline (it must be ready before the baseline ends): give a value")
+				d.Errorf(at, field, "a stop condition cannot use the baseline (it must be ready before the baseline ends): give a value")
 			}
-			checkCond(c, at, fmt.Sprintf("stop_when[%d]", i))
+			checkCond(c, at, field)
 		}
 	}
 }

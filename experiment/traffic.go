@@ -20,8 +20,10 @@ var (
 )
 
 // requestKind reads a request's kind beyond HTTP (tcp:, redis:, sql:,
-// dns:, grpc:), at most one, and none with an HTTP request's keys.
-func (d *decoder) requestKind(req *Request, rf fields, r *yaml.Node, field string) {
+// dns:, grpc:), at most one, and none with an HTTP request's keys. It
+// reports whether the entry has more than one kind, which says all there
+// is to say about it.
+func (d *decoder) requestKind(req *Request, rf fields, r *yaml.Node, field string) (several bool) {
 	var given []string
 	for _, k := range []string{"tcp", "redis", "sql", "dns", "grpc"} {
 		if rf.Get(k) != nil {
@@ -29,11 +31,11 @@ func (d *decoder) requestKind(req *Request, rf fields, r *yaml.Node, field strin
 		}
 	}
 	if len(given) == 0 {
-		return
+		return false
 	}
 	if len(given) > 1 {
 		d.Errorf(r, field, "one kind of request per entry, got %s", strings.Join(given, " and "))
-		return
+		return true
 	}
 	for _, k := range []string{"method", "url", "headers", "body"} {
 		if rf.Get(k) != nil {
@@ -118,6 +120,7 @@ func (d *decoder) requestKind(req *Request, rf fields, r *yaml.Node, field strin
 			d.Errorf(n, at+".body_base64", "a body goes with method: (the health check takes none)")
 		}
 	}
+	return false
 }
 
 // requestAddrs are the addresses a request reaches, for OffLoopback.

@@ -15,17 +15,25 @@ import (
 // ones not, whatever their labels. token, if not empty, is sent as a
 // bearer token.
 func (p *Prober) Alerts(ctx context.Context, url, token string) ([]string, error) {
+	raw, status, err := p.promGet(ctx, strings.TrimRight(url, "/")+"/api/v1/alerts", token)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAlerts(raw, status)
+}
+
+// ParseAlerts reads the names of the firing alerts from a Prometheus
+// /api/v1/alerts answer (status is the HTTP status line, for messages).
+func ParseAlerts(raw []byte, status string) ([]string, error) {
 	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
+		Data struct {
 			Alerts []struct {
 				Labels map[string]string `json:"labels"`
 				State  string            `json:"state"`
 			} `json:"alerts"`
 		} `json:"data"`
 	}
-	if err := p.promGet(ctx, strings.TrimRight(url, "/")+"/api/v1/alerts", token, &body); err != nil {
+	if err := decodeAnswer(raw, status, &body); err != nil {
 		return nil, err
 	}
 	var firing []string
@@ -46,16 +54,24 @@ type Sample struct {
 // Query runs an instant query in the Prometheus at url and returns every
 // series' value (one for a scalar answer).
 func (p *Prober) Query(ctx context.Context, url, token, query string) ([]Sample, error) {
+	u := strings.TrimRight(url, "/") + "/api/v1/query?query=" + urlQueryEscape(query)
+	raw, status, err := p.promGet(ctx, u, token)
+	if err != nil {
+		return nil, err
+	}
+	return ParseQuery(raw, status)
+}
+
+// ParseQuery reads every series' value from a Prometheus /api/v1/query
+// answer (status is the HTTP status line, for messages).
+func ParseQuery(raw []byte, status string) ([]Sample, error) {
 	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
+		Data struct {
 			ResultType string            `json:"resultType"`
 			Result     []json.RawMessage `json:"result"`
 		} `json:"data"`
 	}
-	u := strings.TrimRight(url, "/") + "/api/v1/query?query=" + urlQueryEscape(query)
-	if err := p.promGet(ctx, u, token, &body); err != nil {
+	if err := decodeAnswer(raw, status, &body); err != nil {
 		return nil, err
 	}
 	var out []Sample
@@ -92,35 +108,38 @@ func (p *Prober) Query(ctx context.Context, url, token, query string) ([]Sample,
 	return out, nil
 }
 
-// promGet reads a Prometheus API answer into body, an error when it is
-// not "success".
-func (p *Prober) promGet(ctx context.Context, url, token string, body any) error {
+// promGet reads a Prometheus API answer and its HTTP status; token, if
+// not empty, is sent as a bearer token.
+func (p *Prober) promGet(ctx context.Context, url, token string) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := p.cfg.HTTP.Do(req)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return err
-	}
+	return raw, resp.Status, err
+}
+
+// decodeAnswer reads a Prometheus API answer into body, an error when it
+// is not JSON or not "success".
+func decodeAnswer(raw []byte, status string, body any) error {
 	if err := json.Unmarshal(raw, body); err != nil {
-		return fmt.Errorf("prometheus answered %s: %s", resp.Status, firstLine(raw))
+		return fmt.Errorf("prometheus answered %s: %s", status, firstLine(raw))
 	}
-	var status struct {
+	var st struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
 	}
-	_ = json.Unmarshal(raw, &status)
-	if status.Status != "success" {
-		return fmt.Errorf("prometheus: %s", status.Error)
+	_ = json.Unmarshal(raw, &st)
+	if st.Status != "success" {
+		return fmt.Errorf("prometheus: %s", st.Error)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/faultline/faultline/record"
 )
@@ -165,45 +166,69 @@ func Compare(w io.Writer, a, b *Run, outDir string) error {
 	for _, k := range order {
 		d.Rows = append(d.Rows, *cells[k])
 	}
+	if len(a.Samples)+len(b.Samples) > 0 {
+		d.Charts = compareCharts(a, b, d.A.Label, d.B.Label)
+	}
+	return compareTmpl.Execute(w, d)
+}
+
+// compareCharts draw both runs on the same axes, x in seconds since each
+// one's injection started: the traffic (when either had traffic of its
+// own), each probe's share passed and time to answer, and each query a
+// stop condition read.
+func compareCharts(a, b *Run, labelA, labelB string) []template.HTML {
 	sa, sb := a.injectStart(), b.injectStart()
 	xMin := min(-sa, -sb)
 	xMax := max(a.duration()-sa, b.duration()-sb)
-	mk := func(id, title, unit string, m metric, f func(float64) string, atLeast float64) template.HTML {
-		c := chart{id: id, title: title, unit: unit, xLabel: "seconds since injection started", xMin: xMin, xMax: xMax,
+	newChart := func(id, title, unit string, f func(float64) string, atLeast float64) chart {
+		return chart{id: id, title: title, unit: unit, xLabel: "seconds since injection started", xMin: xMin, xMax: xMax,
 			bands: a.bands(sa), markers: a.markers(sa), yFormat: f, yMaxAtLeast: atLeast}
-		if id == "errors" {
-			c.yCap = 1 // a rate: never above 100 %
-		}
+	}
+	both := func(c chart, ptsA, ptsB []point, what string) template.HTML {
 		c.series = []series{
-			{name: d.A.Label + " " + m.name, color: vermilion, pts: a.points(m, sa)},
-			{name: d.B.Label + " " + m.name, color: blue, dash: true, pts: b.points(m, sb)},
+			{name: strings.TrimSpace(labelA + " " + what), color: vermilion, pts: ptsA},
+			{name: strings.TrimSpace(labelB + " " + what), color: blue, dash: true, pts: ptsB},
 		}
 		return template.HTML(c.svg()) //nolint:gosec // built by chart.svg, which escapes every text
 	}
-	if len(a.Samples)+len(b.Samples) > 0 {
-		d.Charts = []template.HTML{
-			mk("errors", "Error rate", "errors", errorMetrics[0], fmtPercent, 0.01),
-			mk("latency", "Latency p99", "latency", latencyMetrics[2], fmtMillis, 0.001),
-			mk("rate", "Requests per second", "per second", rateMetrics[0], fmtRate, 1),
-		}
-		names := a.probeNames()
-		for _, n := range b.probeNames() {
-			if !slices.Contains(names, n) {
-				names = append(names, n)
+	var out []template.HTML
+	if a.hasTraffic() || b.hasTraffic() {
+		traffic := func(id, title, unit string, m metric, f func(float64) string, atLeast float64) template.HTML {
+			c := newChart(id, title, unit, f, atLeast)
+			if id == "errors" {
+				c.yCap = 1 // a rate: never above 100 %
 			}
+			return both(c, a.points(m, sa), b.points(m, sb), m.name)
 		}
-		for i, name := range names {
-			c := chart{id: fmt.Sprintf("probe-%d", i), title: "Probe " + name + ": share passed in each tick", unit: "passed",
-				xLabel: "seconds since injection started", xMin: xMin, xMax: xMax, bands: a.bands(sa), markers: a.markers(sa),
-				yFormat: fmtPercent, yMaxAtLeast: 1, yCap: 1}
-			c.series = []series{
-				{name: d.A.Label, color: vermilion, pts: a.probePassed(name, sa)},
-				{name: d.B.Label, color: blue, dash: true, pts: b.probePassed(name, sb)},
-			}
-			d.Charts = append(d.Charts, template.HTML(c.svg())) //nolint:gosec // built by chart.svg, which escapes every text
+		out = append(out,
+			traffic("errors", "Error rate", "errors", errorMetrics[0], fmtPercent, 0.01),
+			traffic("latency", "Latency p99", "latency", latencyMetrics[2], fmtMillis, 0.001),
+			traffic("rate", "Requests per second", "per second", rateMetrics[0], fmtRate, 1))
+	}
+	for i, name := range union(a.probeNames(), b.probeNames()) {
+		passA, tookA := a.probePoints(name, sa)
+		passB, tookB := b.probePoints(name, sb)
+		ok := newChart(fmt.Sprintf("probe-%d", i), "Probe "+name+": share passed in each tick", "passed", fmtPercent, 1)
+		ok.yCap = 1
+		out = append(out, both(ok, passA, passB, ""),
+			both(newChart(fmt.Sprintf("probe-latency-%d", i), "Probe "+name+": time to answer", "latency", fmtMillis, 0.001), tookA, tookB, ""))
+	}
+	for i, name := range union(a.stopNames(), b.stopNames()) {
+		q := newChart(fmt.Sprintf("query-%d", i), "Stop condition "+name+": the value read each tick", "value", trimFloat, 0)
+		out = append(out, both(q, a.stopPoints(name, sa), b.stopPoints(name, sb), ""))
+	}
+	return out
+}
+
+// union is a's names, then b's that a has not, in order.
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, n := range b {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
 		}
 	}
-	return compareTmpl.Execute(w, d)
+	return out
 }
 
 var compareTmpl = template.Must(template.Must(template.New("compare").Funcs(funcs).Parse(compareHTML)).Parse(cellHTML))

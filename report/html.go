@@ -262,11 +262,53 @@ func (r *Run) stopNames() []string {
 	return out
 }
 
-// probePassed is the share of a probe's runs that passed, in each tick
-// where it ran, x in seconds since the start minus shift.
-func (r *Run) probePassed(name string, shift float64) []point {
-	pass, _ := r.probePoints(name, shift)
-	return pass
+// Blind says, for each stop condition on Prometheus that could not be
+// evaluated in some ticks (an error, a timeout, no sample), in how many
+// and the last error: a run can pass with its safety net blind for a while,
+// and the reader should know.
+func (r *Run) Blind() []string {
+	type gap struct {
+		n, of int
+		last  string
+	}
+	var order []string
+	gaps := map[string]*gap{}
+	for _, s := range r.Samples {
+		for _, st := range s.Stops {
+			g := gaps[st.Condition]
+			if g == nil {
+				g = &gap{}
+				gaps[st.Condition] = g
+				order = append(order, st.Condition)
+			}
+			g.of++
+			if st.Error != "" {
+				g.n++
+				g.last = st.Error
+			}
+		}
+	}
+	var out []string
+	for _, c := range order {
+		if g := gaps[c]; g.n > 0 {
+			out = append(out, fmt.Sprintf("%s could not be evaluated in %d of %d ticks (last: %s)", c, g.n, g.of, g.last))
+		}
+	}
+	return out
+}
+
+// stopPoints are the values a stop condition on Prometheus read, in each
+// tick where it read one, x in seconds since the start minus shift.
+func (r *Run) stopPoints(name string, shift float64) []point {
+	var pts []point
+	for _, s := range r.Samples {
+		for _, st := range s.Stops {
+			if st.Condition == name && st.Value != nil {
+				pts = append(pts, point{r.since(s.Time) - shift, *st.Value})
+			}
+		}
+	}
+	return pts
 }
 
 // probePoints are a probe's share passed and mean time to answer, in each
@@ -313,15 +355,7 @@ func (r *Run) probeCharts() []template.HTML {
 	if names := r.stopNames(); len(names) > 0 {
 		q := r.newChart("queries", "Stop conditions on Prometheus: the value read each tick", "value", trimFloat, 0)
 		for i, name := range names {
-			var pts []point
-			for _, s := range r.Samples {
-				for _, st := range s.Stops {
-					if st.Condition == name && st.Value != nil {
-						pts = append(pts, point{r.since(s.Time), *st.Value})
-					}
-				}
-			}
-			q.series = append(q.series, series{name: name, color: seriesColors[i%len(seriesColors)], pts: pts})
+			q.series = append(q.series, series{name: name, color: seriesColors[i%len(seriesColors)], pts: r.stopPoints(name, 0)})
 		}
 		out = append(out, template.HTML(q.svg())) //nolint:gosec // built by chart.svg, which escapes every text
 	}
@@ -450,7 +484,9 @@ const reportHTML = `<!doctype html>
 {{else}}<p class="muted">No check was evaluated.</p>{{end}}
 </section>
 
-{{if .Charts}}<section class="timelines">
+{{with .R.Blind}}<section class="why"><h2>Stop conditions not evaluated</h2><ul>{{range .}}<li>{{.}}</li>{{end}}</ul></section>
+
+{{end}}{{if .Charts}}<section class="timelines">
 <h2>Timelines</h2>
 <p class="legend-note"><span class="sw baseline"></span>baseline <span class="sw fault"></span>fault <span class="sw rollback"></span>rollback <span class="sw recovery"></span>recovery · each point is one second of traffic</p>
 {{range .Charts}}{{.}}{{end}}

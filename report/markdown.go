@@ -32,7 +32,10 @@ func (r *Run) Markdown(w io.Writer, link string) error {
 	for _, reason := range res.Reasons {
 		fmt.Fprintf(&b, "- **Why:** %s\n", reason)
 	}
-	if len(res.Reasons) > 0 {
+	for _, blind := range r.Blind() {
+		fmt.Fprintf(&b, "- **Not evaluated:** %s\n", mdEscape(blind))
+	}
+	if len(res.Reasons)+len(r.Blind()) > 0 {
 		b.WriteString("\n")
 	}
 	if len(res.Checks) > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"flag"
+	"fmt"
 	"html"
 	"html/template"
 	"os"
@@ -470,7 +471,49 @@ func TestProbesQueriesAndHangsArePlotted(t *testing.T) {
 	if err := report.Compare(&b, a, c, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "Probe health: share passed") {
-		t.Errorf("compare does not draw the probe")
+	for _, want := range []string{"Probe health: share passed", "Probe health: time to answer", "Stop condition rate(errors[5s]) &gt; 5: the value read", "Latency p99"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("compare with traffic on one side does not draw %q", want)
+		}
+	}
+	b.Reset()
+	if err := report.Compare(&b, run(false), run(false), t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if page := b.String(); strings.Contains(page, "Latency p99") || strings.Contains(page, "Requests per second") ||
+		!strings.Contains(page, "Probe health: time to answer") || !strings.Contains(page, "the value read each tick") {
+		t.Errorf("compare of two runs without traffic: want no traffic chart, the probe's and the query's")
+	}
+}
+
+// A stop condition on Prometheus that could not be evaluated in some ticks
+// is said in the report and its Markdown, with how often and the last
+// error: the run's safety net was blind for that long.
+func TestBlindStopConditionsAreSaid(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	at := func(s int) record.Stamp { return record.Stamp(t0.Add(time.Duration(s) * time.Second)) }
+	r := &report.Run{Dir: t.TempDir(), Complete: true, Result: record.Result{Name: "x", Verdict: "PASSED", Started: at(0), Ended: at(5),
+		Phases: []record.PhaseRecord{{Name: "baseline", Start: at(0), End: at(1)}, {Name: "inject", Start: at(1), End: at(5)}}}}
+	v := 1.0
+	for i := range 4 {
+		st := record.StopSample{Condition: "errors > 5", Value: &v}
+		if i%2 == 1 {
+			st = record.StopSample{Condition: "errors > 5", Error: fmt.Sprintf("connection refused %d", i)}
+		}
+		r.Samples = append(r.Samples, record.Sample{Time: at(i + 1), Phase: "inject", Stops: []record.StopSample{st}})
+	}
+	want := "errors > 5 could not be evaluated in 2 of 4 ticks (last: connection refused 3)"
+	var page, md strings.Builder
+	if err := r.HTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Markdown(&md, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(html.UnescapeString(page.String()), want) {
+		t.Errorf("report does not say %q", want)
+	}
+	if !strings.Contains(md.String(), want) {
+		t.Errorf("markdown does not say %q:\n%s", want, md.String())
 	}
 }

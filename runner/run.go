@@ -742,7 +742,11 @@ func (r *run) checkOn(i int, c experiment.Check, phase string, summary func(of s
 	if cond.Baseline {
 		b, ok := r.col.phaseSummary("baseline", cond.Of, time.Now())
 		if cond.Measures() == "probes" {
-			b = r.col.probeSummary(r.probeIndex[cond.Of], r.phaseStart("baseline"), r.phaseStart("inject"))
+			end := r.phaseStart("inject")
+			if end.IsZero() { // judging the baseline itself: what it has so far
+				end = to
+			}
+			b = r.col.probeSummary(r.probeIndex[cond.Of], r.phaseStart("baseline"), end)
 			ok = b.Count > 0
 		}
 		if !ok || b.Count == 0 {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -636,5 +637,58 @@ recovery: 300ms
 	}
 	if _, err := os.Stat(filepath.Join(dir, "fill")); !os.IsNotExist(err) {
 		t.Errorf("the fault in place was not reverted: %v", err)
+	}
+}
+
+// A probe's success and time to answer are metrics of conditions: a stop
+// condition on probe_success fires when the probe fails (the run is
+// aborted, the fault reverted), and a steady-state condition on
+// probe_latency against the baseline breaks when the probe slows down.
+func TestProbeMetricsInConditions(t *testing.T) {
+	for _, tt := range []struct {
+		name, fault, steady, stop, verdict, broken string
+	}{
+		{"stop on probe_success", "down: {}", "", "stop_when: [probe_success of health < 50% for 1s]", runner.Aborted, "probe_success of health < 50% for 1s"},
+		{"probe_latency against the baseline", "latency: {delay: 300ms}", "  - probe_latency p99 of health < 3x baseline", "", runner.Failed, "probe_latency p99 of health < 3x baseline"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := fmt.Sprintf(`
+name: probe-metrics
+targets:
+  dep:
+    process:
+      command: [%s, -mode, dep, -listen, "127.0.0.1:{port}"]
+      ready: http://127.0.0.1:{port}/health
+  dep-link:
+    proxy: {listen: "127.0.0.1:0", upstream: "{dep.addr}"}
+steady_state:
+  - name: health
+    probe: GET http://{dep-link.addr}/health
+    expect: 200
+%s
+%s
+baseline: 1s
+faults: [{name: fault, target: dep-link, %s, duration: 3s}]
+recovery: 2s
+`, svc, tt.steady, tt.stop, tt.fault)
+			x, err := experiment.Parse("probes.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+			if err != nil {
+				t.Fatalf("%v\n%s", err, src)
+			}
+			res := runFast(t, context.Background(), x)
+			if res.Verdict != tt.verdict {
+				t.Fatalf("verdict %s (%v), want %s; checks %+v", res.Verdict, res.Reasons, tt.verdict, res.Checks)
+			}
+			if !slices.ContainsFunc(res.Checks, func(c runner.CheckRecord) bool {
+				return c.Condition == tt.broken && c.Phase == "inject" && (c.Fired || !c.Held)
+			}) {
+				t.Errorf("no inject check of %q broke or fired: %+v", tt.broken, res.Checks)
+			}
+			for _, f := range res.Faults {
+				if f.RevertedAt == nil {
+					t.Errorf("fault %s not reverted", f.Name)
+				}
+			}
+		})
 	}
 }
