@@ -25,6 +25,7 @@ import (
 	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/proxy"
 	"github.com/faultline/faultline/proxy/proxytest"
+	"github.com/faultline/faultline/record"
 	"github.com/faultline/faultline/state"
 )
 
@@ -845,6 +846,114 @@ stop_when:
 	}
 	if len(series) < 3 || drawn < 3 {
 		t.Errorf("report charts: %v, want the traffic's series drawn", series)
+	}
+}
+
+// A service that speaks no HTTP is the subject of an experiment as an HTTP
+// one is: PostgreSQL under SQL traffic, a resolver under DNS lookups, Redis
+// under raw TCP, each with its conditions on the traffic of that kind, and
+// a stop condition that fires on it.
+func TestOtherKindsAsSubjects(t *testing.T) {
+	needRealServers(t)
+	for _, tt := range []struct {
+		name, src string
+		code      int
+		says      string
+	}{
+		{"sql", `name: sql-subject
+targets:
+  db:
+    process:
+      command: ["{self}", shop, postgres, --port, "{port}"]
+      ready: tcp://127.0.0.1:{port}
+  db-link: {proxy: {listen: "127.0.0.1:0", upstream: "{db.addr}"}}
+traffic:
+  rate: 30/s
+  timeout: 2s
+  requests:
+    - {name: count, sql: {dsn: "postgres://shop@{db-link.addr}/postgres?sslmode=disable", query: "SELECT count(*) FROM pg_class", max_conns: 4}}
+steady_state:
+  - latency p99 of count < 150ms
+baseline: 2s
+faults:
+  - {name: slow database, target: db-link, latency: {delay: 400ms}, duration: 3s}
+recovery: 3s
+stop_when:
+  - error_rate of count > 90% for 3s
+`, cli.ExitFailed, "latency p99 of count < 150ms"},
+		{"dns", `name: dns-subject
+targets:
+  resolver:
+    dns: {records: {payments.shop.test: 127.0.0.1}}
+traffic:
+  rate: 30/s
+  timeout: 1s
+  requests:
+    - {name: lookup, dns: {server: "{resolver.addr}", name: payments.shop.test, type: A, expect_answer: true}}
+steady_state:
+  - error_rate of lookup < 1%
+baseline: 2s
+faults:
+  - {name: no answer, target: resolver, dns: {rules: ["payments.*=SERVFAIL"]}, duration: 5s}
+recovery: 3s
+stop_when:
+  - error_rate of lookup > 50% for 1s
+`, cli.ExitAborted, "error_rate of lookup > 50% for 1s"},
+		{"tcp", `name: tcp-subject
+targets:
+  redis:
+    process:
+      command: [redis-server, --port, "{port}", --bind, 127.0.0.1, --save, "", --appendonly, "no", --dir, "{run_dir}"]
+      ready: tcp://127.0.0.1:{port}
+  redis-link: {proxy: {listen: "127.0.0.1:0", upstream: "{redis.addr}"}}
+traffic:
+  rate: 30/s
+  timeout: 1s
+  requests:
+    - {name: ping, tcp: {addr: "{redis-link.addr}", send: "PING\r\n", expect: "+PONG"}}
+steady_state:
+  - error_rate of ping < 1%
+baseline: 2s
+faults:
+  - {name: redis gone, target: redis-link, down: {}, duration: 5s}
+recovery: 3s
+stop_when:
+  - error_rate of ping > 50% for 1s
+`, cli.ExitAborted, "error_rate of ping > 50% for 1s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, tt.name+".yaml")
+			if err := os.WriteFile(path, []byte(tt.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "run")
+			cmd := exec.Command(binary(t), "run", path, "--out", out)
+			b, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != tt.code || !strings.Contains(string(b), tt.says) {
+				t.Fatalf("run = %d, want %d saying %q\n%s", code, tt.code, tt.says, b)
+			}
+			var res record.Result
+			data, err := os.ReadFile(filepath.Join(out, "result.json"))
+			if err == nil {
+				err = json.Unmarshal(data, &res)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range res.Faults {
+				if f.RevertedAt == nil {
+					t.Errorf("fault %s not reverted", f.Name)
+				}
+			}
+			measured := false
+			for _, tr := range res.Traffic {
+				measured = measured || tr.Phase == "baseline" && tr.Requests > 0 && tr.Errors == 0
+			}
+			if !measured {
+				t.Errorf("no clean baseline traffic of the kind: %+v", res.Traffic)
+			}
+		})
 	}
 }
 
