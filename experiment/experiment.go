@@ -1049,9 +1049,14 @@ func (x *Experiment) OffLoopback() []string {
 			switch p.Kind {
 			case "tcp":
 				check("probe", p.Address)
-			case "http", "prometheus":
+			case "http", "prometheus", "alert":
 				check("probe", p.URL)
 			}
+		}
+	}
+	for _, c := range x.StopWhen {
+		if c.Prometheus != "" {
+			check("stop condition's prometheus", c.Prometheus)
 		}
 	}
 	return out

@@ -308,3 +308,31 @@ inject: 5s
 		t.Errorf("directions = %v, want packet loss both ways unless said", d)
 	}
 }
+
+// A Prometheus off this machine, read by a stop condition or an alert in
+// the steady state, is reach beyond loopback as a probe's is: named, so
+// that a run asks for --allow-remote.
+func TestOffLoopbackPrometheus(t *testing.T) {
+	src := `name: remote
+targets: {api: {proxy: {listen: "127.0.0.1:0", upstream: "127.0.0.1:1"}}}
+stop_when:
+  - {alert: Paging, prometheus: "http://192.0.2.7:9090"}
+  - {prometheus: "http://127.0.0.1:9090", query: up, when: "< 1"}
+steady_state:
+  - {alert: Paging, prometheus: "http://192.0.2.8:9090"}
+faults: [{name: slow, target: api, latency: {delay: 1ms}, duration: 1s}]
+`
+	x, err := experiment.Parse("remote.yaml", []byte(src), experiment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(x.OffLoopback(), "; ")
+	for _, want := range []string{"stop condition's prometheus http://192.0.2.7:9090", "probe http://192.0.2.8:9090"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("OffLoopback = %q, want it to name %q", got, want)
+		}
+	}
+	if strings.Contains(got, "127.0.0.1:9090") {
+		t.Errorf("OffLoopback = %q names a Prometheus on loopback", got)
+	}
+}

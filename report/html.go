@@ -353,7 +353,7 @@ func (r *Run) probeCharts() []template.HTML {
 		out = append(out, template.HTML(ok.svg()), template.HTML(lat.svg())) //nolint:gosec // built by chart.svg, which escapes every text
 	}
 	if names := r.stopNames(); len(names) > 0 {
-		q := r.newChart("queries", "Stop conditions on Prometheus: the value read each tick", "value", trimFloat, 0)
+		q := r.newChart("queries", "Stop conditions on Prometheus: the value read each tick (an alert: 1 while firing)", "value", trimFloat, 0)
 		for i, name := range names {
 			q.series = append(q.series, series{name: name, color: seriesColors[i%len(seriesColors)], pts: r.stopPoints(name, 0)})
 		}

@@ -223,11 +223,12 @@ func TestOnlyFiringAlertsCount(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		section, verdict string
+		plotted          float64 // the value samples.jsonl has for a stop condition: 1 while firing
 	}{
-		{fmt.Sprintf("steady_state:\n  - {alert: AlwaysPending, prometheus: %q}\n", prom), runner.Passed},
-		{fmt.Sprintf("steady_state:\n  - {alert: AlwaysFiring, prometheus: %q}\n", prom), runner.Error},
-		{fmt.Sprintf("stop_when:\n  - {alert: AlwaysPending, prometheus: %q}\n", prom), runner.Passed},
-		{fmt.Sprintf("stop_when:\n  - {alert: AlwaysFiring, prometheus: %q}\n", prom), runner.Aborted},
+		{fmt.Sprintf("steady_state:\n  - {alert: AlwaysPending, prometheus: %q}\n", prom), runner.Passed, -1},
+		{fmt.Sprintf("steady_state:\n  - {alert: AlwaysFiring, prometheus: %q}\n", prom), runner.Error, -1},
+		{fmt.Sprintf("stop_when:\n  - {alert: AlwaysPending, prometheus: %q}\n", prom), runner.Passed, 0},
+		{fmt.Sprintf("stop_when:\n  - {alert: AlwaysFiring, prometheus: %q}\n", prom), runner.Aborted, 1},
 	} {
 		t.Run(tt.section, func(t *testing.T) {
 			src := `
@@ -243,8 +244,23 @@ recovery: 2s
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res := runFast(t, context.Background(), x); res.Verdict != tt.verdict {
+			dir := filepath.Join(t.TempDir(), "run")
+			res, err := runner.Run(context.Background(), build(t, x, 7), runner.Options{OutDir: dir, Tick: 200 * time.Millisecond, RecoveryWindow: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Verdict != tt.verdict {
 				t.Fatalf("verdict %s (%v), want %s; checks %+v", res.Verdict, res.Reasons, tt.verdict, res.Checks)
+			}
+			if tt.plotted < 0 {
+				return
+			}
+			samples, err := os.ReadFile(filepath.Join(dir, "samples.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf(`"value":%g`, tt.plotted); !strings.Contains(string(samples), want) || strings.Contains(string(samples), fmt.Sprintf(`"value":%g`, 1-tt.plotted)) {
+				t.Errorf("samples.jsonl: want the alert plotted as %s throughout:\n%.600s", want, samples)
 			}
 		})
 	}

@@ -599,6 +599,13 @@ func (r *run) evalStops(ctx context.Context) {
 				o.err = err.Error()
 			}
 			o.holds = slices.Contains(firing, c.Alert)
+			if err == nil { // plotted: 1 while firing, 0 while not
+				v := 0.0
+				if o.holds {
+					v = 1
+				}
+				o.value = &v
+			}
 		case "query":
 			samples, err := r.prober.Query(evalCtx, c.Prometheus, c.Token, c.Query)
 			switch {
@@ -813,10 +820,9 @@ func (r *run) stopCondition(now time.Time) string {
 		rec := CheckRecord{Condition: text, Phase: "inject", Held: true, Fired: true, Unit: unit(c), Detail: "stop condition fired"}
 		switch c.Measures() {
 		case "prometheus":
-			rec.Value = lastValue
-			if c.Metric == "query" {
+			if c.Metric == "query" { // an alert's is only whether it fires
 				limit := c.Value
-				rec.Threshold = &limit
+				rec.Value, rec.Threshold = lastValue, &limit
 			}
 		default:
 			v, limit := metricValue(c, last), c.Value
