@@ -346,6 +346,12 @@ func TestLiveProgress(t *testing.T) {
 	if len(ticks) < 2 {
 		t.Fatalf("want baseline ticks redrawn in place, got:\n%q", text)
 	}
+	// Requests sent and not answered are on the line: a hang is seen.
+	for _, tick := range ticks {
+		if !regexp.MustCompile(`req/s done, \d+ in flight`).MatchString(tick) {
+			t.Errorf("a tick's line does not say how many requests are in flight: %q", tick)
+		}
+	}
 	// A tick line is ended only by the next redraw or by an event that
 	// clears it, never by a newline of its own.
 	if regexp.MustCompile(`faults: [^\n\r]*\n`).MatchString(text) {
