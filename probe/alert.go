@@ -8,13 +8,20 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// Alerts returns the names of the alerts firing now in the Prometheus at
-// url (its /api/v1/alerts): only those in state "firing" count, pending
-// ones not, whatever their labels. token, if not empty, is sent as a
-// bearer token.
-func (p *Prober) Alerts(ctx context.Context, url, token string) ([]string, error) {
+// Alert is an alert firing in a Prometheus: its name, and since when its
+// condition has held (it fires once that has lasted the rule's for).
+type Alert struct {
+	Name     string
+	ActiveAt time.Time
+}
+
+// Alerts returns the alerts firing now in the Prometheus at url (its
+// /api/v1/alerts): only those in state "firing" count, pending ones not,
+// whatever their labels. token, if not empty, is sent as a bearer token.
+func (p *Prober) Alerts(ctx context.Context, url, token string) ([]Alert, error) {
 	raw, status, err := p.promGet(ctx, strings.TrimRight(url, "/")+"/api/v1/alerts", token)
 	if err != nil {
 		return nil, err
@@ -22,27 +29,39 @@ func (p *Prober) Alerts(ctx context.Context, url, token string) ([]string, error
 	return ParseAlerts(raw, status)
 }
 
-// ParseAlerts reads the names of the firing alerts from a Prometheus
-// /api/v1/alerts answer (status is the HTTP status line, for messages).
-func ParseAlerts(raw []byte, status string) ([]string, error) {
+// ParseAlerts reads the firing alerts from a Prometheus /api/v1/alerts
+// answer (status is the HTTP status line, for messages).
+func ParseAlerts(raw []byte, status string) ([]Alert, error) {
 	var body struct {
 		Data struct {
 			Alerts []struct {
-				Labels map[string]string `json:"labels"`
-				State  string            `json:"state"`
+				Labels   map[string]string `json:"labels"`
+				State    string            `json:"state"`
+				ActiveAt string            `json:"activeAt"`
 			} `json:"alerts"`
 		} `json:"data"`
 	}
 	if err := decodeAnswer(raw, status, &body); err != nil {
 		return nil, err
 	}
-	var firing []string
+	var firing []Alert
 	for _, a := range body.Data.Alerts {
 		if a.State == "firing" {
-			firing = append(firing, a.Labels["alertname"])
+			at, _ := time.Parse(time.RFC3339Nano, a.ActiveAt) // zero when Prometheus did not say
+			firing = append(firing, Alert{Name: a.Labels["alertname"], ActiveAt: at})
 		}
 	}
 	return firing, nil
+}
+
+// Firing returns the alert named name among alerts, and whether it is.
+func Firing(alerts []Alert, name string) (Alert, bool) {
+	for _, a := range alerts {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return Alert{}, false
 }
 
 // Sample is one series' value of a query's answer.
@@ -158,10 +177,8 @@ func alertProbe(ctx context.Context, p *Prober, s *Spec) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	for _, name := range firing {
-		if name == s.Alert {
-			return Result{Detail: s.Alert + " firing"}, nil
-		}
+	if _, ok := Firing(firing, s.Alert); ok {
+		return Result{Detail: s.Alert + " firing"}, nil
 	}
 	return Result{Passed: true, Detail: s.Alert + " not firing"}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/faultline/faultline/probe"
 )
@@ -43,8 +44,8 @@ func TestParsePrometheusAnswers(t *testing.T) {
 	if _, err := probe.ParseQuery([]byte(`<html>502</html>`), "502 Bad Gateway"); err == nil || !strings.Contains(err.Error(), "502 Bad Gateway") {
 		t.Errorf("not JSON: %v, want the HTTP status", err)
 	}
-	firing, err := probe.ParseAlerts([]byte(`{"status":"success","data":{"alerts":[{"labels":{"alertname":"A"},"state":"firing"},{"labels":{"alertname":"B"},"state":"pending"}]}}`), "200 OK")
-	if err != nil || len(firing) != 1 || firing[0] != "A" {
+	firing, err := probe.ParseAlerts([]byte(`{"status":"success","data":{"alerts":[{"labels":{"alertname":"A"},"state":"firing","activeAt":"2026-12-04T05:00:01.5Z"},{"labels":{"alertname":"B"},"state":"pending"}]}}`), "200 OK")
+	if a, ok := probe.Firing(firing, "A"); err != nil || len(firing) != 1 || !ok || !a.ActiveAt.Equal(time.Date(2026, 12, 4, 5, 0, 1, 5e8, time.UTC)) {
 		t.Errorf("alerts: %v, %v; want only the firing one", firing, err)
 	}
 }

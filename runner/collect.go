@@ -105,6 +105,7 @@ type stopOutcome struct {
 	holds bool
 	value *float64
 	err   string
+	since time.Time // a firing alert's: since when its condition has held
 }
 
 func newCollector() *collector {

@@ -598,7 +598,9 @@ func (r *run) evalStops(ctx context.Context) {
 			if err != nil {
 				o.err = err.Error()
 			}
-			o.holds = slices.Contains(firing, c.Alert)
+			var a probe.Alert
+			a, o.holds = probe.Firing(firing, c.Alert)
+			o.since = a.ActiveAt
 			if err == nil { // plotted: 1 while firing, 0 while not
 				v := 0.0
 				if o.holds {
@@ -790,6 +792,7 @@ func (r *run) stopCondition(now time.Time) string {
 		fired := true
 		var last load.Summary
 		var lastValue *float64
+		var since time.Time
 		for from := now.Add(-d); from.Before(now.Add(-r.opts.Tick / 2)); from = from.Add(r.opts.Tick) {
 			to := from.Add(r.opts.Tick)
 			switch c.Measures() {
@@ -800,6 +803,9 @@ func (r *run) stopCondition(now time.Time) string {
 					held = held && o.err == "" && o.holds
 					if o.value != nil {
 						lastValue = o.value
+					}
+					if !o.since.IsZero() {
+						since = o.since
 					}
 				}
 				fired = fired && held
@@ -823,6 +829,10 @@ func (r *run) stopCondition(now time.Time) string {
 			if c.Metric == "query" { // an alert's is only whether it fires
 				limit := c.Value
 				rec.Value, rec.Threshold = lastValue, &limit
+			}
+			if !since.IsZero() {
+				rec.Detail = fmt.Sprintf("stop condition fired: the alert's condition has held since %s, %.1f s before the stop",
+					since.UTC().Format(time.RFC3339Nano), now.Sub(since).Seconds())
 			}
 		default:
 			v, limit := metricValue(c, last), c.Value
