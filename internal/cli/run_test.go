@@ -3,9 +3,11 @@ package cli_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,6 +29,9 @@ import (
 	"github.com/faultline/faultline/proxy/proxytest"
 	"github.com/faultline/faultline/record"
 	"github.com/faultline/faultline/state"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func writeFreeze(t *testing.T, marker string) string {
@@ -851,10 +856,12 @@ stop_when:
 
 // A service that speaks no HTTP is the subject of an experiment as an HTTP
 // one is: PostgreSQL under SQL traffic, a resolver under DNS lookups, Redis
-// under raw TCP, each with its conditions on the traffic of that kind, and
-// a stop condition that fires on it.
+// under raw TCP and a gRPC server (that the test starts) under health
+// checks, each with its conditions on the traffic of that kind, broken by
+// the fault or stopped by a stop condition that fires on it.
 func TestOtherKindsAsSubjects(t *testing.T) {
 	needRealServers(t)
+	grpcAddr := grpcHealthServer(t)
 	for _, tt := range []struct {
 		name, src string
 		code      int
@@ -920,11 +927,30 @@ recovery: 3s
 stop_when:
   - error_rate of ping > 50% for 1s
 `, cli.ExitAborted, "error_rate of ping > 50% for 1s"},
+		{"grpc", `name: grpc-subject
+targets:
+  api-link: {proxy: {listen: "127.0.0.1:0", upstream: "GRPC_ADDR"}}
+traffic:
+  rate: 30/s
+  timeout: 2s
+  requests:
+    - {name: health, grpc: {target: "{api-link.addr}", service: shop}}
+steady_state:
+  - latency p99 of health < 150ms
+  - error_rate of health < 1%
+baseline: 2s
+faults:
+  - {name: slow api, target: api-link, latency: {delay: 400ms}, duration: 3s}
+recovery: 3s
+stop_when:
+  - error_rate of health > 90% for 3s
+`, cli.ExitFailed, "latency p99 of health < 150ms"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, tt.name+".yaml")
-			if err := os.WriteFile(path, []byte(tt.src), 0o644); err != nil {
+			src := strings.ReplaceAll(tt.src, "GRPC_ADDR", grpcAddr)
+			if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			out := filepath.Join(dir, "run")
@@ -955,6 +981,30 @@ stop_when:
 			}
 		})
 	}
+}
+
+// grpcHealthServer starts a gRPC server on loopback whose standard health
+// service says "shop" is SERVING, stopped when the test ends; it returns
+// its address.
+func grpcHealthServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("shop", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			t.Error(err)
+		}
+	})
+	return ln.Addr().String()
 }
 
 // faultline run --metrics-listen serves the run's phase, its faults and
