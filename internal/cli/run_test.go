@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1060,4 +1061,89 @@ recovery: 2s
 	}
 	_ = cmd.Process.Signal(syscall.SIGINT) // the run rolls back and ends
 	_ = cmd.Wait()
+}
+
+// A run records what runs recorded before the middle layer's redesign: the
+// run directory of examples/slow-api.yaml recorded then (the report's test
+// data) names no field of result.json, of a journal event or of a sample
+// that a run of the same experiment now leaves out.
+func TestRunRecordsTheFieldsItDid(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "slow-api.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same experiment with a shorter recovery: the fields are the same.
+	short := strings.Replace(string(src), "recovery: 10s", "recovery: 3s", 1)
+	if short == string(src) {
+		t.Fatal("examples/slow-api.yaml has no 'recovery: 10s' to shorten")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "slow-api.yaml")
+	if err := os.WriteFile(path, []byte(short), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	cmd := exec.Command(binary(t), "run", path, "--seed", "12345", "--out", out) // {self} is the binary
+	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != cli.ExitFailed {
+		t.Fatalf("run = %d, want %d (FAILED, as recorded)\n%s", cmd.ProcessState.ExitCode(), cli.ExitFailed, b)
+	}
+	recorded := filepath.Join("..", "..", "report", "testdata", "recorded")
+	for _, file := range []string{"result.json", "journal.jsonl", "samples.jsonl"} {
+		was, now := fieldPaths(t, filepath.Join(recorded, file)), fieldPaths(t, filepath.Join(out, file))
+		if len(was) == 0 {
+			t.Fatalf("%s: no fields recorded", file)
+		}
+		for p := range was {
+			if !now[p] {
+				t.Errorf("%s: a new run has no %s, which runs recorded before", file, p)
+			}
+		}
+	}
+}
+
+// fieldPaths reads a JSON file or a JSON Lines one and returns the path
+// of every field in it, arrays as [] ("faults[].hit"); a journal event's
+// fields are prefixed by its type ("intent:undo.kind").
+func fieldPaths(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]bool{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				p := strings.TrimPrefix(prefix+"."+k, ".")
+				paths[p] = true
+				walk(p, e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(prefix+"[]", e)
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for line := 1; ; line++ {
+		var v any
+		if err := dec.Decode(&v); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: value %d: %v", path, line, err)
+		}
+		m, ok := v.(map[string]any)
+		typ, _ := m["type"].(string)
+		if !ok || !strings.HasSuffix(path, "journal.jsonl") {
+			walk("", v)
+			continue
+		}
+		for k, e := range m {
+			paths[typ+":"+k] = true
+			walk(typ+":"+k, e)
+		}
+	}
+	return paths
 }
