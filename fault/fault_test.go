@@ -120,3 +120,23 @@ func TestRevertThroughTheRegistry(t *testing.T) {
 		t.Error("an unknown undo kind was accepted")
 	}
 }
+
+// Status says what a journaled change put in place through the registry:
+// its undo kind's own words, else what the step said, else the kind.
+func TestInPlaceThroughTheRegistry(t *testing.T) {
+	r := fault.NewRegistry()
+	r.RegisterInPlace("feature_flag", func(e journal.Event) string { return "flag " + e.Undo.Name + " flipped" })
+	for _, tt := range []struct {
+		e    journal.Event
+		want string
+	}{
+		{journal.Event{Undo: &journal.Undo{Kind: "feature_flag", Name: "new-checkout"}, Message: "flip"}, "flag new-checkout flipped"},
+		{journal.Event{Undo: &journal.Undo{Kind: "other"}, Message: "what the step said"}, "what the step said"},
+		{journal.Event{Undo: &journal.Undo{Kind: "other"}}, "other"},
+		{journal.Event{Message: "no undo"}, "no undo"},
+	} {
+		if got := r.InPlace(tt.e); got != tt.want {
+			t.Errorf("InPlace(%+v) = %q, want %q", tt.e, got, tt.want)
+		}
+	}
+}

@@ -40,12 +40,17 @@ type Registry struct {
 	undos    map[string]UndoFunc
 	actions  map[string]experiment.ActionDecoder
 	docs     map[string]any
+	inPlace  map[string]InPlaceFunc
 }
+
+// InPlaceFunc says, for 'faultline status', what a journaled change of
+// its undo kind has put in place ("toxic T on proxy P at API").
+type InPlaceFunc func(e journal.Event) string
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
 	return &Registry{families: map[reflect.Type]Family{}, undos: map[string]UndoFunc{},
-		actions: map[string]experiment.ActionDecoder{}, docs: map[string]any{}}
+		actions: map[string]experiment.ActionDecoder{}, docs: map[string]any{}, inPlace: map[string]InPlaceFunc{}}
 }
 
 // Register makes fam inject the faults whose action is of type A.
@@ -70,6 +75,25 @@ func (r *Registry) RegisterAction(key string, decode experiment.ActionDecoder, d
 
 // RegisterUndo makes recover replay undo records of kind with fn.
 func (r *Registry) RegisterUndo(kind string, fn UndoFunc) { r.undos[kind] = fn }
+
+// RegisterInPlace makes status say what a change whose undo is of kind
+// has put in place with fn; without one, status says the step's message.
+func (r *Registry) RegisterInPlace(kind string, fn InPlaceFunc) { r.inPlace[kind] = fn }
+
+// InPlace says what a journaled change (an event with an undo) has put in
+// place: its kind's InPlaceFunc, else what the step said, else the kind.
+func (r *Registry) InPlace(e journal.Event) string {
+	if e.Undo == nil {
+		return e.Message
+	}
+	if fn := r.inPlace[e.Undo.Kind]; fn != nil {
+		return fn(e)
+	}
+	if e.Message != "" {
+		return e.Message
+	}
+	return e.Undo.Kind
+}
 
 // Family returns the family of an action, nil if none does it.
 func (r *Registry) Family(a experiment.Action) Family {

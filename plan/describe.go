@@ -29,7 +29,6 @@ var ErrRefused = errors.New("a run would refuse this experiment")
 // setup (a target that reaches init or faultline's own ancestry, say).
 func (p *Plan) Describe(w io.Writer) error {
 	x, seed := p.x, p.seed
-	var refused []error // what a run would refuse at setup
 	fmt.Fprintf(w, "plan for %q (%s)\n", x.Name, x.File)
 	if x.Hypothesis != "" {
 		fmt.Fprintf(w, "hypothesis: %s\n", x.Hypothesis)
@@ -38,6 +37,59 @@ func (p *Plan) Describe(w io.Writer) error {
 	if x.Traffic != nil {
 		fmt.Fprintf(w, "traffic: %g requests/s, timeout %v, %d kind(s) of request\n", x.Traffic.Rate, x.Traffic.Timeout, len(x.Traffic.Requests))
 	}
+	refused := describeTargets(w, x)
+	fmt.Fprintln(w, "faults (times from the start of injection):")
+	for i, f := range x.Faults {
+		end := "end of inject"
+		if f.Duration > 0 {
+			end = p.windows[i].End.String()
+		}
+		sel := "  select " + f.Select.String()
+		if f.Target == "" {
+			sel = ""
+		}
+		fmt.Fprintf(w, "  %-24q %-11s on %-12s [%v, %s)%s\n", f.Name, f.Action.Kind(), orMachine(f.Target), f.Start, end, sel)
+	}
+	if len(x.SteadyState) > 0 {
+		fmt.Fprintln(w, "steady state:")
+		for _, c := range x.SteadyState {
+			what := ""
+			if c.Condition != nil {
+				what = c.Condition.Text
+			} else {
+				what = c.Probe.Text()
+			}
+			fmt.Fprintf(w, "  %-50s in %s\n", what, strings.Join(c.Phases, ", "))
+		}
+	}
+	describeFaultDetails(w, x)
+	if x.UsesNetwork() {
+		for _, l := range netfault.Lacks(context.Background()) {
+			fmt.Fprintf(w, "REFUSED: this machine cannot: %s\n", l)
+			refused = append(refused, fmt.Errorf("this machine cannot: %s", l))
+		}
+	}
+	if len(x.StopWhen) == 0 {
+		fmt.Fprintln(w, "stop conditions: none (--allow-no-stop)")
+	} else {
+		fmt.Fprintln(w, "stop when any of:")
+	}
+	for _, c := range x.StopWhen {
+		fmt.Fprintf(w, "  %s\n", c.Text)
+	}
+	if p.seedGiven {
+		fmt.Fprintf(w, "seed: %d (instances are picked with it)\n", seed)
+	}
+	fmt.Fprintln(w, "dry run: nothing was started or touched")
+	if len(refused) > 0 {
+		return fmt.Errorf("%w: %w", ErrRefused, errors.Join(refused...))
+	}
+	return nil
+}
+
+// describeTargets writes the targets, with the processes and pods they
+// reach now, and returns what a run would refuse of them at setup.
+func describeTargets(w io.Writer, x *experiment.Experiment) (refused []error) {
 	fmt.Fprintln(w, "targets:")
 	for _, t := range x.Targets {
 		switch {
@@ -80,30 +132,12 @@ func (p *Plan) Describe(w io.Writer) error {
 			fmt.Fprintf(w, "  %-12s running process(es): %s\n", t.Name, desc)
 		}
 	}
-	fmt.Fprintln(w, "faults (times from the start of injection):")
-	for _, f := range x.Faults {
-		end := "end of inject"
-		if f.Duration > 0 {
-			end = (f.Start + f.Duration).String()
-		}
-		sel := "  select " + f.Select.String()
-		if f.Target == "" {
-			sel = ""
-		}
-		fmt.Fprintf(w, "  %-24q %-11s on %-12s [%v, %s)%s\n", f.Name, f.Action.Kind(), orMachine(f.Target), f.Start, end, sel)
-	}
-	if len(x.SteadyState) > 0 {
-		fmt.Fprintln(w, "steady state:")
-		for _, c := range x.SteadyState {
-			what := ""
-			if c.Condition != nil {
-				what = c.Condition.Text
-			} else {
-				what = c.Probe.Text()
-			}
-			fmt.Fprintf(w, "  %-50s in %s\n", what, strings.Join(c.Phases, ", "))
-		}
-	}
+	return refused
+}
+
+// describeFaultDetails writes what the faults that run something, or act
+// on the network, will do.
+func describeFaultDetails(w io.Writer, x *experiment.Experiment) {
 	for _, f := range x.Faults {
 		switch a := f.Action.(type) {
 		case experiment.Exec:
@@ -119,28 +153,6 @@ func (p *Plan) Describe(w io.Writer) error {
 			fmt.Fprintf(w, "fault %q: %s\n", f.Name, describeNetwork(x, f))
 		}
 	}
-	if x.UsesNetwork() {
-		for _, l := range netfault.Lacks(context.Background()) {
-			fmt.Fprintf(w, "REFUSED: this machine cannot: %s\n", l)
-			refused = append(refused, fmt.Errorf("this machine cannot: %s", l))
-		}
-	}
-	if len(x.StopWhen) == 0 {
-		fmt.Fprintln(w, "stop conditions: none (--allow-no-stop)")
-	} else {
-		fmt.Fprintln(w, "stop when any of:")
-	}
-	for _, c := range x.StopWhen {
-		fmt.Fprintf(w, "  %s\n", c.Text)
-	}
-	if p.seedGiven {
-		fmt.Fprintf(w, "seed: %d (instances are picked with it)\n", seed)
-	}
-	fmt.Fprintln(w, "dry run: nothing was started or touched")
-	if len(refused) > 0 {
-		return fmt.Errorf("%w: %w", ErrRefused, errors.Join(refused...))
-	}
-	return nil
 }
 
 // describeNetwork says where a network fault acts, and what it hits there.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/fault"
+	"github.com/faultline/faultline/plan"
 )
 
 // faultRun is one fault of the run and what became of it. How it is
@@ -15,6 +16,7 @@ import (
 // when.
 type faultRun struct {
 	spec       experiment.Fault // references filled in once setup knows the addresses
+	window     plan.Window      // when the plan has it in place
 	f          *fault.Fault     // nil until injected
 	active     bool             // something of it is in place, or may be
 	injectedAt time.Time

@@ -82,11 +82,21 @@ func Recover(ctx context.Context, dir string, reg *fault.Registry, w io.Writer) 
 			_, _ = jf.Write([]byte("\n"))
 		}
 	}
+	// What recover did is added to the journal; a line it cannot add is
+	// said, not fatal: each undo is idempotent, so a recover that finds
+	// the step still pending does it again, harmlessly.
 	note := func(e journal.Event) {
 		e.Time = time.Now().UTC()
-		b, _ := json.Marshal(e)
-		_, _ = jf.Write(append(b, '\n'))
-		_ = jf.Sync()
+		b, err := json.Marshal(e)
+		if err == nil {
+			_, err = jf.Write(append(b, '\n'))
+		}
+		if err == nil {
+			err = jf.Sync()
+		}
+		if err != nil {
+			fmt.Fprintf(w, "%s: could not add to %s what recover did (%s %s): %v; the next recover does it again, harmlessly\n", dir, path, e.Type, e.ID, err)
+		}
 	}
 	pending := journal.Pending(events)
 	if len(pending) == 0 {

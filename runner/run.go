@@ -107,6 +107,8 @@ type run struct {
 	probeFailures []string
 	// probeIndex is each named probe's index in steady_state.
 	probeIndex map[string]int
+	// windows are the plan's schedule of the faults, in file order.
+	windows []plan.Window
 }
 
 // Run carries out a plan's experiment and returns its result, also written to
@@ -152,6 +154,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (res *Result, err erro
 		rand:    rand.New(rand.NewPCG(uint64(seed), 0xfa17)),
 		samples: json.NewEncoder(samplesf),
 		reg:     opts.Faults,
+		windows: p.Windows(),
 		col:     newCollector(),
 		prober:  opts.Probes,
 		res: &Result{Name: x.Name, File: x.File, Hypothesis: x.Hypothesis, Seed: seed, Vars: opts.Vars, Flags: opts.Flags, Replay: opts.Replay, Story: opts.Story,
@@ -367,52 +370,8 @@ func (r *run) execute(ctx context.Context) {
 	}
 
 	r.enterPhase("inject")
-	start := time.Now()
-	stopped := false
-	injectErr := error(nil)
-	onTick := func(now time.Time) bool {
-		elapsed := now.Sub(start)
-		for _, f := range r.faults {
-			switch {
-			case f.injectedAt.IsZero() && f.err == "" && elapsed >= f.spec.Start:
-				f.injectedAt = time.Now()
-				if err := r.inject(ctx, f); err != nil {
-					f.err = err.Error()
-					injectErr = fmt.Errorf("fault %q: %w", f.spec.Name, err)
-					return true
-				}
-				r.progressf("injected %q: %s", f.spec.Name, strings.Join(f.hits(), ", "))
-			case f.active && f.spec.Duration > 0 && elapsed >= f.spec.Start+f.spec.Duration:
-				r.revertFault(f)
-			}
-		}
-		if c := r.stopCondition(now); c != "" {
-			stopped = true
-			_ = r.journal(journal.Event{Type: journal.Note, Name: "stop_condition", Message: c})
-			r.verdict(Aborted, "stop condition fired: "+c+" (the fault was reverted at once)")
-			return true
-		}
-		return false
-	}
-	next := func() time.Time { // the next fault start or end
-		var n time.Time
-		for _, f := range r.faults {
-			var at time.Time
-			switch {
-			case f.injectedAt.IsZero() && f.err == "":
-				at = start.Add(f.spec.Start)
-			case f.active && f.spec.Duration > 0:
-				at = start.Add(f.spec.Start + f.spec.Duration)
-			default:
-				continue
-			}
-			if n.IsZero() || at.Before(n) {
-				n = at
-			}
-		}
-		return n
-	}
-	if !r.tickFor(ctx, r.x.Inject, "inject", onTick, next) && !stopped && injectErr == nil {
+	completed, stopped, injectErr := r.injectPhase(ctx)
+	if !completed && !stopped && injectErr == nil {
 		// Revert at once, before the traffic winds down.
 		r.enterPhase("rollback")
 		r.rollback()
@@ -446,6 +405,58 @@ func (r *run) execute(ctx context.Context) {
 	}
 	r.enterPhase("recovery")
 	r.recover(ctx)
+}
+
+// injectPhase injects and reverts the faults on the plan's schedule for
+// the injection's length, checking the stop conditions every tick. It
+// reports whether the phase ran to its end, whether a stop condition
+// fired (the verdict is set) and a fault that could not be injected.
+func (r *run) injectPhase(ctx context.Context) (completed, stopped bool, injectErr error) {
+	start := time.Now()
+	onTick := func(now time.Time) bool {
+		elapsed := now.Sub(start)
+		for _, f := range r.faults {
+			switch {
+			case f.injectedAt.IsZero() && f.err == "" && elapsed >= f.window.Start:
+				f.injectedAt = time.Now()
+				if err := r.inject(ctx, f); err != nil {
+					f.err = err.Error()
+					injectErr = fmt.Errorf("fault %q: %w", f.spec.Name, err)
+					return true
+				}
+				r.progressf("injected %q: %s", f.spec.Name, strings.Join(f.hits(), ", "))
+			case f.active && f.window.End < r.x.Inject && elapsed >= f.window.End:
+				r.revertFault(f)
+			}
+		}
+		if c := r.stopCondition(now); c != "" {
+			stopped = true
+			_ = r.journal(journal.Event{Type: journal.Note, Name: "stop_condition", Message: c})
+			r.verdict(Aborted, "stop condition fired: "+c+" (the fault was reverted at once)")
+			return true
+		}
+		return false
+	}
+	next := func() time.Time { // the next fault start or end
+		var n time.Time
+		for _, f := range r.faults {
+			var at time.Time
+			switch {
+			case f.injectedAt.IsZero() && f.err == "":
+				at = start.Add(f.window.Start)
+			case f.active && f.window.End < r.x.Inject:
+				at = start.Add(f.window.End)
+			default:
+				continue
+			}
+			if n.IsZero() || at.Before(n) {
+				n = at
+			}
+		}
+		return n
+	}
+	completed = r.tickFor(ctx, r.x.Inject, "inject", onTick, next)
+	return completed, stopped, injectErr
 }
 
 // tickFor waits d, calling onTick every tick and at each time next names
@@ -920,14 +931,21 @@ func (r *run) recover(ctx context.Context) {
 // the intercepts in place, then launches the processes in file order.
 func (r *run) setup(ctx context.Context) error {
 	// Every fault is in the result, also when setup ends before injection.
-	for _, spec := range r.x.Faults {
-		r.faults = append(r.faults, &faultRun{spec: spec})
+	for i, spec := range r.x.Faults {
+		r.faults = append(r.faults, &faultRun{spec: spec, window: r.windows[i]})
 	}
 	if err := r.targets.Setup(ctx); err != nil {
 		return err
 	}
 	if err := r.resolveRefs(); err != nil {
 		return err
+	}
+	// What only setup knows (ports of 127.0.0.1:0, isolated instances'
+	// addresses) is journaled, beside the launches' pids.
+	if addrs := r.targets.Addresses(); len(addrs) > 0 {
+		if err := r.journal(journal.Event{Type: journal.Note, Name: "resolved", Message: strings.Join(addrs, " ")}); err != nil {
+			return err
+		}
 	}
 	if err := r.targets.Intercept(ctx); err != nil {
 		return err

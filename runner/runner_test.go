@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/faultline/faultline/experiment"
+	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/plan"
 	"github.com/faultline/faultline/process/processtest"
 	"github.com/faultline/faultline/runner"
@@ -327,6 +328,58 @@ recovery: 1s
 	}
 	if out < 700*time.Millisecond || out >= 1300*time.Millisecond {
 		t.Errorf("reverted %v into the inject phase, want 700ms (300ms + 400ms) and well before a tick's worth more", out)
+	}
+}
+
+// What only setup knows is journaled before anything is injected: the
+// port each launched instance was given and where each embedded proxy
+// listens, as the run's progress said them.
+func TestSetupJournalsWhatItResolved(t *testing.T) {
+	src := fmt.Sprintf(`
+name: resolved
+targets:
+  dep:
+    process:
+      command: [%s, -mode, dep, -listen, "127.0.0.1:{port}"]
+      ready: http://127.0.0.1:{port}/health
+  link: {proxy: {listen: "127.0.0.1:0", upstream: "{dep.addr}"}}
+faults:
+  - {name: brief, target: link, latency: {delay: 1ms}}
+inject: 200ms
+baseline: 100ms
+recovery: 1s
+`, svc)
+	x, err := experiment.Parse("resolved.yaml", []byte(src), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	var progress bytes.Buffer
+	if _, err := runner.Run(context.Background(), build(t, x, 1), runner.Options{OutDir: out, Progress: &progress, Tick: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	events, err := journal.ReadFile(filepath.Join(out, "journal.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolved, injected := -1, -1
+	for i, e := range events {
+		switch {
+		case e.Type == journal.Note && e.Name == "resolved":
+			resolved = i
+		case e.Type == journal.Intent && e.Name == "brief" && injected < 0:
+			injected = i
+		}
+	}
+	if resolved < 0 || injected < 0 || resolved > injected {
+		t.Fatalf("journal %+v: want a resolved note before the fault's intent", events)
+	}
+	listen := regexp.MustCompile(`proxy link listening on (127\.0\.0\.1:\d+) -> (127\.0\.0\.1:\d+)`).FindStringSubmatch(progress.String())
+	if listen == nil {
+		t.Fatalf("progress does not say where the proxy listens:\n%s", &progress)
+	}
+	if want := "dep[0]=" + listen[2] + " link=" + listen[1]; events[resolved].Message != want {
+		t.Errorf("resolved note %q, want %q", events[resolved].Message, want)
 	}
 }
 

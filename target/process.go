@@ -187,7 +187,7 @@ func (p *Process) unexpectedExit(in *Instance, pid int, err error) {
 		status = err.Error()
 	}
 	msg := fmt.Sprintf("%s[%d] (pid %d) exited on its own: %s; its output is in processes.log", p.spec.Name, in.Index, pid, status)
-	_ = p.env.Journal.Append(journal.Event{Type: journal.Note, Message: msg})
+	_ = p.env.Journal.Append(journal.Event{Type: journal.Note, Message: msg}) // a lost line is counted (see Journal)
 	p.env.Exited(msg)
 }
 
@@ -218,7 +218,7 @@ func (p *Process) stopInstance(in *Instance, grace time.Duration, hurry <-chan s
 		<-in.Done
 	}
 	if in.launchID != "" {
-		_ = p.env.Journal.Append(journal.Event{Type: journal.Undone, ID: in.launchID})
+		_ = p.env.Journal.Append(journal.Event{Type: journal.Undone, ID: in.launchID}) // a lost line is counted (see Journal)
 	}
 	in.cmd = nil
 }

@@ -19,7 +19,10 @@ import (
 	"github.com/faultline/faultline/proxy"
 )
 
-// Journal is where launches are written (a *journal.Writer).
+// Journal is where launches are written: the run's journal, which counts
+// a line it cannot write and ends the run ERROR for it. A step of teardown
+// whose line is lost has nothing else to do about it (what it undid is
+// undone; recover would undo it again, harmlessly), so it goes on.
 type Journal interface {
 	Append(journal.Event) error
 }
@@ -307,6 +310,25 @@ func (s *Set) FillRefs(str string) (string, error) {
 		return port
 	})
 	return out, errors.Join(errs...)
+}
+
+// Addresses says where each target of the run is, once Setup has given
+// them their ports: "NAME=IP:PORT" (NAME[i] for each instance of a
+// launched process), in file order; a target with no address of its own
+// (a remote proxy, pods) is left out.
+func (s *Set) Addresses() []string {
+	var out []string
+	for _, t := range s.order {
+		addrs := addresses(t)
+		for i, a := range addrs {
+			name := t.Spec().Name
+			if _, ok := t.(*Process); ok {
+				name = fmt.Sprintf("%s[%d]", name, i)
+			}
+			out = append(out, name+"="+a)
+		}
+	}
+	return out
 }
 
 func addresses(t Target) []string {

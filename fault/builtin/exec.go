@@ -30,3 +30,10 @@ func injectExec(ctx context.Context, f *fault.Fault, a experiment.Exec) error {
 func undoExec(ctx context.Context, u *journal.Undo) (string, error) {
 	return "ran " + strings.Join(u.Command, " "), process.RunCommand(ctx, u.Command)
 }
+
+func execInPlace(e journal.Event) string {
+	if e.Message != "" {
+		return e.Message + "; undone by running " + strings.Join(e.Undo.Command, " ")
+	}
+	return "undone by running " + strings.Join(e.Undo.Command, " ")
+}

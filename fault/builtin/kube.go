@@ -209,3 +209,13 @@ func undoUncordon(ctx context.Context, u *journal.Undo) (string, error) {
 	}
 	return "uncordoned node " + u.Node, err
 }
+
+func scaleInPlace(e journal.Event) string {
+	u := e.Undo
+	if u.Replicas != nil {
+		return fmt.Sprintf("%s %s/%s scaled (to go back to %d replicas)", u.Resource, u.Namespace, u.Name, *u.Replicas)
+	}
+	return fmt.Sprintf("%s %s/%s scaled", u.Resource, u.Namespace, u.Name)
+}
+
+func cordonInPlace(e journal.Event) string { return "node " + e.Undo.Node + " cordoned" }

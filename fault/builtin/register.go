@@ -2,9 +2,11 @@ package builtin
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/faultline/faultline/experiment"
 	"github.com/faultline/faultline/fault"
+	"github.com/faultline/faultline/journal"
 )
 
 // Register gives r every built-in family and the undos recover replays
@@ -32,6 +34,23 @@ func Register(r *fault.Registry) {
 	r.RegisterUndo("uncordon", undoUncordon)
 	r.RegisterUndo("netfault", undoNetfault)
 	r.RegisterUndo("pod_agent", undoPodAgent)
+	r.RegisterInPlace("remove_toxic", toxicInPlace)
+	r.RegisterInPlace("enable_proxy", downInPlace)
+	r.RegisterInPlace("sigcont", stoppedInPlace)
+	r.RegisterInPlace("kill", launchedInPlace)
+	r.RegisterInPlace("exec", execInPlace)
+	r.RegisterInPlace("remove_file", fillInPlace)
+	r.RegisterInPlace("scale", scaleInPlace)
+	r.RegisterInPlace("uncordon", cordonInPlace)
+}
+
+// pids lists the pids of an undo's processes.
+func pids(u *journal.Undo) string {
+	var out []string
+	for _, p := range u.Procs {
+		out = append(out, strconv.Itoa(p.PID))
+	}
+	return strings.Join(out, ", ")
 }
 
 // Registry returns a registry with every built-in family.

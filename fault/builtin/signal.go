@@ -147,3 +147,16 @@ func undoKill(_ context.Context, u *journal.Undo) (string, error) {
 	err := process.Signal(u.Procs, syscall.SIGKILL)
 	return fmt.Sprintf("stopped %d launched process(es)", len(u.Procs)), process.IgnoreGone(err)
 }
+
+func stoppedInPlace(e journal.Event) string {
+	return fmt.Sprintf("%d process(es) stopped: pid %s", len(e.Undo.Procs), pids(e.Undo))
+}
+
+// launchedInPlace: what a kill undo stops is what a run launched (a
+// process restarted, say).
+func launchedInPlace(e journal.Event) string {
+	if e.Message != "" {
+		return fmt.Sprintf("pid %s: %s", pids(e.Undo), e.Message)
+	}
+	return "pid " + pids(e.Undo)
+}

@@ -200,6 +200,8 @@ func undoRemoveFile(_ context.Context, u *journal.Undo) (string, error) {
 	return "removed " + u.Path, err
 }
 
+func fillInPlace(e journal.Event) string { return "fill file " + e.Undo.Path }
+
 // lastLine keeps the last line written to it that is not empty.
 type lastLine struct {
 	mu        sync.Mutex

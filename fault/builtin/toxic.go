@@ -185,6 +185,14 @@ func undoEnableProxy(ctx context.Context, u *journal.Undo) (string, error) {
 	return fmt.Sprintf("re-enabled proxy %s at %s", u.Proxy, u.API), err
 }
 
+func toxicInPlace(e journal.Event) string {
+	return fmt.Sprintf("toxic %s on proxy %s at %s", e.Undo.Toxic, e.Undo.Proxy, e.Undo.API)
+}
+
+func downInPlace(e journal.Event) string {
+	return fmt.Sprintf("proxy %s at %s disabled", e.Undo.Proxy, e.Undo.API)
+}
+
 // apiToken is an API's bearer token: never on disk, so the environment's.
 func apiToken(u *journal.Undo) string {
 	if u.Token != "" {

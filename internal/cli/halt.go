@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/faultline/faultline/fault/builtin"
 	"github.com/faultline/faultline/journal"
 	"github.com/faultline/faultline/kube"
 	"github.com/faultline/faultline/state"
@@ -106,7 +105,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "List the runs in progress and what each has injected now",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			w := c.OutOrStdout()
+			w, reg := c.OutOrStdout(), builtin.Registry()
 			if halted, note := state.Halted(g.state()); halted {
 				since, reason := haltNote(note)
 				if reason == "" {
@@ -146,7 +145,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 					switch {
 					case e.Launches(): // a target's process, not a fault
 					case e.Undo != nil:
-						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, inPlace(e))
+						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, reg.InPlace(e))
 					case e.Message != "":
 						fmt.Fprintf(w, "  %s: %s (%s)\n", label, e.Name, e.Message)
 					default:
@@ -157,47 +156,4 @@ func newStatusCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// inPlace says what a journaled change has put in place, from its undo.
-func inPlace(e journal.Event) string {
-	u := e.Undo
-	pids := func() string {
-		var out []string
-		for _, p := range u.Procs {
-			out = append(out, strconv.Itoa(p.PID))
-		}
-		return strings.Join(out, ", ")
-	}
-	switch u.Kind {
-	case "remove_toxic":
-		return fmt.Sprintf("toxic %s on proxy %s at %s", u.Toxic, u.Proxy, u.API)
-	case "enable_proxy":
-		return fmt.Sprintf("proxy %s at %s disabled", u.Proxy, u.API)
-	case "sigcont":
-		return fmt.Sprintf("%d process(es) stopped: pid %s", len(u.Procs), pids())
-	case "kill":
-		if e.Message != "" {
-			return fmt.Sprintf("pid %s: %s", pids(), e.Message)
-		}
-		return "pid " + pids()
-	case "remove_file":
-		return "fill file " + u.Path
-	case "scale":
-		if u.Replicas != nil {
-			return fmt.Sprintf("%s %s/%s scaled (to go back to %d replicas)", u.Resource, u.Namespace, u.Name, *u.Replicas)
-		}
-		return fmt.Sprintf("%s %s/%s scaled", u.Resource, u.Namespace, u.Name)
-	case "uncordon":
-		return "node " + u.Node + " cordoned"
-	case "exec":
-		if e.Message != "" {
-			return e.Message + "; undone by running " + strings.Join(u.Command, " ")
-		}
-		return "undone by running " + strings.Join(u.Command, " ")
-	}
-	if e.Message != "" { // pod_agent, netfault and outside families: what the step said
-		return e.Message
-	}
-	return u.Kind
 }

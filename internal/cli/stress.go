@@ -136,11 +136,16 @@ func journalStress(c *cobra.Command, stateDir, fillFile string) (func(), error) 
 	}
 	deregister := registerRun(c.ErrOrStderr(), stateDir, "stress "+c.Name(), dir)
 	return func() {
+		var errs []error
 		if fillFile != "" {
-			_ = j.Append(journal.Event{Type: journal.Undone, ID: "1"})
+			errs = append(errs, j.Append(journal.Event{Type: journal.Undone, ID: "1"}))
 		}
-		_ = j.Append(journal.Event{Type: journal.RunEnd})
-		j.Close()
+		errs = append(errs, j.Append(journal.Event{Type: journal.RunEnd}), j.Close())
+		if err := errors.Join(errs...); err != nil {
+			// Registered and journaled as unfinished, it is recover's to end.
+			fmt.Fprintf(c.ErrOrStderr(), "faultline: the stress's journal could not take its end (%v): run 'faultline recover %s' to make sure nothing is left\n", err, dir)
+			return
+		}
 		deregister()
 		_ = os.RemoveAll(dir) // ended cleanly: nothing to keep
 	}, nil
