@@ -218,13 +218,15 @@ func (e *engine) work() {
 	for !e.retiring() {
 		n := e.next.Add(1) - 1
 		due := e.due(n)
-		if wait := time.Until(due); wait > 0 {
+		now := time.Now()
+		if wait := due.Sub(now); wait > 0 {
 			timer.Reset(wait)
 			select {
 			case <-e.done:
 				return
 			case <-timer.C:
 			}
+			now = time.Now()
 		} else {
 			select {
 			case <-e.done:
@@ -232,7 +234,7 @@ func (e *engine) work() {
 			default:
 			}
 		}
-		e.hit(n, due)
+		e.hit(n, due, now)
 	}
 }
 
@@ -249,13 +251,14 @@ func (e *engine) retiring() bool {
 	}
 }
 
-// hit sends request n, due at due, and hands its result to fn.
-func (e *engine) hit(n uint64, due time.Time) {
+// hit sends request n, due at due, now (sent), and hands its result to
+// fn. A late request is sent at the time its worker read to see it was
+// late: one clock read a request less.
+func (e *engine) hit(n uint64, due, sent time.Time) {
 	i := e.pick.pick(n)
 	if e.flight != nil {
 		e.flight.start(n, Pending{Request: e.requests[i].Name, Intended: due})
 	}
-	sent := time.Now()
 	code, err := e.doers[i].do(sent.Add(e.timeout))
 	end := time.Now()
 	if e.flight != nil { // finished: its result, not its age, counts from now
