@@ -111,6 +111,15 @@ type run struct {
 	windows []plan.Window
 }
 
+// newRunID names a run in the journal and in what it creates on the host
+// (network namespaces, bridges, nft tables): the time it started and four
+// random characters, so that two runs started in the same second, with
+// the same seed, in one process or in two, do not share names. Eight
+// characters at most, which netfault uses in interface names as they are.
+func newRunID(now time.Time) string {
+	return strconv.FormatInt(now.Unix()%1_000_000, 36) + fmt.Sprintf("%04s", strconv.FormatUint(rand.Uint64N(36*36*36*36), 36))
+}
+
 // Run carries out a plan's experiment and returns its result, also written to
 // OutDir/result.json. Cancelling ctx (Ctrl-C) aborts the run: every fault
 // is reverted and everything launched is stopped before Run returns. The
@@ -150,7 +159,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (res *Result, err erro
 	defer samplesf.Close()
 	r := &run{
 		x: x, opts: opts, j: j, procLog: logf,
-		id:      strconv.FormatInt(time.Now().Unix()%1_000_000, 36) + strconv.FormatInt(seed&0xfff, 36),
+		id:      newRunID(time.Now()),
 		rand:    rand.New(rand.NewPCG(uint64(seed), 0xfa17)),
 		samples: json.NewEncoder(samplesf),
 		reg:     opts.Faults,

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -750,4 +751,57 @@ recovery: 2s
 			}
 		})
 	}
+}
+
+// Two runs of the same plan started in the same second, with the same
+// seed, get run ids of their own: the ids name what a run creates on the
+// host (network namespaces, nft tables), and a second run that took the
+// first's would remove what the first still uses.
+func TestRunsInTheSameSecondHaveTheirOwnIDs(t *testing.T) {
+	x, err := experiment.Parse("ids.yaml", []byte(`
+name: ids
+targets:
+  link: {proxy: {listen: "127.0.0.1:0", upstream: "127.0.0.1:9"}}
+faults:
+  - {name: brief, target: link, latency: {delay: 1ms}}
+inject: 100ms
+baseline: 50ms
+recovery: 1s
+`), experiment.Options{AllowNoStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := build(t, x, 7)
+	// start is each run's RunStart event.
+	start := func(dir string) journal.Event {
+		events, err := journal.ReadFile(filepath.Join(dir, "journal.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return events[0]
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		dirs := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")}
+		var wg sync.WaitGroup
+		for _, dir := range dirs {
+			wg.Go(func() {
+				if _, err := runner.Run(context.Background(), p, runner.Options{OutDir: dir, Tick: 50 * time.Millisecond}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		a, b := start(dirs[0]), start(dirs[1])
+		if a.Type != journal.RunStart || b.Type != journal.RunStart || a.Run == "" {
+			t.Fatalf("first events %+v and %+v: want the runs' starts, with their ids", a, b)
+		}
+		if a.Time.Unix() != b.Time.Unix() {
+			continue // a second apart: try again for two in the same second
+		}
+		if a.Run == b.Run {
+			t.Fatalf("two runs in the same second with seed 7 share the id %q", a.Run)
+		}
+		return
+	}
+	t.Fatal("no two runs started in the same second in 5 attempts")
 }
