@@ -726,6 +726,10 @@ func (d *decoder) checkFaultTarget(ft Fault, t *Target, at *yaml.Node, field str
 		}
 	case Stress:
 		if t.Pods == nil {
+			// Only an agent in each pod confines a stress; anywhere else it
+			// takes the resource from the whole machine, and a target that
+			// names a process or a proxy would say what it does not do.
+			d.Errorf(at, field, "%s takes from the whole machine, whatever the target: only a pods target confines it (inside each selected pod); leave target out, or name a pods target", faultKey(a))
 			break
 		}
 		if a.Resource == "disk" {
