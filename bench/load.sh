@@ -68,7 +68,7 @@ mkdir -p bench/results
   echo "connection: a worker that waits for its answer parks, and the Go scheduler parks and wakes threads for it (futex and nanosleep,"
   echo "a ninth of the engine's CPU, and twice wrk's context switches a request), where each of wrk's two threads runs one epoll loop over its"
   echo "connections. What the engine controls it has cut (no allocation a request: no GC cycle in a run; a response head parsed in"
-  echo "place), and more workers than it keeps did not help: 32 from the start measured the same (median 0.89x of 6 runs). What might close the"
+  echo "place), and more workers than it keeps did not help: 32 from the start measured the same (median 0.89× of 6 runs). What might close the"
   echo "gap is an epoll loop of the engine's own for plain HTTP, as wrk's (a wait in epoll_wait still hands its thread's P off in Go: to be measured)."
   echo
   echo "At a constant 10,000 requests/s for 5 s, each run: the issued rate is from the actual send times (requests after the first over the time"

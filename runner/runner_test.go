@@ -775,8 +775,8 @@ recovery: 1s
 	// start is each run's RunStart event.
 	start := func(dir string) journal.Event {
 		events, err := journal.ReadFile(filepath.Join(dir, "journal.jsonl"))
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || len(events) == 0 {
+			t.Fatalf("journal of %s: %d events, %v", dir, len(events), err)
 		}
 		return events[0]
 	}
