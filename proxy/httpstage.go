@@ -226,8 +226,11 @@ func (s *httpConn) serve(upstreamFirst <-chan error) {
 		var upErr error
 		select {
 		case upErr = <-upstream:
+			// Answered while the request may still be going out: the
+			// client is watched once it has gone, so that a client that
+			// leaves a long answer still reaches the upstream.
+			clientNext = afterSent(c, sent, cr, s.inner)
 		case err := <-sent:
-			sent = nil
 			if err != nil {
 				// The request did not go out whole (either side failed):
 				// the upstream, told it ends here, may still answer; the
@@ -250,18 +253,8 @@ func (s *httpConn) serve(upstreamFirst <-chan error) {
 		case endConn:
 			return
 		case passRest:
-			ready := clientNext
-			if sent != nil { // the request is still going out
-				ready = sent
-			}
-			pipe(c, s.client, cr, ready, s.inner, s.ir, nil)
+			pipe(c, s.client, cr, clientNext, s.inner, s.ir, nil)
 			return
-		}
-		if sent != nil { // answered while the request was still going out
-			if err := <-sent; err != nil {
-				return
-			}
-			clientNext = watchClient(c, cr, s.inner)
 		}
 		upstream = closeOnEnd(c, peek(c, s.ir), s.client)
 	}
@@ -338,6 +331,18 @@ func watchClient(c *conn, cr *bufio.Reader, inner *net.TCPConn) <-chan error {
 			_ = inner.Close()
 		}
 		return err
+	})
+}
+
+// afterSent is watchClient once the request has gone out (sent): the
+// send's error if it failed, else the watch's result. Its result must be
+// received before cr is read again.
+func afterSent(c *conn, sent <-chan error, cr *bufio.Reader, inner *net.TCPConn) <-chan error {
+	return c.async(func() error {
+		if err := <-sent; err != nil {
+			return err
+		}
+		return <-watchClient(c, cr, inner)
 	})
 }
 
