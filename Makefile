@@ -68,6 +68,8 @@ fuzz:
 	$(GO) test ./stress -run '^$$' -fuzz FuzzParseSize -fuzztime $(FUZZTIME)
 	$(GO) test ./agent -run '^$$' -fuzz FuzzParseSpec -fuzztime $(FUZZTIME)
 	$(GO) test ./probe -run '^$$' -fuzz FuzzPrometheusAnswer -fuzztime $(FUZZTIME)
+	$(GO) test ./load -run '^$$' -fuzz FuzzReadResponse -fuzztime $(FUZZTIME)
+	$(GO) test ./load -run '^$$' -fuzz FuzzAnswer -fuzztime $(FUZZTIME)
 
 ## bench: proxy and load engine figures, written to bench/results/
 bench:

@@ -17,7 +17,13 @@
 // this package, as bytes rendered once by net/http's request writer; a
 // simple answer is read in place, any other by net/http's response reader
 // (net/http's own Transport and Client cost the load generator about
-// twice the CPU per request: see bench/results/load.md).
+// twice the CPU per request: see bench/results/load.md). On Linux, a run
+// whose every request is plain HTTP to an IP address (no TLS, no name to
+// resolve) has no goroutine a worker: its workers are slots of event
+// loops of the engine's own, one for every two cores, each waiting for all its
+// connections in one epoll_wait, as wrk does; the open model, the
+// timeout, the one retry on a closed kept-alive connection and the
+// answers read are the same.
 //
 // # Kinds, as an experiment file would give them
 //

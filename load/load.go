@@ -180,9 +180,16 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 		max:      int(min(cfg.MaxWorkers, 1<<20)),
 		flight:   cfg.Flight,
 	}
+	if !goroutinesOnly {
+		e.loops = newLoops(e)
+	}
 	e.run()
 	return nil
 }
+
+// goroutinesOnly makes every run send its requests from goroutine
+// workers, even those the event loops could send: tests of both set it.
+var goroutinesOnly bool
 
 // picker chooses request indices by weight: the choice for request n is a
 // function of the seed and n alone.

@@ -21,6 +21,16 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// bothEngines runs test once with the event loops that send plain HTTP
+// to an address, and once with the goroutine workers that send the rest.
+func bothEngines(t *testing.T, test func(t *testing.T)) {
+	t.Run("event loops", test)
+	t.Run("goroutine workers", func(t *testing.T) {
+		load.UseGoroutineWorkers(t)
+		test(t)
+	})
+}
+
 // run drives cfg for d and returns the results.
 func run(t *testing.T, cfg load.Config, d time.Duration) []load.Result {
 	t.Helper()
@@ -34,30 +44,32 @@ func run(t *testing.T, cfg load.Config, d time.Duration) []load.Result {
 }
 
 func TestEveryRequestIsCounted(t *testing.T) {
-	var got, failed atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if got.Add(1)%2 == 0 {
-			failed.Add(1)
-			w.WriteHeader(http.StatusServiceUnavailable)
+	bothEngines(t, func(t *testing.T) {
+		var got, failed atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if got.Add(1)%2 == 0 {
+				failed.Add(1)
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}))
+		defer srv.Close()
+		start := time.Now()
+		res := run(t, load.Config{Rate: 200, Requests: []load.Request{{URL: srv.URL}}}, time.Second)
+		elapsed := time.Since(start)
+		errs := 0
+		for _, r := range res {
+			if r.Failed() {
+				errs++
+			}
 		}
-	}))
-	defer srv.Close()
-	start := time.Now()
-	res := run(t, load.Config{Rate: 200, Requests: []load.Request{{URL: srv.URL}}}, time.Second)
-	elapsed := time.Since(start)
-	errs := 0
-	for _, r := range res {
-		if r.Failed() {
-			errs++
+		if int64(len(res)) != got.Load() || int64(errs) != failed.Load() {
+			t.Fatalf("results: %d requests, %d errors; the server saw %d requests, answered %d with 503", len(res), errs, got.Load(), failed.Load())
 		}
-	}
-	if int64(len(res)) != got.Load() || int64(errs) != failed.Load() {
-		t.Fatalf("results: %d requests, %d errors; the server saw %d requests, answered %d with 503", len(res), errs, got.Load(), failed.Load())
-	}
-	// An open model sends at the rate, never above it.
-	if limit := int(200*elapsed.Seconds()) + 2; len(res) == 0 || len(res) > limit {
-		t.Fatalf("%d requests in %v at 200/s, want 1..%d", len(res), elapsed, limit)
-	}
+		// An open model sends at the rate, never above it.
+		if limit := int(200*elapsed.Seconds()) + 2; len(res) == 0 || len(res) > limit {
+			t.Fatalf("%d requests in %v at 200/s, want 1..%d", len(res), elapsed, limit)
+		}
+	})
 }
 
 // TestLatencyCountsFromIntendedStart: with one worker and a server that
@@ -84,24 +96,26 @@ func TestLatencyCountsFromIntendedStart(t *testing.T) {
 }
 
 func TestTimeoutIsAnErrorAndCountsItsTime(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
+	bothEngines(t, func(t *testing.T) {
+		release := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		defer srv.Close()
+		defer close(release)
+		res := run(t, load.Config{Rate: 20, Timeout: 100 * time.Millisecond, Requests: []load.Request{{URL: srv.URL}}}, 300*time.Millisecond)
+		if len(res) == 0 {
+			t.Fatal("no results")
 		}
-	}))
-	defer srv.Close()
-	defer close(release)
-	res := run(t, load.Config{Rate: 20, Timeout: 100 * time.Millisecond, Requests: []load.Request{{URL: srv.URL}}}, 300*time.Millisecond)
-	if len(res) == 0 {
-		t.Fatal("no results")
-	}
-	for _, r := range res {
-		if !r.Failed() || r.Latency < 100*time.Millisecond {
-			t.Fatalf("timed-out request: %+v, want failed with latency >= the 100ms timeout", r)
+		for _, r := range res {
+			if !r.Failed() || r.Latency < 100*time.Millisecond {
+				t.Fatalf("timed-out request: %+v, want failed with latency >= the 100ms timeout", r)
+			}
 		}
-	}
+	})
 }
 
 func TestWeightsShareTheRate(t *testing.T) {
@@ -168,27 +182,29 @@ func TestSameURLDifferentRequests(t *testing.T) {
 // its answer) costs no error: a kept-alive connection found closed before
 // any answer came is replaced, and the request sent again once.
 func TestClosedIdleConnectionsAreNoErrors(t *testing.T) {
-	for name, configure := range map[string]func(*httptest.Server){
-		"idle timeout":     func(s *httptest.Server) { s.Config.IdleTimeout = time.Millisecond },
-		"connection close": func(s *httptest.Server) { s.Config.SetKeepAlivesEnabled(false) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			var got atomic.Int64
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
-			configure(srv)
-			srv.Start()
-			defer srv.Close()
-			res := run(t, load.Config{Rate: 50, MaxWorkers: 2, Requests: []load.Request{{Method: "POST", URL: srv.URL, Body: []byte("x")}}}, time.Second)
-			for _, r := range res {
-				if r.Failed() {
-					t.Fatalf("%s: %+v", name, r)
+	bothEngines(t, func(t *testing.T) {
+		for name, configure := range map[string]func(*httptest.Server){
+			"idle timeout":     func(s *httptest.Server) { s.Config.IdleTimeout = time.Millisecond },
+			"connection close": func(s *httptest.Server) { s.Config.SetKeepAlivesEnabled(false) },
+		} {
+			t.Run(name, func(t *testing.T) {
+				var got atomic.Int64
+				srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
+				configure(srv)
+				srv.Start()
+				defer srv.Close()
+				res := run(t, load.Config{Rate: 50, MaxWorkers: 2, Requests: []load.Request{{Method: "POST", URL: srv.URL, Body: []byte("x")}}}, time.Second)
+				for _, r := range res {
+					if r.Failed() {
+						t.Fatalf("%s: %+v", name, r)
+					}
 				}
-			}
-			if len(res) < 10 || int64(len(res)) != got.Load() {
-				t.Fatalf("%d results, the server answered %d", len(res), got.Load())
-			}
-		})
-	}
+				if len(res) < 10 || int64(len(res)) != got.Load() {
+					t.Fatalf("%d results, the server answered %d", len(res), got.Load())
+				}
+			})
+		}
+	})
 }
 
 func TestSummary(t *testing.T) {

@@ -76,6 +76,12 @@ type lengths struct {
 // plainly simple (see readResponse); ok is false otherwise.
 func simpleHead(br *bufio.Reader, head bool) (code int, keepAlive bool, n lengths, ok bool) {
 	buf, _ := br.Peek(br.Buffered())
+	return parseSimpleHead(buf, head)
+}
+
+// parseSimpleHead parses the head at the start of buf if it is there
+// whole and plainly simple (see readResponse); ok is false otherwise.
+func parseSimpleHead(buf []byte, head bool) (code int, keepAlive bool, n lengths, ok bool) {
 	end := bytes.Index(buf, []byte("\r\n\r\n"))
 	if end < 0 {
 		return 0, false, n, false
