@@ -60,16 +60,16 @@ mkdir -p bench/results
   echo
   echo "Ratios of the runs: default ${ratios[*]}; at most 64 workers ${ratios64[*]}."
   echo
-  echo "The rate ratio swings with what else the machine runs (four whole runs of this script on 2026-12-04 gave medians of 0.83×, 0.88×,"
-  echo "0.92× and 0.86×); the CPU per request over wrk's is the steadier figure of what the engine costs."
+  echo "The rate ratio swings with what else the machine runs (wrk alone gives tens of percent more or less from one run to the next on"
+  echo "a shared VM); the CPU per request over wrk's is the steadier figure of what the engine costs."
   echo
-  echo "Where the rest of the gap goes (perf record of both generators against the same server, 2026-12-04): each makes the same"
-  echo "system calls a request, a write and a read, and the kernel's TCP work is the same. The engine's workers are goroutines, one a"
-  echo "connection: a worker that waits for its answer parks, and the Go scheduler parks and wakes threads for it (futex and nanosleep,"
-  echo "a ninth of the engine's CPU, and twice wrk's context switches a request), where each of wrk's two threads runs one epoll loop over its"
-  echo "connections. What the engine controls it has cut (no allocation a request: no GC cycle in a run; a response head parsed in"
-  echo "place), and more workers than it keeps did not help: 32 from the start measured the same (median 0.89× of 6 runs). What might close the"
-  echo "gap is an epoll loop of the engine's own for plain HTTP, as wrk's (a wait in epoll_wait still hands its thread's P off in Go: to be measured)."
+  echo "How the engine keeps up: these requests are plain HTTP to an IP address, so they go out on event loops of the engine's own, one for"
+  echo "every two cores, each waiting for all its connections in one epoll_wait, as each of wrk's threads does: a request costs a write and a read,"
+  echo "and no goroutine parks and wakes for it (on these two cores, one loop took a fifth less CPU per request than two, which shared the cores"
+  echo "with the server). The loops start with 32 slots, where goroutine workers start with 8: 32 took a tenth less CPU per request. With a goroutine a worker (what traffic with TLS, host names or other kinds still runs on),"
+  echo "the engine reached 0.83–0.92× wrk in four runs of this script on 2026-12-04, at 1.2–1.3× its CPU per request: the difference was the Go"
+  echo "scheduler parking and waking threads for the goroutines that waited for an answer (futex and nanosleep, a ninth of the engine's CPU,"
+  echo "and twice wrk's context switches a request)."
   echo
   echo "At a constant 10,000 requests/s for 5 s, each run: the issued rate is from the actual send times (requests after the first over the time"
   echo "from the first send to the last), the send lag is how long after its intended start a request went out, and latency runs from"

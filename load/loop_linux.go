@@ -588,20 +588,19 @@ func (l *loop) read(s *slot) {
 			l.consider(s, false) // a full buffer is no simple head: readResponse takes it
 			return
 		}
-		n, err := unix.Read(c.fd, c.a.buf[len(c.a.buf):cap(c.a.buf)])
+		had := len(c.a.buf)
+		n, err := c.fill()
 		switch {
 		case err == unix.EAGAIN:
 			return
-		case err == unix.EINTR:
-			continue
 		case err != nil:
-			if len(c.a.buf) == 0 && !c.a.inBody && l.retry(s) {
+			if had == 0 && !c.a.inBody && l.retry(s) {
 				return
 			}
 			l.fail(s, l.connError(s, "read", err))
 			return
 		case n == 0:
-			if len(c.a.buf) == 0 && !c.a.inBody {
+			if had == 0 && !c.a.inBody {
 				if l.retry(s) {
 					return
 				}
@@ -611,7 +610,6 @@ func (l *loop) read(s *slot) {
 			l.consider(s, true)
 			return
 		}
-		c.a.buf = c.a.buf[:len(c.a.buf)+n]
 		if l.consider(s, false) {
 			return
 		}
@@ -694,17 +692,28 @@ func (l *loop) handOff(s *slot) {
 // answer to start with; a connection the server closed is closed.
 func (l *loop) readIdle(c *lconn) {
 	for len(c.a.buf) < cap(c.a.buf) {
-		n, err := unix.Read(c.fd, c.a.buf[len(c.a.buf):cap(c.a.buf)])
+		n, err := c.fill()
 		switch {
 		case err == unix.EAGAIN:
 			return
-		case err == unix.EINTR:
-			continue
 		case err != nil || n == 0:
 			l.dropIdle(c)
 			return
 		}
-		c.a.buf = c.a.buf[:len(c.a.buf)+n]
+	}
+}
+
+// fill reads what has come on c into the room left in its buffer.
+func (c *lconn) fill() (int, error) {
+	for {
+		n, err := unix.Read(c.fd, c.a.buf[len(c.a.buf):cap(c.a.buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if n > 0 {
+			c.a.buf = c.a.buf[:len(c.a.buf)+n]
+		}
+		return n, err
 	}
 }
 
