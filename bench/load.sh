@@ -66,7 +66,7 @@ mkdir -p bench/results
   echo "How the engine keeps up: these requests are plain HTTP to an IP address, so they go out on event loops of the engine's own, one for"
   echo "every two cores, each waiting for all its connections in one epoll_wait, as each of wrk's threads does: a request costs a write and a read,"
   echo "and no goroutine parks and wakes for it (on these two cores, one loop took a fifth less CPU per request than two, which shared the cores"
-  echo "with the server). The loops start with 32 slots, where goroutine workers start with 8: 32 took a tenth less CPU per request. With a goroutine a worker (what traffic with TLS, host names or other kinds still runs on),"
+  echo "with the server). The loops start with 16 slots, where goroutine workers start with 8: 16 took a sixth less CPU per request. With a goroutine a worker (what traffic with TLS, host names or other kinds still runs on),"
   echo "the engine reached 0.83–0.92× wrk in four runs of this script on 2026-12-04, at 1.2–1.3× its CPU per request: the difference was the Go"
   echo "scheduler parking and waking threads for the goroutines that waited for an answer (futex and nanosleep, a ninth of the engine's CPU,"
   echo "and twice wrk's context switches a request)."

@@ -58,11 +58,13 @@ type engine struct {
 // Event loops start with more slots than goroutine workers: a slot costs
 // nothing while it waits (it opens a connection only when requests
 // overlap), and the more requests a loop has in flight, the more each
-// epoll_wait serves: against a server on the same two cores, 32 slots
-// took a tenth less CPU per request than 8 (bench/load.sh).
+// epoll_wait serves: against a server on the same two cores, 16 slots
+// took a sixth less CPU per request than 8 (bench/load.sh). Not more: a
+// probe doubles them, and every slot a kept probe adds may open a
+// connection to the server.
 const (
 	initialWorkers = 8
-	initialSlots   = 32
+	initialSlots   = 16
 	lookEvery      = 50 * time.Millisecond
 	lateness       = 5 * time.Millisecond
 	stallLatency   = 100 * time.Millisecond

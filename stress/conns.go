@@ -64,6 +64,7 @@ func Connections(ctx context.Context, cfg ConnConfig, ready func()) (Result, err
 		ready()
 	}
 	wait := 10 * time.Millisecond
+	lostSeen := lost.Load()
 	for ctx.Err() == nil {
 		if held() >= cfg.Count {
 			select { // until one is lost
@@ -75,17 +76,21 @@ func Connections(ctx context.Context, cfg ConnConfig, ready func()) (Result, err
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
-			lostBefore := lost.Load()
 			more, _ := openMany(ctx, cfg, cfg.Count-held(), onLost)
 			closers = append(closers, more...)
 			res.Conns = max(res.Conns, held())
-			if len(more) > 0 && lost.Load() == lostBefore {
+			// A connection the server closes is seen lost only once its
+			// reader has read the end, which may be after this round:
+			// every loss since the last round counts against this one.
+			now := lost.Load()
+			if len(more) > 0 && now == lostSeen {
 				wait = 10 * time.Millisecond
 			} else {
 				// Nothing opened, or the server closes what opens: back off,
 				// up to a second, rather than hammer it.
 				wait = min(2*wait, time.Second)
 			}
+			lostSeen = now
 		}
 	}
 	res.Held = time.Since(start).Seconds()
