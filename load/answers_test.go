@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,8 @@ import (
 // the event loops read simple ones themselves and hand the rest (chunked,
 // 1xx first, a head longer than their buffer) to net/http's reader; each
 // request is counted once, with its status, and none is an error but the
-// 5xx.
+// 5xx. A connection the answer leaves open carries the next request:
+// requests far outnumber connections.
 func TestAnswersOfEveryShape(t *testing.T) {
 	shapes := []struct {
 		name    string
@@ -62,10 +64,12 @@ func TestAnswersOfEveryShape(t *testing.T) {
 		for _, shape := range shapes {
 			t.Run(shape.name, func(t *testing.T) {
 				var got atomic.Int64
-				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					got.Add(1)
 					shape.handler(w, r)
 				}))
+				conns := connCounter(srv)
+				srv.Start()
 				defer srv.Close()
 				res := run(t, load.Config{Rate: 100, Requests: []load.Request{{Method: shape.method, URL: srv.URL}}}, 300*time.Millisecond)
 				if len(res) < 5 || int64(len(res)) != got.Load() {
@@ -75,6 +79,9 @@ func TestAnswersOfEveryShape(t *testing.T) {
 					if r.Code != shape.code || r.Failed() != (shape.code >= 500) {
 						t.Fatalf("result %+v, want code %d", r, shape.code)
 					}
+				}
+				if n := conns.Load(); shape.name != "until close" && n > int64(len(res)/2) {
+					t.Fatalf("%d connections for %d requests: kept-alive connections were not used again", n, len(res))
 				}
 			})
 		}
@@ -135,6 +142,28 @@ func answering(t *testing.T, answer func(net.Conn)) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// A long answer still coming when its timeout ends is a timeout, however
+// fast its bytes come: reading it gives the clock its turn.
+func TestALongAnswerTimesOut(t *testing.T) {
+	const size = 256 << 20 // no loopback carries it in 20 ms
+	chunk := make([]byte, 1<<20)
+	bothEngines(t, func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			for range size / len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					return // the client gave up
+				}
+			}
+		}))
+		defer srv.Close()
+		res := run(t, load.Config{Rate: 5, Timeout: 20 * time.Millisecond, Requests: []load.Request{{URL: srv.URL}}}, 100*time.Millisecond)
+		if len(res) != 1 || !res[0].Failed() || !strings.Contains(res[0].Err, "timeout") {
+			t.Fatalf("results %+v, want one timeout", res)
+		}
+	})
 }
 
 // A run that ends while its next request is not yet due returns at once:

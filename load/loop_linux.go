@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -165,6 +166,7 @@ type loop struct {
 	slots    int        // slots the loop has
 	most     int        // the most it has had: as many idle connections are kept, for the next probe
 	busy     int        // slots with a request sent and not finished (away ones too)
+	again    []inFlight // long answers to read on, after the others' turn
 	ready    []*slot    // slots free to take a request
 	waiting  []*slot    // slots with a request taken and not yet due, by due time
 	flying   []inFlight // requests sent, by deadline; finished ones are skipped
@@ -180,9 +182,9 @@ type loop struct {
 
 // inbox is what other goroutines tell a loop.
 type inbox struct {
-	add    int     // slots to add
-	retire int     // slots to take away, as they come free
-	back   []*slot // slots whose answer readResponse has read
+	add    int        // slots to add
+	retire int        // slots to take away, as they come free
+	back   []handBack // slots whose answer readResponse has read
 	stop   bool
 }
 
@@ -282,13 +284,14 @@ func (l *loop) run() {
 	defer l.e.workers.Done()
 	events := make([]unix.EpollEvent, 256)
 	for {
+		l.readAgain()
 		l.serve()
 		if l.stopping && l.busy == 0 {
 			break
 		}
 		l.arm()
 		wait := -1
-		if len(l.ready) > 0 {
+		if len(l.ready) > 0 || len(l.again) > 0 {
 			wait = 0
 		}
 		k, err := unix.EpollWait(l.ep, events, wait)
@@ -354,10 +357,13 @@ func (l *loop) readInbox() {
 	}
 	l.most = max(l.most, l.slots)
 	l.retiring += m.retire
-	for _, s := range m.back {
+	for _, b := range m.back {
 		l.busy--
-		s.state = slotFree
-		l.ready = append(l.ready, s)
+		b.s.state = slotFree
+		l.ready = append(l.ready, b.s)
+		if b.fd >= 0 {
+			l.adopt(b)
+		}
 	}
 	if m.stop {
 		l.stopping, l.waiting = true, nil
@@ -495,27 +501,40 @@ func (l *loop) dial(s *slot) {
 		l.fail(s, l.dialError(s, os.NewSyscallError("socket", err)))
 		return
 	}
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // as net.Dial sets it
+	// As net.Dialer{KeepAlive: 30 * time.Second} sets them.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 30)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 30)
 	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
 		_ = unix.Close(fd)
 		l.fail(s, l.dialError(s, os.NewSyscallError("connect", err)))
 		return
 	}
+	c, err := l.register(fd, l.at[s.i])
+	if err != nil {
+		_ = unix.Close(fd)
+		l.fail(s, l.dialError(s, err))
+		return
+	}
+	s.c, c.s = c, s
+	s.wrote, s.state = 0, slotConnecting
+	c.a.start(l.wires[s.i].method == http.MethodHead)
+}
+
+// register makes fd, a connection to address addr, one of the loop's.
+func (l *loop) register(fd, addr int) (*lconn, error) {
 	l.serial++
-	c := &lconn{fd: fd, serial: l.serial, addr: l.at[s.i], a: answer{buf: make([]byte, 0, answerBuffer)}}
+	c := &lconn{fd: fd, serial: l.serial, addr: addr, a: answer{buf: make([]byte, 0, answerBuffer)}}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: c.serial}
 	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		_ = unix.Close(fd)
-		l.fail(s, l.dialError(s, os.NewSyscallError("epoll_ctl", err)))
-		return
+		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
 	for fd >= len(l.byFD) {
 		l.byFD = append(l.byFD, nil)
 	}
 	l.byFD[fd] = c
-	s.c, c.s = c, s
-	s.wrote, s.state = 0, slotConnecting
-	c.a.start(l.wires[s.i].method == http.MethodHead)
+	return c, nil
 }
 
 // event handles what epoll says of c.
@@ -527,6 +546,9 @@ func (l *loop) event(c *lconn, events uint32) {
 	}
 	switch s.state {
 	case slotConnecting:
+		if events&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 {
+			c.unread = true // an answer before the request: read once it is out
+		}
 		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
 			return
 		}
@@ -583,18 +605,23 @@ func (l *loop) write(s *slot) {
 func (l *loop) read(s *slot) {
 	c := s.c
 	c.unread = false
-	for {
+	for got := 0; ; {
+		if got >= readTurn { // the others' turn, and the timers': back after them
+			l.again = append(l.again, inFlight{s: s, gen: s.gen})
+			return
+		}
 		if len(c.a.buf) == cap(c.a.buf) {
 			l.consider(s, false) // a full buffer is no simple head: readResponse takes it
 			return
 		}
 		had := len(c.a.buf)
 		n, err := c.fill()
+		got += max(n, 0)
 		switch {
 		case err == unix.EAGAIN:
 			return
 		case err != nil:
-			if had == 0 && !c.a.inBody && l.retry(s) {
+			if had == 0 && !c.a.inBody && err == unix.ECONNRESET && l.retry(s) {
 				return
 			}
 			l.fail(s, l.connError(s, "read", err))
@@ -612,6 +639,22 @@ func (l *loop) read(s *slot) {
 		}
 		if l.consider(s, false) {
 			return
+		}
+	}
+}
+
+// readTurn is how much of a long answer read reads before the loop's
+// other connections and timers have their turn (epoll says nothing more
+// of bytes already come: the loop reads on, after them).
+const readTurn = 256 << 10
+
+// readAgain goes on reading the long answers that read left for a turn.
+func (l *loop) readAgain() {
+	again := l.again
+	l.again = nil
+	for _, f := range again {
+		if f.s.gen == f.gen && f.s.state == slotReading {
+			l.read(f.s)
 		}
 	}
 }
@@ -671,20 +714,83 @@ func (l *loop) handOff(s *slot) {
 		l.fail(s, err)
 		return
 	}
-	held := bytes.Clone(c.a.buf)
-	head := c.a.head
+	held := bytes.NewReader(bytes.Clone(c.a.buf))
+	head, addr := c.a.head, c.addr
 	s.c, s.state = nil, slotAway
 	e := l.e
 	l.away.Add(1)
 	go func() {
 		defer l.away.Done()
 		_ = nc.SetDeadline(s.deadline)
-		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(held), nc), 4096)
-		code, _, err := readResponse(br, head)
+		br := bufio.NewReaderSize(io.MultiReader(held, nc), 4096)
+		code, keepAlive, err := readResponse(br, head)
+		back := handBack{s: s, fd: -1, addr: addr}
+		if err == nil && keepAlive {
+			back.fd, back.left = keep(nc, br, held)
+		}
 		_ = nc.Close()
 		e.record(s.n, s.i, s.due, s.sent, code, err)
-		l.post(func(m *inbox) { m.back = append(m.back, s) })
+		l.post(func(m *inbox) { m.back = append(m.back, back) })
 	}()
+}
+
+// handBack is a slot readResponse is done with, and its connection if it
+// may carry another request.
+type handBack struct {
+	s    *slot
+	fd   int    // -1: closed
+	addr int    // its address
+	left []byte // bytes read past the answer, for the next one
+}
+
+// keep takes a kept-alive connection back from the Go poller for the loop:
+// a duplicate of its descriptor, non-blocking, and the bytes read past the
+// answer (a bufio.Reader would keep them for the next); fd is -1 when it
+// cannot.
+func keep(nc net.Conn, br *bufio.Reader, held *bytes.Reader) (fd int, left []byte) {
+	fd = -1
+	sc, ok := nc.(syscall.Conn)
+	if !ok || br.Buffered()+held.Len() > answerBuffer {
+		return -1, nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, nil
+	}
+	_ = raw.Control(func(s uintptr) {
+		if d, err := unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			if unix.SetNonblock(d, true) == nil {
+				fd = d
+			} else {
+				_ = unix.Close(d)
+			}
+		}
+	})
+	if fd < 0 {
+		return -1, nil
+	}
+	left, _ = br.Peek(br.Buffered())
+	rest := make([]byte, held.Len())
+	_, _ = held.Read(rest)
+	return fd, append(bytes.Clone(left), rest...)
+}
+
+// adopt takes back the connection of an answer readResponse read, as an
+// idle one (or closes it, when the loop keeps enough).
+func (l *loop) adopt(b handBack) {
+	if l.stopping || l.nidle >= l.most {
+		_ = unix.Close(b.fd)
+		return
+	}
+	c, err := l.register(b.fd, b.addr)
+	if err != nil {
+		_ = unix.Close(b.fd)
+		return
+	}
+	c.reused = true
+	c.a.buf = append(c.a.buf, b.left...)
+	l.idle[c.addr] = append(l.idle[c.addr], c)
+	l.nidle++
 }
 
 // readIdle reads an idle connection that epoll says has news: bytes nobody
