@@ -186,3 +186,24 @@ func TestRunEndsBeforeTheNextRequestIsDue(t *testing.T) {
 		}
 	})
 }
+
+// A panic in fn ends the run, and Run panics with it in the caller's
+// goroutine, once every goroutine of the run has exited (goleak checks):
+// a caller that recovers (the runner does, and rolls back) is not ended
+// with the process.
+func TestAPanicInFnReachesRunsCaller(t *testing.T) {
+	bothEngines(t, func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		defer srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var p any
+		func() {
+			defer func() { p = recover() }()
+			_ = load.Run(ctx, load.Config{Rate: 100, Requests: []load.Request{{URL: srv.URL}}}, func(load.Result) { panic("the handler broke") })
+		}()
+		if msg, _ := p.(string); !strings.Contains(msg, "the handler broke") || ctx.Err() != nil {
+			t.Fatalf("Run panicked with %v (the run's context: %v), want the handler's panic before the run's end", p, ctx.Err())
+		}
+	})
+}

@@ -1,8 +1,10 @@
 package load
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +41,21 @@ type engine struct {
 	max     int
 	flight  *Flight // nil: nobody asks
 	loops   *loops  // nil: goroutine workers send the requests
+
+	end      context.CancelFunc // ends the run early: a goroutine of it panicked
+	panicked atomic.Pointer[string]
+}
+
+// catch, deferred in every goroutine the engine starts, turns a panic
+// there (in fn, or a bug) into the end of the run and a panic of Run in
+// its caller's goroutine, where the caller can recover (the runner does,
+// and rolls back) instead of the process ending with faults in place.
+func (e *engine) catch() {
+	if p := recover(); p != nil {
+		msg := fmt.Sprintf("load: %v\n%s", p, debug.Stack())
+		e.panicked.CompareAndSwap(nil, &msg)
+		e.end()
+	}
 }
 
 // Worker control. A run starts initialWorkers and looks every lookEvery
@@ -93,11 +110,9 @@ func (e *engine) run() {
 		defer e.flight.detach()
 	}
 	c := controller{e: e}
-	if e.loops != nil {
-		e.loops.start()
-	}
 	initial := initialWorkers
 	if e.loops != nil {
+		e.loops.start()
 		initial = initialSlots
 	}
 	c.spawn(min(initial, e.max))
@@ -249,6 +264,7 @@ func (c *controller) look(now time.Time, finished uint64) {
 
 func (e *engine) work() {
 	defer e.workers.Done()
+	defer e.catch()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for !e.retiring() {

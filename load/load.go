@@ -135,7 +135,9 @@ func (r Result) Failed() bool {
 // finish. It returns once every request it sent has finished, every
 // connection and pool it opened is closed and every goroutine it started
 // has exited. A Config it cannot run is an error before anything is sent
-// (every problem at once).
+// (every problem at once). A panic in fn, or in a goroutine of Run's own,
+// ends the run, and Run panics with it (and its stack) once the rest has
+// finished: in its caller's goroutine, where it can be recovered.
 //
 // Request n (from 0) is due at n/Rate after the start, and a worker sends
 // it then, or as soon as one is free when every worker is busy: latency
@@ -168,6 +170,8 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 		return err
 	}
 	defer ds.close()
+	ctx, end := context.WithCancel(ctx)
+	defer end()
 	e := &engine{
 		requests: cfg.Requests,
 		doers:    ds.doers,
@@ -177,6 +181,7 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 		pick:     newPicker(cfg.Requests, cfg.Seed),
 		fn:       fn,
 		done:     ctx.Done(),
+		end:      end,
 		max:      int(min(cfg.MaxWorkers, 1<<20)),
 		flight:   cfg.Flight,
 	}
@@ -184,6 +189,9 @@ func Run(ctx context.Context, cfg Config, fn func(Result)) error {
 		e.loops = newLoops(e)
 	}
 	e.run()
+	if p := e.panicked.Load(); p != nil {
+		panic(*p)
+	}
 	return nil
 }
 

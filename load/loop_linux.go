@@ -282,6 +282,8 @@ func (l *loop) post(f func(*inbox)) {
 
 func (l *loop) run() {
 	defer l.e.workers.Done()
+	defer l.close()
+	defer l.e.catch()
 	events := make([]unix.EpollEvent, 256)
 	for {
 		l.readAgain()
@@ -322,6 +324,11 @@ func (l *loop) run() {
 		}
 		l.timers(time.Now())
 	}
+}
+
+// close closes the loop once it ends (or panics): its connections, once
+// the answers handed to readResponse are read, and its descriptors.
+func (l *loop) close() {
 	l.away.Wait()
 	l.readInbox() // the slots handed back: nothing more to do with them
 	for _, c := range l.byFD {
@@ -721,16 +728,17 @@ func (l *loop) handOff(s *slot) {
 	l.away.Add(1)
 	go func() {
 		defer l.away.Done()
+		back := handBack{s: s, fd: -1, addr: addr}
+		defer func() { l.post(func(m *inbox) { m.back = append(m.back, back) }) }() // even after a panic: the loop waits for it
+		defer e.catch()
 		_ = nc.SetDeadline(s.deadline)
 		br := bufio.NewReaderSize(io.MultiReader(held, nc), 4096)
 		code, keepAlive, err := readResponse(br, head)
-		back := handBack{s: s, fd: -1, addr: addr}
 		if err == nil && keepAlive {
 			back.fd, back.left = keep(nc, br, held)
 		}
 		_ = nc.Close()
 		e.record(s.n, s.i, s.due, s.sent, code, err)
-		l.post(func(m *inbox) { m.back = append(m.back, back) })
 	}()
 }
 
